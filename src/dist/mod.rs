@@ -1,1 +1,188 @@
-//! dist
+//! Process-level parallelism: MPI through rsmpi when built with the `mpi` feature,
+//! otherwise a single process with the same interface.
+//!
+//! Only the main thread talks to MPI (rayon threads never do), so MPI is initialised
+//! with `Threading::Funneled`.
+
+#[cfg(feature = "mpi")]
+use mpi::traits::*;
+
+pub struct Comm {
+    rank: usize,
+    size: usize,
+    #[cfg(feature = "mpi")]
+    world: Option<mpi::topology::SimpleCommunicator>,
+    // Dropping the universe finalises MPI, so it lives as long as the communicator.
+    #[cfg(feature = "mpi")]
+    _universe: Option<mpi::environment::Universe>,
+}
+
+/// A type that can travel through the collectives.
+#[cfg(feature = "mpi")]
+pub trait Element: Equivalence + Copy + Default + std::ops::AddAssign {}
+#[cfg(feature = "mpi")]
+impl<T: Equivalence + Copy + Default + std::ops::AddAssign> Element for T {}
+#[cfg(not(feature = "mpi"))]
+pub trait Element: Copy + Default + std::ops::AddAssign {}
+#[cfg(not(feature = "mpi"))]
+impl<T: Copy + Default + std::ops::AddAssign> Element for T {}
+
+impl Comm {
+    /// Initialises MPI when built with it (also works for a program not started by mpirun:
+    /// a singleton of one rank), else a single process.
+    pub fn init() -> Comm {
+        #[cfg(feature = "mpi")]
+        {
+            if let Some((universe, _)) = mpi::initialize_with_threading(mpi::Threading::Funneled) {
+                let world = universe.world();
+                let (rank, size) = (world.rank() as usize, world.size() as usize);
+                return Comm { rank, size, world: Some(world), _universe: Some(universe) };
+            }
+        }
+        Comm::single()
+    }
+
+    pub fn single() -> Comm {
+        Comm {
+            rank: 0,
+            size: 1,
+            #[cfg(feature = "mpi")]
+            world: None,
+            #[cfg(feature = "mpi")]
+            _universe: None,
+        }
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+    pub fn size(&self) -> usize {
+        self.size
+    }
+    pub fn is_root(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// Element-wise sum over ranks, result on every rank.
+    pub fn all_reduce_sum<T: Element>(&self, buf: &mut [T]) {
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            if self.size > 1 {
+                let send = buf.to_vec();
+                w.all_reduce_into(&send[..], buf, mpi::collective::SystemOperation::sum());
+            }
+        }
+        let _ = buf;
+    }
+
+    /// Concatenates each rank's `send` on rank 0 in rank order. `counts[r]` is rank r's
+    /// length (known to all ranks). Returns the full buffer on rank 0, empty elsewhere.
+    pub fn gather<T: Element>(&self, send: &[T], counts: &[usize]) -> Vec<T> {
+        assert_eq!(counts.len(), self.size);
+        debug_assert_eq!(counts[self.rank], send.len());
+        if self.size == 1 {
+            return send.to_vec();
+        }
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            let root = w.process_at_rank(0);
+            if self.rank == 0 {
+                let total: usize = counts.iter().sum();
+                let mut out = vec![T::default(); total];
+                let c: Vec<i32> = counts.iter().map(|&c| c as i32).collect();
+                let d: Vec<i32> = counts.iter().scan(0i32, |acc, &c| {
+                    let here = *acc;
+                    *acc += c as i32;
+                    Some(here)
+                }).collect();
+                let mut part = mpi::datatype::PartitionMut::new(&mut out[..], &c[..], &d[..]);
+                root.gather_varcount_into_root(send, &mut part);
+                return out;
+            } else {
+                root.gather_varcount_into(send);
+                return Vec::new();
+            }
+        }
+        unreachable!("several ranks without MPI")
+    }
+
+    /// Rank 0's bytes on every rank.
+    pub fn broadcast_bytes(&self, bytes: &mut Vec<u8>) {
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            if self.size > 1 {
+                let root = w.process_at_rank(0);
+                let mut len = [bytes.len() as u64];
+                root.broadcast_into(&mut len[..]);
+                bytes.resize(len[0] as usize, 0);
+                root.broadcast_into(&mut bytes[..]);
+            }
+        }
+        let _ = bytes;
+    }
+
+    pub fn barrier(&self) {
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            w.barrier();
+        }
+    }
+
+    /// Ends every rank of the job: a failure on one rank must never leave the others hanging
+    /// in a collective.
+    pub fn abort(&self, code: i32) -> ! {
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            if self.size > 1 {
+                w.abort(code);
+            }
+        }
+        std::process::exit(code)
+    }
+
+    /// Rank among the ranks on this node (which GPU a rank takes).
+    pub fn node_local_rank(&self) -> usize {
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            return w.split_shared(self.rank as i32).rank() as usize;
+        }
+        0
+    }
+
+    /// Contiguous block [start, end) of `n` items owned by this rank; earlier ranks take
+    /// the remainder, so blocks differ in size by at most one.
+    pub fn block(&self, n: usize) -> (usize, usize) {
+        block_of(n, self.size, self.rank)
+    }
+
+    pub fn block_counts(&self, n: usize) -> Vec<usize> {
+        (0..self.size).map(|r| { let (a, b) = block_of(n, self.size, r); b - a }).collect()
+    }
+}
+
+pub fn block_of(n: usize, size: usize, rank: usize) -> (usize, usize) {
+    let base = n / size;
+    let rem = n % size;
+    let start = rank * base + rank.min(rem);
+    let len = base + usize::from(rank < rem);
+    (start, start + len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn blocks_tile_the_range() {
+        for n in [0, 1, 7, 64] {
+            for size in 1..5 {
+                let mut next = 0;
+                for r in 0..size {
+                    let (a, b) = block_of(n, size, r);
+                    assert_eq!(a, next);
+                    next = b;
+                }
+                assert_eq!(next, n);
+            }
+        }
+    }
+}

@@ -1,1 +1,10 @@
-//! mc
+//! Markov chain Monte Carlo: molecular-dynamics integrators (separate from the actions
+//! they integrate), HMC chains, and the ensemble driver shared by `latdiff hmc`.
+
+pub mod ensemble;
+pub mod hmc;
+pub mod integrator;
+pub mod therm;
+
+pub use hmc::{Chain, HmcParams, TrajectoryResult};
+pub use integrator::Integrator;

@@ -1,0 +1,245 @@
+//! Ensemble files.
+//!
+//! Layout (documented in README.md):
+//!   /configs     float32 [N, L_t, L_x], one configuration per chunk, shuffle + deflate
+//!   /action      float64 [N]   S of each configuration
+//!   /delta_h     float64 [N]   ΔH of the trajectory that produced it (HMC)
+//!   /chain       int64   [N]   global chain (or sample-stream) index
+//!   /trajectory  int64   [N]   trajectory number within its chain
+//!   further float64 [N] columns on request (e.g. /log_weight from the sampler)
+//! and root attributes describing the run (see `attrs`).
+
+use super::attrs::{self, AttrValue};
+use crate::lattice::Lattice;
+use anyhow::{bail, Context, Result};
+use ndarray::{s, ArrayView1, ArrayView3};
+use std::path::{Path, PathBuf};
+
+const COLUMN_CHUNK: usize = 4096;
+
+/// Streams an ensemble to disk: rows are appended as they arrive, so memory stays
+/// bounded whatever N is. Nothing appears under the final name until `finish`.
+pub struct EnsembleWriter {
+    file: Option<hdf5::File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    lattice: Lattice,
+    configs: hdf5::Dataset,
+    f64_cols: Vec<(String, hdf5::Dataset)>,
+    i64_cols: Vec<(String, hdf5::Dataset)>,
+    n: usize,
+}
+
+impl EnsembleWriter {
+    /// `f64_columns` and `i64_columns` name the per-configuration columns besides /configs.
+    pub fn create(path: &Path, lattice: Lattice, f64_columns: &[&str], i64_columns: &[&str]) -> Result<Self> {
+        let tmp = super::temp_path(path);
+        let file = hdf5::File::create(&tmp).with_context(|| format!("creating '{}'", tmp.display()))?;
+        let (lt, lx) = (lattice.lt, lattice.lx);
+        let configs = file
+            .new_dataset::<f32>()
+            .chunk((1, lt, lx))
+            .shuffle()
+            .deflate(4)
+            .shape((0.., lt, lx))
+            .create("configs")?;
+        let mut f64_cols = Vec::new();
+        for name in f64_columns {
+            let d = file.new_dataset::<f64>().chunk(COLUMN_CHUNK).shape(0..).create(*name)?;
+            f64_cols.push((name.to_string(), d));
+        }
+        let mut i64_cols = Vec::new();
+        for name in i64_columns {
+            let d = file.new_dataset::<i64>().chunk(COLUMN_CHUNK).shape(0..).create(*name)?;
+            i64_cols.push((name.to_string(), d));
+        }
+        Ok(EnsembleWriter { file: Some(file), tmp, path: path.to_path_buf(), lattice, configs, f64_cols, i64_cols, n: 0 })
+    }
+
+    pub fn file(&self) -> &hdf5::File {
+        self.file.as_ref().expect("open until finish")
+    }
+
+    pub fn set_attr(&self, name: &str, value: AttrValue) -> Result<()> {
+        attrs::write_attr(self.file(), name, &value)
+    }
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Appends `k` rows: `configs` holds k·V values, each column k values, in the order
+    /// the columns were declared.
+    pub fn append(&mut self, configs: &[f32], f64_cols: &[&[f64]], i64_cols: &[&[i64]]) -> Result<()> {
+        let v = self.lattice.volume();
+        if configs.len() % v != 0 {
+            bail!("internal: {} values is not a whole number of {}-site configurations", configs.len(), v);
+        }
+        let k = configs.len() / v;
+        if f64_cols.len() != self.f64_cols.len() || i64_cols.len() != self.i64_cols.len() {
+            bail!("internal: column count mismatch when appending");
+        }
+        if k == 0 {
+            return Ok(());
+        }
+        let (a, b) = (self.n, self.n + k);
+        let (lt, lx) = (self.lattice.lt, self.lattice.lx);
+        self.configs.resize((b, lt, lx))?;
+        self.configs.write_slice(ArrayView3::from_shape((k, lt, lx), configs)?, s![a..b, .., ..])?;
+        for ((name, d), col) in self.f64_cols.iter().zip(f64_cols) {
+            if col.len() != k {
+                bail!("internal: column '{name}' has {} rows, expected {k}", col.len());
+            }
+            d.resize(b)?;
+            d.write_slice(ArrayView1::from(*col), a..b)?;
+        }
+        for ((name, d), col) in self.i64_cols.iter().zip(i64_cols) {
+            if col.len() != k {
+                bail!("internal: column '{name}' has {} rows, expected {k}", col.len());
+            }
+            d.resize(b)?;
+            d.write_slice(ArrayView1::from(*col), a..b)?;
+        }
+        self.n = b;
+        Ok(())
+    }
+
+    /// Flushes, closes and renames into place.
+    pub fn finish(mut self) -> Result<()> {
+        if let Some(f) = self.file.take() {
+            f.flush()?;
+            f.close()?;
+        }
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("renaming '{}' to '{}'", self.tmp.display(), self.path.display()))?;
+        Ok(())
+    }
+}
+
+impl Drop for EnsembleWriter {
+    fn drop(&mut self) {
+        // Not finished (error or panic): never leave a partial file behind.
+        if let Some(f) = self.file.take() {
+            drop(f);
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A read-only view of an ensemble file; configurations are read in ranges, never all at once
+/// unless asked.
+pub struct Ensemble {
+    pub path: PathBuf,
+    pub file: hdf5::File,
+    pub lattice: Lattice,
+    pub n: usize,
+    configs: hdf5::Dataset,
+}
+
+impl Ensemble {
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            bail!("{}: no such file", path.display());
+        }
+        let file = hdf5::File::open(path).map_err(|_| anyhow::anyhow!("{}: not an HDF5 file", path.display()))?;
+        let configs = file
+            .dataset("configs")
+            .map_err(|_| anyhow::anyhow!("{}: no /configs dataset (not a latdiff ensemble)", path.display()))?;
+        let shape = configs.shape();
+        if shape.len() != 3 {
+            bail!("{}: /configs has shape {:?}, expected [N, L_t, L_x]", path.display(), shape);
+        }
+        Ok(Ensemble { path: path.to_path_buf(), file, lattice: Lattice::new(shape[1], shape[2]), n: shape[0], configs })
+    }
+
+    pub fn attr(&self, name: &str) -> Result<AttrValue> {
+        attrs::read_attr(&self.file, name).with_context(|| format!("{}", self.path.display()))
+    }
+
+    pub fn attr_f64(&self, name: &str) -> Option<f64> {
+        attrs::read_attr(&self.file, name).ok().and_then(|v| v.as_f64())
+    }
+
+    pub fn attr_str(&self, name: &str) -> Option<String> {
+        attrs::read_attr(&self.file, name).ok().and_then(|v| v.as_str().map(str::to_string))
+    }
+
+    pub fn attrs(&self) -> Result<Vec<(String, AttrValue)>> {
+        attrs::read_all(&self.file)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.file.link_exists(name)
+    }
+
+    /// Configurations [a, b) as f32, row-major [b−a, L_t, L_x].
+    pub fn read_configs(&self, a: usize, b: usize) -> Result<Vec<f32>> {
+        let arr = self.configs.read_slice::<f32, _, ndarray::Ix3>(s![a..b, .., ..])?;
+        Ok(arr.into_raw_vec_and_offset().0)
+    }
+
+    pub fn read_f64(&self, name: &str) -> Result<Vec<f64>> {
+        let d = self.file.dataset(name).with_context(|| format!("{}: no /{name}", self.path.display()))?;
+        Ok(d.read_raw::<f64>()?)
+    }
+
+    pub fn read_i64(&self, name: &str) -> Result<Vec<i64>> {
+        let d = self.file.dataset(name).with_context(|| format!("{}: no /{name}", self.path.display()))?;
+        Ok(d.read_raw::<i64>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_atomic_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.h5");
+        let lat = Lattice::new(2, 3);
+        let mut w = EnsembleWriter::create(&path, lat, &["action"], &["chain"]).unwrap();
+        w.set_attr("kappa", AttrValue::F64(0.25)).unwrap();
+        w.set_attr("theory", AttrValue::Str("phi4".into())).unwrap();
+        w.set_attr("lattice", AttrValue::I64s(vec![2, 3])).unwrap();
+        let c1: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+        w.append(&c1, &[&[1.0, 2.0]], &[&[0, 1]]).unwrap();
+        w.append(&c1[..6], &[&[3.0]], &[&[7]]).unwrap();
+        assert!(!path.exists(), "final name must not exist before finish");
+        w.finish().unwrap();
+        let e = Ensemble::open(&path).unwrap();
+        assert_eq!((e.n, e.lattice), (3, lat));
+        assert_eq!(e.read_configs(1, 3).unwrap(), [&c1[6..12], &c1[..6]].concat());
+        assert_eq!(e.read_f64("action").unwrap(), vec![1.0, 2.0, 3.0]);
+        assert_eq!(e.read_i64("chain").unwrap(), vec![0, 1, 7]);
+        assert_eq!(e.attr_f64("kappa"), Some(0.25));
+        assert_eq!(e.attr_str("theory").as_deref(), Some("phi4"));
+        assert_eq!(e.attr("lattice").unwrap(), AttrValue::I64s(vec![2, 3]));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary left behind");
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.h5");
+        {
+            let mut w = EnsembleWriter::create(&path, Lattice::square(2), &[], &[]).unwrap();
+            w.append(&[0.0; 4], &[], &[]).unwrap();
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn open_errors_are_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.h5");
+        assert!(Ensemble::open(&missing).err().unwrap().to_string().contains("no such file"));
+        let txt = dir.path().join("x.h5");
+        std::fs::write(&txt, "hello").unwrap();
+        assert!(Ensemble::open(&txt).err().unwrap().to_string().contains("not an HDF5 file"));
+    }
+}
