@@ -1,1 +1,385 @@
-//! Run configuration
+//! Run configuration: command-line flags over a TOML file over built-in defaults.
+//!
+//! Each command has one options struct that is both its clap arguments and its TOML
+//! schema (every field optional, unknown keys refused), and one resolved struct with every
+//! value filled in. The resolved struct serialises to TOML: that text is stored in every
+//! output file (`config` attribute) and is itself a valid `--config` file.
+
+use crate::lattice::Lattice;
+use crate::mc::hmc::Start;
+use crate::mc::Integrator;
+use crate::theory::Parametrisation;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Lattice size from `32`, `"32"` or `"16x32"`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatticeSpec(pub Lattice);
+
+impl FromStr for LatticeSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Lattice::parse(s).map(LatticeSpec)
+    }
+}
+impl Serialize for LatticeSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+impl<'de> Deserialize<'de> for LatticeSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            S(String),
+        }
+        let s = match Raw::deserialize(d)? {
+            Raw::N(n) => n.to_string(),
+            Raw::S(s) => s,
+        };
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Thermalisation length: a number of trajectories, or `auto` (extend until the drift
+/// check passes, up to `n_therm_max`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NTherm {
+    Fixed(usize),
+    Auto,
+}
+
+impl FromStr for NTherm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(NTherm::Auto);
+        }
+        s.parse::<usize>().map(NTherm::Fixed).map_err(|_| {
+            format!("n_therm: '{s}' is neither a non-negative number of trajectories nor 'auto'")
+        })
+    }
+}
+impl Serialize for NTherm {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            NTherm::Fixed(n) => s.serialize_u64(*n as u64),
+            NTherm::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+impl<'de> Deserialize<'de> for NTherm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) if n >= 0 => Ok(NTherm::Fixed(n as usize)),
+            Raw::N(n) => Err(serde::de::Error::custom(format!(
+                "n_therm: {n} is negative"
+            ))),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Reads a TOML options file; errors name the file, the line and the key.
+pub fn read_options_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("config: cannot read '{}': {e}", path.display()))?;
+    toml::from_str::<T>(&text).map_err(|e| {
+        let line = e.span().map(|sp| {
+            let line_no = text[..sp.start].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            format!(" line {line_no} (`{line}`)")
+        });
+        anyhow!(
+            "config '{}'{}: {}",
+            path.display(),
+            line.unwrap_or_default(),
+            e.message().trim()
+        )
+    })
+}
+
+/// Flags over file over defaults: both option structs serialise with `None` skipped, the
+/// flag map is laid over the file map, and the result fills the resolved struct, whose
+/// `#[serde(default)]` supplies the rest.
+pub fn merge<O: Serialize, R: DeserializeOwned>(file: &O, flags: &O) -> Result<R> {
+    let mut base = serde_json::to_value(file)?;
+    let top = serde_json::to_value(flags)?;
+    if let (Some(b), Some(t)) = (base.as_object_mut(), top.as_object()) {
+        for (k, v) in t {
+            if !v.is_null() {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        b.retain(|_, v| !v.is_null());
+    }
+    serde_json::from_value(base).context("config: merging flags and file")
+}
+
+pub fn to_toml<T: Serialize>(cfg: &T) -> String {
+    toml::to_string(cfg).unwrap_or_else(|e| format!("# could not serialise config: {e}"))
+}
+
+pub fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn finite(key: &str, v: f64) -> Result<()> {
+    if !v.is_finite() {
+        bail!("{key}: {v} is not a finite number");
+    }
+    Ok(())
+}
+
+/// Default theory when none is named: the near-critical hopping-form point of the study.
+pub const DEFAULT_KAPPA: f64 = 0.27;
+pub const DEFAULT_LAMBDA: f64 = 0.022;
+
+pub fn resolve_theory(
+    kappa: Option<f64>,
+    m2: Option<f64>,
+    lambda: Option<f64>,
+) -> Result<Parametrisation> {
+    let p = match (kappa, m2) {
+        (Some(_), Some(_)) => {
+            bail!("kappa and m2: give one parametrisation (hopping: kappa, mass: m2), not both")
+        }
+        (None, Some(m2)) => {
+            let lambda = lambda.ok_or_else(|| anyhow!("lambda: required with m2 (mass form)"))?;
+            Parametrisation::Mass { m2, lambda }
+        }
+        (k, None) => Parametrisation::Hopping {
+            kappa: k.unwrap_or(DEFAULT_KAPPA),
+            lambda: lambda.unwrap_or(DEFAULT_LAMBDA),
+        },
+    };
+    match p {
+        Parametrisation::Hopping { kappa, lambda } => {
+            finite("kappa", kappa)?;
+            finite("lambda", lambda)?;
+        }
+        Parametrisation::Mass { m2, lambda } => {
+            finite("m2", m2)?;
+            finite("lambda", lambda)?;
+        }
+    }
+    let lambda = p.lambda();
+    if lambda < 0.0 {
+        bail!("lambda: {lambda} is negative (the action would be unbounded below)");
+    }
+    if lambda == 0.0 && !crate::theory::free::is_stable(&p) {
+        bail!(
+            "{}: the free theory (lambda = 0) is unstable here (needs kappa < 1/4, or m2 > 0)",
+            p.describe()
+        );
+    }
+    Ok(p)
+}
+
+/// `latdiff hmc` options: flags and TOML keys (same names, `-` ↔ `_`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct HmcOptions {
+    /// TOML file with any of these keys; flags override it.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Lattice size: L (square) or L_TxL_X.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lattice: Option<LatticeSpec>,
+    /// Hopping parameter κ (hopping form).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kappa: Option<f64>,
+    /// Bare mass squared m² (mass form); excludes --kappa.
+    #[arg(long, allow_hyphen_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub m2: Option<f64>,
+    /// Quartic coupling λ.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<f64>,
+    /// Number of configurations to save.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_configs: Option<usize>,
+    /// Independent Markov chains (spread over threads and ranks).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_chains: Option<usize>,
+    /// Thermalisation trajectories per chain, or `auto`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_therm: Option<NTherm>,
+    /// Cap for `--n-therm auto`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_therm_max: Option<usize>,
+    /// Trajectories between saved configurations of a chain.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_sep: Option<usize>,
+    /// MD integrator.
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integrator: Option<Integrator>,
+    /// MD steps per trajectory.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_md: Option<usize>,
+    /// Trajectory length.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tau: Option<f64>,
+    /// Start: cold (ordered), hot (random) or mixed (half each, compared after thermalisation).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<Start>,
+    /// Embedded-Ising (Wolff) cluster flips per trajectory.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_updates: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Output HDF5 file.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out: Option<PathBuf>,
+    /// Overwrite an existing output.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HmcConfig {
+    pub lattice: LatticeSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kappa: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub m2: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<f64>,
+    pub n_configs: usize,
+    pub n_chains: usize,
+    pub n_therm: NTherm,
+    pub n_therm_max: usize,
+    pub n_sep: usize,
+    pub integrator: Integrator,
+    pub n_md: usize,
+    pub tau: f64,
+    pub start: Start,
+    pub cluster_updates: usize,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub force: bool,
+}
+
+impl Default for HmcConfig {
+    fn default() -> Self {
+        HmcConfig {
+            lattice: LatticeSpec(Lattice::square(16)),
+            kappa: None,
+            m2: None,
+            lambda: None,
+            n_configs: 1024,
+            n_chains: 16,
+            n_therm: NTherm::Auto,
+            n_therm_max: 20000,
+            n_sep: 10,
+            integrator: Integrator::Omelyan,
+            n_md: 10,
+            tau: 1.0,
+            start: Start::Cold,
+            cluster_updates: 0,
+            seed: 1,
+            out: PathBuf::from("ensemble.h5"),
+            force: false,
+        }
+    }
+}
+
+impl HmcConfig {
+    pub fn from_options(flags: &HmcOptions) -> Result<Self> {
+        let file: HmcOptions = match &flags.config {
+            Some(p) => read_options_file(p)?,
+            None => HmcOptions::default(),
+        };
+        let mut cfg: HmcConfig = merge(&file, flags)?;
+        // Record the resolved theory explicitly (defaults included) in the stored config.
+        match cfg.theory()? {
+            Parametrisation::Hopping { kappa, lambda } => {
+                cfg.kappa = Some(kappa);
+                cfg.lambda = Some(lambda);
+            }
+            Parametrisation::Mass { m2, lambda } => {
+                cfg.m2 = Some(m2);
+                cfg.lambda = Some(lambda);
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn theory(&self) -> Result<Parametrisation> {
+        resolve_theory(self.kappa, self.m2, self.lambda)
+    }
+
+    pub fn lattice(&self) -> Lattice {
+        self.lattice.0
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.lattice.0.validate().map_err(|e| anyhow!(e))?;
+        self.theory()?;
+        if self.n_configs == 0 {
+            bail!("n_configs: must be at least 1");
+        }
+        if self.n_chains == 0 {
+            bail!("n_chains: must be at least 1");
+        }
+        if self.n_chains > self.n_configs {
+            bail!(
+                "n_chains: {} chains for {} configurations (each chain must save at least one)",
+                self.n_chains,
+                self.n_configs
+            );
+        }
+        if self.n_sep == 0 {
+            bail!("n_sep: must be at least 1");
+        }
+        if self.n_md == 0 {
+            bail!("n_md: must be at least 1");
+        }
+        if !(self.tau.is_finite() && self.tau > 0.0) {
+            bail!("tau: {} is not a positive trajectory length", self.tau);
+        }
+        if let NTherm::Fixed(n) = self.n_therm {
+            if n > self.n_therm_max.max(n) {
+                bail!("n_therm: {n} exceeds n_therm_max");
+            }
+        }
+        if self.n_therm_max < 8 {
+            bail!(
+                "n_therm_max: {} is too small (at least 8)",
+                self.n_therm_max
+            );
+        }
+        crate::io::check_output_path(&self.out, self.force)?;
+        Ok(())
+    }
+}

@@ -1,1 +1,127 @@
-//! Utilities
+//! Progress reporting and Slurm signals.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Progress of long work, shown by rank 0 only: a bar on a terminal, plain lines with
+/// rate and ETA every `LATDIFF_LOG_SECONDS` (default 30 s) in batch logs.
+pub struct Progress {
+    label: String,
+    total: u64,
+    done: u64,
+    unit: &'static str,
+    start: Instant,
+    last_line: Instant,
+    interval: Duration,
+    bar: Option<indicatif::ProgressBar>,
+    enabled: bool,
+}
+
+impl Progress {
+    pub fn new(label: &str, total: u64, unit: &'static str, enabled: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (enabled && tty).then(|| {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
+                )
+                .unwrap()
+                .progress_chars("=> "),
+            );
+            b.set_message(label.to_string());
+            b
+        });
+        let secs = std::env::var("LATDIFF_LOG_SECONDS")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(30.0);
+        Progress {
+            label: label.to_string(),
+            total,
+            done: 0,
+            unit,
+            start: Instant::now(),
+            last_line: Instant::now(),
+            interval: Duration::from_secs_f64(secs.max(0.0)),
+            bar,
+            enabled,
+        }
+    }
+
+    pub fn inc(&mut self, n: u64) {
+        self.inc_with(n, "");
+    }
+
+    /// Advances by `n`; `extra` is appended to batch-log lines (e.g. the current loss).
+    pub fn inc_with(&mut self, n: u64, extra: &str) {
+        self.done += n;
+        if !self.enabled {
+            return;
+        }
+        if let Some(b) = &self.bar {
+            b.set_position(self.done);
+            return;
+        }
+        if self.last_line.elapsed() >= self.interval && self.done < self.total {
+            self.last_line = Instant::now();
+            eprintln!("{}", self.line(extra));
+        }
+    }
+
+    fn line(&self, extra: &str) -> String {
+        let el = self.start.elapsed().as_secs_f64();
+        let rate = self.done as f64 / el.max(1e-9);
+        let eta = (self.total.saturating_sub(self.done)) as f64 / rate.max(1e-12);
+        format!(
+            "[{}] {}/{} {} ({:.1}%), {:.3} {}/s, elapsed {}, eta {}{}{}",
+            self.label,
+            self.done,
+            self.total,
+            self.unit,
+            100.0 * self.done as f64 / self.total.max(1) as f64,
+            rate,
+            self.unit,
+            hms(el),
+            hms(eta),
+            if extra.is_empty() { "" } else { ", " },
+            extra
+        )
+    }
+
+    pub fn finish(self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub fn hms(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// Set by SIGTERM or SIGUSR1 (Slurm's warning before the time limit); long loops poll it,
+/// finish their step, checkpoint and exit 0.
+#[derive(Clone)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn install() -> Self {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
+            let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
+        }
+        StopFlag(flag)
+    }
+
+    pub fn none() -> Self {
+        StopFlag(Arc::new(AtomicBool::new(false)))
+    }
+
+    pub fn raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}

@@ -1,1 +1,78 @@
-//! backend
+//! Device selection. `--device auto` picks CUDA only when a GPU is really usable and the
+//! command has a CUDA path; otherwise the CPU (rayon) path, the readable reference, runs.
+
+use anyhow::{bail, Result};
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceRequest {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Cuda { ordinal: usize },
+}
+
+/// Whether a CUDA driver is installed and at least one device answers. cudarc panics when
+/// libcuda.so is missing, so the library's presence is checked first.
+pub fn cuda_usable() -> Result<usize, String> {
+    // SAFETY: only probes whether the shared library can be loaded.
+    let present = std::panic::catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() })
+        .unwrap_or(false);
+    if !present {
+        return Err("no CUDA driver (libcuda.so) found".into());
+    }
+    match std::panic::catch_unwind(cudarc::driver::CudaContext::device_count) {
+        Ok(Ok(n)) if n > 0 => Ok(n as usize),
+        Ok(Ok(_)) => Err("the CUDA driver reports no devices".into()),
+        Ok(Err(e)) => Err(format!("the CUDA driver failed: {e}")),
+        Err(_) => Err("the CUDA driver could not be loaded".into()),
+    }
+}
+
+/// Resolves the request for a command. `has_cuda_path` says whether the command has a CUDA
+/// implementation yet; `local_rank` picks the GPU of this rank on its node.
+pub fn select(
+    req: DeviceRequest,
+    has_cuda_path: bool,
+    local_rank: usize,
+    announce: bool,
+) -> Result<Device> {
+    match req {
+        DeviceRequest::Cpu => Ok(Device::Cpu),
+        DeviceRequest::Cuda => {
+            let n = cuda_usable().map_err(|e| anyhow::anyhow!("device cuda: {e}"))?;
+            if !has_cuda_path {
+                bail!(
+                    "device cuda: this command has no CUDA implementation yet (use --device cpu)"
+                );
+            }
+            Ok(Device::Cuda {
+                ordinal: local_rank % n,
+            })
+        }
+        DeviceRequest::Auto => match cuda_usable() {
+            Ok(n) if has_cuda_path => Ok(Device::Cuda {
+                ordinal: local_rank % n,
+            }),
+            Ok(_) => {
+                if announce {
+                    eprintln!("device auto: a GPU is present but this command runs on the CPU (no CUDA path yet)");
+                }
+                Ok(Device::Cpu)
+            }
+            Err(why) => {
+                if announce {
+                    eprintln!("device auto: {why}; running on the CPU");
+                }
+                Ok(Device::Cpu)
+            }
+        },
+    }
+}

@@ -1,1 +1,109 @@
-//! cli
+//! Command-line interface: `latdiff <command>`.
+
+pub mod bench;
+pub mod hmc;
+pub mod info;
+
+use crate::backend::DeviceRequest;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "latdiff", version = crate::VERSION, about = "Lattice field theory ensembles: HMC, score-based diffusion training and exact sampling")]
+pub struct Cli {
+    /// Compute device: auto (CUDA when usable, else CPU), cpu, cuda.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    pub device: DeviceRequest,
+    /// Worker threads per rank (default: all cores available to the rank).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate a φ⁴ ensemble with Hybrid Monte Carlo (MPI-parallel over chains).
+    Hmc(crate::config::HmcOptions),
+    /// Describe an HDF5 file written by latdiff in physics terms.
+    Info(info::InfoArgs),
+    /// Measure throughput (HMC site-updates/s, ...).
+    Bench(bench::BenchArgs),
+}
+
+/// Errors found before any work: the same on every rank, printed once, exit code 2.
+#[derive(Debug)]
+pub struct InputError(pub anyhow::Error);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+impl std::error::Error for InputError {}
+
+/// Wraps a validation error so `main` reports it as bad input.
+pub fn input_err(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(InputError(e))
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    2
+                } else {
+                    0
+                };
+            }
+            // One line: clap's first line names the flag and the bad value.
+            let text = e.render().to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            return 2;
+        }
+    };
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("error: threads: must be at least 1");
+            return 2;
+        }
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    match cli.command {
+        Command::Hmc(opts) => hmc::run(&opts, cli.device),
+        Command::Info(a) => report(info::run(&a), 0),
+        Command::Bench(a) => report(bench::run(&a, cli.device), 0),
+    }
+}
+
+/// Prints an error on one line (rank 0 only for bad input) and returns the exit code.
+pub fn report(r: anyhow::Result<()>, rank: usize) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(ie) = e.downcast_ref::<InputError>() {
+                if rank == 0 {
+                    eprintln!("error: {ie}");
+                }
+                2
+            } else {
+                if rank == 0 {
+                    eprintln!("error: {e:#}");
+                } else {
+                    eprintln!("error [rank {rank}]: {e:#}");
+                }
+                1
+            }
+        }
+    }
+}

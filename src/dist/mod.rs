@@ -36,7 +36,12 @@ impl Comm {
             if let Some((universe, _)) = mpi::initialize_with_threading(mpi::Threading::Funneled) {
                 let world = universe.world();
                 let (rank, size) = (world.rank() as usize, world.size() as usize);
-                return Comm { rank, size, world: Some(world), _universe: Some(universe) };
+                return Comm {
+                    rank,
+                    size,
+                    world: Some(world),
+                    _universe: Some(universe),
+                };
             }
         }
         Comm::single()
@@ -90,11 +95,14 @@ impl Comm {
                 let total: usize = counts.iter().sum();
                 let mut out = vec![T::default(); total];
                 let c: Vec<i32> = counts.iter().map(|&c| c as i32).collect();
-                let d: Vec<i32> = counts.iter().scan(0i32, |acc, &c| {
-                    let here = *acc;
-                    *acc += c as i32;
-                    Some(here)
-                }).collect();
+                let d: Vec<i32> = counts
+                    .iter()
+                    .scan(0i32, |acc, &c| {
+                        let here = *acc;
+                        *acc += c as i32;
+                        Some(here)
+                    })
+                    .collect();
                 let mut part = mpi::datatype::PartitionMut::new(&mut out[..], &c[..], &d[..]);
                 root.gather_varcount_into_root(send, &mut part);
                 return out;
@@ -156,7 +164,12 @@ impl Comm {
     }
 
     pub fn block_counts(&self, n: usize) -> Vec<usize> {
-        (0..self.size).map(|r| { let (a, b) = block_of(n, self.size, r); b - a }).collect()
+        (0..self.size)
+            .map(|r| {
+                let (a, b) = block_of(n, self.size, r);
+                b - a
+            })
+            .collect()
     }
 }
 

@@ -1,1 +1,393 @@
-//! placeholder
+//! The `latdiff hmc` driver: thermalise (checked), then produce and stream an ensemble.
+//!
+//! Chains are split over ranks in contiguous blocks and over threads with rayon. Every
+//! chain's evolution depends only on (seed, chain index), and rank 0 writes rows in
+//! (round, chain) order, so the file is bit-identical for any rank or thread count.
+
+use super::hmc::{Chain, HmcParams, TrajectoryResult};
+use super::therm::{ChainHistory, ThermReport};
+use crate::config::{HmcConfig, NTherm};
+use crate::dist::Comm;
+use crate::io::{AttrValue, EnsembleWriter};
+use crate::theory::{Parametrisation, Phi4};
+use crate::util::{Progress, StopFlag};
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+
+/// Per-chain sums over production trajectories; summed in chain order on rank 0.
+#[derive(Clone, Copy, Debug, Default)]
+struct TrajStats {
+    n: f64,
+    accepted: f64,
+    exp_mdh: f64,
+    exp_mdh2: f64,
+    dh: f64,
+    dh2: f64,
+}
+
+impl TrajStats {
+    fn add(&mut self, r: &TrajectoryResult) {
+        let e = (-r.delta_h).exp();
+        self.n += 1.0;
+        self.accepted += f64::from(u8::from(r.accepted));
+        self.exp_mdh += e;
+        self.exp_mdh2 += e * e;
+        self.dh += r.delta_h;
+        self.dh2 += r.delta_h * r.delta_h;
+    }
+    fn to_vec(self) -> [f64; 6] {
+        [
+            self.n,
+            self.accepted,
+            self.exp_mdh,
+            self.exp_mdh2,
+            self.dh,
+            self.dh2,
+        ]
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct HmcSummary {
+    pub n_configs: usize,
+    pub acceptance: f64,
+    pub exp_mdh: f64,
+    pub exp_mdh_err: f64,
+    pub delta_h_rms: f64,
+    pub therm: ThermReport,
+    pub seconds: f64,
+    pub trajectories: u64,
+}
+
+/// One Markov step of a chain: an HMC trajectory followed by the configured cluster flips.
+pub fn update(
+    chain: &mut Chain,
+    theory: &Phi4,
+    params: &HmcParams,
+    cluster_updates: usize,
+) -> TrajectoryResult {
+    let r = chain.trajectory(theory, params);
+    if cluster_updates == 0 {
+        return r;
+    }
+    super::cluster::wolff_updates(chain, theory, cluster_updates);
+    TrajectoryResult {
+        action: chain.action,
+        sum_phi: chain.sum_phi,
+        ..r
+    }
+}
+
+pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> {
+    let t0 = std::time::Instant::now();
+    let lat = cfg.lattice();
+    let v = lat.volume();
+    let param = cfg.theory()?;
+    let theory = Phi4::new(lat, param);
+    let params = HmcParams {
+        integrator: cfg.integrator,
+        n_md: cfg.n_md,
+        tau: cfg.tau,
+    };
+    let root = comm.is_root();
+
+    let (c0, c1) = comm.block(cfg.n_chains);
+    let counts = comm.block_counts(cfg.n_chains);
+    let mut chains: Vec<Chain> = (c0..c1)
+        .map(|c| Chain::new(&theory, cfg.seed, c as u64, cfg.start))
+        .collect();
+    let mut hist: Vec<ChainHistory> = chains
+        .iter()
+        .map(|c| ChainHistory {
+            hot_start: c.hot_start,
+            ..Default::default()
+        })
+        .collect();
+
+    let mut writer = if root {
+        let w = EnsembleWriter::create(
+            &cfg.out,
+            lat,
+            &["action", "delta_h"],
+            &["chain", "trajectory"],
+        )?;
+        Some(w)
+    } else {
+        None
+    };
+
+    if root {
+        eprintln!(
+            "latdiff hmc: phi4 {} ({}) on {lat}, {} chains over {} rank(s) x {} thread(s), {} {}x{} tau={}, cluster flips/traj {}",
+            param.describe(),
+            param.name(),
+            cfg.n_chains,
+            comm.size(),
+            rayon::current_num_threads(),
+            cfg.integrator.name(),
+            cfg.n_md,
+            params.integrator.force_evals(cfg.n_md),
+            cfg.tau,
+            cfg.cluster_updates
+        );
+    }
+
+    // ---- thermalisation, checked ----
+    let (mut target, auto) = match cfg.n_therm {
+        NTherm::Fixed(n) => (n, false),
+        NTherm::Auto => (200.min(cfg.n_therm_max), true),
+    };
+    let vf = v as f64;
+    let mut progress = Progress::new("therm", target as u64, "traj", root);
+    let report = loop {
+        let done = hist.first().map_or(0, |h| h.action_density.len());
+        let todo = target - done;
+        let batch = 10.max(todo / 20).min(todo.max(1));
+        let mut left = todo;
+        while left > 0 {
+            let k = batch.min(left);
+            chains
+                .par_iter_mut()
+                .zip(hist.par_iter_mut())
+                .for_each(|(c, h)| {
+                    for _ in 0..k {
+                        let r = update(c, &theory, &params, cfg.cluster_updates);
+                        h.action_density.push(r.action / vf);
+                        h.abs_m.push((r.sum_phi / vf).abs());
+                    }
+                });
+            left -= k;
+            progress.inc(k as u64);
+            if stop.raised() {
+                bail!("stopped by signal during thermalisation (HMC runs restart from scratch; nothing was written)");
+            }
+        }
+        // Gather every chain's history to rank 0, which decides for all (deterministically).
+        let per = 1 + 2 * target;
+        let mut send = Vec::with_capacity(hist.len() * per);
+        for h in &hist {
+            send.push(f64::from(u8::from(h.hot_start)));
+            send.extend(&h.action_density);
+            send.extend(&h.abs_m);
+        }
+        let all = comm.gather(&send, &counts.iter().map(|c| c * per).collect::<Vec<_>>());
+        let mut msg = Vec::new();
+        if root {
+            let hs: Vec<ChainHistory> = all
+                .chunks(per)
+                .map(|c| ChainHistory {
+                    hot_start: c[0] != 0.0,
+                    action_density: c[1..1 + target].to_vec(),
+                    abs_m: c[1 + target..].to_vec(),
+                })
+                .collect();
+            let report = ThermReport::from_histories(&hs);
+            let more = auto && !report.ok() && target < cfg.n_therm_max;
+            msg = serde_json::to_vec(&(report, more))?;
+        }
+        comm.broadcast_bytes(&mut msg);
+        let (report, more): (ThermReport, bool) = serde_json::from_slice(&msg)?;
+        if !more {
+            break report;
+        }
+        if root {
+            eprintln!("thermalisation: {target} trajectories not yet in equilibrium, extending");
+            for l in report.lines() {
+                eprintln!("{l}");
+            }
+        }
+        target = (2 * target).min(cfg.n_therm_max);
+        progress = Progress::new(
+            "therm",
+            (target - hist[0].action_density.len().min(target)) as u64,
+            "traj",
+            root,
+        );
+    };
+    progress.finish();
+    if root {
+        eprintln!("thermalisation: {} trajectories per chain", report.n_therm);
+        for l in report.lines() {
+            eprintln!("{l}");
+        }
+        if report.drifting() {
+            eprintln!(
+                "WARNING: thermalisation has NOT converged: the observables still drift between the last two quarters. \
+                 The ensemble is not in equilibrium; use a longer --n-therm (or auto with a larger --n-therm-max), \
+                 an ordered start, or --cluster-updates near criticality."
+            );
+        }
+        if report.starts_disagree() {
+            eprintln!(
+                "WARNING: ordered and random starts disagree after thermalisation: chains are trapped \
+                 (domain walls?). Do not train on this ensemble."
+            );
+        }
+    }
+    drop(hist);
+
+    // ---- production ----
+    let n_rounds = cfg.n_configs.div_ceil(cfg.n_chains);
+    let mut stats = vec![TrajStats::default(); chains.len()];
+    let mut progress = Progress::new("hmc", (n_rounds * cfg.n_sep) as u64, "traj", root);
+    for round in 0..n_rounds {
+        let rows: Vec<(Vec<f32>, [f64; 2], [i64; 2])> = chains
+            .par_iter_mut()
+            .zip(stats.par_iter_mut())
+            .map(|(c, st)| {
+                let mut last = TrajectoryResult::default();
+                for _ in 0..cfg.n_sep {
+                    last = update(c, &theory, &params, cfg.cluster_updates);
+                    st.add(&last);
+                }
+                let cfg32: Vec<f32> = c.phi.iter().map(|&x| x as f32).collect();
+                (
+                    cfg32,
+                    [c.action, last.delta_h],
+                    [c.index as i64, c.n_traj as i64],
+                )
+            })
+            .collect();
+        let mut f32s = Vec::with_capacity(rows.len() * v);
+        let mut f64s = Vec::with_capacity(rows.len() * 2);
+        let mut i64s = Vec::with_capacity(rows.len() * 2);
+        for (c, f, i) in &rows {
+            f32s.extend(c);
+            f64s.extend(f);
+            i64s.extend(i);
+        }
+        let all32 = comm.gather(&f32s, &counts.iter().map(|c| c * v).collect::<Vec<_>>());
+        let all64 = comm.gather(&f64s, &counts.iter().map(|c| c * 2).collect::<Vec<_>>());
+        let alli = comm.gather(&i64s, &counts.iter().map(|c| c * 2).collect::<Vec<_>>());
+        if let Some(w) = writer.as_mut() {
+            let keep = cfg.n_chains.min(cfg.n_configs - round * cfg.n_chains);
+            let action: Vec<f64> = all64.chunks(2).take(keep).map(|x| x[0]).collect();
+            let dh: Vec<f64> = all64.chunks(2).take(keep).map(|x| x[1]).collect();
+            let chain: Vec<i64> = alli.chunks(2).take(keep).map(|x| x[0]).collect();
+            let traj: Vec<i64> = alli.chunks(2).take(keep).map(|x| x[1]).collect();
+            w.append(&all32[..keep * v], &[&action, &dh], &[&chain, &traj])?;
+        }
+        progress.inc(cfg.n_sep as u64);
+        if stop.raised() {
+            bail!("stopped by signal after {} of {} rounds (HMC runs restart from scratch; the partial file was removed)", round + 1, n_rounds);
+        }
+    }
+    progress.finish();
+
+    // ---- summary, in chain order on rank 0 ----
+    let flat: Vec<f64> = stats.iter().flat_map(|s| s.to_vec()).collect();
+    let all = comm.gather(&flat, &counts.iter().map(|c| c * 6).collect::<Vec<_>>());
+    let mut tot = [0.0; 6];
+    for s in all.chunks(6) {
+        for (t, x) in tot.iter_mut().zip(s) {
+            *t += x;
+        }
+    }
+    let n = tot[0].max(1.0);
+    let exp_mdh = tot[2] / n;
+    let summary = HmcSummary {
+        n_configs: cfg.n_configs,
+        acceptance: tot[1] / n,
+        exp_mdh,
+        exp_mdh_err: ((tot[3] / n - exp_mdh * exp_mdh).max(0.0) / (n - 1.0).max(1.0)).sqrt(),
+        delta_h_rms: (tot[5] / n).sqrt(),
+        therm: report,
+        seconds: t0.elapsed().as_secs_f64(),
+        trajectories: tot[0] as u64,
+    };
+
+    if let Some(w) = writer {
+        write_attrs(&w, cfg, &param, comm, &summary)?;
+        w.finish()?;
+        eprintln!(
+            "wrote {} configurations to {}: acceptance {:.4}, <exp(-dH)> = {:.4} ± {:.4}, rms dH {:.3e}, {:.1} s",
+            cfg.n_configs,
+            cfg.out.display(),
+            summary.acceptance,
+            summary.exp_mdh,
+            summary.exp_mdh_err,
+            summary.delta_h_rms,
+            summary.seconds
+        );
+    }
+    Ok(summary)
+}
+
+/// The physics and provenance attributes shared by every φ⁴ ensemble file.
+pub fn theory_attrs(
+    w: &EnsembleWriter,
+    param: &Parametrisation,
+    lat: crate::lattice::Lattice,
+) -> Result<()> {
+    w.set_attr("theory", AttrValue::Str("phi4".into()))?;
+    w.set_attr("parametrisation", AttrValue::Str(param.name().into()))?;
+    match *param {
+        Parametrisation::Hopping { kappa, lambda } => {
+            w.set_attr("kappa", AttrValue::F64(kappa))?;
+            w.set_attr("lambda", AttrValue::F64(lambda))?;
+        }
+        Parametrisation::Mass { m2, lambda } => {
+            w.set_attr("m2", AttrValue::F64(m2))?;
+            w.set_attr("lambda", AttrValue::F64(lambda))?;
+        }
+    }
+    w.set_attr(
+        "lattice",
+        AttrValue::I64s(vec![lat.lt as i64, lat.lx as i64]),
+    )?;
+    w.set_attr("latdiff_version", AttrValue::Str(crate::VERSION.into()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    w.set_attr("created_unix", AttrValue::I64(now as i64))?;
+    Ok(())
+}
+
+fn write_attrs(
+    w: &EnsembleWriter,
+    cfg: &HmcConfig,
+    param: &Parametrisation,
+    comm: &Comm,
+    s: &HmcSummary,
+) -> Result<()> {
+    theory_attrs(w, param, cfg.lattice())?;
+    w.set_attr("generator", AttrValue::Str("hmc".into()))?;
+    w.set_attr("integrator", AttrValue::Str(cfg.integrator.name().into()))?;
+    w.set_attr("n_md", AttrValue::I64(cfg.n_md as i64))?;
+    w.set_attr("tau", AttrValue::F64(cfg.tau))?;
+    w.set_attr("n_therm", AttrValue::I64(s.therm.n_therm as i64))?;
+    w.set_attr("n_sep", AttrValue::I64(cfg.n_sep as i64))?;
+    w.set_attr("n_chains", AttrValue::I64(cfg.n_chains as i64))?;
+    w.set_attr(
+        "start",
+        AttrValue::Str(format!("{:?}", cfg.start).to_lowercase()),
+    )?;
+    w.set_attr(
+        "cluster_updates",
+        AttrValue::I64(cfg.cluster_updates as i64),
+    )?;
+    w.set_attr(
+        "update_mix",
+        AttrValue::Str(format!(
+            "1 HMC trajectory ({} x{} tau={}) + {} Wolff cluster flips per update",
+            cfg.integrator.name(),
+            cfg.n_md,
+            cfg.tau,
+            cfg.cluster_updates
+        )),
+    )?;
+    w.set_attr("seed", AttrValue::I64(cfg.seed as i64))?;
+    w.set_attr("n_ranks", AttrValue::I64(comm.size() as i64))?;
+    w.set_attr("acceptance", AttrValue::F64(s.acceptance))?;
+    w.set_attr("exp_minus_delta_h", AttrValue::F64(s.exp_mdh))?;
+    w.set_attr("exp_minus_delta_h_err", AttrValue::F64(s.exp_mdh_err))?;
+    w.set_attr("delta_h_rms", AttrValue::F64(s.delta_h_rms))?;
+    w.set_attr("therm_ok", AttrValue::I64(i64::from(s.therm.ok())))?;
+    w.set_attr(
+        "therm_report",
+        AttrValue::Str(serde_json::to_string(&s.therm)?),
+    )?;
+    w.set_attr("config", AttrValue::Str(crate::config::to_toml(cfg)))?;
+    Ok(())
+}

@@ -84,10 +84,28 @@ impl Chain {
     }
 
     /// Restores a chain from a checkpoint (field, stream and counters).
-    pub fn restore(theory: &Phi4, index: u64, phi: Vec<f64>, rng: Stream, n_traj: u64, n_accept: u64) -> Self {
+    pub fn restore(
+        theory: &Phi4,
+        index: u64,
+        phi: Vec<f64>,
+        rng: Stream,
+        n_traj: u64,
+        n_accept: u64,
+    ) -> Self {
         let v = phi.len();
         let (action, sum_phi) = theory.action_and_sum(&phi);
-        Chain { index, phi, rng, n_traj, n_accept, action, sum_phi, hot_start: false, mom: vec![0.0; v], phi_old: vec![0.0; v] }
+        Chain {
+            index,
+            phi,
+            rng,
+            n_traj,
+            n_accept,
+            action,
+            sum_phi,
+            hot_start: false,
+            mom: vec![0.0; v],
+            phi_old: vec![0.0; v],
+        }
     }
 
     pub fn trajectory(&mut self, theory: &Phi4, params: &HmcParams) -> TrajectoryResult {
@@ -96,7 +114,13 @@ impl Chain {
         }
         let kinetic0 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>();
         self.phi_old.copy_from_slice(&self.phi);
-        params.integrator.integrate(theory, &mut self.phi, &mut self.mom, params.n_md, params.tau);
+        params.integrator.integrate(
+            theory,
+            &mut self.phi,
+            &mut self.mom,
+            params.n_md,
+            params.tau,
+        );
         let kinetic1 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>();
         let (s1, m1) = theory.action_and_sum(&self.phi);
         let delta_h = (s1 + kinetic1) - (self.action + kinetic0);
@@ -111,6 +135,11 @@ impl Chain {
             self.phi.copy_from_slice(&self.phi_old);
         }
         self.n_traj += 1;
-        TrajectoryResult { delta_h, accepted, action: self.action, sum_phi: self.sum_phi }
+        TrajectoryResult {
+            delta_h,
+            accepted,
+            action: self.action,
+            sum_phi: self.sum_phi,
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Markov chain Monte Carlo: molecular-dynamics integrators (separate from the actions
 //! they integrate), HMC chains, and the ensemble driver shared by `latdiff hmc`.
 
+pub mod bench;
+pub mod cluster;
 pub mod ensemble;
 pub mod hmc;
 pub mod integrator;

@@ -1,0 +1,39 @@
+//! `latdiff hmc`.
+
+use super::{input_err, report};
+use crate::backend::{self, DeviceRequest};
+use crate::config::{HmcConfig, HmcOptions};
+use crate::dist::Comm;
+use crate::util::StopFlag;
+
+pub fn run(opts: &HmcOptions, device: DeviceRequest) -> i32 {
+    // Validate before MPI starts and before any file exists.
+    let cfg = match HmcConfig::from_options(opts).map_err(input_err) {
+        Ok(c) => c,
+        Err(e) => return report(Err(e), 0),
+    };
+    if cfg.cluster_updates > 0
+        && cfg
+            .theory()
+            .map(|p| p.coefficients().0 <= 0.0)
+            .unwrap_or(false)
+    {
+        return report(
+            Err(input_err(anyhow::anyhow!(
+                "cluster_updates: need a positive hopping coupling (kappa > 0)"
+            ))),
+            0,
+        );
+    }
+    let comm = Comm::init();
+    let stop = StopFlag::install();
+    if let Err(e) = backend::select(device, false, 0, comm.is_root()) {
+        return report(Err(input_err(e)), comm.rank());
+    }
+    let r = crate::mc::ensemble::run(&cfg, &comm, &stop).map(|_| ());
+    let code = report(r, comm.rank());
+    if code != 0 && comm.size() > 1 {
+        comm.abort(code);
+    }
+    code
+}

@@ -1,0 +1,106 @@
+//! `latdiff info FILE`: what a latdiff file holds, in physics terms.
+
+use crate::io::{AttrValue, Ensemble};
+use anyhow::Result;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    /// HDF5 file written by latdiff.
+    pub file: PathBuf,
+    /// Also print the stored run configuration (TOML).
+    #[arg(long)]
+    pub config: bool,
+}
+
+pub fn run(a: &InfoArgs) -> Result<()> {
+    let e = Ensemble::open(&a.file).map_err(super::input_err)?;
+    let s = |k: &str| e.attr_str(k).unwrap_or_else(|| "?".into());
+    let f = |k: &str| {
+        e.attr(k)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| "?".into())
+    };
+    println!("{}", a.file.display());
+    let theory = s("theory");
+    let couplings = match e.attr_str("parametrisation").as_deref() {
+        Some("hopping") => format!(
+            "hopping form, kappa = {}, lambda = {}",
+            f("kappa"),
+            f("lambda")
+        ),
+        Some("mass") => format!("mass form, m2 = {}, lambda = {}", f("m2"), f("lambda")),
+        _ => "unknown parametrisation".into(),
+    };
+    println!("  theory        {theory} ({couplings})");
+    println!(
+        "  lattice       {} (L_t x L_x), volume {}",
+        e.lattice,
+        e.lattice.volume()
+    );
+    println!("  configs       {}", e.n);
+    println!("  generator     {}", s("generator"));
+    if s("generator") == "hmc" {
+        println!(
+            "  hmc           {} chains, {} integrator, {} MD steps, tau = {}, n_therm = {}, n_sep = {}, start {}",
+            f("n_chains"),
+            s("integrator"),
+            f("n_md"),
+            f("tau"),
+            f("n_therm"),
+            f("n_sep"),
+            s("start")
+        );
+        println!("  update mix    {}", s("update_mix"));
+        println!(
+            "  acceptance    {}   <exp(-dH)> = {} ± {}   rms dH = {}",
+            f("acceptance"),
+            f("exp_minus_delta_h"),
+            f("exp_minus_delta_h_err"),
+            f("delta_h_rms")
+        );
+        println!(
+            "  thermalised   {}",
+            if e.attr_f64("therm_ok") == Some(1.0) {
+                "yes (drift check passed)"
+            } else {
+                "NO: drift check failed, see therm_report"
+            }
+        );
+    }
+    println!(
+        "  seed          {}   ranks {}   latdiff {}",
+        f("seed"),
+        f("n_ranks"),
+        s("latdiff_version")
+    );
+    // Quick look at the action density, streamed in chunks.
+    if e.has("action") {
+        let act = e.read_f64("action")?;
+        let v = e.lattice.volume() as f64;
+        let n = act.len().max(1) as f64;
+        let m = act.iter().sum::<f64>() / n / v;
+        let sd = (act.iter().map(|a| (a / v - m).powi(2)).sum::<f64>() / n).sqrt();
+        println!(
+            "  S/V           mean {m:.6}, spread {sd:.6} (naive; see `latdiff analyze` for errors)"
+        );
+    }
+    let mut names = e.file.member_names()?;
+    names.sort();
+    let shapes: Vec<String> = names
+        .iter()
+        .map(|n| {
+            e.file
+                .dataset(n)
+                .map(|d| format!("/{n} {:?}", d.shape()))
+                .unwrap_or_else(|_| format!("/{n}"))
+        })
+        .collect();
+    println!("  datasets      {}", shapes.join(", "));
+    if a.config {
+        if let Ok(AttrValue::Str(c)) = e.attr("config") {
+            println!("\n# stored configuration\n{c}");
+        }
+    }
+    Ok(())
+}
