@@ -2,10 +2,7 @@
 use latdiff::mc::{bench::hmc_throughput, Integrator};
 
 fn main() {
-    let secs: f64 = std::env::var("LATDIFF_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let secs: f64 = std::env::var("LATDIFF_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
     for (l, chains) in [(32, 64), (128, 8)] {
         for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
             let b = hmc_throughput(l, chains, integ, 10, secs);

@@ -60,9 +60,9 @@ impl FromStr for NTherm {
         if s.eq_ignore_ascii_case("auto") {
             return Ok(NTherm::Auto);
         }
-        s.parse::<usize>().map(NTherm::Fixed).map_err(|_| {
-            format!("n_therm: '{s}' is neither a non-negative number of trajectories nor 'auto'")
-        })
+        s.parse::<usize>()
+            .map(NTherm::Fixed)
+            .map_err(|_| format!("n_therm: '{s}' is neither a non-negative number of trajectories nor 'auto'"))
     }
 }
 impl Serialize for NTherm {
@@ -83,9 +83,7 @@ impl<'de> Deserialize<'de> for NTherm {
         }
         match Raw::deserialize(d)? {
             Raw::N(n) if n >= 0 => Ok(NTherm::Fixed(n as usize)),
-            Raw::N(n) => Err(serde::de::Error::custom(format!(
-                "n_therm: {n} is negative"
-            ))),
+            Raw::N(n) => Err(serde::de::Error::custom(format!("n_therm: {n} is negative"))),
             Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
         }
     }
@@ -93,20 +91,14 @@ impl<'de> Deserialize<'de> for NTherm {
 
 /// Reads a TOML options file; errors name the file, the line and the key.
 pub fn read_options_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow!("config: cannot read '{}': {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("config: cannot read '{}': {e}", path.display()))?;
     toml::from_str::<T>(&text).map_err(|e| {
         let line = e.span().map(|sp| {
             let line_no = text[..sp.start].matches('\n').count() + 1;
             let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
             format!(" line {line_no} (`{line}`)")
         });
-        anyhow!(
-            "config '{}'{}: {}",
-            path.display(),
-            line.unwrap_or_default(),
-            e.message().trim()
-        )
+        anyhow!("config '{}'{}: {}", path.display(), line.unwrap_or_default(), e.message().trim())
     })
 }
 
@@ -146,11 +138,7 @@ fn finite(key: &str, v: f64) -> Result<()> {
 pub const DEFAULT_KAPPA: f64 = 0.27;
 pub const DEFAULT_LAMBDA: f64 = 0.022;
 
-pub fn resolve_theory(
-    kappa: Option<f64>,
-    m2: Option<f64>,
-    lambda: Option<f64>,
-) -> Result<Parametrisation> {
+pub fn resolve_theory(kappa: Option<f64>, m2: Option<f64>, lambda: Option<f64>) -> Result<Parametrisation> {
     let p = match (kappa, m2) {
         (Some(_), Some(_)) => {
             bail!("kappa and m2: give one parametrisation (hopping: kappa, mass: m2), not both")
@@ -159,10 +147,9 @@ pub fn resolve_theory(
             let lambda = lambda.ok_or_else(|| anyhow!("lambda: required with m2 (mass form)"))?;
             Parametrisation::Mass { m2, lambda }
         }
-        (k, None) => Parametrisation::Hopping {
-            kappa: k.unwrap_or(DEFAULT_KAPPA),
-            lambda: lambda.unwrap_or(DEFAULT_LAMBDA),
-        },
+        (k, None) => {
+            Parametrisation::Hopping { kappa: k.unwrap_or(DEFAULT_KAPPA), lambda: lambda.unwrap_or(DEFAULT_LAMBDA) }
+        }
     };
     match p {
         Parametrisation::Hopping { kappa, lambda } => {
@@ -179,10 +166,7 @@ pub fn resolve_theory(
         bail!("lambda: {lambda} is negative (the action would be unbounded below)");
     }
     if lambda == 0.0 && !crate::theory::free::is_stable(&p) {
-        bail!(
-            "{}: the free theory (lambda = 0) is unstable here (needs kappa < 1/4, or m2 > 0)",
-            p.describe()
-        );
+        bail!("{}: the free theory (lambda = 0) is unstable here (needs kappa < 1/4, or m2 > 0)", p.describe());
     }
     Ok(p)
 }
@@ -243,6 +227,10 @@ pub struct HmcOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tau: Option<f64>,
+    /// Trajectory lengths are drawn from [tau(1-jitter), tau] (0 = fixed length).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tau_jitter: Option<f64>,
     /// Start: cold (ordered), hot (random) or mixed (half each, compared after thermalisation).
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -282,6 +270,7 @@ pub struct HmcConfig {
     pub integrator: Integrator,
     pub n_md: usize,
     pub tau: f64,
+    pub tau_jitter: f64,
     pub start: Start,
     pub cluster_updates: usize,
     pub seed: u64,
@@ -304,6 +293,7 @@ impl Default for HmcConfig {
             integrator: Integrator::Omelyan,
             n_md: 10,
             tau: 1.0,
+            tau_jitter: 0.2,
             start: Start::Cold,
             cluster_updates: 0,
             seed: 1,
@@ -368,16 +358,11 @@ impl HmcConfig {
         if !(self.tau.is_finite() && self.tau > 0.0) {
             bail!("tau: {} is not a positive trajectory length", self.tau);
         }
-        if let NTherm::Fixed(n) = self.n_therm {
-            if n > self.n_therm_max.max(n) {
-                bail!("n_therm: {n} exceeds n_therm_max");
-            }
+        if !(0.0..1.0).contains(&self.tau_jitter) {
+            bail!("tau_jitter: {} is outside [0, 1)", self.tau_jitter);
         }
         if self.n_therm_max < 8 {
-            bail!(
-                "n_therm_max: {} is too small (at least 8)",
-                self.n_therm_max
-            );
+            bail!("n_therm_max: {} is too small (at least 8)", self.n_therm_max);
         }
         crate::io::check_output_path(&self.out, self.force)?;
         Ok(())

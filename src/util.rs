@@ -25,19 +25,14 @@ impl Progress {
         let bar = (enabled && tty).then(|| {
             let b = indicatif::ProgressBar::new(total);
             b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
-                )
-                .unwrap()
-                .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+                    .unwrap()
+                    .progress_chars("=> "),
             );
             b.set_message(label.to_string());
             b
         });
-        let secs = std::env::var("LATDIFF_LOG_SECONDS")
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(30.0);
+        let secs = std::env::var("LATDIFF_LOG_SECONDS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(30.0);
         Progress {
             label: label.to_string(),
             total,

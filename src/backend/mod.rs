@@ -3,9 +3,7 @@
 
 use anyhow::{bail, Result};
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceRequest {
     Auto,
@@ -23,8 +21,7 @@ pub enum Device {
 /// libcuda.so is missing, so the library's presence is checked first.
 pub fn cuda_usable() -> Result<usize, String> {
     // SAFETY: only probes whether the shared library can be loaded.
-    let present = std::panic::catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() })
-        .unwrap_or(false);
+    let present = std::panic::catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() }).unwrap_or(false);
     if !present {
         return Err("no CUDA driver (libcuda.so) found".into());
     }
@@ -38,29 +35,18 @@ pub fn cuda_usable() -> Result<usize, String> {
 
 /// Resolves the request for a command. `has_cuda_path` says whether the command has a CUDA
 /// implementation yet; `local_rank` picks the GPU of this rank on its node.
-pub fn select(
-    req: DeviceRequest,
-    has_cuda_path: bool,
-    local_rank: usize,
-    announce: bool,
-) -> Result<Device> {
+pub fn select(req: DeviceRequest, has_cuda_path: bool, local_rank: usize, announce: bool) -> Result<Device> {
     match req {
         DeviceRequest::Cpu => Ok(Device::Cpu),
         DeviceRequest::Cuda => {
             let n = cuda_usable().map_err(|e| anyhow::anyhow!("device cuda: {e}"))?;
             if !has_cuda_path {
-                bail!(
-                    "device cuda: this command has no CUDA implementation yet (use --device cpu)"
-                );
+                bail!("device cuda: this command has no CUDA implementation yet (use --device cpu)");
             }
-            Ok(Device::Cuda {
-                ordinal: local_rank % n,
-            })
+            Ok(Device::Cuda { ordinal: local_rank % n })
         }
         DeviceRequest::Auto => match cuda_usable() {
-            Ok(n) if has_cuda_path => Ok(Device::Cuda {
-                ordinal: local_rank % n,
-            }),
+            Ok(n) if has_cuda_path => Ok(Device::Cuda { ordinal: local_rank % n }),
             Ok(_) => {
                 if announce {
                     eprintln!("device auto: a GPU is present but this command runs on the CPU (no CUDA path yet)");

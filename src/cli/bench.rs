@@ -31,21 +31,14 @@ pub struct BenchArgs {
 pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
     backend::select(device, false, 0, !a.json).map_err(super::input_err)?;
     match &a.what {
-        BenchWhat::Hmc {
-            lattice,
-            seconds,
-            n_md,
-        } => {
+        BenchWhat::Hmc { lattice, seconds, n_md } => {
             let mut rows = Vec::new();
             for &l in lattice {
                 if l < 2 {
-                    return Err(super::input_err(anyhow::anyhow!(
-                        "lattice: {l} is too small"
-                    )));
+                    return Err(super::input_err(anyhow::anyhow!("lattice: {l} is too small")));
                 }
                 // Enough chains to keep every thread busy, with a similar amount of work per size.
-                let chains =
-                    (rayon::current_num_threads() * 4).max((64 * 32 * 32 / (l * l)).max(1));
+                let chains = (rayon::current_num_threads() * 4).max((64 * 32 * 32 / (l * l)).max(1));
                 for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
                     rows.push(hmc_throughput(l, chains, integ, *n_md, *seconds));
                 }
@@ -54,10 +47,7 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
                 let mut by_l = serde_json::Map::new();
                 for r in &rows {
                     if r.integrator == "leapfrog" {
-                        by_l.insert(
-                            r.lattice.to_string(),
-                            serde_json::json!(r.site_updates_per_s),
-                        );
+                        by_l.insert(r.lattice.to_string(), serde_json::json!(r.site_updates_per_s));
                     }
                 }
                 let obj = serde_json::json!({
@@ -72,13 +62,7 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
             } else {
                 println!(
                     "{:>5} {:>7} {:>10} {:>5} {:>8} {:>16} {:>18}",
-                    "L",
-                    "chains",
-                    "integrator",
-                    "n_md",
-                    "threads",
-                    "site-updates/s",
-                    "force-site-evals/s"
+                    "L", "chains", "integrator", "n_md", "threads", "site-updates/s", "force-site-evals/s"
                 );
                 for r in rows {
                     println!(

@@ -16,28 +16,16 @@ pub struct InfoArgs {
 pub fn run(a: &InfoArgs) -> Result<()> {
     let e = Ensemble::open(&a.file).map_err(super::input_err)?;
     let s = |k: &str| e.attr_str(k).unwrap_or_else(|| "?".into());
-    let f = |k: &str| {
-        e.attr(k)
-            .map(|v| v.to_string())
-            .unwrap_or_else(|_| "?".into())
-    };
+    let f = |k: &str| e.attr(k).map(|v| v.to_string()).unwrap_or_else(|_| "?".into());
     println!("{}", a.file.display());
     let theory = s("theory");
     let couplings = match e.attr_str("parametrisation").as_deref() {
-        Some("hopping") => format!(
-            "hopping form, kappa = {}, lambda = {}",
-            f("kappa"),
-            f("lambda")
-        ),
+        Some("hopping") => format!("hopping form, kappa = {}, lambda = {}", f("kappa"), f("lambda")),
         Some("mass") => format!("mass form, m2 = {}, lambda = {}", f("m2"), f("lambda")),
         _ => "unknown parametrisation".into(),
     };
     println!("  theory        {theory} ({couplings})");
-    println!(
-        "  lattice       {} (L_t x L_x), volume {}",
-        e.lattice,
-        e.lattice.volume()
-    );
+    println!("  lattice       {} (L_t x L_x), volume {}", e.lattice, e.lattice.volume());
     println!("  configs       {}", e.n);
     println!("  generator     {}", s("generator"));
     if s("generator") == "hmc" {
@@ -68,12 +56,7 @@ pub fn run(a: &InfoArgs) -> Result<()> {
             }
         );
     }
-    println!(
-        "  seed          {}   ranks {}   latdiff {}",
-        f("seed"),
-        f("n_ranks"),
-        s("latdiff_version")
-    );
+    println!("  seed          {}   ranks {}   latdiff {}", f("seed"), f("n_ranks"), s("latdiff_version"));
     // Quick look at the action density, streamed in chunks.
     if e.has("action") {
         let act = e.read_f64("action")?;
@@ -81,20 +64,13 @@ pub fn run(a: &InfoArgs) -> Result<()> {
         let n = act.len().max(1) as f64;
         let m = act.iter().sum::<f64>() / n / v;
         let sd = (act.iter().map(|a| (a / v - m).powi(2)).sum::<f64>() / n).sqrt();
-        println!(
-            "  S/V           mean {m:.6}, spread {sd:.6} (naive; see `latdiff analyze` for errors)"
-        );
+        println!("  S/V           mean {m:.6}, spread {sd:.6} (naive; see `latdiff analyze` for errors)");
     }
     let mut names = e.file.member_names()?;
     names.sort();
     let shapes: Vec<String> = names
         .iter()
-        .map(|n| {
-            e.file
-                .dataset(n)
-                .map(|d| format!("/{n} {:?}", d.shape()))
-                .unwrap_or_else(|_| format!("/{n}"))
-        })
+        .map(|n| e.file.dataset(n).map(|d| format!("/{n} {:?}", d.shape())).unwrap_or_else(|_| format!("/{n}")))
         .collect();
     println!("  datasets      {}", shapes.join(", "));
     if a.config {

@@ -58,11 +58,7 @@ pub fn main() -> i32 {
                     | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
             ) {
                 let _ = e.print();
-                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    2
-                } else {
-                    0
-                };
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 };
             }
             // One line: clap's first line names the flag and the bad value.
             let text = e.render().to_string();
@@ -75,9 +71,7 @@ pub fn main() -> i32 {
             eprintln!("error: threads: must be at least 1");
             return 2;
         }
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     }
     match cli.command {
         Command::Hmc(opts) => hmc::run(&opts, cli.device),

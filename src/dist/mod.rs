@@ -36,12 +36,7 @@ impl Comm {
             if let Some((universe, _)) = mpi::initialize_with_threading(mpi::Threading::Funneled) {
                 let world = universe.world();
                 let (rank, size) = (world.rank() as usize, world.size() as usize);
-                return Comm {
-                    rank,
-                    size,
-                    world: Some(world),
-                    _universe: Some(universe),
-                };
+                return Comm { rank, size, world: Some(world), _universe: Some(universe) };
             }
         }
         Comm::single()

@@ -49,48 +49,27 @@ pub fn write_attr(loc: &hdf5::Location, name: &str, value: &AttrValue) -> Result
         AttrValue::F64(v) => loc.new_attr::<f64>().create(name)?.write_scalar(v),
         AttrValue::I64(v) => loc.new_attr::<i64>().create(name)?.write_scalar(v),
         AttrValue::Str(s) => {
-            let s = VarLenUnicode::from_str(s)
-                .unwrap_or_else(|_| VarLenUnicode::from_str("<invalid>").unwrap());
-            loc.new_attr::<VarLenUnicode>()
-                .create(name)?
-                .write_scalar(&s)
+            let s = VarLenUnicode::from_str(s).unwrap_or_else(|_| VarLenUnicode::from_str("<invalid>").unwrap());
+            loc.new_attr::<VarLenUnicode>().create(name)?.write_scalar(&s)
         }
-        AttrValue::F64s(v) => loc
-            .new_attr::<f64>()
-            .shape(v.len())
-            .create(name)?
-            .write_raw(v),
-        AttrValue::I64s(v) => loc
-            .new_attr::<i64>()
-            .shape(v.len())
-            .create(name)?
-            .write_raw(v),
+        AttrValue::F64s(v) => loc.new_attr::<f64>().shape(v.len()).create(name)?.write_raw(v),
+        AttrValue::I64s(v) => loc.new_attr::<i64>().shape(v.len()).create(name)?.write_raw(v),
     })();
     r.with_context(|| format!("writing attribute '{name}'"))
 }
 
 pub fn read_attr(loc: &hdf5::Location, name: &str) -> Result<AttrValue> {
-    let a = loc
-        .attr(name)
-        .with_context(|| format!("attribute '{name}' missing"))?;
+    let a = loc.attr(name).with_context(|| format!("attribute '{name}' missing"))?;
     let scalar = a.ndim() == 0;
     Ok(match a.dtype()?.to_descriptor()? {
         TypeDescriptor::Float(_) if scalar => AttrValue::F64(a.read_scalar::<f64>()?),
         TypeDescriptor::Float(_) => AttrValue::F64s(a.read_raw::<f64>()?),
-        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) if scalar => {
-            AttrValue::I64(a.read_scalar::<i64>()?)
+        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) if scalar => AttrValue::I64(a.read_scalar::<i64>()?),
+        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => AttrValue::I64s(a.read_raw::<i64>()?),
+        TypeDescriptor::VarLenUnicode => AttrValue::Str(a.read_scalar::<VarLenUnicode>()?.as_str().to_string()),
+        TypeDescriptor::VarLenAscii => {
+            AttrValue::Str(a.read_scalar::<hdf5::types::VarLenAscii>()?.as_str().to_string())
         }
-        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
-            AttrValue::I64s(a.read_raw::<i64>()?)
-        }
-        TypeDescriptor::VarLenUnicode => {
-            AttrValue::Str(a.read_scalar::<VarLenUnicode>()?.as_str().to_string())
-        }
-        TypeDescriptor::VarLenAscii => AttrValue::Str(
-            a.read_scalar::<hdf5::types::VarLenAscii>()?
-                .as_str()
-                .to_string(),
-        ),
         other => AttrValue::Str(format!("<{other:?}>")),
     })
 }

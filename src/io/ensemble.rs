@@ -32,39 +32,20 @@ pub struct EnsembleWriter {
 
 impl EnsembleWriter {
     /// `f64_columns` and `i64_columns` name the per-configuration columns besides /configs.
-    pub fn create(
-        path: &Path,
-        lattice: Lattice,
-        f64_columns: &[&str],
-        i64_columns: &[&str],
-    ) -> Result<Self> {
+    pub fn create(path: &Path, lattice: Lattice, f64_columns: &[&str], i64_columns: &[&str]) -> Result<Self> {
         let tmp = super::temp_path(path);
-        let file =
-            hdf5::File::create(&tmp).with_context(|| format!("creating '{}'", tmp.display()))?;
+        let file = hdf5::File::create(&tmp).with_context(|| format!("creating '{}'", tmp.display()))?;
         let (lt, lx) = (lattice.lt, lattice.lx);
-        let configs = file
-            .new_dataset::<f32>()
-            .chunk((1, lt, lx))
-            .shuffle()
-            .deflate(4)
-            .shape((0.., lt, lx))
-            .create("configs")?;
+        let configs =
+            file.new_dataset::<f32>().chunk((1, lt, lx)).shuffle().deflate(4).shape((0.., lt, lx)).create("configs")?;
         let mut f64_cols = Vec::new();
         for name in f64_columns {
-            let d = file
-                .new_dataset::<f64>()
-                .chunk(COLUMN_CHUNK)
-                .shape(0..)
-                .create(*name)?;
+            let d = file.new_dataset::<f64>().chunk(COLUMN_CHUNK).shape(0..).create(*name)?;
             f64_cols.push((name.to_string(), d));
         }
         let mut i64_cols = Vec::new();
         for name in i64_columns {
-            let d = file
-                .new_dataset::<i64>()
-                .chunk(COLUMN_CHUNK)
-                .shape(0..)
-                .create(*name)?;
+            let d = file.new_dataset::<i64>().chunk(COLUMN_CHUNK).shape(0..).create(*name)?;
             i64_cols.push((name.to_string(), d));
         }
         Ok(EnsembleWriter {
@@ -97,19 +78,10 @@ impl EnsembleWriter {
 
     /// Appends `k` rows: `configs` holds k·V values, each column k values, in the order
     /// the columns were declared.
-    pub fn append(
-        &mut self,
-        configs: &[f32],
-        f64_cols: &[&[f64]],
-        i64_cols: &[&[i64]],
-    ) -> Result<()> {
+    pub fn append(&mut self, configs: &[f32], f64_cols: &[&[f64]], i64_cols: &[&[i64]]) -> Result<()> {
         let v = self.lattice.volume();
         if configs.len() % v != 0 {
-            bail!(
-                "internal: {} values is not a whole number of {}-site configurations",
-                configs.len(),
-                v
-            );
+            bail!("internal: {} values is not a whole number of {}-site configurations", configs.len(), v);
         }
         let k = configs.len() / v;
         if f64_cols.len() != self.f64_cols.len() || i64_cols.len() != self.i64_cols.len() {
@@ -121,26 +93,17 @@ impl EnsembleWriter {
         let (a, b) = (self.n, self.n + k);
         let (lt, lx) = (self.lattice.lt, self.lattice.lx);
         self.configs.resize((b, lt, lx))?;
-        self.configs.write_slice(
-            ArrayView3::from_shape((k, lt, lx), configs)?,
-            s![a..b, .., ..],
-        )?;
+        self.configs.write_slice(ArrayView3::from_shape((k, lt, lx), configs)?, s![a..b, .., ..])?;
         for ((name, d), col) in self.f64_cols.iter().zip(f64_cols) {
             if col.len() != k {
-                bail!(
-                    "internal: column '{name}' has {} rows, expected {k}",
-                    col.len()
-                );
+                bail!("internal: column '{name}' has {} rows, expected {k}", col.len());
             }
             d.resize(b)?;
             d.write_slice(ArrayView1::from(*col), a..b)?;
         }
         for ((name, d), col) in self.i64_cols.iter().zip(i64_cols) {
             if col.len() != k {
-                bail!(
-                    "internal: column '{name}' has {} rows, expected {k}",
-                    col.len()
-                );
+                bail!("internal: column '{name}' has {} rows, expected {k}", col.len());
             }
             d.resize(b)?;
             d.write_slice(ArrayView1::from(*col), a..b)?;
@@ -155,13 +118,8 @@ impl EnsembleWriter {
             f.flush()?;
             f.close()?;
         }
-        std::fs::rename(&self.tmp, &self.path).with_context(|| {
-            format!(
-                "renaming '{}' to '{}'",
-                self.tmp.display(),
-                self.path.display()
-            )
-        })?;
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("renaming '{}' to '{}'", self.tmp.display(), self.path.display()))?;
         Ok(())
     }
 }
@@ -191,29 +149,15 @@ impl Ensemble {
         if !path.exists() {
             bail!("{}: no such file", path.display());
         }
-        let file = hdf5::File::open(path)
-            .map_err(|_| anyhow::anyhow!("{}: not an HDF5 file", path.display()))?;
-        let configs = file.dataset("configs").map_err(|_| {
-            anyhow::anyhow!(
-                "{}: no /configs dataset (not a latdiff ensemble)",
-                path.display()
-            )
-        })?;
+        let file = hdf5::File::open(path).map_err(|_| anyhow::anyhow!("{}: not an HDF5 file", path.display()))?;
+        let configs = file
+            .dataset("configs")
+            .map_err(|_| anyhow::anyhow!("{}: no /configs dataset (not a latdiff ensemble)", path.display()))?;
         let shape = configs.shape();
         if shape.len() != 3 {
-            bail!(
-                "{}: /configs has shape {:?}, expected [N, L_t, L_x]",
-                path.display(),
-                shape
-            );
+            bail!("{}: /configs has shape {:?}, expected [N, L_t, L_x]", path.display(), shape);
         }
-        Ok(Ensemble {
-            path: path.to_path_buf(),
-            file,
-            lattice: Lattice::new(shape[1], shape[2]),
-            n: shape[0],
-            configs,
-        })
+        Ok(Ensemble { path: path.to_path_buf(), file, lattice: Lattice::new(shape[1], shape[2]), n: shape[0], configs })
     }
 
     pub fn attr(&self, name: &str) -> Result<AttrValue> {
@@ -221,15 +165,11 @@ impl Ensemble {
     }
 
     pub fn attr_f64(&self, name: &str) -> Option<f64> {
-        attrs::read_attr(&self.file, name)
-            .ok()
-            .and_then(|v| v.as_f64())
+        attrs::read_attr(&self.file, name).ok().and_then(|v| v.as_f64())
     }
 
     pub fn attr_str(&self, name: &str) -> Option<String> {
-        attrs::read_attr(&self.file, name)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
+        attrs::read_attr(&self.file, name).ok().and_then(|v| v.as_str().map(str::to_string))
     }
 
     pub fn attrs(&self) -> Result<Vec<(String, AttrValue)>> {
@@ -242,25 +182,17 @@ impl Ensemble {
 
     /// Configurations [a, b) as f32, row-major [b−a, L_t, L_x].
     pub fn read_configs(&self, a: usize, b: usize) -> Result<Vec<f32>> {
-        let arr = self
-            .configs
-            .read_slice::<f32, _, ndarray::Ix3>(s![a..b, .., ..])?;
+        let arr = self.configs.read_slice::<f32, _, ndarray::Ix3>(s![a..b, .., ..])?;
         Ok(arr.into_raw_vec_and_offset().0)
     }
 
     pub fn read_f64(&self, name: &str) -> Result<Vec<f64>> {
-        let d = self
-            .file
-            .dataset(name)
-            .with_context(|| format!("{}: no /{name}", self.path.display()))?;
+        let d = self.file.dataset(name).with_context(|| format!("{}: no /{name}", self.path.display()))?;
         Ok(d.read_raw::<f64>()?)
     }
 
     pub fn read_i64(&self, name: &str) -> Result<Vec<i64>> {
-        let d = self
-            .file
-            .dataset(name)
-            .with_context(|| format!("{}: no /{name}", self.path.display()))?;
+        let d = self.file.dataset(name).with_context(|| format!("{}: no /{name}", self.path.display()))?;
         Ok(d.read_raw::<i64>()?)
     }
 }
@@ -285,20 +217,13 @@ mod tests {
         w.finish().unwrap();
         let e = Ensemble::open(&path).unwrap();
         assert_eq!((e.n, e.lattice), (3, lat));
-        assert_eq!(
-            e.read_configs(1, 3).unwrap(),
-            [&c1[6..12], &c1[..6]].concat()
-        );
+        assert_eq!(e.read_configs(1, 3).unwrap(), [&c1[6..12], &c1[..6]].concat());
         assert_eq!(e.read_f64("action").unwrap(), vec![1.0, 2.0, 3.0]);
         assert_eq!(e.read_i64("chain").unwrap(), vec![0, 1, 7]);
         assert_eq!(e.attr_f64("kappa"), Some(0.25));
         assert_eq!(e.attr_str("theory").as_deref(), Some("phi4"));
         assert_eq!(e.attr("lattice").unwrap(), AttrValue::I64s(vec![2, 3]));
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary left behind"
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary left behind");
     }
 
     #[test]
@@ -316,17 +241,9 @@ mod tests {
     fn open_errors_are_clear() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.h5");
-        assert!(Ensemble::open(&missing)
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("no such file"));
+        assert!(Ensemble::open(&missing).err().unwrap().to_string().contains("no such file"));
         let txt = dir.path().join("x.h5");
         std::fs::write(&txt, "hello").unwrap();
-        assert!(Ensemble::open(&txt)
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("not an HDF5 file"));
+        assert!(Ensemble::open(&txt).err().unwrap().to_string().contains("not an HDF5 file"));
     }
 }

@@ -18,15 +18,9 @@ pub fn check_output_path(path: &Path, force: bool) -> Result<()> {
         bail!("out: empty output path");
     }
     if path.exists() && !force {
-        bail!(
-            "out: '{}' exists (use --force to overwrite)",
-            path.display()
-        );
+        bail!("out: '{}' exists (use --force to overwrite)", path.display());
     }
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !parent.is_dir() {
         bail!("out: directory '{}' does not exist", parent.display());
     }
@@ -35,9 +29,6 @@ pub fn check_output_path(path: &Path, force: bool) -> Result<()> {
 
 /// The temporary sibling a file is written to before the atomic rename.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }

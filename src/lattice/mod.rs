@@ -42,10 +42,7 @@ impl Lattice {
 
     pub fn validate(&self) -> Result<(), String> {
         if self.lt < 2 || self.lx < 2 {
-            return Err(format!(
-                "lattice: {}x{} is too small (each extent must be at least 2)",
-                self.lt, self.lx
-            ));
+            return Err(format!("lattice: {}x{} is too small (each extent must be at least 2)", self.lt, self.lx));
         }
         Ok(())
     }

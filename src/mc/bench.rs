@@ -24,29 +24,11 @@ pub struct HmcBench {
 
 /// Runs `chains` chains of an L×L φ⁴ lattice for about `seconds` (after a warm-up) and
 /// reports throughput. The chains are spread over rayon's threads.
-pub fn hmc_throughput(
-    l: usize,
-    chains: usize,
-    integrator: Integrator,
-    n_md: usize,
-    seconds: f64,
-) -> HmcBench {
+pub fn hmc_throughput(l: usize, chains: usize, integrator: Integrator, n_md: usize, seconds: f64) -> HmcBench {
     let lat = Lattice::square(l);
-    let theory = Phi4::new(
-        lat,
-        Parametrisation::Hopping {
-            kappa: 0.27,
-            lambda: 0.022,
-        },
-    );
-    let params = HmcParams {
-        integrator,
-        n_md,
-        tau: 1.0,
-    };
-    let mut cs: Vec<Chain> = (0..chains)
-        .map(|c| Chain::new(&theory, 1, c as u64, Start::Cold))
-        .collect();
+    let theory = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
+    let params = HmcParams { integrator, n_md, tau: 1.0, tau_jitter: 0.0 };
+    let mut cs: Vec<Chain> = (0..chains).map(|c| Chain::new(&theory, 1, c as u64, Start::Cold)).collect();
     cs.par_iter_mut().for_each(|c| {
         c.trajectory(&theory, &params);
     });

@@ -36,14 +36,7 @@ impl TrajStats {
         self.dh2 += r.delta_h * r.delta_h;
     }
     fn to_vec(self) -> [f64; 6] {
-        [
-            self.n,
-            self.accepted,
-            self.exp_mdh,
-            self.exp_mdh2,
-            self.dh,
-            self.dh2,
-        ]
+        [self.n, self.accepted, self.exp_mdh, self.exp_mdh2, self.dh, self.dh2]
     }
 }
 
@@ -60,22 +53,13 @@ pub struct HmcSummary {
 }
 
 /// One Markov step of a chain: an HMC trajectory followed by the configured cluster flips.
-pub fn update(
-    chain: &mut Chain,
-    theory: &Phi4,
-    params: &HmcParams,
-    cluster_updates: usize,
-) -> TrajectoryResult {
+pub fn update(chain: &mut Chain, theory: &Phi4, params: &HmcParams, cluster_updates: usize) -> TrajectoryResult {
     let r = chain.trajectory(theory, params);
     if cluster_updates == 0 {
         return r;
     }
     super::cluster::wolff_updates(chain, theory, cluster_updates);
-    TrajectoryResult {
-        action: chain.action,
-        sum_phi: chain.sum_phi,
-        ..r
-    }
+    TrajectoryResult { action: chain.action, sum_phi: chain.sum_phi, ..r }
 }
 
 pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> {
@@ -84,33 +68,17 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
     let v = lat.volume();
     let param = cfg.theory()?;
     let theory = Phi4::new(lat, param);
-    let params = HmcParams {
-        integrator: cfg.integrator,
-        n_md: cfg.n_md,
-        tau: cfg.tau,
-    };
+    let params = HmcParams { integrator: cfg.integrator, n_md: cfg.n_md, tau: cfg.tau, tau_jitter: cfg.tau_jitter };
     let root = comm.is_root();
 
     let (c0, c1) = comm.block(cfg.n_chains);
     let counts = comm.block_counts(cfg.n_chains);
-    let mut chains: Vec<Chain> = (c0..c1)
-        .map(|c| Chain::new(&theory, cfg.seed, c as u64, cfg.start))
-        .collect();
-    let mut hist: Vec<ChainHistory> = chains
-        .iter()
-        .map(|c| ChainHistory {
-            hot_start: c.hot_start,
-            ..Default::default()
-        })
-        .collect();
+    let mut chains: Vec<Chain> = (c0..c1).map(|c| Chain::new(&theory, cfg.seed, c as u64, cfg.start)).collect();
+    let mut hist: Vec<ChainHistory> =
+        chains.iter().map(|c| ChainHistory { hot_start: c.hot_start, ..Default::default() }).collect();
 
     let mut writer = if root {
-        let w = EnsembleWriter::create(
-            &cfg.out,
-            lat,
-            &["action", "delta_h"],
-            &["chain", "trajectory"],
-        )?;
+        let w = EnsembleWriter::create(&cfg.out, lat, &["action", "delta_h"], &["chain", "trajectory"])?;
         Some(w)
     } else {
         None
@@ -146,16 +114,13 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
         let mut left = todo;
         while left > 0 {
             let k = batch.min(left);
-            chains
-                .par_iter_mut()
-                .zip(hist.par_iter_mut())
-                .for_each(|(c, h)| {
-                    for _ in 0..k {
-                        let r = update(c, &theory, &params, cfg.cluster_updates);
-                        h.action_density.push(r.action / vf);
-                        h.abs_m.push((r.sum_phi / vf).abs());
-                    }
-                });
+            chains.par_iter_mut().zip(hist.par_iter_mut()).for_each(|(c, h)| {
+                for _ in 0..k {
+                    let r = update(c, &theory, &params, cfg.cluster_updates);
+                    h.action_density.push(r.action / vf);
+                    h.abs_m.push((r.sum_phi / vf).abs());
+                }
+            });
             left -= k;
             progress.inc(k as u64);
             if stop.raised() {
@@ -197,12 +162,7 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
             }
         }
         target = (2 * target).min(cfg.n_therm_max);
-        progress = Progress::new(
-            "therm",
-            (target - hist[0].action_density.len().min(target)) as u64,
-            "traj",
-            root,
-        );
+        progress = Progress::new("therm", (target - hist[0].action_density.len().min(target)) as u64, "traj", root);
     };
     progress.finish();
     if root {
@@ -241,11 +201,7 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
                     st.add(&last);
                 }
                 let cfg32: Vec<f32> = c.phi.iter().map(|&x| x as f32).collect();
-                (
-                    cfg32,
-                    [c.action, last.delta_h],
-                    [c.index as i64, c.n_traj as i64],
-                )
+                (cfg32, [c.action, last.delta_h], [c.index as i64, c.n_traj as i64])
             })
             .collect();
         let mut f32s = Vec::with_capacity(rows.len() * v);
@@ -269,7 +225,11 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
         }
         progress.inc(cfg.n_sep as u64);
         if stop.raised() {
-            bail!("stopped by signal after {} of {} rounds (HMC runs restart from scratch; the partial file was removed)", round + 1, n_rounds);
+            bail!(
+                "stopped by signal after {} of {} rounds (HMC runs restart from scratch; the partial file was removed)",
+                round + 1,
+                n_rounds
+            );
         }
     }
     progress.finish();
@@ -314,11 +274,7 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
 }
 
 /// The physics and provenance attributes shared by every φ⁴ ensemble file.
-pub fn theory_attrs(
-    w: &EnsembleWriter,
-    param: &Parametrisation,
-    lat: crate::lattice::Lattice,
-) -> Result<()> {
+pub fn theory_attrs(w: &EnsembleWriter, param: &Parametrisation, lat: crate::lattice::Lattice) -> Result<()> {
     w.set_attr("theory", AttrValue::Str("phi4".into()))?;
     w.set_attr("parametrisation", AttrValue::Str(param.name().into()))?;
     match *param {
@@ -331,15 +287,9 @@ pub fn theory_attrs(
             w.set_attr("lambda", AttrValue::F64(lambda))?;
         }
     }
-    w.set_attr(
-        "lattice",
-        AttrValue::I64s(vec![lat.lt as i64, lat.lx as i64]),
-    )?;
+    w.set_attr("lattice", AttrValue::I64s(vec![lat.lt as i64, lat.lx as i64]))?;
     w.set_attr("latdiff_version", AttrValue::Str(crate::VERSION.into()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     w.set_attr("created_unix", AttrValue::I64(now as i64))?;
     Ok(())
 }
@@ -356,17 +306,12 @@ fn write_attrs(
     w.set_attr("integrator", AttrValue::Str(cfg.integrator.name().into()))?;
     w.set_attr("n_md", AttrValue::I64(cfg.n_md as i64))?;
     w.set_attr("tau", AttrValue::F64(cfg.tau))?;
+    w.set_attr("tau_jitter", AttrValue::F64(cfg.tau_jitter))?;
     w.set_attr("n_therm", AttrValue::I64(s.therm.n_therm as i64))?;
     w.set_attr("n_sep", AttrValue::I64(cfg.n_sep as i64))?;
     w.set_attr("n_chains", AttrValue::I64(cfg.n_chains as i64))?;
-    w.set_attr(
-        "start",
-        AttrValue::Str(format!("{:?}", cfg.start).to_lowercase()),
-    )?;
-    w.set_attr(
-        "cluster_updates",
-        AttrValue::I64(cfg.cluster_updates as i64),
-    )?;
+    w.set_attr("start", AttrValue::Str(format!("{:?}", cfg.start).to_lowercase()))?;
+    w.set_attr("cluster_updates", AttrValue::I64(cfg.cluster_updates as i64))?;
     w.set_attr(
         "update_mix",
         AttrValue::Str(format!(
@@ -384,10 +329,7 @@ fn write_attrs(
     w.set_attr("exp_minus_delta_h_err", AttrValue::F64(s.exp_mdh_err))?;
     w.set_attr("delta_h_rms", AttrValue::F64(s.delta_h_rms))?;
     w.set_attr("therm_ok", AttrValue::I64(i64::from(s.therm.ok())))?;
-    w.set_attr(
-        "therm_report",
-        AttrValue::Str(serde_json::to_string(&s.therm)?),
-    )?;
+    w.set_attr("therm_report", AttrValue::Str(serde_json::to_string(&s.therm)?))?;
     w.set_attr("config", AttrValue::Str(crate::config::to_toml(cfg)))?;
     Ok(())
 }

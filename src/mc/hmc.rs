@@ -14,6 +14,10 @@ pub struct HmcParams {
     pub n_md: usize,
     /// Trajectory length τ.
     pub tau: f64,
+    /// Each trajectory's length is drawn uniformly from [τ(1 − jitter), τ]. A fixed length
+    /// is not ergodic for modes with ωτ ≈ π (a free mode is mapped to −itself whatever the
+    /// momentum), which biases ⟨φ²⟩ when such modes exist (mass form, large m²).
+    pub tau_jitter: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -84,14 +88,7 @@ impl Chain {
     }
 
     /// Restores a chain from a checkpoint (field, stream and counters).
-    pub fn restore(
-        theory: &Phi4,
-        index: u64,
-        phi: Vec<f64>,
-        rng: Stream,
-        n_traj: u64,
-        n_accept: u64,
-    ) -> Self {
+    pub fn restore(theory: &Phi4, index: u64, phi: Vec<f64>, rng: Stream, n_traj: u64, n_accept: u64) -> Self {
         let v = phi.len();
         let (action, sum_phi) = theory.action_and_sum(&phi);
         Chain {
@@ -109,18 +106,14 @@ impl Chain {
     }
 
     pub fn trajectory(&mut self, theory: &Phi4, params: &HmcParams) -> TrajectoryResult {
+        let u_tau: f64 = self.rng.random();
+        let tau = params.tau * (1.0 - params.tau_jitter * u_tau);
         for p in self.mom.iter_mut() {
             *p = StandardNormal.sample(&mut self.rng);
         }
         let kinetic0 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>();
         self.phi_old.copy_from_slice(&self.phi);
-        params.integrator.integrate(
-            theory,
-            &mut self.phi,
-            &mut self.mom,
-            params.n_md,
-            params.tau,
-        );
+        params.integrator.integrate(theory, &mut self.phi, &mut self.mom, params.n_md, tau);
         let kinetic1 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>();
         let (s1, m1) = theory.action_and_sum(&self.phi);
         let delta_h = (s1 + kinetic1) - (self.action + kinetic0);
@@ -135,11 +128,6 @@ impl Chain {
             self.phi.copy_from_slice(&self.phi_old);
         }
         self.n_traj += 1;
-        TrajectoryResult {
-            delta_h,
-            accepted,
-            action: self.action,
-            sum_phi: self.sum_phi,
-        }
+        TrajectoryResult { delta_h, accepted, action: self.action, sum_phi: self.sum_phi }
     }
 }

@@ -37,14 +37,7 @@ impl Integrator {
 
     /// Integrates (φ, p) over time `tau` in `n_md` steps. Consecutive steps' boundary kicks
     /// are merged, so leapfrog costs n_md + 1 force evaluations and Omelyan 2 n_md + 1.
-    pub fn integrate<A: Action + ?Sized>(
-        &self,
-        action: &A,
-        phi: &mut [f64],
-        mom: &mut [f64],
-        n_md: usize,
-        tau: f64,
-    ) {
+    pub fn integrate<A: Action + ?Sized>(&self, action: &A, phi: &mut [f64], mom: &mut [f64], n_md: usize, tau: f64) {
         let dt = tau / n_md as f64;
         match self {
             Integrator::Leapfrog => {
@@ -62,11 +55,7 @@ impl Integrator {
                     drift(phi, mom, 0.5 * dt);
                     action.kick(phi, mom, (1.0 - 2.0 * l) * dt);
                     drift(phi, mom, 0.5 * dt);
-                    let eps = if step + 1 == n_md {
-                        l * dt
-                    } else {
-                        2.0 * l * dt
-                    };
+                    let eps = if step + 1 == n_md { l * dt } else { 2.0 * l * dt };
                     action.kick(phi, mom, eps);
                 }
             }
@@ -91,20 +80,10 @@ mod tests {
 
     fn setup(seed: u64) -> (Phi4, Vec<f64>, Vec<f64>) {
         let lat = Lattice::new(8, 12);
-        let th = Phi4::new(
-            lat,
-            Parametrisation::Hopping {
-                kappa: 0.27,
-                lambda: 0.022,
-            },
-        );
+        let th = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
         let mut r = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
-        let phi = (0..lat.volume())
-            .map(|_| StandardNormal.sample(&mut r))
-            .collect();
-        let mom = (0..lat.volume())
-            .map(|_| StandardNormal.sample(&mut r))
-            .collect();
+        let phi = (0..lat.volume()).map(|_| StandardNormal.sample(&mut r)).collect();
+        let mom = (0..lat.volume()).map(|_| StandardNormal.sample(&mut r)).collect();
         (th, phi, mom)
     }
 
@@ -120,10 +99,7 @@ mod tests {
             let (th, phi0, mom0) = setup(11);
             let (mut phi, mut mom) = (phi0.clone(), mom0.clone());
             integ.integrate(&th, &mut phi, &mut mom, 17, 1.3);
-            assert!(
-                phi.iter().zip(&phi0).any(|(a, b)| (a - b).abs() > 1e-3),
-                "trajectory moved"
-            );
+            assert!(phi.iter().zip(&phi0).any(|(a, b)| (a - b).abs() > 1e-3), "trajectory moved");
             mom.iter_mut().for_each(|p| *p = -*p);
             integ.integrate(&th, &mut phi, &mut mom, 17, 1.3);
             for (a, b) in phi.iter().zip(&phi0) {
@@ -153,18 +129,9 @@ mod tests {
         for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
             let (e1, e2) = (rms_dh(integ, 20), rms_dh(integ, 40));
             let ratio = e1 / e2;
-            assert!(
-                (ratio - 4.0).abs() < 0.4,
-                "{integ:?}: halving dt reduced ΔH by {ratio}, not 4"
-            );
+            assert!((ratio - 4.0).abs() < 0.4, "{integ:?}: halving dt reduced ΔH by {ratio}, not 4");
         }
-        let (lf, om) = (
-            rms_dh(Integrator::Leapfrog, 40),
-            rms_dh(Integrator::Omelyan, 40),
-        );
-        assert!(
-            om < 0.5 * lf,
-            "omelyan {om} not clearly better than leapfrog {lf}"
-        );
+        let (lf, om) = (rms_dh(Integrator::Leapfrog, 40), rms_dh(Integrator::Omelyan, 40));
+        assert!(om < 0.5 * lf, "omelyan {om} not clearly better than leapfrog {lf}");
     }
 }

@@ -75,19 +75,11 @@ pub fn quarter_drift(observable: &str, series: &[&[f64]]) -> Comparison {
         let d = mean(&diffs);
         (diffs.iter().map(|x| (x - d).powi(2)).sum::<f64>() / ((k - 1) * k) as f64).sqrt()
     } else {
-        let e2: f64 = series
-            .iter()
-            .map(|s| block_mean_err2(&s[q3.clone()], 5).1 + block_mean_err2(&s[q4.clone()], 5).1)
-            .sum();
+        let e2: f64 =
+            series.iter().map(|s| block_mean_err2(&s[q3.clone()], 5).1 + block_mean_err2(&s[q4.clone()], 5).1).sum();
         e2.sqrt() / k as f64
     };
-    Comparison {
-        observable: observable.into(),
-        first: mean(&firsts),
-        second: mean(&seconds),
-        diff: mean(&diffs),
-        err,
-    }
+    Comparison { observable: observable.into(), first: mean(&firsts), second: mean(&seconds), diff: mean(&diffs), err }
 }
 
 /// Ordered-start chains against random-start chains, last-quarter means.
@@ -95,12 +87,7 @@ pub fn start_comparison(observable: &str, series: &[&[f64]], hot: &[bool]) -> Op
     let n = series.first().map_or(0, |s| s.len());
     let q4 = 3 * n / 4..n;
     let group = |want: bool| -> Vec<f64> {
-        series
-            .iter()
-            .zip(hot)
-            .filter(|(_, &h)| h == want)
-            .map(|(s, _)| mean(&s[q4.clone()]))
-            .collect()
+        series.iter().zip(hot).filter(|(_, &h)| h == want).map(|(s, _)| mean(&s[q4.clone()])).collect()
     };
     let (cold, hotm) = (group(false), group(true));
     if cold.len() < 2 || hotm.len() < 2 {
@@ -140,18 +127,11 @@ impl ThermReport {
             starts.extend(start_comparison("abs_m", &m, &hot));
         }
         let drift = if n_therm >= 8 {
-            vec![
-                quarter_drift("action_density", &s),
-                quarter_drift("abs_m", &m),
-            ]
+            vec![quarter_drift("action_density", &s), quarter_drift("abs_m", &m)]
         } else {
             Vec::new()
         };
-        ThermReport {
-            n_therm,
-            drift,
-            starts,
-        }
+        ThermReport { n_therm, drift, starts }
     }
 
     pub fn drifting(&self) -> bool {
@@ -177,11 +157,7 @@ impl ThermReport {
                 c.diff,
                 c.err,
                 c.sigmas(),
-                if c.fails() {
-                    "  <-- STILL DRIFTING"
-                } else {
-                    ""
-                }
+                if c.fails() { "  <-- STILL DRIFTING" } else { "" }
             ));
         }
         for c in &self.starts {
@@ -193,11 +169,7 @@ impl ThermReport {
                 c.diff,
                 c.err,
                 c.sigmas(),
-                if c.fails() {
-                    "  <-- STARTS DISAGREE"
-                } else {
-                    ""
-                }
+                if c.fails() { "  <-- STARTS DISAGREE" } else { "" }
             ));
         }
         out
@@ -211,21 +183,13 @@ mod tests {
     #[test]
     fn flat_series_pass_and_trends_fail() {
         // Deterministic pseudo-noise around a constant: no drift.
-        let noise =
-            |c: usize, t: usize| (((c * 7919 + t * 104729) % 1000) as f64 / 1000.0 - 0.5) * 0.1;
-        let flat: Vec<Vec<f64>> = (0..8)
-            .map(|c| (0..400).map(|t| 1.0 + noise(c, t)).collect())
-            .collect();
+        let noise = |c: usize, t: usize| (((c * 7919 + t * 104729) % 1000) as f64 / 1000.0 - 0.5) * 0.1;
+        let flat: Vec<Vec<f64>> = (0..8).map(|c| (0..400).map(|t| 1.0 + noise(c, t)).collect()).collect();
         let refs: Vec<&[f64]> = flat.iter().map(|v| v.as_slice()).collect();
         assert!(!quarter_drift("x", &refs).fails());
         // A relaxation that is still going: exp(-t/300) approach.
-        let relax: Vec<Vec<f64>> = (0..8)
-            .map(|c| {
-                (0..400)
-                    .map(|t| 1.0 - (-(t as f64) / 300.0).exp() + noise(c, t))
-                    .collect()
-            })
-            .collect();
+        let relax: Vec<Vec<f64>> =
+            (0..8).map(|c| (0..400).map(|t| 1.0 - (-(t as f64) / 300.0).exp() + noise(c, t)).collect()).collect();
         let refs: Vec<&[f64]> = relax.iter().map(|v| v.as_slice()).collect();
         assert!(quarter_drift("x", &refs).fails());
         // The same with two chains uses block errors and still sees it.

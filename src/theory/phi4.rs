@@ -27,9 +27,7 @@ impl Parametrisation {
 
     pub fn lambda(&self) -> f64 {
         match *self {
-            Parametrisation::Hopping { lambda, .. } | Parametrisation::Mass { lambda, .. } => {
-                lambda
-            }
+            Parametrisation::Hopping { lambda, .. } | Parametrisation::Mass { lambda, .. } => lambda,
         }
     }
 
@@ -64,13 +62,7 @@ pub struct Phi4 {
 impl Phi4 {
     pub fn new(lattice: Lattice, param: Parametrisation) -> Self {
         let (hop, quad, lambda) = param.coefficients();
-        Phi4 {
-            lattice,
-            param,
-            hop,
-            quad,
-            lambda,
-        }
+        Phi4 { lattice, param, hop, quad, lambda }
     }
 
     /// Minimum of the action density for a constant field, φ_0 ≥ 0: the ordered (cold) start.
@@ -189,27 +181,9 @@ mod tests {
     #[test]
     fn deriv_matches_finite_differences() {
         let cases = [
-            (
-                Lattice::square(6),
-                Parametrisation::Hopping {
-                    kappa: 0.27,
-                    lambda: 0.022,
-                },
-            ),
-            (
-                Lattice::new(4, 8),
-                Parametrisation::Mass {
-                    m2: -4.0,
-                    lambda: 8.0,
-                },
-            ),
-            (
-                Lattice::new(2, 3),
-                Parametrisation::Hopping {
-                    kappa: 0.5,
-                    lambda: 1.3,
-                },
-            ),
+            (Lattice::square(6), Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 }),
+            (Lattice::new(4, 8), Parametrisation::Mass { m2: -4.0, lambda: 8.0 }),
+            (Lattice::new(2, 3), Parametrisation::Hopping { kappa: 0.5, lambda: 1.3 }),
         ];
         for (lat, param) in cases {
             let th = Phi4::new(lat, param);
@@ -224,11 +198,7 @@ mod tests {
                 p[x] -= 2.0 * h;
                 let sm = th.action(&p);
                 let fd = (sp - sm) / (2.0 * h);
-                assert!(
-                    (fd - d[x]).abs() < 1e-6 * (1.0 + fd.abs()),
-                    "{lat} site {x}: fd {fd} vs {}",
-                    d[x]
-                );
+                assert!((fd - d[x]).abs() < 1e-6 * (1.0 + fd.abs()), "{lat} site {x}: fd {fd} vs {}", d[x]);
             }
         }
     }
@@ -236,13 +206,7 @@ mod tests {
     #[test]
     fn constant_field_action_density() {
         let lat = Lattice::square(4);
-        let th = Phi4::new(
-            lat,
-            Parametrisation::Hopping {
-                kappa: 0.3,
-                lambda: 0.1,
-            },
-        );
+        let th = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.3, lambda: 0.1 });
         let phi = vec![1.5; 16];
         let s = th.action(&phi) / 16.0;
         let expect = -4.0 * 0.3 * 2.25 + (1.0 - 0.2) * 2.25 + 0.1 * 2.25 * 2.25;
