@@ -64,3 +64,28 @@ pub fn bench_train_step(arch: &Arch, batch: usize, l: usize, min_steps: usize) -
         backward_gflop: b * 1e-9,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cargo test --release --lib nn::bench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn print_train_step_throughput() {
+        let arch = std::env::var("LATDIFF_BENCH_ARCH").unwrap_or_else(|_| "dmassq".into());
+        let l = std::env::var("LATDIFF_BENCH_L").map_or(32, |v| v.parse().unwrap());
+        let b = std::env::var("LATDIFF_BENCH_B").map_or(64, |v| v.parse().unwrap());
+        let r = bench_train_step(&Arch::preset(&arch).unwrap(), b, l, 3);
+        println!(
+            "{arch} L={l} B={b} threads={}: {r:?}",
+            rayon::current_num_threads()
+        );
+    }
+
+    #[test]
+    fn bench_runs_tiny() {
+        let r = bench_train_step(&Arch::tiny(), 2, 8, 1);
+        assert!(r.samples_per_s > 0.0 && r.forward_gflop > 0.0);
+    }
+}

@@ -200,3 +200,29 @@ fn odd_translations_are_equivariant_to_first_order() {
     );
     assert!(d64 < 0.25 && d64 < 0.7 * d32, "{d32} {d64}");
 }
+
+#[test]
+fn f32_forward_agrees_with_f64() {
+    let net = Network::new(Arch::small());
+    let (b, h, w) = (2, 8, 8);
+    let p = net.init_params::<f64>(31);
+    let x = rand_vec(b * h * w, 32);
+    let y64 = run(
+        &net,
+        &p,
+        &x,
+        &[0.3, 3.0],
+        &mut Workspace::new(&net, b, h, w),
+    );
+    let to32 = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+    let mut y32 = vec![0.0f32; x.len()];
+    net.forward(
+        &to32(&p),
+        &to32(&x),
+        &[0.3, 3.0],
+        &mut y32,
+        &mut Workspace::new(&net, b, h, w),
+    );
+    let y32: Vec<f64> = y32.iter().map(|&a| a as f64).collect();
+    assert!(rel_dev(&y32, &y64) < 1e-5, "{}", rel_dev(&y32, &y64));
+}
