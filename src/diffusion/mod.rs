@@ -1,1 +1,3 @@
 //! diffusion
+
+pub mod objective;
