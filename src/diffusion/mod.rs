@@ -1,3 +1,26 @@
-//! diffusion
+//! Score-based diffusion for lattice fields: the training objective and the samplers.
+//!
+//! Variance-exploding SDE: φ_σ = φ_0 + σ z. A `ScoreModel` gives s(φ, σ) ≈ ∇_φ log p_σ(φ);
+//! at σ → 0 this is −∂S/∂φ, so the reverse-time SDE is Langevin dynamics with a learnt,
+//! σ-dependent action (stochastic quantisation).
 
 pub mod objective;
+
+use crate::lattice::Lattice;
+
+/// Anything that gives the score of the noised ensemble: a trained network or the exact
+/// free-field score. Fields are f64 on the sampler side, row-major [B, L_t, L_x].
+pub trait ScoreModel: Sync {
+    /// Why the model cannot run on `lat`, if it cannot (e.g. not divisible by 2^levels).
+    fn check_lattice(&self, lat: Lattice) -> Result<(), String>;
+
+    /// out[b] = s(φ_b, σ_b) for a batch of B = sigma.len() configurations.
+    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]);
+
+    /// Two-point function G(p) = ⟨|φ̃_p|²⟩/V of the (un-noised) data on `lat`, indexed
+    /// nt * L_x + nx: the propagator the matched sampler kernel is built from.
+    fn two_point(&self, lat: Lattice) -> Vec<f64>;
+
+    /// One-line description for logs and file attributes.
+    fn describe(&self) -> String;
+}
