@@ -499,7 +499,8 @@ where
         }
     }
     let total = &prefix[g];
-    if !(total[0] > 0.0) {
+    if total[0] <= 0.0 {
+        // (weights are finite and ≥ 0, so the sum is never NaN)
         return empty;
     }
     let means = |sums: &[f64]| -> Vec<f64> { sums[1..].iter().map(|s| s / sums[0]).collect() };
@@ -510,7 +511,7 @@ where
     if g >= 2 {
         for b in 0..g {
             let rest: Vec<f64> = (0..=k).map(|j| prefix[b][j] + suffix[b + 1][j]).collect();
-            if !(rest[0] > 0.0) {
+            if rest[0] <= 0.0 {
                 continue;
             }
             let theta = f(&means(&rest));
