@@ -309,6 +309,16 @@ impl HmcConfig {
             Some(p) => read_options_file(p)?,
             None => HmcOptions::default(),
         };
+        // JSON (used for merging) has no NaN or infinity: check floats before they pass through it.
+        for o in [&file, flags] {
+            for (k, v) in
+                [("kappa", o.kappa), ("m2", o.m2), ("lambda", o.lambda), ("tau", o.tau), ("tau_jitter", o.tau_jitter)]
+            {
+                if let Some(v) = v {
+                    finite(k, v)?;
+                }
+            }
+        }
         let mut cfg: HmcConfig = merge(&file, flags)?;
         // Record the resolved theory explicitly (defaults included) in the stored config.
         match cfg.theory()? {

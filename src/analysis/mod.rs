@@ -7,12 +7,9 @@
 pub mod plot;
 pub mod stats;
 
-pub use plot::{
-    errorbar_plot, font_available, histograms, line_plot, ErrorbarSeries, HistSeries,
-    LineSeriesData,
-};
+pub use plot::{errorbar_plot, font_available, histograms, line_plot, ErrorbarSeries, HistSeries, LineSeriesData};
 pub use stats::{
-    bin_size_from_tau, ess, gamma_method, gamma_method_labelled, gamma_method_replicas, jackknife,
-    jackknife_vec, log_sum_exp, normalized_weights, series_summary, GammaResult, JackknifeEstimate,
-    JackknifeVecEstimate, SeriesSummary, Windowing, DEFAULT_S_TAU,
+    bin_size_from_tau, ess, gamma_method, gamma_method_labelled, gamma_method_replicas, jackknife, jackknife_vec,
+    log_sum_exp, normalized_weights, series_summary, GammaResult, JackknifeEstimate, JackknifeVecEstimate,
+    SeriesSummary, Windowing, DEFAULT_S_TAU,
 };

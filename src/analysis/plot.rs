@@ -96,21 +96,15 @@ fn save(dir: &Path, name: &str, fig: &impl Figure, text: bool) -> Result<()> {
     {
         let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
-        fig.draw(&root, text)
-            .with_context(|| format!("drawing {}", png.display()))?;
-        root.present()
-            .map_err(plot_err)
-            .with_context(|| format!("writing {}", png.display()))?;
+        fig.draw(&root, text).with_context(|| format!("drawing {}", png.display()))?;
+        root.present().map_err(plot_err).with_context(|| format!("writing {}", png.display()))?;
     }
     let svg = dir.join(format!("{name}.svg"));
     {
         let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
-        fig.draw(&root, text)
-            .with_context(|| format!("drawing {}", svg.display()))?;
-        root.present()
-            .map_err(plot_err)
-            .with_context(|| format!("writing {}", svg.display()))?;
+        fig.draw(&root, text).with_context(|| format!("drawing {}", svg.display()))?;
+        root.present().map_err(plot_err).with_context(|| format!("writing {}", svg.display()))?;
     }
     Ok(())
 }
@@ -124,9 +118,7 @@ fn chart_builder<'a, 'b, DB: DrawingBackend>(
     let mut b = ChartBuilder::on(root);
     b.margin(20);
     if text {
-        b.caption(title, (FAMILY, 26))
-            .x_label_area_size(50)
-            .y_label_area_size(80);
+        b.caption(title, (FAMILY, 26)).x_label_area_size(50).y_label_area_size(80);
     }
     b
 }
@@ -152,10 +144,7 @@ where
             .label_style((FAMILY, 15))
             .axis_desc_style((FAMILY, 18));
     } else {
-        mesh.x_labels(0)
-            .y_labels(0)
-            .label_style((NO_FONT, 15))
-            .axis_desc_style((NO_FONT, 18));
+        mesh.x_labels(0).y_labels(0).label_style((NO_FONT, 15)).axis_desc_style((NO_FONT, 18));
     }
     mesh.draw().map_err(plot_err)?;
     if !text {
@@ -184,11 +173,7 @@ fn tick_label(v: &f64) -> String {
     }
     let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
     let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
     if s == "-0" {
         "0".into()
     } else {
@@ -197,10 +182,7 @@ fn tick_label(v: &f64) -> String {
 }
 
 /// Legend box in the upper right (only with text).
-fn draw_legend<'a, DB, X, Y>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    text: bool,
-) -> Result<()>
+fn draw_legend<'a, DB, X, Y>(chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>, text: bool) -> Result<()>
 where
     DB: DrawingBackend + 'a,
     X: Ranged<ValueType = f64>,
@@ -222,11 +204,8 @@ where
 /// Finite min..max of `values`, widened so that it is never empty and has a 5 % margin
 /// (`pad_low` false keeps the lower end, e.g. 0 for densities).
 fn padded_range(values: impl Iterator<Item = f64>, pad_low: bool) -> Range<f64> {
-    let (lo, hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
+    let (lo, hi) =
+        values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     if lo > hi {
         return 0.0..1.0;
     }
@@ -270,16 +249,10 @@ impl Figure for Histograms<'_> {
                 (total > 0.0).then(|| h.iter().map(|c| c / (total * width)).collect())
             })
             .collect();
-        let y_max = densities
-            .iter()
-            .flatten()
-            .flatten()
-            .fold(0.0f64, |m, &d| m.max(d));
+        let y_max = densities.iter().flatten().flatten().fold(0.0f64, |m, &d| m.max(d));
         let y_range = 0.0..if y_max > 0.0 { 1.1 * y_max } else { 1.0 };
 
-        let mut chart = chart_builder(root, self.title, text)
-            .build_cartesian_2d(x_range, y_range)
-            .map_err(plot_err)?;
+        let mut chart = chart_builder(root, self.title, text).build_cartesian_2d(x_range, y_range).map_err(plot_err)?;
         draw_mesh(&mut chart, self.xlabel, "density", text)?;
         for (k, ((label, _, _), dens)) in self.series.iter().zip(&densities).enumerate() {
             let Some(dens) = dens else { continue };
@@ -292,9 +265,7 @@ impl Figure for Histograms<'_> {
                 outline.push((e0 + width, d));
             }
             outline.push((hi, 0.0));
-            chart
-                .draw_series(std::iter::once(Polygon::new(outline.clone(), c.mix(0.15))))
-                .map_err(plot_err)?;
+            chart.draw_series(std::iter::once(Polygon::new(outline.clone(), c.mix(0.15)))).map_err(plot_err)?;
             chart
                 .draw_series(LineSeries::new(outline, c.stroke_width(2)))
                 .map_err(plot_err)?
@@ -322,12 +293,7 @@ pub fn histograms(
     series: &[HistSeries<'_>],
     bins: usize,
 ) -> Result<()> {
-    let fig = Histograms {
-        title,
-        xlabel,
-        series,
-        bins: bins.max(1),
-    };
+    let fig = Histograms { title, xlabel, series, bins: bins.max(1) };
     save(dir.as_ref(), name, &fig, font_available())
 }
 
@@ -345,10 +311,7 @@ struct Errorbars<'a> {
 impl Errorbars<'_> {
     /// Points to draw: finite, and y > 0 on a log scale (the bar's lower end is clipped at
     /// the axis when y − err ≤ 0).
-    fn points<'s>(
-        &'s self,
-        s: &'s ErrorbarSeries<'s>,
-    ) -> impl Iterator<Item = (f64, f64, f64)> + 's {
+    fn points<'s>(&'s self, s: &'s ErrorbarSeries<'s>) -> impl Iterator<Item = (f64, f64, f64)> + 's {
         let (_, x, y, e) = *s;
         x.iter()
             .zip(y)
@@ -370,9 +333,8 @@ impl Errorbars<'_> {
         Y: AsRangedCoord<Value = f64>,
         Y::CoordDescType: ValueFormatter<f64>,
     {
-        let mut chart = chart_builder(root, self.title, text)
-            .build_cartesian_2d(x_range.clone(), y_spec)
-            .map_err(plot_err)?;
+        let mut chart =
+            chart_builder(root, self.title, text).build_cartesian_2d(x_range.clone(), y_spec).map_err(plot_err)?;
         draw_mesh(&mut chart, self.xlabel, self.ylabel, text)?;
         // Cap half-width: 0.6 % of the x range, in data units so that it scales with the plot.
         let cap = 0.006 * (x_range.end - x_range.start);
@@ -390,10 +352,7 @@ impl Errorbars<'_> {
             });
             chart.draw_series(bars).map_err(plot_err)?;
             chart
-                .draw_series(
-                    pts.iter()
-                        .map(|&(x, y, _)| Circle::new((x, y), 3, c.filled())),
-                )
+                .draw_series(pts.iter().map(|&(x, y, _)| Circle::new((x, y), 3, c.filled())))
                 .map_err(plot_err)?
                 .label(s.0)
                 .legend(move |(x, y)| Circle::new((x + 10, y), 3, c.filled()));
@@ -404,31 +363,19 @@ impl Errorbars<'_> {
 
 impl Figure for Errorbars<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, text: bool) -> Result<()> {
-        let x_range = padded_range(
-            self.series.iter().flat_map(|s| self.points(s).map(|p| p.0)),
-            true,
-        );
+        let x_range = padded_range(self.series.iter().flat_map(|s| self.points(s).map(|p| p.0)), true);
         if self.log_y {
             // Range over y and the positive bar ends, with a margin of a factor ~1.25.
-            let ends = self.series.iter().flat_map(|s| {
-                self.points(s)
-                    .flat_map(|(_, y, e)| [y, y + e, if y - e > 0.0 { y - e } else { y }])
-            });
-            let (lo, hi) = ends.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                (a.min(v), b.max(v))
-            });
-            let (lo, hi) = if lo <= hi {
-                (lo / 1.25, hi * 1.25)
-            } else {
-                (0.1, 10.0)
-            };
-            let hi = if hi > lo { hi } else { lo * 10.0 };
-            self.draw_on(root, x_range, (lo..hi).log_scale(), lo, text)
-        } else {
             let ends = self
                 .series
                 .iter()
-                .flat_map(|s| self.points(s).flat_map(|(_, y, e)| [y - e, y + e]));
+                .flat_map(|s| self.points(s).flat_map(|(_, y, e)| [y, y + e, if y - e > 0.0 { y - e } else { y }]));
+            let (lo, hi) = ends.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+            let (lo, hi) = if lo <= hi { (lo / 1.25, hi * 1.25) } else { (0.1, 10.0) };
+            let hi = if hi > lo { hi } else { lo * 10.0 };
+            self.draw_on(root, x_range, (lo..hi).log_scale(), lo, text)
+        } else {
+            let ends = self.series.iter().flat_map(|s| self.points(s).flat_map(|(_, y, e)| [y - e, y + e]));
             let y_range = padded_range(ends, true);
             let floor = y_range.start;
             self.draw_on::<DB, Range<f64>>(root, x_range, y_range, floor, text)
@@ -451,13 +398,7 @@ pub fn errorbar_plot(
     series: &[ErrorbarSeries<'_>],
     log_y: bool,
 ) -> Result<()> {
-    let fig = Errorbars {
-        title,
-        xlabel,
-        ylabel,
-        series,
-        log_y,
-    };
+    let fig = Errorbars { title, xlabel, ylabel, series, log_y };
     save(dir.as_ref(), name, &fig, font_available())
 }
 
@@ -474,30 +415,17 @@ struct Lines<'a> {
 impl Figure for Lines<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, text: bool) -> Result<()> {
         let finite = |s: &LineSeriesData<'_>| -> Vec<(f64, f64)> {
-            s.1.iter()
-                .zip(s.2)
-                .map(|(&x, &y)| (x, y))
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-                .collect()
+            s.1.iter().zip(s.2).map(|(&x, &y)| (x, y)).filter(|(x, y)| x.is_finite() && y.is_finite()).collect()
         };
         let data: Vec<Vec<(f64, f64)>> = self.series.iter().map(finite).collect();
         let x_range = padded_range(data.iter().flatten().map(|p| p.0), true);
         let y_range = padded_range(data.iter().flatten().map(|p| p.1), true);
-        let mut chart = chart_builder(root, self.title, text)
-            .build_cartesian_2d(x_range.clone(), y_range)
-            .map_err(plot_err)?;
-        draw_mesh::<DB, RangedCoordf64, RangedCoordf64>(
-            &mut chart,
-            self.xlabel,
-            self.ylabel,
-            text,
-        )?;
+        let mut chart =
+            chart_builder(root, self.title, text).build_cartesian_2d(x_range.clone(), y_range).map_err(plot_err)?;
+        draw_mesh::<DB, RangedCoordf64, RangedCoordf64>(&mut chart, self.xlabel, self.ylabel, text)?;
         // Reference line y = 0 (where ρ(t) should decay to).
         chart
-            .draw_series(LineSeries::new(
-                [(x_range.start, 0.0), (x_range.end, 0.0)],
-                BLACK.mix(0.4),
-            ))
+            .draw_series(LineSeries::new([(x_range.start, 0.0), (x_range.end, 0.0)], BLACK.mix(0.4)))
             .map_err(plot_err)?;
         for (k, ((label, _, _), pts)) in self.series.iter().zip(data).enumerate() {
             let c = colour(k);
@@ -523,12 +451,7 @@ pub fn line_plot(
     ylabel: &str,
     series: &[LineSeriesData<'_>],
 ) -> Result<()> {
-    let fig = Lines {
-        title,
-        xlabel,
-        ylabel,
-        series,
-    };
+    let fig = Lines { title, xlabel, ylabel, series };
     save(dir.as_ref(), name, &fig, font_available())
 }
 
@@ -574,11 +497,7 @@ mod tests {
         let a = gaussian_like(5000, 0.0);
         let b = gaussian_like(5000, 0.7);
         let w: Vec<f64> = b.iter().map(|x| (-x).exp()).collect();
-        let series: [HistSeries; 3] = [
-            ("HMC", &a, None),
-            ("diffusion", &b, None),
-            ("reweighted", &b, Some(&w)),
-        ];
+        let series: [HistSeries; 3] = [("HMC", &a, None), ("diffusion", &b, None), ("reweighted", &b, Some(&w))];
         histograms(dir.path(), "hist_m", "Magnetisation M", "M", &series, 40).unwrap();
         let svg = check_outputs(dir.path(), "hist_m");
         if font_available() {
@@ -591,25 +510,13 @@ mod tests {
     fn errorbar_plot_writes_linear_and_log() {
         let dir = tempfile::tempdir().unwrap();
         let t: Vec<f64> = (0..16).map(f64::from).collect();
-        let g: Vec<f64> = t
-            .iter()
-            .map(|t| (-0.4 * t).exp() + (-0.4 * (16.0 - t)).exp())
-            .collect();
+        let g: Vec<f64> = t.iter().map(|t| (-0.4 * t).exp() + (-0.4 * (16.0 - t)).exp()).collect();
         let e: Vec<f64> = g.iter().map(|g| 0.05 * g + 0.002).collect();
         let noisy: Vec<f64> = g.iter().zip(&t).map(|(g, t)| g - 0.003 * t).collect();
         let series: [ErrorbarSeries; 2] = [("G(t)", &t, &g, &e), ("noisy", &t, &noisy, &e)];
         for log_y in [false, true] {
             let name = if log_y { "corr_log" } else { "corr_lin" };
-            errorbar_plot(
-                dir.path(),
-                name,
-                "Correlator G(t)",
-                "t",
-                "G(t)",
-                &series,
-                log_y,
-            )
-            .unwrap();
+            errorbar_plot(dir.path(), name, "Correlator G(t)", "t", "G(t)", &series, log_y).unwrap();
             let svg = check_outputs(dir.path(), name);
             if font_available() {
                 assert!(svg.contains("Correlator G(t)"));
@@ -623,15 +530,8 @@ mod tests {
         let t: Vec<f64> = (0..60).map(f64::from).collect();
         let rho: Vec<f64> = t.iter().map(|t| 0.9f64.powf(*t)).collect();
         let rho2: Vec<f64> = t.iter().map(|t| 0.5f64.powf(*t)).collect();
-        line_plot(
-            dir.path(),
-            "rho",
-            "Autocorrelation rho(t)",
-            "t",
-            "rho(t)",
-            &[("|M|", &t, &rho), ("M^2", &t, &rho2)],
-        )
-        .unwrap();
+        line_plot(dir.path(), "rho", "Autocorrelation rho(t)", "t", "rho(t)", &[("|M|", &t, &rho), ("M^2", &t, &rho2)])
+            .unwrap();
         let svg = check_outputs(dir.path(), "rho");
         if font_available() {
             assert!(svg.contains("Autocorrelation rho(t)"));
@@ -644,44 +544,21 @@ mod tests {
         let empty: [f64; 0] = [];
         let constant = [2.0; 10];
         let nan = [f64::NAN, 1.0, f64::INFINITY];
-        let h: [HistSeries; 3] = [
-            ("empty", &empty, None),
-            ("const", &constant, None),
-            ("nan", &nan, None),
-        ];
-        let e: [ErrorbarSeries; 2] = [
-            ("neg", &[0.0, 1.0], &[-1.0, 0.0], &[0.1]),
-            ("none", &empty, &empty, &empty),
-        ];
+        let h: [HistSeries; 3] = [("empty", &empty, None), ("const", &constant, None), ("nan", &nan, None)];
+        let e: [ErrorbarSeries; 2] = [("neg", &[0.0, 1.0], &[-1.0, 0.0], &[0.1]), ("none", &empty, &empty, &empty)];
         let l: [LineSeriesData; 1] = [("nan", &nan, &nan)];
         for text in [true, false] {
             if text && !font_available() {
                 continue;
             }
             let p = dir.path().join(if text { "text" } else { "plain" });
-            let hist = Histograms {
-                title: "t",
-                xlabel: "x",
-                series: &h,
-                bins: 1,
-            };
+            let hist = Histograms { title: "t", xlabel: "x", series: &h, bins: 1 };
             save(&p, "h", &hist, text).unwrap();
             for log_y in [false, true] {
-                let fig = Errorbars {
-                    title: "t",
-                    xlabel: "x",
-                    ylabel: "y",
-                    series: &e,
-                    log_y,
-                };
+                let fig = Errorbars { title: "t", xlabel: "x", ylabel: "y", series: &e, log_y };
                 save(&p, "e", &fig, text).unwrap();
             }
-            let fig = Lines {
-                title: "t",
-                xlabel: "x",
-                ylabel: "y",
-                series: &l,
-            };
+            let fig = Lines { title: "t", xlabel: "x", ylabel: "y", series: &l };
             save(&p, "l", &fig, text).unwrap();
             check_outputs(&p, "l");
             if !text {

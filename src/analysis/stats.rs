@@ -91,15 +91,9 @@ pub fn gamma_method(chain: &[f64]) -> GammaResult {
 /// # Panics
 /// If `values` and `chain_ids` differ in length.
 pub fn gamma_method_labelled(values: &[f64], chain_ids: &[usize], s_tau: f64) -> GammaResult {
-    assert_eq!(
-        values.len(),
-        chain_ids.len(),
-        "gamma_method_labelled: one chain id per value"
-    );
-    let replicas: Vec<Vec<f64>> = group_by_chain(chain_ids)
-        .into_iter()
-        .map(|idx| idx.into_iter().map(|i| values[i]).collect())
-        .collect();
+    assert_eq!(values.len(), chain_ids.len(), "gamma_method_labelled: one chain id per value");
+    let replicas: Vec<Vec<f64>> =
+        group_by_chain(chain_ids).into_iter().map(|idx| idx.into_iter().map(|i| values[i]).collect()).collect();
     gamma_method_replicas(&replicas, s_tau)
 }
 
@@ -119,11 +113,7 @@ pub fn gamma_method_labelled(values: &[f64], chain_ids: &[usize], s_tau: f64) ->
 /// Γ is computed by FFT, O(N log N), so long chains with large τ are cheap.
 pub fn gamma_method_replicas<C: AsRef<[f64]>>(replicas: &[C], s_tau: f64) -> GammaResult {
     let s_tau = if s_tau > 0.0 { s_tau } else { DEFAULT_S_TAU };
-    let chains: Vec<&[f64]> = replicas
-        .iter()
-        .map(|r| r.as_ref())
-        .filter(|r| !r.is_empty())
-        .collect();
+    let chains: Vec<&[f64]> = replicas.iter().map(|r| r.as_ref()).filter(|r| !r.is_empty()).collect();
     let n: usize = chains.iter().map(|c| c.len()).sum();
     if n == 0 {
         return naive_result(0.0, 0.0, 0, Windowing::TooShort);
@@ -131,15 +121,8 @@ pub fn gamma_method_replicas<C: AsRef<[f64]>>(replicas: &[C], s_tau: f64) -> Gam
     let nf = n as f64;
     let mean = chains.iter().flat_map(|c| c.iter()).sum::<f64>() / nf;
     // Two-pass variance about the mean (no catastrophic cancellation).
-    let sum_sq_dev: f64 = chains
-        .iter()
-        .flat_map(|c| c.iter())
-        .map(|&a| (a - mean) * (a - mean))
-        .sum();
-    let max_abs = chains
-        .iter()
-        .flat_map(|c| c.iter())
-        .fold(0.0f64, |m, &a| m.max(a.abs()));
+    let sum_sq_dev: f64 = chains.iter().flat_map(|c| c.iter()).map(|&a| (a - mean) * (a - mean)).sum();
+    let max_abs = chains.iter().flat_map(|c| c.iter()).fold(0.0f64, |m, &a| m.max(a.abs()));
     // A constant series still shows rounding noise ~ε|a| in a − ā; treat that as zero
     // variance rather than as a (meaningless) autocorrelation function.
     let noise = 64.0 * f64::EPSILON * max_abs;
@@ -167,11 +150,7 @@ pub fn gamma_method_replicas<C: AsRef<[f64]>>(replicas: &[C], s_tau: f64) -> Gam
         c_f += 2.0 * g_w;
         let tau_w = c_f / (2.0 * g0);
         // For τ_int(W) ≤ 1/2 there is no decay left to resolve: stop at once.
-        let tau = if tau_w <= 0.5 {
-            f64::EPSILON
-        } else {
-            s_tau / ((2.0 * tau_w + 1.0) / (2.0 * tau_w - 1.0)).ln()
-        };
+        let tau = if tau_w <= 0.5 { f64::EPSILON } else { s_tau / ((2.0 * tau_w + 1.0) / (2.0 * tau_w - 1.0)).ln() };
         let wf = w as f64;
         let g = (-wf / tau).exp() - tau / (wf * nf).sqrt();
         if g < 0.0 {
@@ -257,23 +236,12 @@ fn autocovariance(chains: &[&[f64]], mean: f64, max_lag: usize) -> Vec<f64> {
             counts[t] += dev.len() - t;
         }
     }
-    sums.iter()
-        .zip(&counts)
-        .map(|(s, &c)| if c > 0 { s / c as f64 } else { 0.0 })
-        .collect()
+    sums.iter().zip(&counts).map(|(s, &c)| if c > 0 { s / c as f64 } else { 0.0 }).collect()
 }
 
 /// Σ_i d_i d_{i+t} for t = 0..=lags, by direct summation (O(N·lags)).
 fn lagged_products_direct(dev: &[f64], lags: usize) -> Vec<f64> {
-    (0..=lags)
-        .map(|t| {
-            dev[..dev.len() - t]
-                .iter()
-                .zip(&dev[t..])
-                .map(|(a, b)| a * b)
-                .sum()
-        })
-        .collect()
+    (0..=lags).map(|t| dev[..dev.len() - t].iter().zip(&dev[t..]).map(|(a, b)| a * b).sum()).collect()
 }
 
 /// Σ_i d_i d_{i+t} for t = 0..=lags via the Wiener–Khinchin theorem: zero-padding to
@@ -285,15 +253,13 @@ fn lagged_products_fft(dev: &[f64], lags: usize, planner: &mut RealFftPlanner<f6
     let mut input = r2c.make_input_vec();
     input[..dev.len()].copy_from_slice(dev);
     let mut spectrum = r2c.make_output_vec();
-    r2c.process(&mut input, &mut spectrum)
-        .expect("FFT buffers sized by the planner");
+    r2c.process(&mut input, &mut spectrum).expect("FFT buffers sized by the planner");
     for z in spectrum.iter_mut() {
         // |F|² is real; an exactly zero imaginary part is required by the inverse.
         *z = Complex::new(z.norm_sqr(), 0.0);
     }
     let mut out = c2r.make_output_vec();
-    c2r.process(&mut spectrum, &mut out)
-        .expect("FFT buffers sized by the planner");
+    c2r.process(&mut spectrum, &mut out).expect("FFT buffers sized by the planner");
     // realfft's inverse is unnormalised.
     let scale = 1.0 / len as f64;
     out[..=lags].iter().map(|v| v * scale).collect()
@@ -429,28 +395,16 @@ where
     F: FnMut(&[f64]) -> Vec<f64>,
 {
     let series: Vec<&[f64]> = primaries.iter().map(|p| p.as_ref()).collect();
-    let n = series
-        .first()
-        .map(|s| s.len())
-        .or(chain_ids.map(|c| c.len()))
-        .or(log_weights.map(|w| w.len()))
-        .unwrap_or(0);
-    assert!(
-        series.iter().all(|s| s.len() == n),
-        "jackknife: all primary series must have the same length"
-    );
+    let n =
+        series.first().map(|s| s.len()).or(chain_ids.map(|c| c.len())).or(log_weights.map(|w| w.len())).unwrap_or(0);
+    assert!(series.iter().all(|s| s.len() == n), "jackknife: all primary series must have the same length");
     if let Some(c) = chain_ids {
         assert_eq!(c.len(), n, "jackknife: one chain id per configuration");
     }
     if let Some(w) = log_weights {
         assert_eq!(w.len(), n, "jackknife: one log-weight per configuration");
     }
-    let empty = JackknifeVecEstimate {
-        value: Vec::new(),
-        err: Vec::new(),
-        bias: Vec::new(),
-        n_bins: 0,
-    };
+    let empty = JackknifeVecEstimate { value: Vec::new(), err: Vec::new(), bias: Vec::new(), n_bins: 0 };
     let weights: Vec<f64> = match log_weights {
         Some(lw) => normalized_weights(lw),
         None => vec![1.0; n],
@@ -468,11 +422,7 @@ where
         let n_bins_chain = (idx.len() / bin_size).max(1);
         for b in 0..n_bins_chain {
             let start = b * bin_size;
-            let end = if b + 1 == n_bins_chain {
-                idx.len()
-            } else {
-                start + bin_size
-            };
+            let end = if b + 1 == n_bins_chain { idx.len() } else { start + bin_size };
             let mut acc = vec![0.0; k + 1];
             for &i in &idx[start..end] {
                 let w = weights[i];
@@ -521,12 +471,7 @@ where
     }
     let gs = samples.len();
     if gs < 2 {
-        return JackknifeVecEstimate {
-            err: vec![0.0; dim],
-            bias: vec![0.0; dim],
-            value,
-            n_bins: gs,
-        };
+        return JackknifeVecEstimate { err: vec![0.0; dim], bias: vec![0.0; dim], value, n_bins: gs };
     }
     let gf = gs as f64;
     let mut err = vec![0.0; dim];
@@ -537,12 +482,7 @@ where
         err[d] = ((gf - 1.0) / gf * ss).sqrt();
         bias[d] = (gf - 1.0) * (avg - value[d]);
     }
-    JackknifeVecEstimate {
-        value,
-        err,
-        bias,
-        n_bins: gs,
-    }
+    JackknifeVecEstimate { value, err, bias, n_bins: gs }
 }
 
 /// Γ-method, bin size and binned jackknife of the mean of one series in a single call.
@@ -572,30 +512,18 @@ pub fn series_summary(values: &[f64], chain_ids: Option<&[usize]>) -> SeriesSumm
     };
     let bin_size = bin_size_from_tau(gamma.tau_int, shortest);
     let jackknife = jackknife(&[values], chain_ids, None, bin_size, |m| m[0]);
-    SeriesSummary {
-        gamma,
-        bin_size,
-        jackknife,
-    }
+    SeriesSummary { gamma, bin_size, jackknife }
 }
 
 /// ln Σ exp(log_w_i), computed as m + ln Σ exp(log_w_i − m) with m = max log_w so that
 /// no term overflows (log-weights of lattice actions are O(volume)). NaN entries are
 /// ignored; empty or all −inf input gives −inf.
 pub fn log_sum_exp(log_w: &[f64]) -> f64 {
-    let m = log_w
-        .iter()
-        .filter(|x| !x.is_nan())
-        .fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    let m = log_w.iter().filter(|x| !x.is_nan()).fold(f64::NEG_INFINITY, |a, &b| a.max(b));
     if !m.is_finite() {
         return m;
     }
-    m + log_w
-        .iter()
-        .filter(|x| !x.is_nan())
-        .map(|x| (x - m).exp())
-        .sum::<f64>()
-        .ln()
+    m + log_w.iter().filter(|x| !x.is_nan()).map(|x| (x - m).exp()).sum::<f64>().ln()
 }
 
 /// Weights w_i = exp(log_w_i − max log_w) ∈ [0, 1], largest exactly 1: the common factor
@@ -603,10 +531,7 @@ pub fn log_sum_exp(log_w: &[f64]) -> f64 {
 /// are +inf those share the weight equally (w = 1) and all others get 0; empty or all
 /// −inf input gives all zeros.
 pub fn normalized_weights(log_w: &[f64]) -> Vec<f64> {
-    let m = log_w
-        .iter()
-        .filter(|x| !x.is_nan())
-        .fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    let m = log_w.iter().filter(|x| !x.is_nan()).fold(f64::NEG_INFINITY, |a, &b| a.max(b));
     log_w
         .iter()
         .map(|&x| {
@@ -685,11 +610,7 @@ mod tests {
             );
             // Error of the mean: sqrt(2 τ Var/N) with Var = 1.
             let exact_err = (2.0 * tau / n as f64).sqrt();
-            assert!(
-                (r.err / exact_err - 1.0).abs() < 0.05,
-                "rho={rho}: err {} vs {exact_err}",
-                r.err
-            );
+            assert!((r.err / exact_err - 1.0).abs() < 0.05, "rho={rho}: err {} vs {exact_err}", r.err);
             assert!(r.mean.abs() < 4.0 * exact_err);
             // ρ(t) of AR(1) is ρ^t; check the first lags loosely.
             assert!((r.gamma[0] - 1.0).abs() < 1e-12);
@@ -708,12 +629,7 @@ mod tests {
         let r = gamma_method_replicas(&chains, DEFAULT_S_TAU);
         let tau = tau_exact(rho);
         assert_eq!(r.n, 4 * n_chain);
-        assert!(
-            (r.tau_int - tau).abs() < 3.0 * r.tau_int_err,
-            "tau {} ± {} vs {tau}",
-            r.tau_int,
-            r.tau_int_err
-        );
+        assert!((r.tau_int - tau).abs() < 3.0 * r.tau_int_err, "tau {} ± {} vs {tau}", r.tau_int, r.tau_int_err);
         let exact_err = (2.0 * tau / r.n as f64).sqrt();
         assert!((r.err / exact_err - 1.0).abs() < 0.05);
         let all: Vec<f64> = chains.iter().flatten().copied().collect();
@@ -777,11 +693,7 @@ mod tests {
         for bin in [1, 10] {
             let r = jackknife(&[&x[..]], None, None, bin, |m| m[0]);
             let exact = sigma / (n as f64).sqrt();
-            assert!(
-                (r.err / exact - 1.0).abs() < 0.1,
-                "bin {bin}: {} vs {exact}",
-                r.err
-            );
+            assert!((r.err / exact - 1.0).abs() < 0.1, "bin {bin}: {} vs {exact}", r.err);
             assert_eq!(r.n_bins, n / bin);
             assert!(r.bias.abs() < 1e-9);
         }
@@ -795,9 +707,7 @@ mod tests {
         let x2: Vec<f64> = x.iter().map(|v| v * v).collect();
         let x4: Vec<f64> = x2.iter().map(|v| v * v).collect();
         let b = bin_size_from_tau(gamma_method(&x2).tau_int, x.len());
-        let u = jackknife(&[x2, x4], None, None, b, |m| {
-            1.0 - m[1] / (3.0 * m[0] * m[0])
-        });
+        let u = jackknife(&[x2, x4], None, None, b, |m| 1.0 - m[1] / (3.0 * m[0] * m[0]));
         assert!(u.err > 0.0 && u.err < 0.02);
         assert!(u.value.abs() < 4.0 * u.err, "U = {} ± {}", u.value, u.err);
     }
@@ -822,10 +732,7 @@ mod tests {
         let mean = s / rf;
         let spread = ((s2 - s * s / rf) / (rf - 1.0)).sqrt();
         let err = (e2 / rf).sqrt();
-        assert!(
-            (spread / err - 1.0).abs() < 0.15,
-            "spread {spread} err {err}"
-        );
+        assert!((spread / err - 1.0).abs() < 0.15, "spread {spread} err {err}");
         assert!((mean - 1.25).abs() < 4.0 * spread / rf.sqrt());
     }
 
@@ -861,9 +768,7 @@ mod tests {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(8);
         let a: Vec<f64> = (0..1000).map(|_| normal(&mut rng)).collect();
         let b: Vec<f64> = (0..1000).map(|_| 3.0 + normal(&mut rng)).collect();
-        let v = jackknife_vec(&[&a[..], &b[..]], None, None, 4, |m| {
-            vec![m[0], m[1] * m[1]]
-        });
+        let v = jackknife_vec(&[&a[..], &b[..]], None, None, 4, |m| vec![m[0], m[1] * m[1]]);
         let s = jackknife(&[&a[..], &b[..]], None, None, 4, |m| m[1] * m[1]);
         assert_eq!(v.value.len(), 2);
         assert!((v.value[1] - s.value).abs() < 1e-12 && (v.err[1] - s.err).abs() < 1e-12);
@@ -877,10 +782,7 @@ mod tests {
         let n = 200_000;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
         let x: Vec<f64> = (0..n).map(|_| normal(&mut rng)).collect();
-        let lw: Vec<f64> = x
-            .iter()
-            .map(|v| -(v - mu) * (v - mu) / (2.0 * s * s) - s.ln() + v * v / 2.0)
-            .collect();
+        let lw: Vec<f64> = x.iter().map(|v| -(v - mu) * (v - mu) / (2.0 * s * s) - s.ln() + v * v / 2.0).collect();
         let xx: Vec<f64> = x.iter().map(|v| v * v).collect();
         let prim = [&x[..], &xx[..]];
         let mean = jackknife(&prim, None, Some(&lw), 10, |m| m[0]);
@@ -896,10 +798,7 @@ mod tests {
         // ESS/N = s sqrt(2−s²) exp(−μ²/(2−s²)) ≈ 0.7763 for μ = 0.5, s = 0.8.
         let ess_exact = s * (2.0 - s * s).sqrt() * (-mu * mu / (2.0 - s * s)).exp();
         let ratio = ess(&lw) / n as f64;
-        assert!(
-            (ratio / ess_exact - 1.0).abs() < 0.02,
-            "{ratio} vs {ess_exact}"
-        );
+        assert!((ratio / ess_exact - 1.0).abs() < 0.02, "{ratio} vs {ess_exact}");
         // Scale invariance: a huge common offset changes nothing.
         let shifted: Vec<f64> = lw.iter().map(|v| v + 1e4).collect();
         assert!((ess(&shifted) / n as f64 - ratio).abs() < 1e-9);
@@ -914,10 +813,7 @@ mod tests {
         assert_eq!(log_sum_exp(&[]), f64::NEG_INFINITY);
         assert_eq!(ess(&[]), 0.0);
         assert_eq!(ess(&[f64::NEG_INFINITY; 3]), 0.0);
-        assert_eq!(
-            normalized_weights(&[f64::INFINITY, 0.0, f64::NAN]),
-            vec![1.0, 0.0, 0.0]
-        );
+        assert_eq!(normalized_weights(&[f64::INFINITY, 0.0, f64::NAN]), vec![1.0, 0.0, 0.0]);
         assert!((ess(&[0.0; 7]) - 7.0).abs() < 1e-12);
     }
 

@@ -23,6 +23,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Generate a φ⁴ ensemble with Hybrid Monte Carlo (MPI-parallel over chains).
+    #[command(allow_negative_numbers = true)]
     Hmc(crate::config::HmcOptions),
     /// Describe an HDF5 file written by latdiff in physics terms.
     Info(info::InfoArgs),

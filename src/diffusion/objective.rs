@@ -63,14 +63,7 @@ fn scale_input<T: Float>(x_in: &mut [T], phi: &[T], sigma: &[T], sigma_data: f64
 }
 
 /// score[B,1,H,W] = s_θ(φ, σ).
-pub fn score<T: Float>(
-    net: &Network,
-    params: &[T],
-    phi: &[T],
-    sigma: &[T],
-    score: &mut [T],
-    ws: &mut DsmWorkspace<T>,
-) {
+pub fn score<T: Float>(net: &Network, params: &[T], phi: &[T], sigma: &[T], score: &mut [T], ws: &mut DsmWorkspace<T>) {
     scale_input(&mut ws.x_in, phi, sigma, net.arch.sigma_data);
     net.forward(params, &ws.x_in, sigma, score, &mut ws.net);
     let v = phi.len() / sigma.len();
@@ -115,12 +108,7 @@ pub fn dsm_loss_forward<T: Float>(
 }
 
 /// Accumulates dL/dθ for the last `dsm_loss_forward` on `ws`.
-pub fn dsm_loss_backward<T: Float>(
-    net: &Network,
-    params: &[T],
-    dparams: &mut [T],
-    ws: &mut DsmWorkspace<T>,
-) {
+pub fn dsm_loss_backward<T: Float>(net: &Network, params: &[T], dparams: &mut [T], ws: &mut DsmWorkspace<T>) {
     let f = T::from_f64(2.0 / ws.net.batch as f64);
     for (d, r) in ws.dout.iter_mut().zip(&ws.resid) {
         *d = f * *r;
@@ -143,10 +131,7 @@ mod tests {
     fn dsm_loss_gradient_matches_finite_differences() {
         let net = Network::new(Arch::tiny());
         let (b, h, w) = (2, 4, 6);
-        let mut p: Vec<f64> = rand_vec(net.num_params(), 1)
-            .iter()
-            .map(|v| 0.5 * v)
-            .collect();
+        let mut p: Vec<f64> = rand_vec(net.num_params(), 1).iter().map(|v| 0.5 * v).collect();
         let phi0 = rand_vec(b * h * w, 2);
         let z = rand_vec(b * h * w, 3);
         let sigma = [0.3, 2.5];
@@ -180,9 +165,7 @@ mod tests {
         let q = net.init_params::<f64>(3);
         score(&net, &q, &phi0, &[0.5, 1.5], &mut s, &mut ws);
         let mut f = vec![0.0; b * h * w];
-        let x_in: Vec<f64> = (0..b * h * w)
-            .map(|i| phi0[i] * c_in(1.0, [0.5, 1.5][i / 16]))
-            .collect();
+        let x_in: Vec<f64> = (0..b * h * w).map(|i| phi0[i] * c_in(1.0, [0.5, 1.5][i / 16])).collect();
         net.forward(&q, &x_in, &[0.5, 1.5], &mut f, &mut ws.net);
         for i in 0..b * h * w {
             assert!((s[i] - f[i] / [0.5, 1.5][i / 16]).abs() < 1e-12);

@@ -12,38 +12,31 @@ fn sigmoid<T: Float>(x: T) -> T {
 }
 
 pub fn silu_forward<T: Float>(out: &mut [T], inp: &[T]) {
-    out.par_chunks_mut(CHUNK)
-        .zip(inp.par_chunks(CHUNK))
-        .for_each(|(o, x)| {
-            for (ov, xv) in o.iter_mut().zip(x) {
-                *ov = *xv * sigmoid(*xv);
-            }
-        });
+    out.par_chunks_mut(CHUNK).zip(inp.par_chunks(CHUNK)).for_each(|(o, x)| {
+        for (ov, xv) in o.iter_mut().zip(x) {
+            *ov = *xv * sigmoid(*xv);
+        }
+    });
 }
 
 pub fn silu_backward<T: Float>(dinp: &mut [T], dout: &[T], inp: &[T]) {
-    dinp.par_chunks_mut(CHUNK)
-        .zip(dout.par_chunks(CHUNK).zip(inp.par_chunks(CHUNK)))
-        .for_each(|(d, (dy, x))| {
-            for ((dv, yv), xv) in d.iter_mut().zip(dy).zip(x) {
-                let s = sigmoid(*xv);
-                *dv += *yv * s * (T::ONE + *xv * (T::ONE - s));
-            }
-        });
+    dinp.par_chunks_mut(CHUNK).zip(dout.par_chunks(CHUNK).zip(inp.par_chunks(CHUNK))).for_each(|(d, (dy, x))| {
+        for ((dv, yv), xv) in d.iter_mut().zip(dy).zip(x) {
+            let s = sigmoid(*xv);
+            *dv += *yv * s * (T::ONE + *xv * (T::ONE - s));
+        }
+    });
 }
 
 /// FiLM: out[b,c] = inp[b,c]·(1 + ss[b,c]) + ss[b,C+c], ss[B, 2C] from the noise embedding.
 pub fn film_forward<T: Float>(out: &mut [T], inp: &[T], ss: &[T], b: usize, c: usize, hw: usize) {
-    out[..b * c * hw]
-        .par_chunks_mut(hw)
-        .enumerate()
-        .for_each(|(i, o)| {
-            let (bi, ch) = (i / c, i % c);
-            let (sc, sh) = (T::ONE + ss[bi * 2 * c + ch], ss[bi * 2 * c + c + ch]);
-            for (ov, xv) in o.iter_mut().zip(&inp[i * hw..][..hw]) {
-                *ov = *xv * sc + sh;
-            }
-        });
+    out[..b * c * hw].par_chunks_mut(hw).enumerate().for_each(|(i, o)| {
+        let (bi, ch) = (i / c, i % c);
+        let (sc, sh) = (T::ONE + ss[bi * 2 * c + ch], ss[bi * 2 * c + c + ch]);
+        for (ov, xv) in o.iter_mut().zip(&inp[i * hw..][..hw]) {
+            *ov = *xv * sc + sh;
+        }
+    });
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -57,20 +50,13 @@ pub fn film_backward<T: Float>(
     c: usize,
     hw: usize,
 ) {
-    dinp[..b * c * hw]
-        .par_chunks_mut(c * hw)
-        .zip(dss[..2 * b * c].par_chunks_mut(2 * c))
-        .enumerate()
-        .for_each(|(bi, (dx, ds))| {
+    dinp[..b * c * hw].par_chunks_mut(c * hw).zip(dss[..2 * b * c].par_chunks_mut(2 * c)).enumerate().for_each(
+        |(bi, (dx, ds))| {
             for ch in 0..c {
                 let sc = T::ONE + ss[bi * 2 * c + ch];
                 let off = (bi * c + ch) * hw;
                 let (mut dsc, mut dsh) = (T::ZERO, T::ZERO);
-                for ((dv, yv), xv) in dx[ch * hw..][..hw]
-                    .iter_mut()
-                    .zip(&dout[off..][..hw])
-                    .zip(&inp[off..][..hw])
-                {
+                for ((dv, yv), xv) in dx[ch * hw..][..hw].iter_mut().zip(&dout[off..][..hw]).zip(&inp[off..][..hw]) {
                     *dv += *yv * sc;
                     dsc += *yv * *xv;
                     dsh += *yv;
@@ -78,59 +64,37 @@ pub fn film_backward<T: Float>(
                 ds[ch] += dsc;
                 ds[c + ch] += dsh;
             }
-        });
+        },
+    );
 }
 
 pub fn add_forward<T: Float>(out: &mut [T], a: &[T], b: &[T]) {
-    out.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(o, (x, y))| {
-            for ((ov, xv), yv) in o.iter_mut().zip(x).zip(y) {
-                *ov = *xv + *yv;
-            }
-        });
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (x, y))| {
+        for ((ov, xv), yv) in o.iter_mut().zip(x).zip(y) {
+            *ov = *xv + *yv;
+        }
+    });
 }
 
 /// dst += src (backward of add, identity and copy).
 pub fn accumulate<T: Float>(dst: &mut [T], src: &[T]) {
-    dst.par_chunks_mut(CHUNK)
-        .zip(src.par_chunks(CHUNK))
-        .for_each(|(d, s)| {
-            for (dv, sv) in d.iter_mut().zip(s) {
-                *dv += *sv;
-            }
-        });
+    dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| {
+        for (dv, sv) in d.iter_mut().zip(s) {
+            *dv += *sv;
+        }
+    });
 }
 
 /// out[b] = [a[b] (ca channels); c[b] (cb channels)].
-pub fn concat_forward<T: Float>(
-    out: &mut [T],
-    a: &[T],
-    ca: usize,
-    c: &[T],
-    cb: usize,
-    b: usize,
-    hw: usize,
-) {
-    out[..b * (ca + cb) * hw]
-        .par_chunks_mut((ca + cb) * hw)
-        .enumerate()
-        .for_each(|(bi, o)| {
-            o[..ca * hw].copy_from_slice(&a[bi * ca * hw..][..ca * hw]);
-            o[ca * hw..].copy_from_slice(&c[bi * cb * hw..][..cb * hw]);
-        });
+pub fn concat_forward<T: Float>(out: &mut [T], a: &[T], ca: usize, c: &[T], cb: usize, b: usize, hw: usize) {
+    out[..b * (ca + cb) * hw].par_chunks_mut((ca + cb) * hw).enumerate().for_each(|(bi, o)| {
+        o[..ca * hw].copy_from_slice(&a[bi * ca * hw..][..ca * hw]);
+        o[ca * hw..].copy_from_slice(&c[bi * cb * hw..][..cb * hw]);
+    });
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn concat_backward<T: Float>(
-    da: &mut [T],
-    dc: &mut [T],
-    dout: &[T],
-    ca: usize,
-    cb: usize,
-    b: usize,
-    hw: usize,
-) {
+pub fn concat_backward<T: Float>(da: &mut [T], dc: &mut [T], dout: &[T], ca: usize, cb: usize, b: usize, hw: usize) {
     for bi in 0..b {
         let d = &dout[bi * (ca + cb) * hw..][..(ca + cb) * hw];
         accumulate(&mut da[bi * ca * hw..][..ca * hw], &d[..ca * hw]);

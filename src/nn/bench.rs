@@ -2,9 +2,7 @@
 
 use super::optim::{AdamW, AdamWConfig};
 use super::unet::{Arch, Network};
-use crate::diffusion::objective::{
-    dsm_loss_backward, dsm_loss_forward, DsmWorkspace, SigmaSchedule,
-};
+use crate::diffusion::objective::{dsm_loss_backward, dsm_loss_forward, DsmWorkspace, SigmaSchedule};
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -33,11 +31,7 @@ pub fn bench_train_step(arch: &Arch, batch: usize, l: usize, min_steps: usize) -
     let n = batch * l * l;
     let phi0: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
     let z: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
-    let sched = SigmaSchedule {
-        sigma_min: 0.01,
-        sigma_max: 10.0,
-        t_eps: 1e-3,
-    };
+    let sched = SigmaSchedule { sigma_min: 0.01, sigma_max: 10.0, t_eps: 1e-3 };
     let sigma: Vec<f32> = (0..batch).map(|_| sched.sample(&mut rng) as f32).collect();
     let mut per = vec![0.0f32; batch];
     let mut step = |params: &mut Vec<f32>, grads: &mut Vec<f32>| {
@@ -77,10 +71,7 @@ mod tests {
         let l = std::env::var("LATDIFF_BENCH_L").map_or(32, |v| v.parse().unwrap());
         let b = std::env::var("LATDIFF_BENCH_B").map_or(64, |v| v.parse().unwrap());
         let r = bench_train_step(&Arch::preset(&arch).unwrap(), b, l, 3);
-        println!(
-            "{arch} L={l} B={b} threads={}: {r:?}",
-            rayon::current_num_threads()
-        );
+        println!("{arch} L={l} B={b} threads={}: {r:?}", rayon::current_num_threads());
     }
 
     #[test]

@@ -113,27 +113,24 @@ pub fn im2col<T: Float>(col: &mut [T], inp: &[T], s: &ConvShape) {
     let (h, w, k) = (s.h, s.w, s.k);
     let hw = h * w;
     let p = k / 2;
-    col[..s.kdim() * s.cols()]
-        .par_chunks_mut(s.cols())
-        .enumerate()
-        .for_each(|(r, row)| {
-            let ci = r / (k * k);
-            let ky = (r / k) % k;
-            let kx = r % k;
-            // Shifts folded into [0, H) and [0, W) so the wrap-around is two slice copies.
-            let sy = (ky + h - p % h) % h;
-            let sx = (kx + w - p % w) % w;
-            for b in 0..s.b {
-                let plane = &inp[(b * s.cin + ci) * hw..][..hw];
-                let dst = &mut row[b * hw..][..hw];
-                for y in 0..h {
-                    let src = &plane[((y + sy) % h) * w..][..w];
-                    let d = &mut dst[y * w..][..w];
-                    d[..w - sx].copy_from_slice(&src[sx..]);
-                    d[w - sx..].copy_from_slice(&src[..sx]);
-                }
+    col[..s.kdim() * s.cols()].par_chunks_mut(s.cols()).enumerate().for_each(|(r, row)| {
+        let ci = r / (k * k);
+        let ky = (r / k) % k;
+        let kx = r % k;
+        // Shifts folded into [0, H) and [0, W) so the wrap-around is two slice copies.
+        let sy = (ky + h - p % h) % h;
+        let sx = (kx + w - p % w) % w;
+        for b in 0..s.b {
+            let plane = &inp[(b * s.cin + ci) * hw..][..hw];
+            let dst = &mut row[b * hw..][..hw];
+            for y in 0..h {
+                let src = &plane[((y + sy) % h) * w..][..w];
+                let d = &mut dst[y * w..][..w];
+                d[..w - sx].copy_from_slice(&src[sx..]);
+                d[w - sx..].copy_from_slice(&src[..sx]);
             }
-        });
+        }
+    });
 }
 
 /// Adjoint of `im2col`, accumulated: dinp += col2im(dcol).
@@ -142,31 +139,28 @@ pub fn col2im_add<T: Float>(dinp: &mut [T], dcol: &[T], s: &ConvShape) {
     let hw = h * w;
     let p = k / 2;
     let ncols = s.cols();
-    dinp[..s.b * s.cin * hw]
-        .par_chunks_mut(hw)
-        .enumerate()
-        .for_each(|(plane_idx, plane)| {
-            let b = plane_idx / s.cin;
-            let ci = plane_idx % s.cin;
-            for ky in 0..k {
-                for kx in 0..k {
-                    let r = (ci * k + ky) * k + kx;
-                    let src = &dcol[r * ncols + b * hw..][..hw];
-                    let sy = (ky + h - p % h) % h;
-                    let sx = (kx + w - p % w) % w;
-                    for y in 0..h {
-                        let srow = &src[y * w..][..w];
-                        let d = &mut plane[((y + sy) % h) * w..][..w];
-                        for (dv, sv) in d[sx..].iter_mut().zip(&srow[..w - sx]) {
-                            *dv += *sv;
-                        }
-                        for (dv, sv) in d[..sx].iter_mut().zip(&srow[w - sx..]) {
-                            *dv += *sv;
-                        }
+    dinp[..s.b * s.cin * hw].par_chunks_mut(hw).enumerate().for_each(|(plane_idx, plane)| {
+        let b = plane_idx / s.cin;
+        let ci = plane_idx % s.cin;
+        for ky in 0..k {
+            for kx in 0..k {
+                let r = (ci * k + ky) * k + kx;
+                let src = &dcol[r * ncols + b * hw..][..hw];
+                let sy = (ky + h - p % h) % h;
+                let sx = (kx + w - p % w) % w;
+                for y in 0..h {
+                    let srow = &src[y * w..][..w];
+                    let d = &mut plane[((y + sy) % h) * w..][..w];
+                    for (dv, sv) in d[sx..].iter_mut().zip(&srow[..w - sx]) {
+                        *dv += *sv;
+                    }
+                    for (dv, sv) in d[..sx].iter_mut().zip(&srow[w - sx..]) {
+                        *dv += *sv;
                     }
                 }
             }
-        });
+        }
+    });
 }
 
 /// out[B, Cout, H, W] = conv(inp[B, Cin, H, W], weight[Cout, Cin, k, k]) + bias[Cout].
@@ -182,32 +176,15 @@ pub fn conv2d_forward<T: Float>(
     let (kd, nc, hw) = (s.kdim(), s.cols(), s.h * s.w);
     im2col(&mut scratch.col, inp, s);
     let tmp = &mut scratch.tmp[..s.cout * nc];
-    matmul(
-        s.cout,
-        nc,
-        kd,
-        tmp,
-        nc,
-        1,
-        false,
-        weight,
-        kd,
-        1,
-        &scratch.col,
-        nc,
-        1,
-    );
+    matmul(s.cout, nc, kd, tmp, nc, 1, false, weight, kd, 1, &scratch.col, nc, 1);
     let tmp = &*tmp;
-    out[..s.b * s.cout * hw]
-        .par_chunks_mut(hw)
-        .enumerate()
-        .for_each(|(i, o)| {
-            let (b, co) = (i / s.cout, i % s.cout);
-            let bv = bias[co];
-            for (ov, tv) in o.iter_mut().zip(&tmp[co * nc + b * hw..][..hw]) {
-                *ov = *tv + bv;
-            }
-        });
+    out[..s.b * s.cout * hw].par_chunks_mut(hw).enumerate().for_each(|(i, o)| {
+        let (b, co) = (i / s.cout, i % s.cout);
+        let bv = bias[co];
+        for (ov, tv) in o.iter_mut().zip(&tmp[co * nc + b * hw..][..hw]) {
+            *ov = *tv + bv;
+        }
+    });
 }
 
 /// Accumulates dweight, dbias and (when given) dinp from dout.
@@ -237,38 +214,10 @@ pub fn conv2d_backward<T: Float>(
         .for_each(|(co, db)| *db += tmp[co * nc..][..nc].iter().copied().sum::<T>());
     im2col(&mut scratch.col, inp, s);
     // dW[Cout, K] += dout[Cout, N] · colᵀ[N, K]
-    matmul(
-        s.cout,
-        kd,
-        nc,
-        dweight,
-        kd,
-        1,
-        true,
-        tmp,
-        nc,
-        1,
-        &scratch.col,
-        1,
-        nc,
-    );
+    matmul(s.cout, kd, nc, dweight, kd, 1, true, tmp, nc, 1, &scratch.col, 1, nc);
     if let Some(dinp) = dinp {
         // dcol[K, N] = Wᵀ[K, Cout] · dout[Cout, N], written over col (no longer needed).
-        matmul(
-            kd,
-            nc,
-            s.cout,
-            &mut scratch.col,
-            nc,
-            1,
-            false,
-            weight,
-            1,
-            kd,
-            tmp,
-            nc,
-            1,
-        );
+        matmul(kd, nc, s.cout, &mut scratch.col, nc, 1, false, weight, 1, kd, tmp, nc, 1);
         col2im_add(dinp, &scratch.col, s);
     }
 }
@@ -292,8 +241,7 @@ mod tests {
                                 for kx in 0..k {
                                     let yy = (y + ky - p).rem_euclid(h) as usize;
                                     let xx = (x + kx - p).rem_euclid(w) as usize;
-                                    acc += wt[((co * s.cin + ci) * s.k + ky as usize) * s.k
-                                        + kx as usize]
+                                    acc += wt[((co * s.cin + ci) * s.k + ky as usize) * s.k + kx as usize]
                                         * inp[((b * s.cin + ci) * s.h + yy) * s.w + xx];
                                 }
                             }
@@ -308,38 +256,10 @@ mod tests {
 
     fn shapes() -> Vec<ConvShape> {
         vec![
-            ConvShape {
-                b: 2,
-                cin: 3,
-                cout: 4,
-                h: 6,
-                w: 4,
-                k: 3,
-            },
-            ConvShape {
-                b: 3,
-                cin: 5,
-                cout: 2,
-                h: 4,
-                w: 8,
-                k: 1,
-            },
-            ConvShape {
-                b: 2,
-                cin: 2,
-                cout: 3,
-                h: 1,
-                w: 1,
-                k: 1,
-            },
-            ConvShape {
-                b: 1,
-                cin: 2,
-                cout: 2,
-                h: 2,
-                w: 2,
-                k: 3,
-            },
+            ConvShape { b: 2, cin: 3, cout: 4, h: 6, w: 4, k: 3 },
+            ConvShape { b: 3, cin: 5, cout: 2, h: 4, w: 8, k: 1 },
+            ConvShape { b: 2, cin: 2, cout: 3, h: 1, w: 1, k: 1 },
+            ConvShape { b: 1, cin: 2, cout: 2, h: 2, w: 2, k: 3 },
         ]
     }
 
@@ -352,11 +272,7 @@ mod tests {
             let mut out = vec![0.0; s.b * s.cout * s.h * s.w];
             conv2d_forward(&mut out, &inp, &wt, &bias, &s, &mut ConvScratch::default());
             let r = naive(&inp, &wt, &bias, &s);
-            let err = out
-                .iter()
-                .zip(&r)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let err = out.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             assert!(err < 1e-12, "shape {s:?}: max err {err}");
         }
     }
@@ -377,16 +293,7 @@ mod tests {
             let mut dinp = vec![0.0; inp.len()];
             let mut dw = vec![0.0; wt.len()];
             let mut db = vec![0.0; bias.len()];
-            conv2d_backward(
-                Some(&mut dinp),
-                &mut dw,
-                &mut db,
-                &r,
-                &inp,
-                &wt,
-                &s,
-                &mut ConvScratch::default(),
-            );
+            conv2d_backward(Some(&mut dinp), &mut dw, &mut db, &r, &inp, &wt, &s, &mut ConvScratch::default());
             let (w0, b0) = (wt.clone(), bias.clone());
             check_grad("conv dinp", &mut inp, &dinp, |x| loss(x, &w0, &b0));
             let i0 = inp.clone();

@@ -47,22 +47,8 @@ mod tests {
         let (b, nf, e) = (3, 4, 5);
         let freqs = fourier_frequencies(nf, 1.0, 7);
         let sigma = [0.05, 0.7, 3.0];
-        let s1 = ConvShape {
-            b,
-            cin: 2 * nf,
-            cout: e,
-            h: 1,
-            w: 1,
-            k: 1,
-        };
-        let s2 = ConvShape {
-            b,
-            cin: e,
-            cout: e,
-            h: 1,
-            w: 1,
-            k: 1,
-        };
+        let s1 = ConvShape { b, cin: 2 * nf, cout: e, h: 1, w: 1, k: 1 };
+        let s2 = ConvShape { b, cin: e, cout: e, h: 1, w: 1, k: 1 };
         let mut p = rand_vec(s1.cout * s1.cin + e + e * e + e, 8);
         let r = rand_vec(b * e, 9);
         let n1 = s1.cout * s1.cin;
@@ -76,14 +62,7 @@ mod tests {
             silu_forward(&mut a1, &h1);
             let mut o = vec![0.0; b * e];
             let w2 = n1 + e;
-            conv2d_forward(
-                &mut o,
-                &a1,
-                &p[w2..w2 + e * e],
-                &p[w2 + e * e..],
-                &s2,
-                &mut sc,
-            );
+            conv2d_forward(&mut o, &a1, &p[w2..w2 + e * e], &p[w2 + e * e..], &s2, &mut sc);
             (f, h1, a1, o)
         };
         let (f, h1, a1, _) = fwd(&p);
@@ -94,23 +73,12 @@ mod tests {
         {
             let (d1, d2) = dp.split_at_mut(w2);
             let (dw2, db2) = d2.split_at_mut(e * e);
-            conv2d_backward(
-                Some(&mut da1),
-                dw2,
-                db2,
-                &r,
-                &a1,
-                &p[w2..w2 + e * e],
-                &s2,
-                &mut sc,
-            );
+            conv2d_backward(Some(&mut da1), dw2, db2, &r, &a1, &p[w2..w2 + e * e], &s2, &mut sc);
             let mut dh1 = vec![0.0; b * e];
             silu_backward(&mut dh1, &da1, &h1);
             let (dw1, db1) = d1.split_at_mut(n1);
             conv2d_backward(None, dw1, db1, &dh1, &f, &p[..n1], &s1, &mut sc);
         }
-        check_grad("embedding", &mut p, &dp, |v| {
-            fwd(v).3.iter().zip(&r).map(|(a, b)| a * b).sum()
-        });
+        check_grad("embedding", &mut p, &dp, |v| fwd(v).3.iter().zip(&r).map(|(a, b)| a * b).sum());
     }
 }

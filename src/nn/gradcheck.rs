@@ -30,13 +30,7 @@ pub fn check_grad(name: &str, x: &mut [f64], analytic: &[f64], mut f: impl FnMut
     check_grad_at(name, x, analytic, &idx, &mut f);
 }
 
-pub fn check_grad_at(
-    name: &str,
-    x: &mut [f64],
-    analytic: &[f64],
-    idx: &[usize],
-    f: &mut impl FnMut(&[f64]) -> f64,
-) {
+pub fn check_grad_at(name: &str, x: &mut [f64], analytic: &[f64], idx: &[usize], f: &mut impl FnMut(&[f64]) -> f64) {
     // Fourth-order central stencil: truncation O(h⁴) ≈ 1e-12 and rounding ≈ 1e-13·|f|,
     // so gradients far below the largest one are still resolved to 1e-6.
     let h = 1e-3;

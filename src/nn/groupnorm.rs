@@ -18,19 +18,12 @@ pub fn groupnorm_forward<T: Float>(
     hw: usize,
     groups: usize,
 ) {
-    assert_eq!(
-        c % groups,
-        0,
-        "GroupNorm: {c} channels not divisible by {groups} groups"
-    );
+    assert_eq!(c % groups, 0, "GroupNorm: {c} channels not divisible by {groups} groups");
     let cg = c / groups;
     let n = cg * hw;
     let eps = T::from_f64(GN_EPS);
-    out[..b * c * hw]
-        .par_chunks_mut(n)
-        .zip(stats[..2 * b * groups].par_chunks_mut(2))
-        .enumerate()
-        .for_each(|(i, (o, st))| {
+    out[..b * c * hw].par_chunks_mut(n).zip(stats[..2 * b * groups].par_chunks_mut(2)).enumerate().for_each(
+        |(i, (o, st))| {
             let x = &inp[i * n..][..n];
             let inv_n = T::from_f64(1.0 / n as f64);
             let mean = x.iter().copied().sum::<T>() * inv_n;
@@ -46,7 +39,8 @@ pub fn groupnorm_forward<T: Float>(
                     *ov = (*xv - mean) * ga + be;
                 }
             }
-        });
+        },
+    );
 }
 
 /// Accumulates dinp, dgamma, dbeta.
@@ -66,57 +60,43 @@ pub fn groupnorm_backward<T: Float>(
 ) {
     let cg = c / groups;
     let n = cg * hw;
-    dinp[..b * c * hw]
-        .par_chunks_mut(n)
-        .enumerate()
-        .for_each(|(i, dx)| {
-            let x = &inp[i * n..][..n];
-            let dy = &dout[i * n..][..n];
-            let (mean, rstd) = (stats[2 * i], stats[2 * i + 1]);
-            let g = i % groups;
-            // Means over the group of dx̂ = dy·γ and of dx̂·x̂.
-            let (mut s1, mut s2) = (T::ZERO, T::ZERO);
-            for j in 0..cg {
-                let ga = gamma[g * cg + j];
-                for (yv, xv) in dy[j * hw..][..hw].iter().zip(&x[j * hw..][..hw]) {
-                    let dxh = *yv * ga;
-                    s1 += dxh;
-                    s2 += dxh * (*xv - mean) * rstd;
-                }
+    dinp[..b * c * hw].par_chunks_mut(n).enumerate().for_each(|(i, dx)| {
+        let x = &inp[i * n..][..n];
+        let dy = &dout[i * n..][..n];
+        let (mean, rstd) = (stats[2 * i], stats[2 * i + 1]);
+        let g = i % groups;
+        // Means over the group of dx̂ = dy·γ and of dx̂·x̂.
+        let (mut s1, mut s2) = (T::ZERO, T::ZERO);
+        for j in 0..cg {
+            let ga = gamma[g * cg + j];
+            for (yv, xv) in dy[j * hw..][..hw].iter().zip(&x[j * hw..][..hw]) {
+                let dxh = *yv * ga;
+                s1 += dxh;
+                s2 += dxh * (*xv - mean) * rstd;
             }
-            let inv_n = T::from_f64(1.0 / n as f64);
-            let (m1, m2) = (s1 * inv_n, s2 * inv_n);
-            for j in 0..cg {
-                let ga = gamma[g * cg + j];
-                let r = &mut dx[j * hw..][..hw];
-                for ((dv, yv), xv) in r
-                    .iter_mut()
-                    .zip(&dy[j * hw..][..hw])
-                    .zip(&x[j * hw..][..hw])
-                {
-                    let xh = (*xv - mean) * rstd;
-                    *dv += rstd * (*yv * ga - m1 - xh * m2);
-                }
+        }
+        let inv_n = T::from_f64(1.0 / n as f64);
+        let (m1, m2) = (s1 * inv_n, s2 * inv_n);
+        for j in 0..cg {
+            let ga = gamma[g * cg + j];
+            let r = &mut dx[j * hw..][..hw];
+            for ((dv, yv), xv) in r.iter_mut().zip(&dy[j * hw..][..hw]).zip(&x[j * hw..][..hw]) {
+                let xh = (*xv - mean) * rstd;
+                *dv += rstd * (*yv * ga - m1 - xh * m2);
             }
-        });
-    dgamma[..c]
-        .par_iter_mut()
-        .zip(dbeta[..c].par_iter_mut())
-        .enumerate()
-        .for_each(|(ch, (dg, db))| {
-            let g = ch / cg;
-            for bi in 0..b {
-                let off = (bi * c + ch) * hw;
-                let (mean, rstd) = (
-                    stats[2 * (bi * groups + g)],
-                    stats[2 * (bi * groups + g) + 1],
-                );
-                for (yv, xv) in dout[off..][..hw].iter().zip(&inp[off..][..hw]) {
-                    *dg += *yv * (*xv - mean) * rstd;
-                    *db += *yv;
-                }
+        }
+    });
+    dgamma[..c].par_iter_mut().zip(dbeta[..c].par_iter_mut()).enumerate().for_each(|(ch, (dg, db))| {
+        let g = ch / cg;
+        for bi in 0..b {
+            let off = (bi * c + ch) * hw;
+            let (mean, rstd) = (stats[2 * (bi * groups + g)], stats[2 * (bi * groups + g) + 1]);
+            for (yv, xv) in dout[off..][..hw].iter().zip(&inp[off..][..hw]) {
+                *dg += *yv * (*xv - mean) * rstd;
+                *db += *yv;
             }
-        });
+        }
+    });
 }
 
 #[cfg(test)]

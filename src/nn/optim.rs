@@ -75,20 +75,9 @@ pub struct AdamW<T> {
 impl<T: Float> AdamW<T> {
     pub fn new(cfg: AdamWConfig, layout: &ParamLayout, params: &[T]) -> Self {
         assert_eq!(layout.len(), params.len());
-        let segments = layout
-            .entries
-            .iter()
-            .map(|e| (e.offset, e.offset + e.len(), e.shape.len() >= 2))
-            .collect();
+        let segments = layout.entries.iter().map(|e| (e.offset, e.offset + e.len(), e.shape.len() >= 2)).collect();
         let n = params.len();
-        AdamW {
-            cfg,
-            step: 0,
-            m: vec![T::ZERO; n],
-            v: vec![T::ZERO; n],
-            ema: params.to_vec(),
-            segments,
-        }
+        AdamW { cfg, step: 0, m: vec![T::ZERO; n], v: vec![T::ZERO; n], ema: params.to_vec(), segments }
     }
 
     /// One update of `params` from `grads` (grads are not modified; clipping is a scale).
@@ -97,16 +86,8 @@ impl<T: Float> AdamW<T> {
         self.step += 1;
         let c = &self.cfg;
         let lr = c.lr_at(self.step);
-        let grad_norm = grads
-            .iter()
-            .map(|g| g.to_f64() * g.to_f64())
-            .sum::<f64>()
-            .sqrt();
-        let clip_scale = if c.clip_norm > 0.0 && grad_norm > c.clip_norm {
-            c.clip_norm / grad_norm
-        } else {
-            1.0
-        };
+        let grad_norm = grads.iter().map(|g| g.to_f64() * g.to_f64()).sum::<f64>().sqrt();
+        let clip_scale = if c.clip_norm > 0.0 && grad_norm > c.clip_norm { c.clip_norm / grad_norm } else { 1.0 };
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
         let (b1, b2) = (T::from_f64(c.beta1), T::from_f64(c.beta2));
@@ -118,11 +99,7 @@ impl<T: Float> AdamW<T> {
         let eps = T::from_f64(c.eps);
         let ed = T::from_f64(c.ema_decay);
         for &(lo, hi, decays) in &self.segments {
-            let shrink = T::from_f64(if decays {
-                1.0 - lr * c.weight_decay
-            } else {
-                1.0
-            });
+            let shrink = T::from_f64(if decays { 1.0 - lr * c.weight_decay } else { 1.0 });
             for i in lo..hi {
                 let g = grads[i] * gs;
                 let m = b1 * self.m[i] + ob1 * g;
@@ -134,12 +111,7 @@ impl<T: Float> AdamW<T> {
                 self.ema[i] = ed * self.ema[i] + (T::ONE - ed) * p;
             }
         }
-        StepInfo {
-            step: self.step,
-            lr,
-            grad_norm,
-            clip_scale,
-        }
+        StepInfo { step: self.step, lr, grad_norm, clip_scale }
     }
 }
 

@@ -34,11 +34,7 @@ impl ParamLayout {
     pub fn push(&mut self, name: impl Into<String>, shape: &[usize]) -> usize {
         let name = name.into();
         assert!(self.find(&name).is_none(), "duplicate parameter {name}");
-        let e = ParamEntry {
-            name,
-            shape: shape.to_vec(),
-            offset: self.len,
-        };
+        let e = ParamEntry { name, shape: shape.to_vec(), offset: self.len };
         self.len += e.len();
         self.entries.push(e);
         self.entries.len() - 1

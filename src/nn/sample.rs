@@ -12,66 +12,54 @@ use rayon::prelude::*;
 pub fn down_forward<T: Float>(out: &mut [T], inp: &[T], bc: usize, h: usize, w: usize) {
     let (ho, wo) = (h / 2, w / 2);
     let q = T::from_f64(0.25);
-    out[..bc * ho * wo]
-        .par_chunks_mut(ho * wo)
-        .enumerate()
-        .for_each(|(p, o)| {
-            let x = &inp[p * h * w..][..h * w];
-            for y in 0..ho {
-                let (r0, r1) = (&x[2 * y * w..][..w], &x[(2 * y + 1) * w..][..w]);
-                for (xo, ov) in o[y * wo..][..wo].iter_mut().enumerate() {
-                    *ov = q * (r0[2 * xo] + r0[2 * xo + 1] + r1[2 * xo] + r1[2 * xo + 1]);
-                }
+    out[..bc * ho * wo].par_chunks_mut(ho * wo).enumerate().for_each(|(p, o)| {
+        let x = &inp[p * h * w..][..h * w];
+        for y in 0..ho {
+            let (r0, r1) = (&x[2 * y * w..][..w], &x[(2 * y + 1) * w..][..w]);
+            for (xo, ov) in o[y * wo..][..wo].iter_mut().enumerate() {
+                *ov = q * (r0[2 * xo] + r0[2 * xo + 1] + r1[2 * xo] + r1[2 * xo + 1]);
             }
-        });
+        }
+    });
 }
 
 pub fn down_backward<T: Float>(dinp: &mut [T], dout: &[T], bc: usize, h: usize, w: usize) {
     let (ho, wo) = (h / 2, w / 2);
     let q = T::from_f64(0.25);
-    dinp[..bc * h * w]
-        .par_chunks_mut(h * w)
-        .enumerate()
-        .for_each(|(p, d)| {
-            let g = &dout[p * ho * wo..][..ho * wo];
-            for y in 0..h {
-                for x in 0..w {
-                    d[y * w + x] += q * g[(y / 2) * wo + x / 2];
-                }
+    dinp[..bc * h * w].par_chunks_mut(h * w).enumerate().for_each(|(p, d)| {
+        let g = &dout[p * ho * wo..][..ho * wo];
+        for y in 0..h {
+            for x in 0..w {
+                d[y * w + x] += q * g[(y / 2) * wo + x / 2];
             }
-        });
+        }
+    });
 }
 
 /// out[B, C, 2H, 2W] = inp[B, C, H, W] repeated over 2×2 blocks.
 pub fn up_forward<T: Float>(out: &mut [T], inp: &[T], bc: usize, h: usize, w: usize) {
     let (ho, wo) = (2 * h, 2 * w);
-    out[..bc * ho * wo]
-        .par_chunks_mut(ho * wo)
-        .enumerate()
-        .for_each(|(p, o)| {
-            let x = &inp[p * h * w..][..h * w];
-            for y in 0..ho {
-                for (xo, ov) in o[y * wo..][..wo].iter_mut().enumerate() {
-                    *ov = x[(y / 2) * w + xo / 2];
-                }
+    out[..bc * ho * wo].par_chunks_mut(ho * wo).enumerate().for_each(|(p, o)| {
+        let x = &inp[p * h * w..][..h * w];
+        for y in 0..ho {
+            for (xo, ov) in o[y * wo..][..wo].iter_mut().enumerate() {
+                *ov = x[(y / 2) * w + xo / 2];
             }
-        });
+        }
+    });
 }
 
 pub fn up_backward<T: Float>(dinp: &mut [T], dout: &[T], bc: usize, h: usize, w: usize) {
     let wo = 2 * w;
-    dinp[..bc * h * w]
-        .par_chunks_mut(h * w)
-        .enumerate()
-        .for_each(|(p, d)| {
-            let g = &dout[p * 4 * h * w..][..4 * h * w];
-            for y in 0..h {
-                for x in 0..w {
-                    let i = 2 * y * wo + 2 * x;
-                    d[y * w + x] += g[i] + g[i + 1] + g[i + wo] + g[i + wo + 1];
-                }
+    dinp[..bc * h * w].par_chunks_mut(h * w).enumerate().for_each(|(p, d)| {
+        let g = &dout[p * 4 * h * w..][..4 * h * w];
+        for y in 0..h {
+            for x in 0..w {
+                let i = 2 * y * wo + 2 * x;
+                d[y * w + x] += g[i] + g[i + 1] + g[i + wo] + g[i + wo + 1];
             }
-        });
+        }
+    });
 }
 
 #[cfg(test)]

@@ -107,51 +107,15 @@ struct TSpec {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Fourier {
-        out: usize,
-    },
-    Conv {
-        w: usize,
-        b: usize,
-        cout: usize,
-        k: usize,
-        inp: usize,
-        out: usize,
-    },
-    Norm {
-        g: usize,
-        b: usize,
-        inp: usize,
-        out: usize,
-        stats: usize,
-    },
-    Film {
-        inp: usize,
-        ss: usize,
-        out: usize,
-    },
-    Silu {
-        inp: usize,
-        out: usize,
-    },
-    Add {
-        a: usize,
-        b: usize,
-        out: usize,
-    },
-    Down {
-        inp: usize,
-        out: usize,
-    },
-    Up {
-        inp: usize,
-        out: usize,
-    },
-    Concat {
-        a: usize,
-        b: usize,
-        out: usize,
-    },
+    Fourier { out: usize },
+    Conv { w: usize, b: usize, cout: usize, k: usize, inp: usize, out: usize },
+    Norm { g: usize, b: usize, inp: usize, out: usize, stats: usize },
+    Film { inp: usize, ss: usize, out: usize },
+    Silu { inp: usize, out: usize },
+    Add { a: usize, b: usize, out: usize },
+    Down { inp: usize, out: usize },
+    Up { inp: usize, out: usize },
+    Concat { a: usize, b: usize, out: usize },
 }
 
 struct Plan {
@@ -181,14 +145,7 @@ impl Plan {
         let w = self.param(format!("{name}.weight"), &[cout, t.c, k, k], fan, gain);
         let b = self.param(format!("{name}.bias"), &[cout], fan, -1.0);
         let out = self.tensor(cout, t.h, t.w);
-        self.ops.push(Op::Conv {
-            w,
-            b,
-            cout,
-            k,
-            inp,
-            out,
-        });
+        self.ops.push(Op::Conv { w, b, cout, k, inp, out });
         out
     }
     fn norm(&mut self, name: &str, inp: usize) -> usize {
@@ -197,23 +154,10 @@ impl Plan {
         let b = self.param(format!("{name}.beta"), &[t.c], 0, -1.0);
         let out = self.tensor(t.c, t.h, t.w);
         let stats = self.tensor(2 * self.groups, 1, 1);
-        self.ops.push(Op::Norm {
-            g,
-            b,
-            inp,
-            out,
-            stats,
-        });
+        self.ops.push(Op::Norm { g, b, inp, out, stats });
         out
     }
-    fn unary(
-        &mut self,
-        inp: usize,
-        c: usize,
-        h: usize,
-        w: usize,
-        f: impl Fn(usize, usize) -> Op,
-    ) -> usize {
+    fn unary(&mut self, inp: usize, c: usize, h: usize, w: usize, f: impl Fn(usize, usize) -> Op) -> usize {
         let out = self.tensor(c, h, w);
         self.ops.push(f(inp, out));
         out
@@ -230,11 +174,7 @@ impl Plan {
         self.ops.push(Op::Film { inp: g, ss, out: f });
         let a = self.silu(f);
         let c = self.conv(&format!("{name}.conv"), a, cout, 3, 1.0);
-        let skip = if t.c == cout {
-            inp
-        } else {
-            self.conv(&format!("{name}.skip"), inp, cout, 1, 1.0)
-        };
+        let skip = if t.c == cout { inp } else { self.conv(&format!("{name}.skip"), inp, cout, 1, 1.0) };
         let out = self.tensor(cout, t.h, t.w);
         self.ops.push(Op::Add { a: c, b: skip, out });
         out
@@ -242,10 +182,7 @@ impl Plan {
 
     fn build(arch: &Arch, h: usize, w: usize) -> Plan {
         let s = arch.stride();
-        assert!(
-            h % s == 0 && w % s == 0 && h > 0 && w > 0,
-            "lattice {h}×{w} not divisible by 2^(levels−1) = {s}"
-        );
+        assert!(h % s == 0 && w % s == 0 && h > 0 && w > 0, "lattice {h}×{w} not divisible by 2^(levels−1) = {s}");
         let mut p = Plan {
             layout: ParamLayout::default(),
             init: vec![],
@@ -273,10 +210,7 @@ impl Plan {
             if l + 1 < nl {
                 skips.push(hcur);
                 let t = p.tensors[hcur];
-                hcur = p.unary(hcur, t.c, t.h / 2, t.w / 2, |inp, out| Op::Down {
-                    inp,
-                    out,
-                });
+                hcur = p.unary(hcur, t.c, t.h / 2, t.w / 2, |inp, out| Op::Down { inp, out });
             }
         }
         for l in (0..nl - 1).rev() {
@@ -284,11 +218,7 @@ impl Plan {
             let u = p.unary(hcur, t.c, 2 * t.h, 2 * t.w, |inp, out| Op::Up { inp, out });
             let sk = skips[l];
             let cat = p.tensor(t.c + ch[l], 2 * t.h, 2 * t.w);
-            p.ops.push(Op::Concat {
-                a: u,
-                b: sk,
-                out: cat,
-            });
+            p.ops.push(Op::Concat { a: u, b: sk, out: cat });
             hcur = cat;
             for j in 0..arch.blocks_per_level {
                 hcur = p.block(&format!("up{l}.{j}"), hcur, emb, ch[l]);
@@ -333,14 +263,7 @@ impl<T: Float> Workspace<T> {
         for op in &plan.ops {
             if let Op::Conv { cout, k, inp, .. } = *op {
                 let t = plan.tensors[inp];
-                scratch.reserve(&ConvShape {
-                    b: batch,
-                    cin: t.c,
-                    cout,
-                    h: t.h,
-                    w: t.w,
-                    k,
-                });
+                scratch.reserve(&ConvShape { b: batch, cin: t.c, cout, h: t.h, w: t.w, k });
             }
         }
         Workspace {
@@ -365,14 +288,7 @@ impl<T: Float> Workspace<T> {
 
     fn cshape(&self, inp: usize, cout: usize, k: usize) -> ConvShape {
         let t = self.tensors[inp];
-        ConvShape {
-            b: self.batch,
-            cin: t.c,
-            cout,
-            h: t.h,
-            w: t.w,
-            k,
-        }
+        ConvShape { b: self.batch, cin: t.c, cout, h: t.h, w: t.w, k }
     }
 
     /// GEMM FLOPs of one forward pass (2·M·N·K per convolution).
@@ -407,12 +323,7 @@ impl<T: Float> Workspace<T> {
 }
 
 /// Two disjoint mutable parameter slices that the plan laid out back to back.
-fn pair<'a, T>(
-    buf: &'a mut [T],
-    l: &ParamLayout,
-    a: usize,
-    b: usize,
-) -> (&'a mut [T], &'a mut [T]) {
+fn pair<'a, T>(buf: &'a mut [T], l: &ParamLayout, a: usize, b: usize) -> (&'a mut [T], &'a mut [T]) {
     let (ra, rb) = (l.range(a), l.range(b));
     assert_eq!(ra.end, rb.start);
     buf[ra.start..rb.end].split_at_mut(ra.len())
@@ -422,14 +333,8 @@ impl Network {
     pub fn new(arch: Arch) -> Self {
         let s = arch.stride();
         let plan = Plan::build(&arch, s, s);
-        let freqs =
-            fourier_frequencies(arch.fourier_features, arch.fourier_scale, arch.fourier_seed);
-        Network {
-            arch,
-            layout: plan.layout,
-            freqs,
-            init: plan.init,
-        }
+        let freqs = fourier_frequencies(arch.fourier_features, arch.fourier_scale, arch.fourier_seed);
+        Network { arch, layout: plan.layout, freqs, init: plan.init }
     }
 
     pub fn num_params(&self) -> usize {
@@ -458,14 +363,7 @@ impl Network {
     }
 
     /// out[B,1,H,W] = F_θ(x[B,1,H,W], log σ[B]). Keeps what backward needs in `ws`.
-    pub fn forward<T: Float>(
-        &self,
-        params: &[T],
-        x: &[T],
-        sigma: &[T],
-        out: &mut [T],
-        ws: &mut Workspace<T>,
-    ) {
+    pub fn forward<T: Float>(&self, params: &[T], x: &[T], sigma: &[T], out: &mut [T], ws: &mut Workspace<T>) {
         assert_eq!(params.len(), self.layout.len());
         assert_eq!(x.len(), ws.acts[X].len());
         assert_eq!(sigma.len(), ws.batch);
@@ -484,22 +382,11 @@ impl Network {
             let a = &ws.acts;
             match op {
                 Op::Fourier { .. } => fourier_forward(&mut dst, &ws.sigma, &self.freqs),
-                Op::Conv {
-                    w, b, cout, k, inp, ..
-                } => {
+                Op::Conv { w, b, cout, k, inp, .. } => {
                     let s = ws.cshape(inp, cout, k);
-                    conv2d_forward(
-                        &mut dst,
-                        &a[inp],
-                        &params[l.range(w)],
-                        &params[l.range(b)],
-                        &s,
-                        &mut ws.scratch,
-                    )
+                    conv2d_forward(&mut dst, &a[inp], &params[l.range(w)], &params[l.range(b)], &s, &mut ws.scratch)
                 }
-                Op::Norm {
-                    g, b, inp, stats, ..
-                } => {
+                Op::Norm { g, b, inp, stats, .. } => {
                     let t = ws.tensors[inp];
                     let mut st = std::mem::take(&mut ws.acts[stats]);
                     groupnorm_forward(
@@ -564,14 +451,7 @@ impl Network {
             let a = &ws.acts;
             match op {
                 Op::Fourier { .. } => {}
-                Op::Conv {
-                    w,
-                    b,
-                    cout,
-                    k,
-                    inp,
-                    out,
-                } => {
+                Op::Conv { w, b, cout, k, inp, out } => {
                     let s = ws.cshape(inp, cout, k);
                     let (dw, db) = pair(dparams, l, w, b);
                     let need = !(inp == fourier || (inp == X && !want_dx));
@@ -588,13 +468,7 @@ impl Network {
                     );
                     ws.grads[inp] = din;
                 }
-                Op::Norm {
-                    g,
-                    b,
-                    inp,
-                    out,
-                    stats,
-                } => {
+                Op::Norm { g, b, inp, out, stats } => {
                     let t = ws.tensors[inp];
                     let (dg, db) = pair(dparams, l, g, b);
                     let mut din = std::mem::take(&mut ws.grads[inp]);
@@ -617,16 +491,7 @@ impl Network {
                     let t = ws.tensors[inp];
                     let mut din = std::mem::take(&mut ws.grads[inp]);
                     let mut dss = std::mem::take(&mut ws.grads[ss]);
-                    film_backward(
-                        &mut din,
-                        &mut dss,
-                        &ws.grads[out],
-                        &a[inp],
-                        &a[ss],
-                        bsz,
-                        t.c,
-                        t.h * t.w,
-                    );
+                    film_backward(&mut din, &mut dss, &ws.grads[out], &a[inp], &a[ss], bsz, t.c, t.h * t.w);
                     ws.grads[inp] = din;
                     ws.grads[ss] = dss;
                 }
@@ -658,15 +523,7 @@ impl Network {
                     let (t1, t2) = (ws.tensors[x1], ws.tensors[x2]);
                     let mut d1 = std::mem::take(&mut ws.grads[x1]);
                     let mut d2 = std::mem::take(&mut ws.grads[x2]);
-                    concat_backward(
-                        &mut d1,
-                        &mut d2,
-                        &ws.grads[out],
-                        t1.c,
-                        t2.c,
-                        bsz,
-                        t1.h * t1.w,
-                    );
+                    concat_backward(&mut d1, &mut d2, &ws.grads[out], t1.c, t2.c, bsz, t1.h * t1.w);
                     ws.grads[x1] = d1;
                     ws.grads[x2] = d2;
                 }

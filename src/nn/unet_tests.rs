@@ -2,10 +2,7 @@ use crate::nn::gradcheck::{check_grad_at, pick_indices, rand_vec};
 use crate::nn::unet::{Arch, Network, Workspace};
 
 fn random_params(net: &Network, seed: u64) -> Vec<f64> {
-    rand_vec(net.num_params(), seed)
-        .iter()
-        .map(|v| 0.5 * v)
-        .collect()
+    rand_vec(net.num_params(), seed).iter().map(|v| 0.5 * v).collect()
 }
 
 fn run(net: &Network, p: &[f64], x: &[f64], sigma: &[f64], ws: &mut Workspace<f64>) -> Vec<f64> {
@@ -22,14 +19,8 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 fn dmassq_parameter_count() {
     let n = Network::new(Arch::dmassq()).num_params();
     println!("dmassq parameters: {n}");
-    println!(
-        "small parameters: {}",
-        Network::new(Arch::small()).num_params()
-    );
-    println!(
-        "tiny parameters: {}",
-        Network::new(Arch::tiny()).num_params()
-    );
+    println!("small parameters: {}", Network::new(Arch::small()).num_params());
+    println!("tiny parameters: {}", Network::new(Arch::tiny()).num_params());
     assert!((n as f64 - 1.1e6).abs() < 0.1 * 1.1e6, "{n}");
 }
 
@@ -37,17 +28,7 @@ fn dmassq_parameter_count() {
 fn network_parameter_and_input_gradients_match_finite_differences() {
     for (arch, b, h, w) in [
         (Arch::tiny(), 2, 4, 6),
-        (
-            Arch {
-                blocks_per_level: 2,
-                channels: vec![4, 8, 8],
-                groups: 2,
-                ..Arch::tiny()
-            },
-            2,
-            8,
-            4,
-        ),
+        (Arch { blocks_per_level: 2, channels: vec![4, 8, 8], groups: 2, ..Arch::tiny() }, 2, 8, 4),
     ] {
         let net = Network::new(arch);
         let mut p = random_params(&net, 11);
@@ -62,24 +43,14 @@ fn network_parameter_and_input_gradients_match_finite_differences() {
         // The accumulation contract: a second backward adds the same gradient again.
         let mut dp2 = dp.clone();
         net.backward(&p, &mut dp2, None, &r, &mut ws);
-        assert!(dp2
-            .iter()
-            .zip(&dp)
-            .all(|(a, b): (&f64, &f64)| (a - 2.0 * b).abs() <= 1e-12 * (1.0 + b.abs())));
+        assert!(dp2.iter().zip(&dp).all(|(a, b): (&f64, &f64)| (a - 2.0 * b).abs() <= 1e-12 * (1.0 + b.abs())));
         for (k, e) in net.layout.entries.clone().iter().enumerate() {
-            let idx: Vec<usize> = pick_indices(e.len(), 50, k as u64)
-                .into_iter()
-                .map(|i| e.offset + i)
-                .collect();
-            check_grad_at(&e.name, &mut p, &dp, &idx, &mut |q: &[f64]| {
-                dot(&run(&net, q, &x, &sigma, &mut ws), &r)
-            });
+            let idx: Vec<usize> = pick_indices(e.len(), 50, k as u64).into_iter().map(|i| e.offset + i).collect();
+            check_grad_at(&e.name, &mut p, &dp, &idx, &mut |q: &[f64]| dot(&run(&net, q, &x, &sigma, &mut ws), &r));
         }
         let mut xv = x.clone();
         let idx = pick_indices(x.len(), 50, 3);
-        check_grad_at("dx", &mut xv, &dx, &idx, &mut |q: &[f64]| {
-            dot(&run(&net, &p, q, &sigma, &mut ws), &r)
-        });
+        check_grad_at("dx", &mut xv, &dx, &idx, &mut |q: &[f64]| dot(&run(&net, &p, q, &sigma, &mut ws), &r));
     }
 }
 
@@ -119,12 +90,7 @@ fn smooth_field(b: usize, h: usize, w: usize, seed: u64) -> Vec<f64> {
 }
 
 fn rel_dev(a: &[f64], b: &[f64]) -> f64 {
-    let d: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum::<f64>()
-        .sqrt();
+    let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
     d / b.iter().map(|v| v * v).sum::<f64>().sqrt()
 }
 
@@ -144,11 +110,7 @@ fn translation_equivariance() {
         for (dy, dx) in [(s, 0), (0, s), (3 * s, s)] {
             let ys = run(&net, &p, &shift(&x, b, h, w, dy, dx), &sigma, &mut ws);
             let want = shift(&y, b, h, w, dy, dx);
-            let err = ys
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let err = ys.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             assert!(err < 1e-10, "{arch:?} shift ({dy},{dx}): {err}");
         }
     }
@@ -181,10 +143,7 @@ fn rejects_lattice_not_divisible_by_stride() {
 #[test]
 fn odd_translations_are_equivariant_to_first_order() {
     let dev = |ch: Vec<usize>, l: usize| {
-        let net = Network::new(Arch {
-            channels: ch,
-            ..Arch::tiny()
-        });
+        let net = Network::new(Arch { channels: ch, ..Arch::tiny() });
         let (b, sigma) = (2, [0.4, 1.7]);
         let p = net.init_params::<f64>(23);
         let mut ws = Workspace::new(&net, b, l, l);
@@ -195,9 +154,7 @@ fn odd_translations_are_equivariant_to_first_order() {
     };
     assert!(dev(vec![8], 16) < 1e-12);
     let (d32, d64) = (dev(vec![8, 16], 32), dev(vec![8, 16], 64));
-    println!(
-        "tiny, (1,1) shift of a smooth field: rel. deviation {d32:.3} (λ=32), {d64:.3} (λ=64)"
-    );
+    println!("tiny, (1,1) shift of a smooth field: rel. deviation {d32:.3} (λ=32), {d64:.3} (λ=64)");
     assert!(d64 < 0.25 && d64 < 0.7 * d32, "{d32} {d64}");
 }
 
@@ -207,22 +164,10 @@ fn f32_forward_agrees_with_f64() {
     let (b, h, w) = (2, 8, 8);
     let p = net.init_params::<f64>(31);
     let x = rand_vec(b * h * w, 32);
-    let y64 = run(
-        &net,
-        &p,
-        &x,
-        &[0.3, 3.0],
-        &mut Workspace::new(&net, b, h, w),
-    );
+    let y64 = run(&net, &p, &x, &[0.3, 3.0], &mut Workspace::new(&net, b, h, w));
     let to32 = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
     let mut y32 = vec![0.0f32; x.len()];
-    net.forward(
-        &to32(&p),
-        &to32(&x),
-        &[0.3, 3.0],
-        &mut y32,
-        &mut Workspace::new(&net, b, h, w),
-    );
+    net.forward(&to32(&p), &to32(&x), &[0.3, 3.0], &mut y32, &mut Workspace::new(&net, b, h, w));
     let y32: Vec<f64> = y32.iter().map(|&a| a as f64).collect();
     assert!(rel_dev(&y32, &y64) < 1e-5, "{}", rel_dev(&y32, &y64));
 }
