@@ -235,7 +235,7 @@ pub struct HmcOptions {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<Start>,
-    /// Embedded-Ising (Wolff) cluster flips per trajectory.
+    /// Embedded-Ising (Wolff) cluster flips after each trajectory (default 4; no effect for kappa <= 0).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_updates: Option<usize>,
@@ -295,7 +295,7 @@ impl Default for HmcConfig {
             tau: 1.0,
             tau_jitter: 0.2,
             start: Start::Cold,
-            cluster_updates: 0,
+            cluster_updates: 4,
             seed: 1,
             out: PathBuf::from("ensemble.h5"),
             force: false,

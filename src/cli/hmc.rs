@@ -12,12 +12,6 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest) -> i32 {
         Ok(c) => c,
         Err(e) => return report(Err(e), 0),
     };
-    if cfg.cluster_updates > 0 && cfg.theory().map(|p| p.coefficients().0 <= 0.0).unwrap_or(false) {
-        return report(
-            Err(input_err(anyhow::anyhow!("cluster_updates: need a positive hopping coupling (kappa > 0)"))),
-            0,
-        );
-    }
     let comm = Comm::init();
     let stop = StopFlag::install();
     if let Err(e) = backend::select(device, false, 0, comm.is_root()) {
