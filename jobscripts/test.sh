@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine: installs what is missing, builds
+# optimised (statistical and MPI tests run against optimised code), runs every test.
+#   bash jobscripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. jobscripts/setup.sh
+export CI="${CI:-}"
+echo "== cargo test --release (unit, integration, MPI under mpirun)"
+cargo test --release --all-features 2>&1
+echo "== build without MPI (single-process binary must still build and run)"
+cargo build --release --no-default-features --target-dir target/nompi 2>&1 | tail -1
+target/nompi/release/latdiff hmc --lattice 4 --n-configs 4 --n-chains 2 --n-therm 10 --out target/nompi/check.h5 --force 2>/dev/null
+target/nompi/release/latdiff info target/nompi/check.h5 >/dev/null
+echo "== benches compile"
+cargo bench --no-run 2>&1 | tail -1
+if [ -x jobscripts/check-kernels.sh ]; then
+  echo "== CUDA kernels compile (NVRTC + ptxas, no GPU needed)"
+  bash jobscripts/check-kernels.sh
+fi
+echo "all test stages passed"
