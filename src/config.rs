@@ -378,3 +378,220 @@ impl HmcConfig {
         Ok(())
     }
 }
+
+/// `latdiff train` options: flags and TOML keys (same names, `-` ↔ `_`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct TrainOptions {
+    /// TOML file with any of these keys; flags override it.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Training ensemble (HDF5, from `latdiff hmc`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    /// Model / checkpoint file to write.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out: Option<PathBuf>,
+    /// Network preset: tiny, small, dmassq.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// Optimiser steps in total.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    /// Global batch size (split evenly over ranks).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Final learning rate of the cosine decay.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_min: Option<f64>,
+    /// Linear warm-up steps.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<u64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+    /// Global gradient-norm clip (0 disables).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip: Option<f64>,
+    /// Decay of the exponential moving average of the weights.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ema_decay: Option<f64>,
+    /// Smallest noise level (default 0.01).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma_min: Option<f64>,
+    /// Largest noise level (default: the largest distance between training configurations).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma_max: Option<f64>,
+    /// Symmetry augmentation (translations, φ → −φ, rotations/reflections on squares).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment: Option<bool>,
+    /// Held-out fraction of the ensemble for the validation loss.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_fraction: Option<f64>,
+    /// Checkpoint every N steps (and at the end, and on SIGTERM/SIGUSR1).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<u64>,
+    /// Compare a parameter checksum across ranks every N steps.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum_every: Option<u64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Continue from the checkpoint at --out.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resume: bool,
+    /// Overwrite an existing output (without --resume).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub preset: String,
+    pub steps: u64,
+    pub batch: usize,
+    pub lr: f64,
+    pub lr_min: f64,
+    pub warmup: u64,
+    pub weight_decay: f64,
+    pub clip: f64,
+    pub ema_decay: f64,
+    pub sigma_min: f64,
+    /// 0 = from the data.
+    pub sigma_max: f64,
+    pub augment: bool,
+    pub val_fraction: f64,
+    pub checkpoint_every: u64,
+    pub checksum_every: u64,
+    pub seed: u64,
+    pub resume: bool,
+    pub force: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            data: PathBuf::new(),
+            out: PathBuf::from("model.h5"),
+            preset: "small".into(),
+            steps: 20000,
+            batch: 64,
+            lr: 1e-3,
+            lr_min: 1e-5,
+            warmup: 200,
+            weight_decay: 0.0,
+            clip: 1.0,
+            ema_decay: 0.999,
+            sigma_min: 0.01,
+            sigma_max: 0.0,
+            augment: true,
+            val_fraction: 0.05,
+            checkpoint_every: 1000,
+            checksum_every: 200,
+            seed: 1,
+            resume: false,
+            force: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn from_options(flags: &TrainOptions) -> Result<Self> {
+        let file: TrainOptions = match &flags.config {
+            Some(p) => read_options_file(p)?,
+            None => TrainOptions::default(),
+        };
+        for o in [&file, flags] {
+            for (k, v) in [
+                ("lr", o.lr),
+                ("lr_min", o.lr_min),
+                ("weight_decay", o.weight_decay),
+                ("clip", o.clip),
+                ("ema_decay", o.ema_decay),
+                ("sigma_min", o.sigma_min),
+                ("sigma_max", o.sigma_max),
+                ("val_fraction", o.val_fraction),
+            ] {
+                if let Some(v) = v {
+                    finite(k, v)?;
+                }
+            }
+        }
+        let cfg: TrainConfig = merge(&file, flags)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks that need no file access beyond existence.
+    pub fn validate(&self) -> Result<()> {
+        if self.data.as_os_str().is_empty() {
+            bail!("data: no training ensemble given (--data ens.h5)");
+        }
+        if !self.data.exists() {
+            bail!("data: '{}' does not exist", self.data.display());
+        }
+        if crate::nn::Arch::preset(&self.preset).is_none() {
+            bail!("preset: '{}' is not one of tiny, small, dmassq", self.preset);
+        }
+        if self.steps == 0 {
+            bail!("steps: must be at least 1");
+        }
+        if self.batch == 0 {
+            bail!("batch: must be at least 1");
+        }
+        if !(self.lr > 0.0) {
+            bail!("lr: {} is not a positive learning rate", self.lr);
+        }
+        if self.lr_min < 0.0 || self.lr_min > self.lr {
+            bail!("lr_min: {} is outside [0, lr]", self.lr_min);
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            bail!("ema_decay: {} is outside [0, 1)", self.ema_decay);
+        }
+        if !(self.sigma_min > 0.0) {
+            bail!("sigma_min: {} must be positive", self.sigma_min);
+        }
+        if self.sigma_max != 0.0 && self.sigma_max <= self.sigma_min {
+            bail!("sigma_max: {} must exceed sigma_min ({})", self.sigma_max, self.sigma_min);
+        }
+        if !(0.0..0.5).contains(&self.val_fraction) {
+            bail!("val_fraction: {} is outside [0, 0.5)", self.val_fraction);
+        }
+        if self.checkpoint_every == 0 {
+            bail!("checkpoint_every: must be at least 1");
+        }
+        if self.resume {
+            if !self.out.exists() {
+                bail!("resume: no checkpoint at '{}'", self.out.display());
+            }
+        } else {
+            crate::io::check_output_path(&self.out, self.force)?;
+        }
+        Ok(())
+    }
+}

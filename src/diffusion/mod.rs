@@ -4,7 +4,9 @@
 //! at σ → 0 this is −∂S/∂φ, so the reverse-time SDE is Langevin dynamics with a learnt,
 //! σ-dependent action (stochastic quantisation).
 
+pub mod data;
 pub mod objective;
+pub mod train;
 
 use crate::lattice::Lattice;
 

@@ -176,6 +176,23 @@ impl Ensemble {
         attrs::read_all(&self.file)
     }
 
+    /// The φ⁴ theory the file was generated for, from its attributes.
+    pub fn theory(&self) -> Result<crate::theory::Parametrisation> {
+        use crate::theory::Parametrisation;
+        let theory = self.attr_str("theory").unwrap_or_default();
+        if theory != "phi4" {
+            bail!("{}: theory '{}' is not phi4", self.path.display(), theory);
+        }
+        let need = |k: &str| {
+            self.attr_f64(k).ok_or_else(|| anyhow::anyhow!("{}: attribute '{k}' missing", self.path.display()))
+        };
+        match self.attr_str("parametrisation").as_deref() {
+            Some("hopping") => Ok(Parametrisation::Hopping { kappa: need("kappa")?, lambda: need("lambda")? }),
+            Some("mass") => Ok(Parametrisation::Mass { m2: need("m2")?, lambda: need("lambda")? }),
+            other => bail!("{}: unknown parametrisation {:?}", self.path.display(), other),
+        }
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.file.link_exists(name)
     }

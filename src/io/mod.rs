@@ -4,6 +4,7 @@
 
 pub mod attrs;
 pub mod ensemble;
+pub mod model;
 
 pub use attrs::AttrValue;
 pub use ensemble::{Ensemble, EnsembleWriter};

@@ -1,0 +1,217 @@
+//! Training data: per-rank shards of an ensemble, stratified batch slots, symmetry
+//! augmentation, and statistics of the data (σ_data, σ_max, two-point function).
+//!
+//! Batches are stratified: the training configurations are cut into B contiguous strata
+//! and batch slot j always draws from stratum j with its own random stream. A rank owning
+//! slots [j0, j1) therefore reads only the contiguous union of their strata (its shard),
+//! and the global batch, slot for slot, is the same whatever the number of ranks.
+
+use crate::dist::block_of;
+use crate::io::Ensemble;
+use crate::lattice::Lattice;
+use crate::rng::Stream;
+use anyhow::{bail, Result};
+use rand::RngExt;
+use rand_distr::{Distribution, StandardNormal};
+
+pub struct Shard {
+    pub lattice: Lattice,
+    /// Number of training configurations (the held-out ones excluded).
+    pub n_train: usize,
+    /// Global index of the first configuration held here.
+    pub start: usize,
+    pub configs: Vec<f32>,
+}
+
+/// Training configurations are [0, n_train), held-out ones [n_train, n).
+pub fn split(n: usize, val_fraction: f64) -> (usize, usize) {
+    let n_val = if val_fraction > 0.0 { ((n as f64 * val_fraction).round() as usize).clamp(1, 1024) } else { 0 };
+    (n - n_val.min(n.saturating_sub(1)), n)
+}
+
+/// Stratum of batch slot `slot` among `batch` slots over `n_train` configurations.
+pub fn stratum(n_train: usize, batch: usize, slot: usize) -> (usize, usize) {
+    block_of(n_train, batch, slot)
+}
+
+impl Shard {
+    /// Reads the strata of slots [j0, j1).
+    pub fn read(e: &Ensemble, n_train: usize, batch: usize, j0: usize, j1: usize) -> Result<Self> {
+        if n_train < batch {
+            bail!("batch: {batch} exceeds the {n_train} training configurations");
+        }
+        let a = stratum(n_train, batch, j0).0;
+        let b = stratum(n_train, batch, j1 - 1).1;
+        Ok(Shard { lattice: e.lattice, n_train, start: a, configs: e.read_configs(a, b)? })
+    }
+
+    pub fn config(&self, global: usize) -> &[f32] {
+        let v = self.lattice.volume();
+        &self.configs[(global - self.start) * v..][..v]
+    }
+}
+
+/// Writes a symmetry image of `src` into `dst`: a random translation, a random sign and,
+/// on square lattices, one of the 8 rotations/reflections, all exact symmetries of S.
+pub fn augment(dst: &mut [f32], src: &[f32], lat: Lattice, rng: &mut Stream) {
+    let (lt, lx) = (lat.lt, lat.lx);
+    let t0 = rng.random_range(0..lt);
+    let x0 = rng.random_range(0..lx);
+    let sign: f32 = if rng.random::<bool>() { 1.0 } else { -1.0 };
+    let d8: u8 = if lat.is_square() { rng.random_range(0..8u8) } else { rng.random_range(0..4u8) };
+    let (transpose, flip_t, flip_x) = (d8 & 4 != 0, d8 & 2 != 0, d8 & 1 != 0);
+    for t in 0..lt {
+        for x in 0..lx {
+            let (mut st, mut sx) = ((t + t0) % lt, (x + x0) % lx);
+            if flip_t {
+                st = lt - 1 - st;
+            }
+            if flip_x {
+                sx = lx - 1 - sx;
+            }
+            let v = if transpose { src[sx * lx + st] } else { src[st * lx + sx] };
+            dst[t * lx + x] = sign * v;
+        }
+    }
+}
+
+/// Fills a batch slot: a configuration from the slot's stratum (augmented or not), unit
+/// noise z and a noise level σ from the schedule, all from the slot's own stream.
+#[allow(clippy::too_many_arguments)]
+pub fn fill_slot(
+    phi0: &mut [f32],
+    z: &mut [f32],
+    shard: &Shard,
+    batch: usize,
+    slot: usize,
+    augment_on: bool,
+    schedule: &super::objective::SigmaSchedule,
+    rng: &mut Stream,
+) -> f32 {
+    let (a, b) = stratum(shard.n_train, batch, slot);
+    let idx = rng.random_range(a..b);
+    let src = shard.config(idx);
+    if augment_on {
+        augment(phi0, src, shard.lattice, rng);
+    } else {
+        phi0.copy_from_slice(src);
+    }
+    for v in z.iter_mut() {
+        let g: f64 = StandardNormal.sample(rng);
+        *v = g as f32;
+    }
+    schedule.sample(rng) as f32
+}
+
+/// RMS of the field (σ_data for the input preconditioning) and the largest distance
+/// between two configurations (the default σ_max: noise that large makes any two
+/// configurations indistinguishable), over the given configurations.
+pub fn field_scales(configs: &[f32], v: usize) -> (f64, f64) {
+    let n = configs.len() / v;
+    let rms = (configs.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / configs.len().max(1) as f64).sqrt();
+    let mut dmax: f64 = 0.0;
+    for i in 0..n {
+        for j in 0..i {
+            let d: f64 =
+                configs[i * v..][..v].iter().zip(&configs[j * v..][..v]).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+            dmax = dmax.max(d);
+        }
+    }
+    (rms, dmax.sqrt())
+}
+
+/// G(p) = ⟨|φ̃_p|²⟩/V, φ̃_p = Σ_x e^{−ip·x} φ_x, indexed nt·L_x + nx, by a separable DFT.
+pub fn two_point(configs: &[f32], lat: Lattice) -> Vec<f64> {
+    let (lt, lx) = (lat.lt, lat.lx);
+    let v = lat.volume();
+    let n = configs.len() / v;
+    let tw = |l: usize| -> Vec<(f64, f64)> {
+        (0..l).map(|k| {
+            let a = -2.0 * std::f64::consts::PI * k as f64 / l as f64;
+            (a.cos(), a.sin())
+        })
+        .collect()
+    };
+    let (wt, wx) = (tw(lt), tw(lx));
+    let mut g = vec![0.0; v];
+    let mut rows = vec![(0.0, 0.0); v];
+    for c in configs.chunks(v) {
+        // transform along x for every t
+        for t in 0..lt {
+            for kx in 0..lx {
+                let (mut re, mut im) = (0.0, 0.0);
+                for x in 0..lx {
+                    let (c_, s_) = wx[(kx * x) % lx];
+                    re += c[t * lx + x] as f64 * c_;
+                    im += c[t * lx + x] as f64 * s_;
+                }
+                rows[t * lx + kx] = (re, im);
+            }
+        }
+        for kt in 0..lt {
+            for kx in 0..lx {
+                let (mut re, mut im) = (0.0, 0.0);
+                for t in 0..lt {
+                    let (c_, s_) = wt[(kt * t) % lt];
+                    let (a, b) = rows[t * lx + kx];
+                    re += a * c_ - b * s_;
+                    im += a * s_ + b * c_;
+                }
+                g[kt * lx + kx] += (re * re + im * im) / v as f64;
+            }
+        }
+    }
+    g.iter_mut().for_each(|x| *x /= n.max(1) as f64);
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strata_tile_and_shards_are_contiguous() {
+        let (n, b) = (103, 16);
+        let mut next = 0;
+        for j in 0..b {
+            let (a, e) = stratum(n, b, j);
+            assert_eq!(a, next);
+            assert!(e > a);
+            next = e;
+        }
+        assert_eq!(next, n);
+    }
+
+    #[test]
+    fn augmentation_preserves_the_action() {
+        use crate::theory::{Action, Parametrisation, Phi4};
+        for lat in [Lattice::square(6), Lattice::new(4, 6)] {
+            let th = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.3, lambda: 0.1 });
+            let mut rng = crate::rng::stream(1, crate::rng::Domain::Misc, 0);
+            let src: Vec<f32> = (0..lat.volume()).map(|_| rng.random_range(-2.0..2.0f32)).collect();
+            let s0 = th.action(&src.iter().map(|&x| x as f64).collect::<Vec<_>>());
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..64 {
+                let mut dst = vec![0.0; lat.volume()];
+                augment(&mut dst, &src, lat, &mut rng);
+                let s = th.action(&dst.iter().map(|&x| x as f64).collect::<Vec<_>>());
+                assert!((s - s0).abs() < 1e-4 * s0.abs().max(1.0), "{lat}: {s} vs {s0}");
+                seen.insert(dst.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+            }
+            assert!(seen.len() > 20, "augmentation should produce many distinct images");
+        }
+    }
+
+    #[test]
+    fn two_point_of_a_plane_wave() {
+        let lat = Lattice::new(4, 6);
+        // φ = cos(2π·x/6): power only at kx = ±1, kt = 0, |φ̃|² = (V/2)², G = V/4.
+        let c: Vec<f32> =
+            (0..24).map(|i| (2.0 * std::f64::consts::PI * (i % 6) as f64 / 6.0).cos() as f32).collect();
+        let g = two_point(&c, lat);
+        for (i, &x) in g.iter().enumerate() {
+            let expect = if i == 1 || i == 5 { 6.0 } else { 0.0 };
+            assert!((x - expect).abs() < 1e-5, "mode {i}: {x}");
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Model / checkpoint files written by `latdiff train`.
+//!
+//! Layout (documented in README.md):
+//!   /params, /ema, /adam_m, /adam_v   float32 [P]   flat buffers sharing one layout
+//!   /slot_rng                         uint64  [B, 4] the batch-slot random streams
+//!   /two_point                        float64 [L_t, L_x] G(p) of the training data
+//!   /data_attrs                       group: the training ensemble's attributes
+//! Root attributes: arch, layout, optimiser, schedule (JSON), step, steps, config (TOML),
+//! data, theory couplings, train_lattice, sigma_data, seed, n_ranks, latdiff_version,
+//! finished, and the diagnostics (validation loss, score-vs-force deviation).
+
+use super::attrs::{self, AttrValue};
+use crate::diffusion::objective::SigmaSchedule;
+use crate::lattice::Lattice;
+use crate::nn::optim::AdamWConfig;
+use crate::nn::{Arch, ParamLayout};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::Path;
+
+#[derive(Clone, Debug)]
+pub struct ModelFile {
+    pub arch: Arch,
+    pub layout: ParamLayout,
+    pub params: Vec<f32>,
+    pub ema: Vec<f32>,
+    pub adam_m: Vec<f32>,
+    pub adam_v: Vec<f32>,
+    pub step: u64,
+    pub slot_rng: Vec<[u64; 4]>,
+    pub optimiser: AdamWConfig,
+    pub schedule: SigmaSchedule,
+    pub train_lattice: Lattice,
+    pub two_point: Vec<f64>,
+    pub data_attrs: Vec<(String, AttrValue)>,
+    /// Everything else stored as root attributes (config, theory, diagnostics, ...).
+    pub attrs: Vec<(String, AttrValue)>,
+}
+
+impl ModelFile {
+    pub fn attr(&self, name: &str) -> Option<&AttrValue> {
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    pub fn set(&mut self, name: &str, v: AttrValue) {
+        match self.attrs.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = v,
+            None => self.attrs.push((name.to_string(), v)),
+        }
+    }
+
+    /// The φ⁴ theory the model was trained on.
+    pub fn theory(&self) -> Result<crate::theory::Parametrisation> {
+        use crate::theory::Parametrisation;
+        let get = |k: &str| {
+            self.data_attrs.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.as_f64()).ok_or_else(|| anyhow!("model: training data attribute '{k}' missing"))
+        };
+        let par = self.data_attrs.iter().find(|(n, _)| n == "parametrisation").and_then(|(_, v)| v.as_str().map(str::to_string));
+        match par.as_deref() {
+            Some("hopping") => Ok(Parametrisation::Hopping { kappa: get("kappa")?, lambda: get("lambda")? }),
+            Some("mass") => Ok(Parametrisation::Mass { m2: get("m2")?, lambda: get("lambda")? }),
+            _ => bail!("model: the training data's parametrisation is unknown"),
+        }
+    }
+
+    /// Writes atomically: a temporary sibling, then rename over any previous checkpoint.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let tmp = super::temp_path(path);
+        let r = self.write_to(&tmp);
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming checkpoint into '{}'", path.display()))
+    }
+
+    fn write_to(&self, path: &Path) -> Result<()> {
+        let f = hdf5::File::create(path).with_context(|| format!("creating '{}'", path.display()))?;
+        for (name, v) in [("params", &self.params), ("ema", &self.ema), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)] {
+            f.new_dataset_builder().with_data(v.as_slice()).create(name)?;
+        }
+        let words: Vec<u64> = self.slot_rng.iter().flatten().copied().collect();
+        let arr = ndarray::Array2::from_shape_vec((self.slot_rng.len(), 4), words)?;
+        f.new_dataset_builder().with_data(&arr).create("slot_rng")?;
+        let tp = ndarray::Array2::from_shape_vec((self.train_lattice.lt, self.train_lattice.lx), self.two_point.clone())?;
+        f.new_dataset_builder().with_data(&tp).create("two_point")?;
+        let g = f.create_group("data_attrs")?;
+        for (k, v) in &self.data_attrs {
+            attrs::write_attr(&g, k, v)?;
+        }
+        let w = |k: &str, v: AttrValue| attrs::write_attr(&f, k, &v);
+        w("kind", AttrValue::Str("latdiff-model".into()))?;
+        w("arch", AttrValue::Str(serde_json::to_string(&self.arch)?))?;
+        w("layout", AttrValue::Str(serde_json::to_string(&self.layout)?))?;
+        w("optimiser", AttrValue::Str(serde_json::to_string(&self.optimiser)?))?;
+        w("schedule", AttrValue::Str(serde_json::to_string(&self.schedule)?))?;
+        w("step", AttrValue::I64(self.step as i64))?;
+        w("train_lattice", AttrValue::I64s(vec![self.train_lattice.lt as i64, self.train_lattice.lx as i64]))?;
+        w("n_params", AttrValue::I64(self.params.len() as i64))?;
+        for (k, v) in &self.attrs {
+            attrs::write_attr(&f, k, v)?;
+        }
+        f.flush()?;
+        Ok(())
+    }
+
+    pub fn read(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            bail!("{}: no such file", path.display());
+        }
+        let f = hdf5::File::open(path).map_err(|_| anyhow!("{}: not an HDF5 file", path.display()))?;
+        let kind = attrs::read_attr(&f, "kind").ok().and_then(|v| v.as_str().map(str::to_string));
+        if kind.as_deref() != Some("latdiff-model") {
+            bail!("{}: not a latdiff model file", path.display());
+        }
+        let s = |k: &str| -> Result<String> {
+            attrs::read_attr(&f, k)?.as_str().map(str::to_string).ok_or_else(|| anyhow!("{}: attribute '{k}' is not text", path.display()))
+        };
+        let arch: Arch = serde_json::from_str(&s("arch")?)?;
+        let layout: ParamLayout = serde_json::from_str(&s("layout")?)?;
+        let optimiser: AdamWConfig = serde_json::from_str(&s("optimiser")?)?;
+        let schedule: SigmaSchedule = serde_json::from_str(&s("schedule")?)?;
+        let step = attrs::read_attr(&f, "step")?.as_f64().unwrap_or(0.0) as u64;
+        let lat = match attrs::read_attr(&f, "train_lattice")? {
+            AttrValue::I64s(v) if v.len() == 2 => Lattice::new(v[0] as usize, v[1] as usize),
+            other => bail!("{}: bad train_lattice {other:?}", path.display()),
+        };
+        let rd = |k: &str| -> Result<Vec<f32>> { Ok(f.dataset(k)?.read_raw::<f32>()?) };
+        let words = f.dataset("slot_rng")?.read_raw::<u64>()?;
+        let slot_rng = words.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
+        let g = f.group("data_attrs")?;
+        let skip = ["kind", "arch", "layout", "optimiser", "schedule", "step", "train_lattice", "n_params"];
+        let attrs = attrs::read_all(&f)?.into_iter().filter(|(k, _)| !skip.contains(&k.as_str())).collect();
+        Ok(ModelFile {
+            arch,
+            layout,
+            params: rd("params")?,
+            ema: rd("ema")?,
+            adam_m: rd("adam_m")?,
+            adam_v: rd("adam_v")?,
+            step,
+            slot_rng,
+            optimiser,
+            schedule,
+            train_lattice: lat,
+            two_point: f.dataset("two_point")?.read_raw::<f64>()?,
+            data_attrs: attrs::read_all(&g)?,
+            attrs,
+        })
+    }
+}
