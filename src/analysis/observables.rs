@@ -221,7 +221,8 @@ pub fn dense_chain_ids(labels: &[i64]) -> Vec<usize> {
 ///   their Monte Carlo order within a chain; bins never straddle chains.
 /// * `log_weights`: self-normalised importance reweighting of every estimate.
 /// * `bin_size`: overrides the automatic choice
-///   `bin_size_from_tau(max τ_int over the binning primaries, shortest chain)`.
+///   `min(bin_size_from_tau(max τ_int over the binning primaries, N), shortest chain)`
+///   (B ≈ 10 τ_int, at least ~20 bins in total over all chains).
 ///
 /// # Panics
 /// If the lengths of the columns, `chain_ids` and `log_weights` disagree.
@@ -249,7 +250,10 @@ pub fn analyze(
         .iter()
         .map(|(name, g)| (name.clone(), g.tau_int))
         .fold((String::new(), 0.5), |best, cur| if cur.1 > best.1 || cur.1.is_nan() { cur } else { best });
-    let bin_size = bin_size.unwrap_or_else(|| bin_size_from_tau(binning.1, shortest)).max(1);
+    // With several chains the ≥ 20-bins cap of `bin_size_from_tau` applies to all bins
+    // together; a bin never exceeds the shortest chain.
+    let auto = || bin_size_from_tau(binning.1, n).min(shortest.max(1));
+    let bin_size = bin_size.unwrap_or_else(auto).max(1);
 
     let jk = jackknife_vec(cols, chain_ids, log_weights, bin_size, |m| obs.derived(m));
 

@@ -121,6 +121,7 @@ pub fn check_match(reference: &Input, other: &Input) -> Result<()> {
 /// Analysis of one file, with the per-configuration series the figures need.
 pub struct FileAnalysis {
     pub path: PathBuf,
+    pub lattice: crate::lattice::Lattice,
     pub attrs: Vec<(String, AttrValue)>,
     pub analysis: Analysis,
     /// Per-configuration M and S/V (histograms).
@@ -137,6 +138,7 @@ pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis>
     let col = |k: &str| prim.column(k).map(<[f64]>::to_vec).unwrap_or_default();
     Ok(FileAnalysis {
         path: i.path.clone(),
+        lattice: i.ens.lattice,
         attrs: i.attrs.clone(),
         m: col("m"),
         action_density: col("action_density"),
@@ -165,12 +167,33 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
         write_plots(dir, &results)?;
         eprintln!("analyze: figures written to {}", dir.display());
     }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&results))?);
-    } else {
-        print!("{}", table(&results));
+    let text = if a.json { serde_json::to_string_pretty(&to_json(&results))? + "\n" } else { table(&results) };
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // A closed pipe (`latdiff analyze ... | head`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// Scalar quantities whose own τ_int asks for larger bins than were used (e.g. ⟨M⟩ with
+/// slow tunnelling when the bins follow |M|): their jackknife error may be too small.
+pub fn warnings(r: &FileAnalysis) -> Vec<String> {
+    let a = &r.analysis;
+    a.quantities
+        .iter()
+        .filter_map(|(spec, e)| {
+            let s = e.scalar()?;
+            let need = stats::bin_size_from_tau(s.tau_int, usize::MAX);
+            // B ≈ 10 τ_int leaves the error ~5 % low; below half of that it is ≳ 10 % low.
+            (s.tau_int.is_finite() && need > 2 * a.bin_size).then(|| {
+                format!(
+                    "{}: tau_int {:.1} wants bins of {need} configurations but {} were used; its error may be underestimated",
+                    spec.key, s.tau_int, a.bin_size
+                )
+            })
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------- JSON
@@ -215,6 +238,7 @@ pub fn file_json(r: &FileAnalysis) -> Value {
         "bin_size": a.bin_size,
         "n_bins": a.n_bins,
         "binning": {"primary": a.binning.0, "tau_int": num(a.binning.1)},
+        "warnings": warnings(r),
     });
     if let Some(e) = a.ess {
         o["ess"] = num(e);
@@ -310,7 +334,7 @@ pub fn table(results: &[FileAnalysis]) -> String {
             .filter_map(|k| attr_of(r, k).map(|v| format!("{k} = {v}")))
             .collect::<Vec<_>>()
             .join(", ");
-        let lattice = attr_of(r, "lattice").unwrap_or_default();
+        let lattice = r.lattice;
         let _ = writeln!(
             s,
             "{}{}: {} {couplings}, lattice {lattice}",
@@ -336,6 +360,9 @@ pub fn table(results: &[FileAnalysis]) -> String {
             let _ = write!(s, ", ESS {e:.1} (ESS/N = {:.4})", e / a.n_configs.max(1) as f64);
         }
         s.push('\n');
+        for w in warnings(r) {
+            let _ = writeln!(s, "    warning: {w}");
+        }
     }
     s.push('\n');
     // Rows: (label, per-file (mean, err, tau)).
