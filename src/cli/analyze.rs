@@ -366,7 +366,8 @@ pub fn table(results: &[FileAnalysis]) -> String {
     }
     s.push('\n');
     // Rows: (label, per-file (mean, err, tau)).
-    let mut rows: Vec<(String, Vec<(f64, f64, Option<f64>)>)> = Vec::new();
+    type Cell = (f64, f64, Option<f64>);
+    let mut rows: Vec<(String, Vec<Cell>)> = Vec::new();
     for (k, (spec, _)) in results[0].analysis.quantities.iter().enumerate() {
         let ests: Vec<&Estimate> = results.iter().map(|r| &r.analysis.quantities[k].1).collect();
         match ests[0] {
@@ -399,7 +400,7 @@ pub fn table(results: &[FileAnalysis]) -> String {
         }
     }
     let lw = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(10).max(10);
-    let cell = |(m, e, tau): (f64, f64, Option<f64>)| -> String {
+    let cell = |(m, e, tau): Cell| -> String {
         match tau {
             Some(t) if t.is_finite() => format!("{}  (tau {t:.2})", fmt_pm(m, e)),
             _ => fmt_pm(m, e),
@@ -453,7 +454,7 @@ pub fn write_plots(dir: &Path, results: &[FileAnalysis]) -> Result<()> {
     hist("hist_m", &format!("Magnetisation M{w}"), "M", &|r| &r.m)?;
     hist("hist_action_density", &format!("Action density S/V{w}"), "S/V", &|r| &r.action_density)?;
 
-    let g: Vec<(&str, &[f64], &[f64], &[f64])> = results
+    let g: Vec<plot::ErrorbarSeries<'_>> = results
         .iter()
         .zip(&labels)
         .filter_map(|(r, l)| {
