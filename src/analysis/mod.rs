@@ -1,12 +1,17 @@
 //! Analysis of Monte Carlo ensembles: statistics (Γ-method autocorrelations, binned
 //! jackknife, importance reweighting) and figures (PNG + SVG).
 //!
-//! Everything here works on plain `f64` series; reading the HDF5 files and the
-//! `latdiff analyze` command live elsewhere.
+//! `stats` and `plot` work on plain `f64` series; `observables` holds the theory-independent
+//! pipeline (streamed measurement, jackknife, τ_int) behind the [`Observables`] trait, and
+//! `phi4_obs` the φ⁴ observables. The `latdiff analyze` command lives in `cli::analyze`.
 
+pub mod observables;
+pub mod phi4_obs;
 pub mod plot;
 pub mod stats;
 
+pub use observables::{analyze, measure, Analysis, DerivedSpec, Estimate, Observables, Primaries};
+pub use phi4_obs::Phi4Observables;
 pub use plot::{errorbar_plot, font_available, histograms, line_plot, ErrorbarSeries, HistSeries, LineSeriesData};
 pub use stats::{
     bin_size_from_tau, ess, gamma_method, gamma_method_labelled, gamma_method_replicas, jackknife, jackknife_vec,

@@ -1,5 +1,6 @@
 //! Command-line interface: `latdiff <command>`.
 
+pub mod analyze;
 pub mod bench;
 pub mod hmc;
 pub mod info;
@@ -29,6 +30,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Measure throughput (HMC site-updates/s, ...).
     Bench(bench::BenchArgs),
+    /// Observables with errors (jackknife, τ_int, reweighting) of one or more ensembles, compared.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// Errors found before any work: the same on every rank, printed once, exit code 2.
@@ -78,6 +81,7 @@ pub fn main() -> i32 {
         Command::Hmc(opts) => hmc::run(&opts, cli.device),
         Command::Info(a) => report(info::run(&a), 0),
         Command::Bench(a) => report(bench::run(&a, cli.device), 0),
+        Command::Analyze(a) => report(analyze::run(&a), 0),
     }
 }
 

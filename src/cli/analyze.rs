@@ -1,0 +1,478 @@
+//! `latdiff analyze A.h5 [B.h5 ...]`: observables with errors, compared between ensembles.
+//!
+//! Definitions, normalisations and error methods: `analysis::phi4_obs`,
+//! `analysis::observables` and README.md ("Analysis (latdiff analyze)").
+
+use crate::analysis::observables::{self, dense_chain_ids, Analysis, Estimate};
+use crate::analysis::{plot, stats, Phi4Observables};
+use crate::io::{AttrValue, Ensemble};
+use crate::theory::Parametrisation;
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct AnalyzeArgs {
+    /// Ensemble files (HDF5 written by latdiff); with several, each is compared with the first.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print one machine-readable JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write figures (PNG + SVG) into this directory (created if needed).
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
+    /// Compare ensembles even if theory, couplings or lattice size differ.
+    #[arg(long)]
+    pub allow_mismatch: bool,
+    /// Jackknife bin size (configurations per bin within a chain) instead of the automatic
+    /// choice from τ_int.
+    #[arg(long, value_name = "N")]
+    pub bin_size: Option<usize>,
+}
+
+/// An opened, validated ensemble file (nothing measured yet).
+pub struct Input {
+    pub path: PathBuf,
+    pub ens: Ensemble,
+    pub obs: Phi4Observables,
+    pub attrs: Vec<(String, AttrValue)>,
+    /// Dense chain index per row from /chain (`None`: no /chain, one chain).
+    pub chain: Option<Vec<usize>>,
+    /// /log_weight when present.
+    pub log_weight: Option<Vec<f64>>,
+}
+
+/// Opens and validates one file. Every error is bad input naming the file and the problem.
+pub fn open(path: &Path) -> Result<Input> {
+    let ens = Ensemble::open(path)?;
+    let name = path.display();
+    if ens.n == 0 {
+        bail!("{name}: /configs holds no configurations");
+    }
+    ens.lattice.validate().map_err(|e| anyhow!("{name}: {e}"))?;
+    let obs = Phi4Observables::from_ensemble(&ens)?;
+    let attrs = ens.attrs().with_context(|| format!("{name}: reading attributes"))?;
+    let chain = if ens.has("chain") {
+        let c = ens.read_i64("chain").map_err(|_| anyhow!("{name}: /chain is not an integer column"))?;
+        if c.len() != ens.n {
+            bail!("{name}: /chain has {} rows but /configs has {}", c.len(), ens.n);
+        }
+        Some(dense_chain_ids(&c))
+    } else {
+        None
+    };
+    let log_weight = if ens.has("log_weight") {
+        let w = ens.read_f64("log_weight").map_err(|_| anyhow!("{name}: /log_weight is not a float column"))?;
+        if w.len() != ens.n {
+            bail!("{name}: /log_weight has {} rows but /configs has {}", w.len(), ens.n);
+        }
+        if !w.iter().any(|x| x.is_finite()) {
+            bail!("{name}: /log_weight has no finite entry (all weights zero)");
+        }
+        Some(w)
+    } else {
+        None
+    };
+    Ok(Input { path: path.to_path_buf(), ens, obs, attrs, chain, log_weight })
+}
+
+/// Theory, couplings and lattice, for the mismatch check.
+fn physics(i: &Input) -> Vec<(&'static str, String)> {
+    let p = i.obs.param();
+    let mut v = vec![("theory", "phi4".to_string()), ("parametrisation", p.name().to_string())];
+    match p {
+        Parametrisation::Hopping { kappa, lambda } => {
+            v.push(("kappa", kappa.to_string()));
+            v.push(("lambda", lambda.to_string()));
+        }
+        Parametrisation::Mass { m2, lambda } => {
+            v.push(("m2", m2.to_string()));
+            v.push(("lambda", lambda.to_string()));
+        }
+    }
+    v.push(("lattice", i.ens.lattice.to_string()));
+    v
+}
+
+/// `Err` naming the first difference in theory, couplings or lattice size.
+pub fn check_match(reference: &Input, other: &Input) -> Result<()> {
+    let (a, b) = (physics(reference), physics(other));
+    let a_of = |k: &str| a.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    let mut diffs = Vec::new();
+    for (k, vb) in &b {
+        match a_of(k) {
+            Some(va) if &va == vb => {}
+            Some(va) => diffs.push(format!("{k} {vb} vs {va}")),
+            None => diffs.push(format!("{k} {vb} vs (none)")),
+        }
+    }
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{} does not match {}: {} (use --allow-mismatch to compare anyway)",
+        other.path.display(),
+        reference.path.display(),
+        diffs.join(", ")
+    )
+}
+
+/// Analysis of one file, with the per-configuration series the figures need.
+pub struct FileAnalysis {
+    pub path: PathBuf,
+    pub lattice: crate::lattice::Lattice,
+    pub attrs: Vec<(String, AttrValue)>,
+    pub analysis: Analysis,
+    /// Per-configuration M and S/V (histograms).
+    pub m: Vec<f64>,
+    pub action_density: Vec<f64>,
+    /// Linear weights (largest 1) for weighted ensembles.
+    pub weights: Option<Vec<f64>>,
+}
+
+/// Measures (streamed) and analyses one opened file.
+pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis> {
+    let prim = observables::measure(&i.ens, &i.obs)?;
+    let analysis = observables::analyze(&i.obs, &prim, i.chain.as_deref(), i.log_weight.as_deref(), bin_size);
+    let col = |k: &str| prim.column(k).map(<[f64]>::to_vec).unwrap_or_default();
+    Ok(FileAnalysis {
+        path: i.path.clone(),
+        lattice: i.ens.lattice,
+        attrs: i.attrs.clone(),
+        m: col("m"),
+        action_density: col("action_density"),
+        weights: i.log_weight.as_deref().map(stats::normalized_weights),
+        analysis,
+    })
+}
+
+pub fn run(a: &AnalyzeArgs) -> Result<()> {
+    if a.bin_size == Some(0) {
+        return Err(super::input_err(anyhow!("bin-size: must be at least 1")));
+    }
+    // Open and check everything before any measurement.
+    let inputs: Vec<Input> = a.files.iter().map(|p| open(p)).collect::<Result<_>>().map_err(super::input_err)?;
+    if !a.allow_mismatch {
+        for other in &inputs[1..] {
+            check_match(&inputs[0], other).map_err(super::input_err)?;
+        }
+    }
+    if let Some(dir) = &a.plot {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| super::input_err(anyhow!("plot: cannot create directory '{}': {e}", dir.display())))?;
+    }
+    let results: Vec<FileAnalysis> = inputs.iter().map(|i| analyze_input(i, a.bin_size)).collect::<Result<_>>()?;
+    if let Some(dir) = &a.plot {
+        write_plots(dir, &results)?;
+        eprintln!("analyze: figures written to {}", dir.display());
+    }
+    let text = if a.json { serde_json::to_string_pretty(&to_json(&results))? + "\n" } else { table(&results) };
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // A closed pipe (`latdiff analyze ... | head`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Scalar quantities whose own τ_int asks for larger bins than were used (e.g. ⟨M⟩ with
+/// slow tunnelling when the bins follow |M|): their jackknife error may be too small.
+pub fn warnings(r: &FileAnalysis) -> Vec<String> {
+    let a = &r.analysis;
+    a.quantities
+        .iter()
+        .filter_map(|(spec, e)| {
+            let s = e.scalar()?;
+            let need = stats::bin_size_from_tau(s.tau_int, usize::MAX);
+            // B ≈ 10 τ_int leaves the error ~5 % low; below half of that it is ≳ 10 % low.
+            (s.tau_int.is_finite() && need > 2 * a.bin_size).then(|| {
+                format!(
+                    "{}: tau_int {:.1} wants bins of {need} configurations but {} were used; its error may be underestimated",
+                    spec.key, s.tau_int, a.bin_size
+                )
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- JSON
+
+fn num(x: f64) -> Value {
+    // JSON has no NaN/inf: undefined values are null.
+    serde_json::Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+}
+
+fn nums(x: &[f64]) -> Value {
+    Value::Array(x.iter().map(|v| num(*v)).collect())
+}
+
+fn attr_json(v: &AttrValue) -> Value {
+    match v {
+        AttrValue::F64(x) => num(*x),
+        AttrValue::I64(x) => json!(x),
+        AttrValue::Str(s) => json!(s),
+        AttrValue::F64s(x) => nums(x),
+        AttrValue::I64s(x) => json!(x),
+    }
+}
+
+/// The JSON object for one file (keys documented in README.md).
+pub fn file_json(r: &FileAnalysis) -> Value {
+    let a = &r.analysis;
+    let mut obs = Map::new();
+    for (spec, est) in &a.quantities {
+        let v = match est {
+            Estimate::Scalar(s) => json!({"mean": num(s.mean), "err": num(s.err), "tau_int": num(s.tau_int)}),
+            Estimate::Array(x) => json!({"t": nums(&x.x), "mean": nums(&x.mean), "err": nums(&x.err)}),
+        };
+        obs.insert(spec.key.clone(), v);
+    }
+    let attrs: Map<String, Value> = r.attrs.iter().map(|(k, v)| (k.clone(), attr_json(v))).collect();
+    let mut o = json!({
+        "file": r.path.display().to_string(),
+        "attributes": attrs,
+        "observables": obs,
+        "n_configs": a.n_configs,
+        "n_chains": a.n_chains,
+        "bin_size": a.bin_size,
+        "n_bins": a.n_bins,
+        "binning": {"primary": a.binning.0, "tau_int": num(a.binning.1)},
+        "warnings": warnings(r),
+    });
+    if let Some(e) = a.ess {
+        o["ess"] = num(e);
+        o["ess_fraction"] = num(e / a.n_configs.max(1) as f64);
+    }
+    o
+}
+
+/// (b − a) / sqrt(δa² + δb²); 0 when both agree exactly with zero errors.
+fn sigma(a: f64, ea: f64, b: f64, eb: f64) -> f64 {
+    let e = (ea * ea + eb * eb).sqrt();
+    if e > 0.0 {
+        (b - a) / e
+    } else if a == b {
+        0.0
+    } else {
+        (b - a).signum() * f64::INFINITY
+    }
+}
+
+pub fn to_json(results: &[FileAnalysis]) -> Value {
+    if results.len() == 1 {
+        return file_json(&results[0]);
+    }
+    let reference = &results[0];
+    let comparison: Vec<Value> = results[1..]
+        .iter()
+        .map(|r| {
+            let mut obs = Map::new();
+            for ((spec, ea), (_, eb)) in reference.analysis.quantities.iter().zip(&r.analysis.quantities) {
+                let v = match (ea, eb) {
+                    (Estimate::Scalar(a), Estimate::Scalar(b)) => json!({
+                        "diff": num(b.mean - a.mean),
+                        "err": num(a.err.hypot(b.err)),
+                        "sigma": num(sigma(a.mean, a.err, b.mean, b.err)),
+                    }),
+                    (Estimate::Array(a), Estimate::Array(b)) => {
+                        let n = a.mean.len().min(b.mean.len());
+                        let d: Vec<f64> = (0..n).map(|i| b.mean[i] - a.mean[i]).collect();
+                        let e: Vec<f64> = (0..n).map(|i| a.err[i].hypot(b.err[i])).collect();
+                        let s: Vec<f64> = (0..n).map(|i| sigma(a.mean[i], a.err[i], b.mean[i], b.err[i])).collect();
+                        json!({"t": nums(&a.x[..n]), "diff": nums(&d), "err": nums(&e), "sigma": nums(&s)})
+                    }
+                    _ => Value::Null,
+                };
+                obs.insert(spec.key.clone(), v);
+            }
+            json!({
+                "file": r.path.display().to_string(),
+                "reference": reference.path.display().to_string(),
+                "observables": obs,
+            })
+        })
+        .collect();
+    json!({
+        "ensembles": results.iter().map(file_json).collect::<Vec<_>>(),
+        "comparison": comparison,
+    })
+}
+
+// ---------------------------------------------------------------- table
+
+/// "mean ± err" with the error to two significant digits and the mean to the same decimal.
+pub fn fmt_pm(mean: f64, err: f64) -> String {
+    if !mean.is_finite() {
+        return "undefined".into();
+    }
+    if !(err.is_finite() && err > 0.0) {
+        return format!("{mean:.6e} ± 0");
+    }
+    let mag = err.log10().floor() as i32;
+    if (-6..4).contains(&mag) && mean.abs() < 1e6 {
+        let dec = (1 - mag).max(0) as usize;
+        format!("{mean:.dec$} ± {err:.dec$}")
+    } else {
+        format!("{mean:.4e} ± {err:.1e}")
+    }
+}
+
+fn attr_of(r: &FileAnalysis, k: &str) -> Option<String> {
+    r.attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string())
+}
+
+pub fn table(results: &[FileAnalysis]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let tag =
+        |i: usize| if results.len() > 1 { format!("[{}] ", (b'A' + (i % 26) as u8) as char) } else { String::new() };
+    for (i, r) in results.iter().enumerate() {
+        let a = &r.analysis;
+        let couplings = ["kappa", "m2", "lambda"]
+            .iter()
+            .filter_map(|k| attr_of(r, k).map(|v| format!("{k} = {v}")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let lattice = r.lattice;
+        let _ = writeln!(
+            s,
+            "{}{}: {} {couplings}, lattice {lattice}",
+            tag(i),
+            r.path.display(),
+            attr_of(r, "theory").unwrap_or("phi4".into())
+        );
+        let _ = write!(
+            s,
+            "    {} configs in {} chain(s), generator {}, jackknife bin {} ({} bins; max tau_int {:.2} from {})",
+            a.n_configs,
+            a.n_chains,
+            attr_of(r, "generator").unwrap_or("?".into()),
+            a.bin_size,
+            a.n_bins,
+            a.binning.1,
+            a.binning.0
+        );
+        if let Some(acc) = attr_of(r, "acceptance") {
+            let _ = write!(s, ", acceptance {acc}");
+        }
+        if let Some(e) = a.ess {
+            let _ = write!(s, ", ESS {e:.1} (ESS/N = {:.4})", e / a.n_configs.max(1) as f64);
+        }
+        s.push('\n');
+        for w in warnings(r) {
+            let _ = writeln!(s, "    warning: {w}");
+        }
+    }
+    s.push('\n');
+    // Rows: (label, per-file (mean, err, tau)).
+    type Cell = (f64, f64, Option<f64>);
+    let mut rows: Vec<(String, Vec<Cell>)> = Vec::new();
+    for (k, (spec, _)) in results[0].analysis.quantities.iter().enumerate() {
+        let ests: Vec<&Estimate> = results.iter().map(|r| &r.analysis.quantities[k].1).collect();
+        match ests[0] {
+            Estimate::Scalar(_) => rows.push((
+                spec.label.clone(),
+                ests.iter()
+                    .map(|e| e.scalar().map_or((f64::NAN, 0.0, None), |x| (x.mean, x.err, Some(x.tau_int))))
+                    .collect(),
+            )),
+            Estimate::Array(a0) => {
+                let name = spec.label.trim_end_matches("(t)");
+                for (j, t) in a0.x.iter().enumerate() {
+                    if spec.key == "g_t" && *t > (a0.x.len() / 2) as f64 {
+                        continue; // G(t) = G(L_t − t)
+                    }
+                    rows.push((
+                        format!("{name}({t})"),
+                        ests.iter()
+                            .map(|e| {
+                                e.array().and_then(|a| Some((*a.mean.get(j)?, *a.err.get(j)?, None))).unwrap_or((
+                                    f64::NAN,
+                                    0.0,
+                                    None,
+                                ))
+                            })
+                            .collect(),
+                    ));
+                }
+            }
+        }
+    }
+    let lw = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(10).max(10);
+    let cell = |(m, e, tau): Cell| -> String {
+        match tau {
+            Some(t) if t.is_finite() => format!("{}  (tau {t:.2})", fmt_pm(m, e)),
+            _ => fmt_pm(m, e),
+        }
+    };
+    let cells: Vec<Vec<String>> = rows.iter().map(|(_, v)| v.iter().map(|x| cell(*x)).collect()).collect();
+    let cw = cells.iter().flatten().map(|c| c.chars().count()).max().unwrap_or(10).max(12);
+    let pad = |x: &str, w: usize| format!("{x}{}", " ".repeat(w.saturating_sub(x.chars().count())));
+    let mut head = pad("observable", lw);
+    for i in 0..results.len() {
+        head += "  ";
+        head += &pad(&format!("{}mean ± err", tag(i)), cw);
+    }
+    for i in 1..results.len() {
+        head += &format!("  {}-A /sigma", (b'A' + (i % 26) as u8) as char);
+    }
+    let _ = writeln!(s, "{}", head.trim_end());
+    for ((label, vals), cs) in rows.iter().zip(&cells) {
+        let mut line = pad(label, lw);
+        for c in cs {
+            line += "  ";
+            line += &pad(c, cw);
+        }
+        for v in &vals[1..] {
+            let d = sigma(vals[0].0, vals[0].1, v.0, v.1);
+            line += &if d.is_nan() { "  n/a".to_string() } else { format!("  {d:+.2}") };
+        }
+        let _ = writeln!(s, "{}", line.trim_end());
+    }
+    s
+}
+
+// ---------------------------------------------------------------- figures
+
+fn label_of(r: &FileAnalysis) -> String {
+    r.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| r.path.display().to_string())
+}
+
+/// hist_m, hist_action_density, g_t (log y) and rho_abs_m, each as PNG + SVG.
+pub fn write_plots(dir: &Path, results: &[FileAnalysis]) -> Result<()> {
+    let labels: Vec<String> = results.iter().map(label_of).collect();
+    let n_max = results.iter().map(|r| r.m.len()).max().unwrap_or(1);
+    let bins = ((n_max as f64).sqrt() as usize).clamp(20, 100);
+    let weighted = results.iter().any(|r| r.weights.is_some());
+    let hist = |name: &str, title: &str, xlabel: &str, pick: &dyn Fn(&FileAnalysis) -> &[f64]| -> Result<()> {
+        let series: Vec<plot::HistSeries<'_>> =
+            results.iter().zip(&labels).map(|(r, l)| (l.as_str(), pick(r), r.weights.as_deref())).collect();
+        plot::histograms(dir, name, title, xlabel, &series, bins)
+    };
+    let w = if weighted { " (reweighted)" } else { "" };
+    hist("hist_m", &format!("Magnetisation M{w}"), "M", &|r| &r.m)?;
+    hist("hist_action_density", &format!("Action density S/V{w}"), "S/V", &|r| &r.action_density)?;
+
+    let g: Vec<plot::ErrorbarSeries<'_>> = results
+        .iter()
+        .zip(&labels)
+        .filter_map(|(r, l)| {
+            let a = r.analysis.get("g_t")?.array()?;
+            Some((l.as_str(), &a.x[..], &a.mean[..], &a.err[..]))
+        })
+        .collect();
+    plot::errorbar_plot(dir, "g_t", "Zero-momentum correlator G(t) (connected)", "t", "G(t)", &g, true)?;
+
+    let rho: Vec<(Vec<f64>, Vec<f64>)> = results
+        .iter()
+        .map(|r| {
+            let y = r.analysis.gamma("abs_m").map(|g| g.gamma.clone()).unwrap_or_default();
+            ((0..y.len()).map(|t| t as f64).collect(), y)
+        })
+        .collect();
+    let series: Vec<plot::LineSeriesData<'_>> =
+        labels.iter().zip(&rho).map(|(l, (x, y))| (l.as_str(), &x[..], &y[..])).collect();
+    plot::line_plot(dir, "rho_abs_m", "Autocorrelation of |M|", "t (configurations)", "rho(t)", &series)?;
+    Ok(())
+}
