@@ -24,7 +24,7 @@ pub struct EnsembleWriter {
     tmp: PathBuf,
     path: PathBuf,
     lattice: Lattice,
-    configs: hdf5::Dataset,
+    configs: Option<hdf5::Dataset>,
     f64_cols: Vec<(String, hdf5::Dataset)>,
     i64_cols: Vec<(String, hdf5::Dataset)>,
     n: usize,
@@ -53,7 +53,7 @@ impl EnsembleWriter {
             tmp,
             path: path.to_path_buf(),
             lattice,
-            configs,
+            configs: Some(configs),
             f64_cols,
             i64_cols,
             n: 0,
@@ -92,8 +92,9 @@ impl EnsembleWriter {
         }
         let (a, b) = (self.n, self.n + k);
         let (lt, lx) = (self.lattice.lt, self.lattice.lx);
-        self.configs.resize((b, lt, lx))?;
-        self.configs.write_slice(ArrayView3::from_shape((k, lt, lx), configs)?, s![a..b, .., ..])?;
+        let ds = self.configs.as_ref().expect("open until finish");
+        ds.resize((b, lt, lx))?;
+        ds.write_slice(ArrayView3::from_shape((k, lt, lx), configs)?, s![a..b, .., ..])?;
         for ((name, d), col) in self.f64_cols.iter().zip(f64_cols) {
             if col.len() != k {
                 bail!("internal: column '{name}' has {} rows, expected {k}", col.len());
@@ -116,6 +117,11 @@ impl EnsembleWriter {
     pub fn finish(mut self) -> Result<()> {
         if let Some(f) = self.file.take() {
             f.flush()?;
+            // HDF5 closes a file only when no dataset handle is left open: drop them first, so
+            // the file is really closed before it appears under its final name.
+            self.f64_cols.clear();
+            self.i64_cols.clear();
+            self.configs = None;
             f.close()?;
         }
         std::fs::rename(&self.tmp, &self.path)
@@ -149,7 +155,13 @@ impl Ensemble {
         if !path.exists() {
             bail!("{}: no such file", path.display());
         }
-        let file = hdf5::File::open(path).map_err(|_| anyhow::anyhow!("{}: not an HDF5 file", path.display()))?;
+        let file = hdf5::File::open(path).map_err(|e| {
+            if is_hdf5(path) {
+                anyhow::anyhow!("{}: cannot open: {e}", path.display())
+            } else {
+                anyhow::anyhow!("{}: not an HDF5 file", path.display())
+            }
+        })?;
         let configs = file
             .dataset("configs")
             .map_err(|_| anyhow::anyhow!("{}: no /configs dataset (not a latdiff ensemble)", path.display()))?;
@@ -212,6 +224,26 @@ impl Ensemble {
         let d = self.file.dataset(name).with_context(|| format!("{}: no /{name}", self.path.display()))?;
         Ok(d.read_raw::<i64>()?)
     }
+}
+
+/// Whether the file starts with the HDF5 signature (at 0 or at a user-block offset).
+pub fn is_hdf5(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    const SIG: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut off = 0u64;
+    while off + 8 <= len {
+        let mut buf = [0u8; 8];
+        if f.seek(SeekFrom::Start(off)).is_err() || f.read_exact(&mut buf).is_err() {
+            return false;
+        }
+        if &buf == SIG {
+            return true;
+        }
+        off = if off == 0 { 512 } else { off * 2 };
+    }
+    false
 }
 
 #[cfg(test)]
