@@ -4,6 +4,7 @@
 //! at σ → 0 this is −∂S/∂φ, so the reverse-time SDE is Langevin dynamics with a learnt,
 //! σ-dependent action (stochastic quantisation).
 
+pub mod fft;
 pub mod objective;
 
 use crate::lattice::Lattice;
