@@ -5,6 +5,7 @@
 //! σ-dependent action (stochastic quantisation).
 
 pub mod fft;
+pub mod free;
 pub mod objective;
 
 use crate::lattice::Lattice;
