@@ -7,6 +7,7 @@
 pub mod fft;
 pub mod free;
 pub mod objective;
+pub mod sampler;
 
 use crate::lattice::Lattice;
 
