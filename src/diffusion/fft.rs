@@ -60,9 +60,11 @@ impl Fft2Work {
     }
 }
 
+type PlanCache = Mutex<HashMap<(usize, usize), Arc<Fft2>>>;
+
 /// The process-wide cached plans for `lat` (built on first use).
 pub fn plan(lat: Lattice) -> Arc<Fft2> {
-    static CACHE: OnceLock<Mutex<HashMap<(usize, usize), Arc<Fft2>>>> = OnceLock::new();
+    static CACHE: OnceLock<PlanCache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
     map.entry((lat.lt, lat.lx)).or_insert_with(|| Arc::new(Fft2::new(lat))).clone()
