@@ -5,7 +5,10 @@
 //! σ-dependent action (stochastic quantisation).
 
 pub mod data;
+pub mod fft;
+pub mod free;
 pub mod objective;
+pub mod sampler;
 pub mod train;
 
 use crate::lattice::Lattice;

@@ -1,0 +1,454 @@
+//! Samplers for the reverse of the variance-exploding diffusion, with exact importance
+//! weights for the stochastic (Euler–Maruyama) sampler.
+//!
+//! # σ ladder
+//! N steps on the geometric ladder
+//!   σ_k = σ_min (σ_max/σ_min)^{(k−1)/(N−1)},  k = 1..N   (σ_N = σ_max, σ_1 = σ_min),
+//!   σ_0 = 0,
+//! returned by [`SamplerSettings::sigma_ladder`] as `[σ_0, σ_1, …, σ_N]` (N = 1: σ_1 = σ_max).
+//! The forward (noising) chain is φ_k = φ_{k−1} + √Δ_k ξ_k with Δ_k = σ_k² − σ_{k−1}², so
+//! φ_k ~ p_{σ_k}, the target convolved with N(0, σ_k² I).
+//!
+//! # Reverse kernels ([`Kernel`])
+//! Step k (from σ_k to σ_{k−1}): φ_{k−1} = μ_k + η_k, μ_k = φ_k + Δ_k s(φ_k, σ_k), η_k ~ N(0, Σ_k).
+//! * `Kernel::Em`: Σ_k = Δ_k I, start φ_N ~ N(0, C_N = σ_N² I): plain Euler–Maruyama.
+//! * `Kernel::Matched` (default): Σ_k(p) = Δ_k (G(p) + σ_{k−1}²)/(G(p) + σ_k²), start
+//!   C_N(p) = G(p) + σ_N², G = `model.two_point(lat)`; diagonal in momentum space.
+//!
+//! The mean needs no correction: by Tweedie's formula for the one-step convolution
+//! φ_k = φ_{k−1} + √Δ_k ξ, E[φ_{k−1} | φ_k] = φ_k + Δ_k ∇ log p_{σ_k}(φ_k) exactly, for any
+//! target. For Gaussian data N(0, G) it reads μ_k = (G + σ_{k−1}²)/(G + σ_k²) φ_k and the
+//! posterior covariance is the matched Σ_k, so with the exact score the matched kernel is
+//! the exact reverse transition and the reverse chain reproduces the forward joint
+//! distribution: for the free model on the free target every path weight equals log Z.
+//!
+//! # Path weights (`SamplerKind::Em` only)
+//! With target action S (which may differ from the model's theory), accumulated in f64:
+//!   log w = −S(φ_0) + Σ_k log N(φ_k; φ_{k−1}, Δ_k I) − Σ_k log N(φ_{k−1}; μ_k, Σ_k) − log N(φ_N; 0, C_N).
+//! All normalisations are kept (nothing is dropped: the 2π's cancel between the N forward
+//! and N + 1 proposal densities up to one (V/2) log 2π, which is kept, and the log det Σ_k,
+//! log det C_N terms are included), so E_q[w] = Z = ∫ dφ e^{−S(φ)} and
+//! log_sum_exp(log w) − log n estimates log Z. The forward chain started from the target
+//! is the extended target, so self-normalised reweighting (and independence Metropolis) is
+//! exact whatever the errors of the score; the score's quality only shows in the ESS.
+//!
+//! # Other samplers (raw samples, no weights)
+//! * `SamplerKind::Pc`: the EM/matched predictor step followed, at every σ_{k−1} > 0, by M
+//!   Langevin corrector steps φ ← φ + ε s(φ, σ_{k−1}) + √(2ε) z with Song et al.'s (2021)
+//!   signal-to-noise rule ε = 2 (r ‖z‖/‖s‖)², norms per configuration. The corrector's
+//!   backward kernel is not derived, so `log_weight` is `None`.
+//! * `SamplerKind::Ode`: probability-flow ODE dφ/dσ = −σ s(φ, σ), Heun's method on the ladder
+//!   from σ_N to σ_1, then the Tweedie denoising step φ_0 = φ_1 + σ_1² s(φ_1, σ_1) (which is
+//!   also an Euler step in σ from σ_1 to 0). Started from N(0, C_N) as above. No weights.
+//!
+//! # Reproducibility
+//! Sample b of a call uses only `rng::stream(seed, Domain::Sample, first_index + b)`, and the
+//! score of a configuration does not depend on the others in its batch, so the samples do
+//! not depend on how they are split into batches, threads or MPI ranks.
+
+use rand::{Rng, RngExt};
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::fft::{self, Fft2Work};
+use super::ScoreModel;
+use crate::lattice::Lattice;
+use crate::rng::{self, Domain, Stream};
+use crate::theory::Action;
+
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// Which integrator of the reverse process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    /// Reverse SDE, one kernel step per noise level; exact path weights.
+    Em,
+    /// Predictor (as `Em`) plus Langevin corrector steps; raw samples.
+    Pc,
+    /// Probability-flow ODE, Heun; raw samples.
+    Ode,
+}
+
+impl SamplerKind {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "em" => Ok(SamplerKind::Em),
+            "pc" => Ok(SamplerKind::Pc),
+            "ode" => Ok(SamplerKind::Ode),
+            _ => Err(format!("sampler: '{s}' is not one of em, pc, ode")),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            SamplerKind::Em => "em",
+            SamplerKind::Pc => "pc",
+            SamplerKind::Ode => "ode",
+        }
+    }
+}
+
+/// Covariance of the reverse step and of the start distribution (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernel {
+    /// Σ_k = Δ_k I, φ_N ~ N(0, σ_max² I).
+    Em,
+    /// Σ_k(p) = Δ_k (G + σ_{k−1}²)/(G + σ_k²), φ_N ~ N(0, G + σ_max²).
+    #[default]
+    Matched,
+}
+
+impl Kernel {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "em" => Ok(Kernel::Em),
+            "matched" => Ok(Kernel::Matched),
+            _ => Err(format!("kernel: '{s}' is not one of em, matched")),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kernel::Em => "em",
+            Kernel::Matched => "matched",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SamplerSettings {
+    pub sampler: SamplerKind,
+    pub kernel: Kernel,
+    /// N, the number of noise levels σ_1..σ_N (and of reverse steps for em/pc).
+    pub n_steps: usize,
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    /// M, Langevin corrector steps per noise level (pc only).
+    pub corrector_steps: usize,
+    /// r, the corrector's signal-to-noise ratio (pc only).
+    pub snr: f64,
+}
+
+impl SamplerSettings {
+    /// Matched kernel, one corrector step with snr 0.16 (used only by pc).
+    pub fn new(sampler: SamplerKind, n_steps: usize, sigma_min: f64, sigma_max: f64) -> Self {
+        SamplerSettings {
+            sampler,
+            kernel: Kernel::Matched,
+            n_steps,
+            sigma_min,
+            sigma_max,
+            corrector_steps: 1,
+            snr: 0.16,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.n_steps == 0 {
+            return Err("sampler: n_steps must be at least 1".into());
+        }
+        if !(self.sigma_min > 0.0 && self.sigma_min.is_finite()) {
+            return Err(format!("sampler: sigma_min = {} must be positive", self.sigma_min));
+        }
+        if !(self.sigma_max >= self.sigma_min && self.sigma_max.is_finite()) {
+            return Err(format!("sampler: sigma_max = {} must be finite and >= sigma_min", self.sigma_max));
+        }
+        if self.n_steps > 1 && self.sigma_max == self.sigma_min {
+            return Err("sampler: sigma_max = sigma_min needs n_steps = 1".into());
+        }
+        if self.sampler == SamplerKind::Pc && !(self.snr > 0.0 && self.snr.is_finite()) {
+            return Err(format!("sampler: snr = {} must be positive", self.snr));
+        }
+        Ok(())
+    }
+
+    /// [σ_0 = 0, σ_1 = σ_min, …, σ_N = σ_max], geometric from σ_1 on.
+    pub fn sigma_ladder(&self) -> Vec<f64> {
+        let n = self.n_steps;
+        let mut s = Vec::with_capacity(n + 1);
+        s.push(0.0);
+        if n == 1 {
+            s.push(self.sigma_max);
+            return s;
+        }
+        let ratio = self.sigma_max / self.sigma_min;
+        for k in 1..=n {
+            s.push(self.sigma_min * ratio.powf((k - 1) as f64 / (n - 1) as f64));
+        }
+        s[n] = self.sigma_max;
+        s
+    }
+
+    /// Score evaluations per configuration (= batched `ScoreModel::score` calls per batch):
+    /// em N, pc N + M(N − 1), ode 2(N − 1) + 1.
+    pub fn score_calls(&self) -> usize {
+        let n = self.n_steps;
+        match self.sampler {
+            SamplerKind::Em => n,
+            SamplerKind::Pc => n + self.corrector_steps * (n - 1),
+            SamplerKind::Ode => 2 * (n - 1) + 1,
+        }
+    }
+
+    /// Whether `sample_batch` returns path weights (given a target).
+    pub fn has_weights(&self) -> bool {
+        self.sampler == SamplerKind::Em
+    }
+}
+
+/// Output of [`sample_batch`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleBatch {
+    pub lattice: Lattice,
+    /// [batch, L_t, L_x] row-major.
+    pub configs: Vec<f64>,
+    /// log w per configuration (module docs); `Some` for em with a target, else `None`.
+    pub log_weight: Option<Vec<f64>>,
+    /// Batched `ScoreModel::score` calls made (= network evaluations per configuration).
+    pub score_calls: usize,
+}
+
+impl SampleBatch {
+    pub fn len(&self) -> usize {
+        self.configs.len() / self.lattice.volume()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.configs.is_empty()
+    }
+    pub fn config(&self, b: usize) -> &[f64] {
+        let v = self.lattice.volume();
+        &self.configs[b * v..][..v]
+    }
+    /// Score evaluations summed over configurations.
+    pub fn network_evaluations(&self) -> usize {
+        self.score_calls * self.len()
+    }
+}
+
+struct Work {
+    fft: Fft2Work,
+    z: Vec<f64>,
+    noise: Vec<f64>,
+}
+
+fn normals(rng: &mut Stream, z: &mut [f64]) -> f64 {
+    let mut zz = 0.0;
+    for v in z.iter_mut() {
+        *v = StandardNormal.sample(rng);
+        zz += *v * *v;
+    }
+    zz
+}
+
+fn norm2(x: &[f64]) -> f64 {
+    x.iter().map(|a| a * a).sum()
+}
+
+/// Draws `batch` configurations on `lat`; sample b uses the stream
+/// `rng::stream(seed, Domain::Sample, first_index + b)`. With a `target` and the em sampler
+/// the path log-weights are returned (module docs). `model.score` is called once per
+/// network evaluation for the whole batch.
+pub fn sample_batch(
+    model: &dyn ScoreModel,
+    target: Option<&dyn Action>,
+    lat: Lattice,
+    settings: &SamplerSettings,
+    seed: u64,
+    first_index: u64,
+    batch: usize,
+) -> Result<SampleBatch, String> {
+    settings.validate()?;
+    lat.validate()?;
+    model.check_lattice(lat)?;
+    if let Some(t) = target {
+        if t.lattice() != lat {
+            return Err(format!("sampler: target action is on {}, sampling on {lat}", t.lattice()));
+        }
+    }
+    let weights = target.is_some() && settings.has_weights();
+    if batch == 0 {
+        return Ok(SampleBatch {
+            lattice: lat,
+            configs: Vec::new(),
+            log_weight: weights.then(Vec::new),
+            score_calls: 0,
+        });
+    }
+    let v = lat.volume();
+    let sig = settings.sigma_ladder();
+    let n = settings.n_steps;
+    let fft = fft::plan(lat);
+    let g = match settings.kernel {
+        Kernel::Em => None,
+        Kernel::Matched => {
+            let g = model.two_point(lat);
+            if g.len() != v || !g.iter().all(|x| x.is_finite() && *x > 0.0) {
+                return Err(format!("sampler: {} gives no positive two-point function on {lat}", model.describe()));
+            }
+            Some(g)
+        }
+    };
+
+    let mut rngs: Vec<Stream> = (0..batch).map(|b| rng::stream(seed, Domain::Sample, first_index + b as u64)).collect();
+    let mut lw = vec![0.0; batch];
+    let mut phi = vec![0.0; batch * v];
+    let mut s = vec![0.0; batch * v];
+    let mut calls = 0usize;
+    let new_work = || Work { fft: fft.work(), z: vec![0.0; v], noise: vec![0.0; v] };
+    let mut score = |phi: &[f64], sigma: f64, out: &mut [f64]| {
+        model.score(lat, phi, &vec![sigma; batch], out);
+        calls += 1;
+    };
+
+    // Start: φ_N ~ N(0, C_N); lw = −log N(φ_N; 0, C_N) = ½ zᵀz + ½ log det C_N + (V/2) log 2π.
+    let sn2 = sig[n] * sig[n];
+    let c_n: Vec<f64> = match &g {
+        Some(g) => g.iter().map(|g| g + sn2).collect(),
+        None => vec![sn2; v],
+    };
+    let sqrt_c_n: Vec<f64> = c_n.iter().map(|c| c.sqrt()).collect();
+    let start_const = 0.5 * fft::log_det(&c_n) + 0.5 * v as f64 * LN_2PI;
+    phi.par_chunks_mut(v).zip(rngs.par_iter_mut()).zip(lw.par_iter_mut()).for_each_init(new_work, |w, ((p, r), l)| {
+        let zz = normals(r, &mut w.z);
+        fft.color_noise(&sqrt_c_n, &w.z, p, &mut w.fft);
+        *l = 0.5 * zz + start_const;
+    });
+
+    match settings.sampler {
+        SamplerKind::Em | SamplerKind::Pc => {
+            for k in (1..=n).rev() {
+                let (sk, skm) = (sig[k], sig[k - 1]);
+                let delta = sk * sk - skm * skm;
+                score(&phi, sk, &mut s);
+                // √Σ_k (matched) and the sample-independent part of the step's log-weight,
+                // ½ log det Σ_k − (V/2) log Δ_k (zero for the em kernel).
+                let (sqrt_cov, step_const) = match &g {
+                    Some(g) => {
+                        let cov: Vec<f64> = g.iter().map(|g| delta * (g + skm * skm) / (g + sk * sk)).collect();
+                        let c = 0.5 * fft::log_det(&cov) - 0.5 * v as f64 * delta.ln();
+                        (Some(cov.iter().map(|c| c.sqrt()).collect::<Vec<f64>>()), c)
+                    }
+                    None => (None, 0.0),
+                };
+                let sqrt_delta = delta.sqrt();
+                phi.par_chunks_mut(v)
+                    .zip(s.par_chunks(v))
+                    .zip(rngs.par_iter_mut())
+                    .zip(lw.par_iter_mut())
+                    .for_each_init(new_work, |w, (((p, sc), r), l)| {
+                        let zz = normals(r, &mut w.z);
+                        match &sqrt_cov {
+                            Some(c) => fft.color_noise(c, &w.z, &mut w.noise, &mut w.fft),
+                            None => w.noise.iter_mut().zip(&w.z).for_each(|(e, z)| *e = sqrt_delta * z),
+                        }
+                        // φ_{k−1} − φ_k = Δ s + η.
+                        let mut dd = 0.0;
+                        for ((p, sc), e) in p.iter_mut().zip(sc).zip(&w.noise) {
+                            let d = delta * sc + e;
+                            *p += d;
+                            dd += d * d;
+                        }
+                        if weights {
+                            *l += -0.5 * dd / delta + 0.5 * zz + step_const;
+                        }
+                    });
+                if settings.sampler == SamplerKind::Pc && k > 1 {
+                    let snr = settings.snr;
+                    for _ in 0..settings.corrector_steps {
+                        score(&phi, skm, &mut s);
+                        phi.par_chunks_mut(v).zip(s.par_chunks(v)).zip(rngs.par_iter_mut()).for_each_init(
+                            new_work,
+                            |w, ((p, sc), r)| {
+                                let zz = normals(r, &mut w.z);
+                                let ss = norm2(sc);
+                                if ss > 0.0 {
+                                    let eps = 2.0 * snr * snr * zz / ss;
+                                    let a = (2.0 * eps).sqrt();
+                                    for ((p, sc), z) in p.iter_mut().zip(sc).zip(&w.z) {
+                                        *p += eps * sc + a * z;
+                                    }
+                                }
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        SamplerKind::Ode => {
+            let mut phi_e = vec![0.0; batch * v];
+            let mut s2 = vec![0.0; batch * v];
+            for k in (2..=n).rev() {
+                let (sk, skm) = (sig[k], sig[k - 1]);
+                let h = skm - sk;
+                // f(φ, σ) = dφ/dσ = −σ s(φ, σ); Heun: Euler predictor, trapezoidal corrector.
+                score(&phi, sk, &mut s);
+                phi_e.par_iter_mut().zip(phi.par_iter()).zip(s.par_iter()).for_each(|((e, p), a)| *e = p - h * sk * a);
+                score(&phi_e, skm, &mut s2);
+                phi.par_iter_mut()
+                    .zip(s.par_iter())
+                    .zip(s2.par_iter())
+                    .for_each(|((p, a), b)| *p -= 0.5 * h * (sk * a + skm * b));
+            }
+            // Tweedie denoise from σ_1 to 0.
+            let s1 = sig[1];
+            score(&phi, s1, &mut s);
+            phi.par_iter_mut().zip(s.par_iter()).for_each(|(p, a)| *p += s1 * s1 * a);
+        }
+    }
+
+    let log_weight = match target {
+        Some(t) if weights => {
+            lw.par_iter_mut().zip(phi.par_chunks(v)).for_each(|(l, p)| *l -= t.action(p));
+            Some(lw)
+        }
+        _ => None,
+    };
+    Ok(SampleBatch { lattice: lat, configs: phi, log_weight, score_calls: calls })
+}
+
+/// Result of [`independence_metropolis`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImhChain {
+    /// indices[i]: the proposal the chain sits on after step i (indices[0] = 0).
+    pub indices: Vec<usize>,
+    /// accepted[i]: whether proposal i was accepted (accepted[0] = true: the start).
+    pub accepted: Vec<bool>,
+    /// Fraction of proposals 1..n accepted (1 when there are none).
+    pub acceptance: f64,
+}
+
+/// Independence Metropolis over the proposals in their order: start on proposal 0, then
+/// move to proposal i with probability min(1, w_i/w_current). One uniform is drawn per
+/// proposal 1..n whatever the outcome, so the chain is a deterministic function of the
+/// weights and the stream. NaN log-weights count as −∞ (never accepted, unless the chain
+/// starts on one).
+pub fn independence_metropolis<R: Rng + ?Sized>(log_w: &[f64], rng: &mut R) -> ImhChain {
+    let n = log_w.len();
+    let lw = |i: usize| if log_w[i].is_nan() { f64::NEG_INFINITY } else { log_w[i] };
+    let mut indices = Vec::with_capacity(n);
+    let mut accepted = Vec::with_capacity(n);
+    if n == 0 {
+        return ImhChain { indices, accepted, acceptance: 1.0 };
+    }
+    let (mut cur, mut n_acc) = (0usize, 0usize);
+    indices.push(0);
+    accepted.push(true);
+    for i in 1..n {
+        let u: f64 = rng.random();
+        let (new, old) = (lw(i), lw(cur));
+        let acc = if old == f64::NEG_INFINITY { new > f64::NEG_INFINITY } else { u < (new - old).exp() };
+        if acc {
+            cur = i;
+            n_acc += 1;
+        }
+        indices.push(cur);
+        accepted.push(acc);
+    }
+    let acceptance = if n > 1 { n_acc as f64 / (n - 1) as f64 } else { 1.0 };
+    ImhChain { indices, accepted, acceptance }
+}
+
+#[cfg(test)]
+#[path = "sampler_tests.rs"]
+mod tests;
