@@ -50,7 +50,8 @@ fn cluster_and_pure_hmc_agree_l16() {
 #[test]
 fn free_field_with_clusters_is_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let run = HmcRun { lattice: Lattice::square(8), kappa: Some(0.2), lambda: 0.0, cluster_updates: 4, ..Default::default() };
+    let run =
+        HmcRun { lattice: Lattice::square(8), kappa: Some(0.2), lambda: 0.0, cluster_updates: 4, ..Default::default() };
     let (_, s) = run.run(dir.path(), "free.h5");
     let p = Parametrisation::Hopping { kappa: 0.2, lambda: 0.0 };
     let v = s.volume;

@@ -126,11 +126,12 @@ pub fn two_point(configs: &[f32], lat: Lattice) -> Vec<f64> {
     let v = lat.volume();
     let n = configs.len() / v;
     let tw = |l: usize| -> Vec<(f64, f64)> {
-        (0..l).map(|k| {
-            let a = -2.0 * std::f64::consts::PI * k as f64 / l as f64;
-            (a.cos(), a.sin())
-        })
-        .collect()
+        (0..l)
+            .map(|k| {
+                let a = -2.0 * std::f64::consts::PI * k as f64 / l as f64;
+                (a.cos(), a.sin())
+            })
+            .collect()
     };
     let (wt, wx) = (tw(lt), tw(lx));
     let mut g = vec![0.0; v];
@@ -206,8 +207,7 @@ mod tests {
     fn two_point_of_a_plane_wave() {
         let lat = Lattice::new(4, 6);
         // φ = cos(2π·x/6): power only at kx = ±1, kt = 0, |φ̃|² = (V/2)², G = V/4.
-        let c: Vec<f32> =
-            (0..24).map(|i| (2.0 * std::f64::consts::PI * (i % 6) as f64 / 6.0).cos() as f32).collect();
+        let c: Vec<f32> = (0..24).map(|i| (2.0 * std::f64::consts::PI * (i % 6) as f64 / 6.0).cos() as f32).collect();
         let g = two_point(&c, lat);
         for (i, &x) in g.iter().enumerate() {
             let expect = if i == 1 || i == 5 { 6.0 } else { 0.0 };

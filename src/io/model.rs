@@ -52,9 +52,17 @@ impl ModelFile {
     pub fn theory(&self) -> Result<crate::theory::Parametrisation> {
         use crate::theory::Parametrisation;
         let get = |k: &str| {
-            self.data_attrs.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.as_f64()).ok_or_else(|| anyhow!("model: training data attribute '{k}' missing"))
+            self.data_attrs
+                .iter()
+                .find(|(n, _)| n == k)
+                .and_then(|(_, v)| v.as_f64())
+                .ok_or_else(|| anyhow!("model: training data attribute '{k}' missing"))
         };
-        let par = self.data_attrs.iter().find(|(n, _)| n == "parametrisation").and_then(|(_, v)| v.as_str().map(str::to_string));
+        let par = self
+            .data_attrs
+            .iter()
+            .find(|(n, _)| n == "parametrisation")
+            .and_then(|(_, v)| v.as_str().map(str::to_string));
         match par.as_deref() {
             Some("hopping") => Ok(Parametrisation::Hopping { kappa: get("kappa")?, lambda: get("lambda")? }),
             Some("mass") => Ok(Parametrisation::Mass { m2: get("m2")?, lambda: get("lambda")? }),
@@ -75,13 +83,16 @@ impl ModelFile {
 
     fn write_to(&self, path: &Path) -> Result<()> {
         let f = hdf5::File::create(path).with_context(|| format!("creating '{}'", path.display()))?;
-        for (name, v) in [("params", &self.params), ("ema", &self.ema), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)] {
+        for (name, v) in
+            [("params", &self.params), ("ema", &self.ema), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)]
+        {
             f.new_dataset_builder().with_data(v.as_slice()).create(name)?;
         }
         let words: Vec<u64> = self.slot_rng.iter().flatten().copied().collect();
         let arr = ndarray::Array2::from_shape_vec((self.slot_rng.len(), 4), words)?;
         f.new_dataset_builder().with_data(&arr).create("slot_rng")?;
-        let tp = ndarray::Array2::from_shape_vec((self.train_lattice.lt, self.train_lattice.lx), self.two_point.clone())?;
+        let tp =
+            ndarray::Array2::from_shape_vec((self.train_lattice.lt, self.train_lattice.lx), self.two_point.clone())?;
         f.new_dataset_builder().with_data(&tp).create("two_point")?;
         let g = f.create_group("data_attrs")?;
         for (k, v) in &self.data_attrs {
@@ -113,7 +124,10 @@ impl ModelFile {
             bail!("{}: not a latdiff model file", path.display());
         }
         let s = |k: &str| -> Result<String> {
-            attrs::read_attr(&f, k)?.as_str().map(str::to_string).ok_or_else(|| anyhow!("{}: attribute '{k}' is not text", path.display()))
+            attrs::read_attr(&f, k)?
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("{}: attribute '{k}' is not text", path.display()))
         };
         let arch: Arch = serde_json::from_str(&s("arch")?)?;
         let layout: ParamLayout = serde_json::from_str(&s("layout")?)?;
