@@ -522,8 +522,15 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     pub fn from_options(flags: &TrainOptions) -> Result<Self> {
+        let out = flags.out.clone().unwrap_or_else(|| TrainConfig::default().out);
         let file: TrainOptions = match &flags.config {
             Some(p) => read_options_file(p)?,
+            // Resuming without a config file: the checkpoint's own stored configuration.
+            None if flags.resume && out.exists() => {
+                let m = crate::io::model::ModelFile::read(&out).map_err(|e| anyhow!("resume: {e}"))?;
+                let text = m.attr("config").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                toml::from_str(&text).map_err(|e| anyhow!("resume: stored config unreadable: {}", e.message()))?
+            }
             None => TrainOptions::default(),
         };
         for o in [&file, flags] {

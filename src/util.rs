@@ -116,6 +116,11 @@ impl StopFlag {
         StopFlag(Arc::new(AtomicBool::new(false)))
     }
 
+    /// Raises the flag by hand (tests; a wrapper that wants a clean stop).
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
     pub fn raised(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }

@@ -33,6 +33,24 @@ pub fn cuda_usable() -> Result<usize, String> {
     }
 }
 
+static NOTICE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Prints the device notice kept by `select` (once). Commands call this after their input
+/// checks, so that bad input still gets exactly one line.
+pub fn announce() {
+    if let Some(n) = NOTICE.lock().ok().and_then(|mut g| g.take()) {
+        eprintln!("{n}");
+    }
+}
+
+fn notice(announce: bool, text: String) {
+    if announce {
+        if let Ok(mut g) = NOTICE.lock() {
+            *g = Some(text);
+        }
+    }
+}
+
 /// Resolves the request for a command. `has_cuda_path` says whether the command has a CUDA
 /// implementation yet; `local_rank` picks the GPU of this rank on its node.
 pub fn select(req: DeviceRequest, has_cuda_path: bool, local_rank: usize, announce: bool) -> Result<Device> {
@@ -48,15 +66,14 @@ pub fn select(req: DeviceRequest, has_cuda_path: bool, local_rank: usize, announ
         DeviceRequest::Auto => match cuda_usable() {
             Ok(n) if has_cuda_path => Ok(Device::Cuda { ordinal: local_rank % n }),
             Ok(_) => {
-                if announce {
-                    eprintln!("device auto: a GPU is present but this command runs on the CPU (no CUDA path yet)");
-                }
+                notice(
+                    announce,
+                    "device auto: a GPU is present but this command runs on the CPU (no CUDA path yet)".into(),
+                );
                 Ok(Device::Cpu)
             }
             Err(why) => {
-                if announce {
-                    eprintln!("device auto: {why}; running on the CPU");
-                }
+                notice(announce, format!("device auto: {why}; running on the CPU"));
                 Ok(Device::Cpu)
             }
         },

@@ -30,6 +30,7 @@ pub struct BenchArgs {
 
 pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
     backend::select(device, false, 0, !a.json).map_err(super::input_err)?;
+    backend::announce();
     match &a.what {
         BenchWhat::Hmc { lattice, seconds, n_md } => {
             let mut rows = Vec::new();

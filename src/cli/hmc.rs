@@ -17,9 +17,10 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest) -> i32 {
     if let Err(e) = backend::select(device, false, 0, comm.is_root()) {
         return report(Err(input_err(e)), comm.rank());
     }
+    crate::backend::announce();
     let r = crate::mc::ensemble::run(&cfg, &comm, &stop).map(|_| ());
     let code = report(r, comm.rank());
-    if code != 0 && comm.size() > 1 {
+    if code == 1 && comm.size() > 1 {
         comm.abort(code);
     }
     code

@@ -1,1 +1,489 @@
+//! `latdiff train`: denoising score matching, data-parallel over MPI ranks.
 //!
+//! Every rank holds identical parameters. Per step each rank fills its batch slots (see
+//! `data`), computes the gradient of its slots' mean loss, and one all-reduce (sum) of one
+//! flat buffer — the gradient followed by a few scalars (loss sums per σ band and the stop
+//! flag) — makes every rank's AdamW update identical. A parameter checksum is compared
+//! every `checksum_every` steps; a mismatch stops the job with an error, never silently.
+
+use super::data::{self, Shard};
+use super::objective::{dsm_loss_backward, dsm_loss_forward, score, DsmWorkspace, SigmaSchedule};
+use crate::config::TrainConfig;
+use crate::dist::{block_of, Comm};
+use crate::io::model::ModelFile;
+use crate::io::{AttrValue, Ensemble};
+use crate::lattice::Lattice;
+use crate::nn::optim::{AdamW, AdamWConfig};
+use crate::nn::{Arch, Network};
+use crate::rng::{self, Domain, Stream};
+use crate::theory::{Action, Phi4};
+use crate::util::{Progress, StopFlag};
+use anyhow::{anyhow, bail, Result};
+use rand_distr::{Distribution, StandardNormal};
+
+/// Scalars appended to the gradient buffer: loss sum and count in 3 σ bands, stop flag.
+const N_EXTRA: usize = 7;
+
+#[derive(Clone, Debug)]
+pub struct TrainSummary {
+    pub steps_done: u64,
+    pub finished: bool,
+    pub stopped_by_signal: bool,
+    pub final_val_loss: f64,
+    pub samples_per_s: f64,
+    pub allreduce_share: f64,
+}
+
+/// Which third of log σ ∈ [log σ_min, log σ_max] a noise level falls in.
+fn band(sched: &SigmaSchedule, sigma: f64) -> usize {
+    let t = (sigma / sched.sigma_min).ln() / (sched.sigma_max / sched.sigma_min).ln();
+    ((t * 3.0).floor().max(0.0) as usize).min(2)
+}
+
+/// Fixed held-out noise draws, so validation losses are comparable between epochs and runs.
+pub struct Validation {
+    pub phi0: Vec<f32>,
+    pub z: Vec<f32>,
+    pub sigma: Vec<f32>,
+}
+
+impl Validation {
+    pub fn new(configs: Vec<f32>, v: usize, sched: &SigmaSchedule, seed: u64) -> Self {
+        let n = configs.len() / v;
+        let mut rng = rng::stream(seed, Domain::Misc, 0x7661_6c);
+        let z = (0..n * v).map(|_| StandardNormal.sample(&mut rng)).map(|x: f64| x as f32).collect();
+        let sigma = (0..n).map(|_| sched.sample(&mut rng) as f32).collect();
+        Validation { phi0: configs, z, sigma }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sigma.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sigma.is_empty()
+    }
+
+    /// Mean DSM loss (and per σ band) over the held-out set, in chunks of `chunk`.
+    pub fn loss(
+        &self,
+        net: &Network,
+        params: &[f32],
+        lat: Lattice,
+        chunk: usize,
+        sched: &SigmaSchedule,
+    ) -> (f64, [f64; 3]) {
+        let v = lat.volume();
+        let n = self.len();
+        if n == 0 {
+            return (f64::NAN, [f64::NAN; 3]);
+        }
+        let mut ws: Option<(usize, DsmWorkspace<f32>)> = None;
+        let (mut tot, mut bs, mut bc) = (0.0, [0.0; 3], [0.0; 3]);
+        let mut a = 0;
+        while a < n {
+            let b = (a + chunk).min(n);
+            let k = b - a;
+            if ws.as_ref().map(|(kk, _)| *kk) != Some(k) {
+                ws = Some((k, DsmWorkspace::new(net, k, lat.lt, lat.lx)));
+            }
+            let w = &mut ws.as_mut().unwrap().1;
+            let mut per = vec![0.0f32; k];
+            dsm_loss_forward(
+                net,
+                params,
+                &self.phi0[a * v..b * v],
+                &self.z[a * v..b * v],
+                &self.sigma[a..b],
+                &mut per,
+                w,
+            );
+            for (i, l) in per.iter().enumerate() {
+                let bd = band(sched, self.sigma[a + i] as f64);
+                tot += *l as f64;
+                bs[bd] += *l as f64;
+                bc[bd] += 1.0;
+            }
+            a = b;
+        }
+        (tot / n as f64, std::array::from_fn(|i| if bc[i] > 0.0 { bs[i] / bc[i] } else { f64::NAN }))
+    }
+}
+
+/// ‖s_θ(φ, σ_min) + ∂S/∂φ‖ / ‖∂S/∂φ‖ over the given configurations: how close the learnt
+/// score at the smallest noise is to the exact force (stochastic quantisation's drift).
+pub fn score_force_deviation(net: &Network, params: &[f32], theory: &Phi4, configs: &[f32], sigma_min: f64) -> f64 {
+    let lat = theory.lattice;
+    let v = lat.volume();
+    let n = configs.len() / v;
+    if n == 0 {
+        return f64::NAN;
+    }
+    let chunk = n.min(32);
+    let (mut num, mut den) = (0.0, 0.0);
+    let mut ws = DsmWorkspace::<f32>::new(net, chunk, lat.lt, lat.lx);
+    let mut a = 0;
+    while a < n {
+        let k = chunk.min(n - a);
+        if k != chunk {
+            ws = DsmWorkspace::new(net, k, lat.lt, lat.lx);
+        }
+        let sig = vec![sigma_min as f32; k];
+        let mut s = vec![0.0f32; k * v];
+        score(net, params, &configs[a * v..(a + k) * v], &sig, &mut s, &mut ws);
+        let mut d = vec![0.0; v];
+        for b in 0..k {
+            let phi: Vec<f64> = configs[(a + b) * v..][..v].iter().map(|&x| x as f64).collect();
+            theory.deriv(&phi, &mut d);
+            for x in 0..v {
+                num += (s[b * v + x] as f64 + d[x]).powi(2);
+                den += d[x] * d[x];
+            }
+        }
+        a += k;
+    }
+    (num / den.max(1e-300)).sqrt()
+}
+
+fn checksum20(params: &[f32]) -> f64 {
+    // FNV-1a over the bit patterns, folded to 20 bits so that R·h² stays exact in f64.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in params {
+        h ^= p.to_bits() as u64;
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    ((h ^ (h >> 20) ^ (h >> 40)) & 0xF_FFFF) as f64
+}
+
+pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSummary> {
+    let root = comm.is_root();
+    let (rank, n_ranks) = (comm.rank(), comm.size());
+    let input = crate::cli::input_err;
+
+    // ---- everything that can be wrong with the input, before any work ----
+    let ens = Ensemble::open(&cfg.data).map_err(input)?;
+    let lat = ens.lattice;
+    let param = ens.theory().map_err(input)?;
+    let theory = Phi4::new(lat, param);
+    let arch0 = Arch::preset(&cfg.preset).ok_or_else(|| input(anyhow!("preset: unknown '{}'", cfg.preset)))?;
+    let stride = arch0.stride();
+    if lat.lt % stride != 0 || lat.lx % stride != 0 {
+        return Err(input(anyhow!(
+            "data: lattice {lat} is not divisible by 2^levels = {stride} of preset '{}'",
+            cfg.preset
+        )));
+    }
+    if cfg.batch < n_ranks || cfg.batch % n_ranks != 0 {
+        return Err(input(anyhow!("batch: {} cannot be split evenly over {n_ranks} ranks", cfg.batch)));
+    }
+    let (n_train, n_total) = data::split(ens.n, cfg.val_fraction);
+    if n_train < cfg.batch {
+        return Err(input(anyhow!(
+            "batch: {} exceeds the {n_train} training configurations in '{}'",
+            cfg.batch,
+            cfg.data.display()
+        )));
+    }
+    let resume = if cfg.resume { Some(ModelFile::read(&cfg.out).map_err(input)?) } else { None };
+    if let Some(m) = &resume {
+        let mut a = m.arch.clone();
+        a.sigma_data = arch0.sigma_data;
+        if a != arch0 {
+            return Err(input(anyhow!(
+                "resume: checkpoint '{}' has another architecture than preset '{}'",
+                cfg.out.display(),
+                cfg.preset
+            )));
+        }
+        if m.slot_rng.len() != cfg.batch {
+            return Err(input(anyhow!(
+                "resume: checkpoint was trained with batch {}, not {}",
+                m.slot_rng.len(),
+                cfg.batch
+            )));
+        }
+        if m.train_lattice != lat {
+            return Err(input(anyhow!("resume: checkpoint was trained on {}, data is {lat}", m.train_lattice)));
+        }
+    }
+
+    if root {
+        crate::backend::announce();
+    }
+
+    // ---- data statistics: identical on every rank (same configurations, same arithmetic) ----
+    let v = lat.volume();
+    let n_stat = n_train.min(256);
+    let stat_cfgs = ens.read_configs(0, n_stat)?;
+    let (rms, dmax) = data::field_scales(&stat_cfgs, v);
+    let mut arch = arch0;
+    let (schedule, two_point) = match &resume {
+        Some(m) => {
+            arch.sigma_data = m.arch.sigma_data;
+            (m.schedule, m.two_point.clone())
+        }
+        None => {
+            arch.sigma_data = if rms > 0.0 { rms } else { 1.0 };
+            let sigma_max = if cfg.sigma_max > 0.0 { cfg.sigma_max } else { dmax.max(10.0 * cfg.sigma_min) };
+            let tp = if root { data::two_point(&ens.read_configs(0, n_train.min(1024))?, lat) } else { Vec::new() };
+            (SigmaSchedule { sigma_min: cfg.sigma_min, sigma_max, t_eps: 1e-5 }, tp)
+        }
+    };
+    let net = Network::new(arch.clone());
+    let opt_cfg = AdamWConfig {
+        lr: cfg.lr,
+        lr_min: cfg.lr_min,
+        warmup_steps: cfg.warmup,
+        total_steps: cfg.steps,
+        weight_decay: cfg.weight_decay,
+        clip_norm: cfg.clip,
+        ema_decay: cfg.ema_decay,
+        ..AdamWConfig::default()
+    };
+
+    // ---- state: fresh or restored bit for bit ----
+    let (j0, j1) = block_of(cfg.batch, n_ranks, rank);
+    let b_local = j1 - j0;
+    let shard = Shard::read(&ens, n_train, cfg.batch, j0, j1)?;
+    let (mut params, mut opt, mut slots): (Vec<f32>, AdamW<f32>, Vec<Stream>) = match &resume {
+        Some(m) => {
+            let mut opt = AdamW::new(opt_cfg.clone(), &net.layout, &m.params);
+            opt.m = m.adam_m.clone();
+            opt.v = m.adam_v.clone();
+            opt.ema = m.ema.clone();
+            opt.step = m.step;
+            let slots = (j0..j1).map(|j| rng::from_state_words(m.slot_rng[j])).collect();
+            (m.params.clone(), opt, slots)
+        }
+        None => {
+            let p = net.init_params::<f32>(cfg.seed);
+            let opt = AdamW::new(opt_cfg.clone(), &net.layout, &p);
+            let slots = (j0..j1).map(|j| rng::stream(cfg.seed, Domain::Train, j as u64)).collect();
+            (p, opt, slots)
+        }
+    };
+    let start_step = opt.step;
+    if start_step >= cfg.steps && root {
+        eprintln!("train: checkpoint is already at step {start_step} of {}; nothing to do", cfg.steps);
+    }
+    let val = if root {
+        let cfgs = ens.read_configs(n_train, n_total)?;
+        Validation::new(cfgs, v, &schedule, cfg.seed)
+    } else {
+        Validation { phi0: vec![], z: vec![], sigma: vec![] }
+    };
+
+    if root {
+        eprintln!(
+            "latdiff train: {} ({} parameters) on {lat} from {} ({} train / {} held out), batch {} over {n_ranks} rank(s) x {} thread(s), sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
+            cfg.preset,
+            net.num_params(),
+            cfg.data.display(),
+            n_train,
+            n_total - n_train,
+            cfg.batch,
+            rayon::current_num_threads(),
+            schedule.sigma_min,
+            schedule.sigma_max,
+            arch.sigma_data
+        );
+        if start_step > 0 {
+            eprintln!("resuming at step {start_step}");
+        }
+    }
+
+    // ---- the step loop ----
+    let np = params.len();
+    let mut buf = vec![0.0f32; np + N_EXTRA];
+    let mut ws = DsmWorkspace::<f32>::new(&net, b_local, lat.lt, lat.lx);
+    let mut phi0 = vec![0.0f32; b_local * v];
+    let mut z = vec![0.0f32; b_local * v];
+    let mut sigma = vec![0.0f32; b_local];
+    let mut per = vec![0.0f32; b_local];
+    let steps_per_epoch = (n_train / cfg.batch).max(1) as u64;
+    let mut progress = Progress::new("train", cfg.steps.saturating_sub(start_step), "step", root);
+    let t0 = std::time::Instant::now();
+    let mut t_allreduce = 0.0;
+    let mut step = start_step;
+    let mut stopped = false;
+    let mut last_val = f64::NAN;
+    let mut recent = (0.0f64, 0.0f64);
+    let write_checkpoint = |params: &[f32],
+                            opt: &AdamW<f32>,
+                            slots: &[Stream],
+                            step: u64,
+                            extra: Vec<(String, AttrValue)>|
+     -> Result<()> {
+        // Every rank's slot streams, gathered in slot order.
+        let words: Vec<u64> = slots.iter().flat_map(|s| rng::state_words(s)).collect();
+        let counts: Vec<usize> = (0..n_ranks)
+            .map(|r| {
+                let (a, b) = block_of(cfg.batch, n_ranks, r);
+                4 * (b - a)
+            })
+            .collect();
+        let all = comm.gather(&words, &counts);
+        if !root {
+            return Ok(());
+        }
+        let mut m = ModelFile {
+            arch: arch.clone(),
+            layout: net.layout.clone(),
+            params: params.to_vec(),
+            ema: opt.ema.clone(),
+            adam_m: opt.m.clone(),
+            adam_v: opt.v.clone(),
+            step,
+            slot_rng: all.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect(),
+            optimiser: opt.cfg.clone(),
+            schedule,
+            train_lattice: lat,
+            two_point: two_point.clone(),
+            data_attrs: ens.attrs()?,
+            attrs: Vec::new(),
+        };
+        m.set("data", AttrValue::Str(cfg.data.display().to_string()));
+        m.set("theory", AttrValue::Str("phi4".into()));
+        m.set("parametrisation", AttrValue::Str(param.name().into()));
+        m.set("preset", AttrValue::Str(cfg.preset.clone()));
+        m.set("sigma_data", AttrValue::F64(arch.sigma_data));
+        m.set("steps", AttrValue::I64(cfg.steps as i64));
+        m.set("seed", AttrValue::I64(cfg.seed as i64));
+        m.set("n_ranks", AttrValue::I64(n_ranks as i64));
+        m.set("batch", AttrValue::I64(cfg.batch as i64));
+        m.set("finished", AttrValue::I64(i64::from(step >= cfg.steps)));
+        m.set("latdiff_version", AttrValue::Str(crate::VERSION.into()));
+        m.set("config", AttrValue::Str(crate::config::to_toml(cfg)));
+        for (k, v) in extra {
+            m.set(&k, v);
+        }
+        m.write(&cfg.out)
+    };
+
+    while step < cfg.steps {
+        for (i, slot) in (j0..j1).enumerate() {
+            sigma[i] = data::fill_slot(
+                &mut phi0[i * v..][..v],
+                &mut z[i * v..][..v],
+                &shard,
+                cfg.batch,
+                slot,
+                cfg.augment,
+                &schedule,
+                &mut slots[i],
+            );
+        }
+        buf.iter_mut().for_each(|g| *g = 0.0);
+        dsm_loss_forward(&net, &params, &phi0, &z, &sigma, &mut per, &mut ws);
+        dsm_loss_backward(&net, &params, &mut buf[..np], &mut ws);
+        for (i, l) in per.iter().enumerate() {
+            let bd = band(&schedule, sigma[i] as f64);
+            buf[np + bd] += *l;
+            buf[np + 3 + bd] += 1.0;
+        }
+        buf[np + 6] = f32::from(u8::from(stop.raised()));
+        let ta = std::time::Instant::now();
+        comm.all_reduce_sum(&mut buf);
+        t_allreduce += ta.elapsed().as_secs_f64();
+        // Each rank's gradient is of its own slots' mean: the global mean is their average.
+        let inv = 1.0 / n_ranks as f32;
+        buf[..np].iter_mut().for_each(|g| *g *= inv);
+        let info = opt.update(&mut params, &buf[..np]);
+        step += 1;
+        let loss = (buf[np] + buf[np + 1] + buf[np + 2]) as f64 / cfg.batch as f64;
+        recent = (recent.0 + loss, recent.1 + 1.0);
+        let bands: [f64; 3] = std::array::from_fn(|i| buf[np + i] as f64 / (buf[np + 3 + i] as f64).max(1.0));
+        progress.inc_with(
+            1,
+            &format!(
+                "loss {:.4} (sigma bands {:.3}/{:.3}/{:.3}), lr {:.2e}, |g| {:.3e}, {:.1} samples/s",
+                recent.0 / recent.1,
+                bands[0],
+                bands[1],
+                bands[2],
+                info.lr,
+                info.grad_norm,
+                (step - start_step) as f64 * cfg.batch as f64 / t0.elapsed().as_secs_f64()
+            ),
+        );
+        if cfg.checksum_every > 0 && step % cfg.checksum_every == 0 && n_ranks > 1 {
+            let h = checksum20(&params);
+            let mut c = [h, h * h];
+            comm.all_reduce_sum(&mut c);
+            let r = n_ranks as f64;
+            if c[0] * c[0] != r * c[1] {
+                bail!("parameters diverged between ranks at step {step} (checksums differ): stopping");
+            }
+        }
+        if root && (step % steps_per_epoch == 0 || step == cfg.steps) && !val.is_empty() {
+            let (vl, vb) = val.loss(&net, &params, lat, cfg.batch, &schedule);
+            last_val = vl;
+            if progress_is_plain() || step == cfg.steps {
+                eprintln!(
+                    "step {step}: train loss {:.4}, validation loss {vl:.4} (bands {:.3}/{:.3}/{:.3})",
+                    recent.0 / recent.1,
+                    vb[0],
+                    vb[1],
+                    vb[2]
+                );
+            }
+            recent = (0.0, 0.0);
+        }
+        if buf[np + 6] > 0.0 {
+            stopped = true;
+            break;
+        }
+        if step % cfg.checkpoint_every == 0 && step < cfg.steps {
+            write_checkpoint(&params, &opt, &slots, step, vec![])?;
+        }
+    }
+    progress.finish();
+    let elapsed = t0.elapsed().as_secs_f64();
+
+    // ---- final checkpoint with diagnostics ----
+    let mut extra = vec![];
+    if root && step >= cfg.steps {
+        let (vl, vb) = val.loss(&net, &params, lat, cfg.batch, &schedule);
+        let (vle, _) = val.loss(&net, &opt.ema, lat, cfg.batch, &schedule);
+        last_val = vl;
+        let dev = score_force_deviation(&net, &opt.ema, &theory, &val.phi0, schedule.sigma_min);
+        eprintln!(
+            "validation loss {vl:.4} (EMA weights {vle:.4}; sigma bands {:.3}/{:.3}/{:.3}); score at sigma_min vs exact force: relative deviation {dev:.3}",
+            vb[0], vb[1], vb[2]
+        );
+        extra.push(("val_loss".to_string(), AttrValue::F64(vl)));
+        extra.push(("val_loss_ema".to_string(), AttrValue::F64(vle)));
+        extra.push(("val_loss_bands".to_string(), AttrValue::F64s(vb.to_vec())));
+        extra.push(("score_force_rel_dev".to_string(), AttrValue::F64(dev)));
+    }
+    write_checkpoint(&params, &opt, &slots, step, extra)?;
+    let samples = (step - start_step) as f64 * cfg.batch as f64;
+    if root {
+        if stopped {
+            eprintln!(
+                "stopped by signal at step {step}: checkpoint written to {}; continue with --resume",
+                cfg.out.display()
+            );
+        } else {
+            eprintln!(
+                "wrote {} at step {step}: {:.1} samples/s, all-reduce {:.1}% of the time",
+                cfg.out.display(),
+                samples / elapsed,
+                100.0 * t_allreduce / elapsed
+            );
+        }
+    }
+    Ok(TrainSummary {
+        steps_done: step,
+        finished: step >= cfg.steps,
+        stopped_by_signal: stopped,
+        final_val_loss: last_val,
+        samples_per_s: samples / elapsed.max(1e-9),
+        allreduce_share: t_allreduce / elapsed.max(1e-9),
+    })
+}
+
+fn progress_is_plain() -> bool {
+    use std::io::IsTerminal;
+    !std::io::stderr().is_terminal()
+}

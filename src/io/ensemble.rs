@@ -34,7 +34,7 @@ impl EnsembleWriter {
     /// `f64_columns` and `i64_columns` name the per-configuration columns besides /configs.
     pub fn create(path: &Path, lattice: Lattice, f64_columns: &[&str], i64_columns: &[&str]) -> Result<Self> {
         let tmp = super::temp_path(path);
-        let file = hdf5::File::create(&tmp).with_context(|| format!("creating '{}'", tmp.display()))?;
+        let file = super::h5_create(&tmp).with_context(|| format!("creating '{}'", tmp.display()))?;
         let (lt, lx) = (lattice.lt, lattice.lx);
         let configs =
             file.new_dataset::<f32>().chunk((1, lt, lx)).shuffle().deflate(4).shape((0.., lt, lx)).create("configs")?;
@@ -155,7 +155,7 @@ impl Ensemble {
         if !path.exists() {
             bail!("{}: no such file", path.display());
         }
-        let file = hdf5::File::open(path).map_err(|e| {
+        let file = super::h5_open(path).map_err(|e| {
             if is_hdf5(path) {
                 anyhow::anyhow!("{}: cannot open: {e}", path.display())
             } else {

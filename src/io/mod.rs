@@ -33,3 +33,20 @@ pub fn temp_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }
+
+/// Opens an HDF5 file for reading without HDF5's file locks. Outputs only ever appear by
+/// rename once complete, so the locks protect nothing here; they do break on parallel file
+/// systems without flock, and a lock inherited by a child process across fork() blocks
+/// later opens of the same file.
+pub fn h5_open(path: &Path) -> hdf5::Result<hdf5::File> {
+    let mut b = hdf5::File::with_options();
+    b.fapl().file_locking(false);
+    b.open(path)
+}
+
+/// Creates (truncates) an HDF5 file without file locks (see `h5_open`).
+pub fn h5_create(path: &Path) -> hdf5::Result<hdf5::File> {
+    let mut b = hdf5::File::with_options();
+    b.fapl().file_locking(false);
+    b.create(path)
+}

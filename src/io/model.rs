@@ -82,7 +82,7 @@ impl ModelFile {
     }
 
     fn write_to(&self, path: &Path) -> Result<()> {
-        let f = hdf5::File::create(path).with_context(|| format!("creating '{}'", path.display()))?;
+        let f = super::h5_create(path).with_context(|| format!("creating '{}'", path.display()))?;
         for (name, v) in
             [("params", &self.params), ("ema", &self.ema), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)]
         {
@@ -118,7 +118,7 @@ impl ModelFile {
         if !path.exists() {
             bail!("{}: no such file", path.display());
         }
-        let f = hdf5::File::open(path).map_err(|_| anyhow!("{}: not an HDF5 file", path.display()))?;
+        let f = super::h5_open(path).map_err(|_| anyhow!("{}: not an HDF5 file", path.display()))?;
         let kind = attrs::read_attr(&f, "kind").ok().and_then(|v| v.as_str().map(str::to_string));
         if kind.as_deref() != Some("latdiff-model") {
             bail!("{}: not a latdiff model file", path.display());

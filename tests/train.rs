@@ -1,0 +1,285 @@
+//! Training: learning against the exact free-field score, MPI equivalence, bit-for-bit
+//! resume, signals, bad input.
+
+mod common;
+use common::*;
+use latdiff::config::{TrainConfig, TrainOptions};
+use latdiff::diffusion::free::FreeScoreModel;
+use latdiff::diffusion::objective::SigmaSchedule;
+use latdiff::diffusion::train::{train, Validation};
+use latdiff::diffusion::ScoreModel;
+use latdiff::dist::Comm;
+use latdiff::io::model::ModelFile;
+use latdiff::io::Ensemble;
+use latdiff::lattice::Lattice;
+use latdiff::nn::Network;
+use latdiff::util::StopFlag;
+use std::path::{Path, PathBuf};
+
+/// A free-field (κ = 0.2, λ = 0) HMC ensemble on L×L.
+fn free_ensemble(dir: &Path, l: usize, n: usize) -> PathBuf {
+    let run = HmcRun {
+        lattice: Lattice::square(l),
+        kappa: Some(0.2),
+        lambda: 0.0,
+        n_chains: 16,
+        per_chain: n / 16,
+        n_therm: 100,
+        n_sep: 3,
+        ..Default::default()
+    };
+    let path = dir.join(format!("free{l}.h5"));
+    latdiff::mc::ensemble::run(&run.config(&path), &Comm::single(), &StopFlag::none()).unwrap();
+    path
+}
+
+fn opts(data: &Path, out: &Path, steps: u64, batch: usize) -> TrainOptions {
+    TrainOptions {
+        data: Some(data.to_path_buf()),
+        out: Some(out.to_path_buf()),
+        preset: Some("tiny".into()),
+        steps: Some(steps),
+        batch: Some(batch),
+        seed: Some(5),
+        force: true,
+        ..Default::default()
+    }
+}
+
+/// The trained tiny network must close at least 80 % of the gap between the zero-output loss
+/// and the loss of the exact score, on the same held-out noise draws.
+#[test]
+fn tiny_network_learns_the_free_field_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = free_ensemble(dir.path(), 8, 2048);
+    let out = dir.path().join("m.h5");
+    let mut o = opts(&data, &out, 1500, 32);
+    o.sigma_min = Some(0.01);
+    o.sigma_max = Some(9.0);
+    o.lr = Some(3e-3);
+    o.val_fraction = Some(0.1);
+    let cfg = TrainConfig::from_options(&o).unwrap();
+    train(&cfg, &Comm::single(), &StopFlag::none()).unwrap();
+
+    let m = ModelFile::read(&out).unwrap();
+    let e = Ensemble::open(&data).unwrap();
+    let lat = e.lattice;
+    let v = lat.volume();
+    let (n_train, n) = latdiff::diffusion::data::split(e.n, 0.1);
+    let sched = SigmaSchedule { sigma_min: 0.01, sigma_max: 9.0, t_eps: 1e-5 };
+    assert_eq!(m.schedule, sched);
+    let val = Validation::new(e.read_configs(n_train, n).unwrap(), v, &sched, 5);
+    let net = Network::new(m.arch.clone());
+    let (learnt, _) = val.loss(&net, &m.params, lat, 64, &sched);
+
+    // Zero output: Σ z². Exact score of the free theory: s = −(C + σ²)⁻¹ φ_σ.
+    let free = FreeScoreModel::parse("free:kappa=0.2").unwrap();
+    let (mut zero, mut exact) = (0.0, 0.0);
+    let mut band_err = [(0.0, 0.0); 3];
+    for b in 0..val.len() {
+        let s = val.sigma[b] as f64;
+        let z: Vec<f64> = val.z[b * v..][..v].iter().map(|&x| x as f64).collect();
+        let phi: Vec<f64> = (0..v).map(|x| val.phi0[b * v + x] as f64 + s * z[x]).collect();
+        let mut sc = vec![0.0; v];
+        free.score(lat, &phi, &[s], &mut sc);
+        zero += z.iter().map(|x| x * x).sum::<f64>();
+        exact += (0..v).map(|x| (s * sc[x] + z[x]).powi(2)).sum::<f64>();
+        // learnt score against the exact one, per σ band
+        let mut ws = latdiff::diffusion::objective::DsmWorkspace::<f32>::new(&net, 1, lat.lt, lat.lx);
+        let phi32: Vec<f32> = phi.iter().map(|&x| x as f32).collect();
+        let mut s_net = vec![0.0f32; v];
+        latdiff::diffusion::objective::score(&net, &m.ema, &phi32, &[s as f32], &mut s_net, &mut ws);
+        let t = (s / 0.01).ln() / (900.0f64).ln();
+        let bd = ((t * 3.0) as usize).min(2);
+        band_err[bd].0 += (0..v).map(|x| (s_net[x] as f64 - sc[x]).powi(2)).sum::<f64>();
+        band_err[bd].1 += sc.iter().map(|x| x * x).sum::<f64>();
+    }
+    let nv = val.len() as f64;
+    let (zero, exact) = (zero / nv, exact / nv);
+    let closed = (zero - learnt) / (zero - exact);
+    eprintln!(
+        "validation: zero-output {zero:.2}, exact score {exact:.2}, trained tiny {learnt:.2}: {:.0}% of the gap closed",
+        100.0 * closed
+    );
+    for (i, (a, b)) in band_err.iter().enumerate() {
+        eprintln!("  learnt vs exact score, sigma band {i}: relative error {:.3}", (a / b).sqrt());
+    }
+    assert!(closed >= 0.8, "closed only {:.0}% of the gap", 100.0 * closed);
+    let dev = m.attr("score_force_rel_dev").and_then(|v| v.as_f64()).unwrap();
+    assert!(dev.is_finite() && dev > 0.0, "score diagnostic stored: {dev}");
+    eprintln!("stored score-vs-force relative deviation at sigma_min: {dev:.3}");
+}
+
+#[test]
+fn resume_is_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = free_ensemble(dir.path(), 8, 256);
+    let straight = dir.path().join("straight.h5");
+    let mut o = opts(&data, &straight, 10, 8);
+    o.checkpoint_every = Some(5);
+    train(&TrainConfig::from_options(&o).unwrap(), &Comm::single(), &StopFlag::none()).unwrap();
+
+    let split = dir.path().join("split.h5");
+    let o5 = opts(&data, &split, 10, 8);
+    let mut cfg5 = TrainConfig::from_options(&o5).unwrap();
+    cfg5.checkpoint_every = 5;
+    // Stop after 5 steps as a signal would: raise the flag once the first checkpoint exists.
+    let stop = StopFlag::none();
+    let s2 = stop.clone();
+    let watch = split.clone();
+    let h = std::thread::spawn(move || {
+        while !watch.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        s2.raise();
+    });
+    let r = train(&cfg5, &Comm::single(), &stop).unwrap();
+    h.join().unwrap();
+    assert!(r.stopped_by_signal && r.steps_done >= 5 && r.steps_done < 10, "{r:?}");
+    let mid = ModelFile::read(&split).unwrap();
+    assert_eq!(mid.step, r.steps_done);
+    let mut orr = opts(&data, &split, 10, 8);
+    orr.resume = true;
+    orr.force = false;
+    let r2 = train(&TrainConfig::from_options(&orr).unwrap(), &Comm::single(), &StopFlag::none()).unwrap();
+    assert!(r2.finished);
+    let (a, b) = (ModelFile::read(&straight).unwrap(), ModelFile::read(&split).unwrap());
+    assert_eq!(a.step, 10);
+    assert_eq!(b.step, 10);
+    assert!(a.params == b.params, "params differ after resume");
+    assert!(a.ema == b.ema && a.adam_m == b.adam_m && a.adam_v == b.adam_v);
+    assert_eq!(a.slot_rng, b.slot_rng);
+}
+
+#[test]
+fn two_ranks_equal_one_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = free_ensemble(dir.path(), 8, 256);
+    let Some(mut mpi) = mpirun() else { return };
+    let out2 = dir.path().join("r2.h5");
+    let o = mpi
+        .args(["-n", "2"])
+        .arg(bin())
+        .args(["train", "--preset", "tiny", "--steps", "5", "--batch", "16", "--seed", "3"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out2)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out1 = dir.path().join("r1.h5");
+    let o = latdiff()
+        .args(["train", "--preset", "tiny", "--steps", "5", "--batch", "16", "--seed", "3"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out1)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (a, b) = (ModelFile::read(&out1).unwrap(), ModelFile::read(&out2).unwrap());
+    assert_eq!(b.attr("n_ranks").and_then(|v| v.as_f64()), Some(2.0));
+    let init = Network::new(a.arch.clone()).init_params::<f32>(3);
+    let (mut num, mut den, mut moved) = (0.0f64, 0.0f64, 0.0f64);
+    for i in 0..a.params.len() {
+        num += ((a.params[i] - b.params[i]) as f64).powi(2);
+        den += (a.params[i] as f64).powi(2);
+        moved += ((a.params[i] - init[i]) as f64).powi(2);
+    }
+    let rel = (num / den).sqrt();
+    eprintln!(
+        "1 rank vs 2 ranks after 5 steps: relative difference {rel:.2e} (update size {:.2e})",
+        (moved / den).sqrt()
+    );
+    assert!(rel < 1e-5, "relative difference {rel}");
+    assert!(moved > 0.0);
+    assert_eq!(a.slot_rng, b.slot_rng, "same batch slots, same streams");
+}
+
+#[test]
+fn sigterm_checkpoints_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = free_ensemble(dir.path(), 8, 256);
+    let out = dir.path().join("m.h5");
+    let mut child = latdiff()
+        .args(["train", "--preset", "tiny", "--steps", "1000000", "--batch", "8", "--checkpoint-every", "1000000"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    unsafe {
+        libc_kill(child.id() as i32, 15);
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("stopped by signal"), "{err}");
+    let m = ModelFile::read(&out).unwrap();
+    assert!(m.step > 0 && m.step < 1_000_000);
+    assert_eq!(m.attr("finished").and_then(|v| v.as_f64()), Some(0.0));
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn bad_training_input_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = free_ensemble(dir.path(), 8, 64);
+    // An ensemble on a lattice the small preset (stride 4) cannot take.
+    let odd = dir.path().join("odd.h5");
+    let run = HmcRun { lattice: Lattice::new(6, 6), n_chains: 2, per_chain: 8, n_therm: 10, ..Default::default() };
+    latdiff::mc::ensemble::run(&run.config(&odd), &Comm::single(), &StopFlag::none()).unwrap();
+    let d = data.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--data", "missing.h5"], "data"),
+        (vec!["--data", odd.to_str().unwrap(), "--preset", "small"], "divisible"),
+        (vec!["--data", d, "--batch", "1000"], "batch"),
+        (vec!["--data", d, "--preset", "huge"], "preset"),
+        (vec!["--data", d, "--steps", "0"], "steps"),
+        (vec!["--data", d, "--lr", "nan"], "lr"),
+    ];
+    for (args, key) in cases {
+        let o = latdiff().current_dir(dir.path()).arg("train").args(&args).args(["--out", "x.h5"]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(key), "{args:?}: {err}");
+        assert!(!dir.path().join("x.h5").exists());
+    }
+    // batch smaller than the number of ranks
+    if let Some(mut mpi) = mpirun() {
+        let o = mpi
+            .current_dir(dir.path())
+            .args(["-n", "2"])
+            .arg(bin())
+            .args(["train", "--data", d, "--batch", "1", "--out", "y.h5"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("batch: 1 cannot be split"), "{err}");
+    }
+    // resuming a checkpoint of another architecture
+    let o = latdiff()
+        .current_dir(dir.path())
+        .args(["train", "--data", d, "--preset", "tiny", "--steps", "2", "--batch", "8", "--out", "t.h5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = latdiff()
+        .current_dir(dir.path())
+        .args(["train", "--data", d, "--preset", "small", "--steps", "4", "--batch", "8", "--out", "t.h5", "--resume"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("another architecture"), "{err}");
+}
