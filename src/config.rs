@@ -602,3 +602,199 @@ impl TrainConfig {
         Ok(())
     }
 }
+
+/// `latdiff sample` options: flags and TOML keys (same names, `-` ↔ `_`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct SampleOptions {
+    /// TOML file with any of these keys; flags override it.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Model file from `latdiff train`, or `free:kappa=K` / `free:m2=M` (exact free-field score).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Lattice to sample on (default: the model's training lattice); may be larger.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lattice: Option<LatticeSpec>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_configs: Option<usize>,
+    /// em (reverse SDE, weighted), pc (predictor-corrector), ode (probability flow, Heun).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<String>,
+    /// Reverse-step covariance: matched (to the data's propagator; default) or em (Δ·I).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// Number of noise levels (reverse steps).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Smallest noise level (default: the model's).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma_min: Option<f64>,
+    /// Largest noise level (default: the model's, scaled by sqrt of the volume ratio on larger lattices).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma_max: Option<f64>,
+    /// Langevin corrector steps per level (pc).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrector_steps: Option<usize>,
+    /// Corrector signal-to-noise ratio (pc).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snr: Option<f64>,
+    /// Target theory of the weights (default: the model's training theory).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kappa: Option<f64>,
+    #[arg(long, allow_hyphen_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub m2: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<f64>,
+    /// Write an independence-Metropolis chain over the weighted proposals.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub metropolis: bool,
+    /// HMC trajectories of the true action run from each sample.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmc_refine: Option<usize>,
+    /// Sample with the raw (not EMA) weights.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_ema: bool,
+    /// Memory budget per rank in MiB (sets the batch size).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<usize>,
+    /// Configurations per batch (overrides --max-memory).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SampleConfig {
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lattice: Option<LatticeSpec>,
+    pub n_configs: usize,
+    pub sampler: String,
+    pub kernel: String,
+    pub steps: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma_min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma_max: Option<f64>,
+    pub corrector_steps: usize,
+    pub snr: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kappa: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub m2: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<f64>,
+    pub metropolis: bool,
+    pub hmc_refine: usize,
+    pub no_ema: bool,
+    pub max_memory: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub force: bool,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        SampleConfig {
+            model: String::new(),
+            lattice: None,
+            n_configs: 1024,
+            sampler: "em".into(),
+            kernel: "matched".into(),
+            steps: 200,
+            sigma_min: None,
+            sigma_max: None,
+            corrector_steps: 1,
+            snr: 0.16,
+            kappa: None,
+            m2: None,
+            lambda: None,
+            metropolis: false,
+            hmc_refine: 0,
+            no_ema: false,
+            max_memory: 2048,
+            batch: None,
+            seed: 1,
+            out: PathBuf::from("generated.h5"),
+            force: false,
+        }
+    }
+}
+
+impl SampleConfig {
+    pub fn from_options(flags: &SampleOptions) -> Result<Self> {
+        let file: SampleOptions = match &flags.config {
+            Some(p) => read_options_file(p)?,
+            None => SampleOptions::default(),
+        };
+        for o in [&file, flags] {
+            for (k, v) in
+                [("kappa", o.kappa), ("m2", o.m2), ("lambda", o.lambda), ("sigma_min", o.sigma_min), ("sigma_max", o.sigma_max), ("snr", o.snr)]
+            {
+                if let Some(v) = v {
+                    finite(k, v)?;
+                }
+            }
+        }
+        let cfg: SampleConfig = merge(&file, flags)?;
+        if cfg.model.is_empty() {
+            bail!("model: no model given (--model model.h5, or --model free:kappa=0.2)");
+        }
+        if !cfg.model.starts_with("free:") && !Path::new(&cfg.model).exists() {
+            bail!("model: '{}' does not exist", cfg.model);
+        }
+        if let Some(l) = cfg.lattice {
+            l.0.validate().map_err(|e| anyhow!(e))?;
+        }
+        if cfg.n_configs == 0 {
+            bail!("n_configs: must be at least 1");
+        }
+        if cfg.steps == 0 {
+            bail!("steps: must be at least 1");
+        }
+        crate::diffusion::sampler::SamplerKind::parse(&cfg.sampler).map_err(|e| anyhow!(e))?;
+        crate::diffusion::sampler::Kernel::parse(&cfg.kernel).map_err(|e| anyhow!(e))?;
+        if cfg.metropolis && cfg.sampler != "em" {
+            bail!("metropolis: needs path weights, which only the em sampler has (sampler = {})", cfg.sampler);
+        }
+        if cfg.batch == Some(0) {
+            bail!("batch: must be at least 1");
+        }
+        if cfg.max_memory == 0 {
+            bail!("max_memory: must be at least 1 MiB");
+        }
+        crate::io::check_output_path(&cfg.out, cfg.force)?;
+        Ok(cfg)
+    }
+}

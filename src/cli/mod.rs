@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod bench;
 pub mod hmc;
 pub mod info;
+pub mod sample;
 pub mod train;
 
 use crate::backend::DeviceRequest;
@@ -30,6 +31,9 @@ pub enum Command {
     /// Train a score network on an ensemble (denoising score matching, MPI data-parallel).
     #[command(allow_negative_numbers = true)]
     Train(crate::config::TrainOptions),
+    /// Generate an ensemble with a trained (or analytic) score model, with exact weights.
+    #[command(allow_negative_numbers = true)]
+    Sample(crate::config::SampleOptions),
     /// Describe an HDF5 file written by latdiff in physics terms.
     Info(info::InfoArgs),
     /// Measure throughput (HMC site-updates/s, ...).
@@ -84,6 +88,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Hmc(opts) => hmc::run(&opts, cli.device),
         Command::Train(opts) => train::run(&opts, cli.device),
+        Command::Sample(opts) => sample::run(&opts, cli.device),
         Command::Info(a) => report(info::run(&a), 0),
         Command::Bench(a) => report(bench::run(&a, cli.device), 0),
         Command::Analyze(a) => report(analyze::run(&a), 0),

@@ -7,6 +7,8 @@
 pub mod data;
 pub mod fft;
 pub mod free;
+pub mod generate;
+pub mod model;
 pub mod objective;
 pub mod sampler;
 pub mod train;

@@ -1,0 +1,324 @@
+//! The `latdiff sample` driver: batches of samples spread over ranks, streamed to one file.
+//!
+//! Global sample i always uses `rng::stream(seed, Domain::Sample, i)`. Round r covers the
+//! indices [r·R·b, (r+1)·R·b) and rank k draws the k-th block of b of them, so rank 0
+//! receives every round's samples in index order: the file is the same for any rank count.
+
+use super::model::{self, LoadedModel};
+use super::sampler::{sample_batch, Kernel, SamplerKind, SamplerSettings};
+use super::ScoreModel;
+use crate::cli::input_err;
+use crate::config::{resolve_theory, SampleConfig};
+use crate::dist::Comm;
+use crate::io::{AttrValue, EnsembleWriter};
+use crate::lattice::Lattice;
+use crate::mc::hmc::{Chain, HmcParams};
+use crate::mc::Integrator;
+use crate::rng::{self, Domain};
+use crate::theory::{Action, Parametrisation, Phi4};
+use crate::util::{Progress, StopFlag};
+use anyhow::{anyhow, bail, Result};
+use rand::RngExt;
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Times the score evaluations, to report the share of sampling spent in the network.
+struct Timed<'a> {
+    inner: &'a dyn ScoreModel,
+    nanos: AtomicU64,
+}
+
+impl ScoreModel for Timed<'_> {
+    fn check_lattice(&self, lat: Lattice) -> Result<(), String> {
+        self.inner.check_lattice(lat)
+    }
+    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) {
+        let t = std::time::Instant::now();
+        self.inner.score(lat, phi, sigma, out);
+        self.nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+    fn two_point(&self, lat: Lattice) -> Vec<f64> {
+        self.inner.two_point(lat)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SampleSummary {
+    pub n: usize,
+    pub seconds: f64,
+    pub ess_fraction: Option<f64>,
+    pub log_w_std: Option<f64>,
+    pub acceptance: Option<f64>,
+    pub network_share: f64,
+    pub network_evals_per_s: f64,
+}
+
+/// Everything decided before any work; errors here are bad input.
+pub struct Plan {
+    pub loaded: LoadedModel,
+    pub lattice: Lattice,
+    pub target: Parametrisation,
+    pub settings: SamplerSettings,
+    pub batch: usize,
+}
+
+pub fn plan(cfg: &SampleConfig) -> Result<Plan> {
+    let loaded = model::load(&cfg.model, !cfg.no_ema).map_err(input_err)?;
+    let lattice = match (cfg.lattice, loaded.lattice) {
+        (Some(l), _) => l.0,
+        (None, Some(l)) => l,
+        (None, None) => return Err(input_err(anyhow!("lattice: required with an analytic model ({})", cfg.model))),
+    };
+    loaded.model.check_lattice(lattice).map_err(|e| input_err(anyhow!(e)))?;
+    let target = if cfg.kappa.is_some() || cfg.m2.is_some() {
+        resolve_theory(cfg.kappa, cfg.m2, cfg.lambda.or(Some(loaded.theory.lambda()))).map_err(input_err)?
+    } else if let Some(lambda) = cfg.lambda {
+        let p = match loaded.theory {
+            Parametrisation::Hopping { kappa, .. } => Parametrisation::Hopping { kappa, lambda },
+            Parametrisation::Mass { m2, .. } => Parametrisation::Mass { m2, lambda },
+        };
+        resolve_theory(
+            match p { Parametrisation::Hopping { kappa, .. } => Some(kappa), _ => None },
+            match p { Parametrisation::Mass { m2, .. } => Some(m2), _ => None },
+            Some(lambda),
+        )
+        .map_err(input_err)?
+    } else {
+        loaded.theory
+    };
+    let sampler = SamplerKind::parse(&cfg.sampler).map_err(|e| input_err(anyhow!(e)))?;
+    let kernel = Kernel::parse(&cfg.kernel).map_err(|e| input_err(anyhow!(e)))?;
+    let v = lattice.volume() as f64;
+    let (smin, smax) = match loaded.schedule {
+        Some(s) => {
+            // The largest distance between configurations grows like √V.
+            let scale = (v / loaded.lattice.map_or(v, |l| l.volume() as f64)).sqrt();
+            (s.sigma_min, s.sigma_max * scale)
+        }
+        None => {
+            let g = loaded.model.two_point(lattice);
+            let phi2 = g.iter().sum::<f64>() / v;
+            (0.01, 2.0 * (v * phi2).sqrt())
+        }
+    };
+    let mut settings = SamplerSettings::new(sampler, cfg.steps, cfg.sigma_min.unwrap_or(smin), cfg.sigma_max.unwrap_or(smax));
+    settings.kernel = kernel;
+    settings.corrector_steps = cfg.corrector_steps;
+    settings.snr = cfg.snr;
+    settings.validate().map_err(|e| input_err(anyhow!(e)))?;
+    let batch = match cfg.batch {
+        Some(b) => b,
+        None => {
+            let per = match &loaded.file {
+                Some(f) => super::model::NetworkScoreModel::new(f.clone(), true).bytes_per_config(lattice),
+                None => 0,
+            } + 16 * 8 * lattice.volume();
+            ((cfg.max_memory << 20) / per.max(1)).clamp(1, 256)
+        }
+    };
+    Ok(Plan { loaded, lattice, target, settings, batch })
+}
+
+pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag) -> Result<SampleSummary> {
+    let p = plan(cfg)?;
+    let root = comm.is_root();
+    if root {
+        crate::backend::announce();
+    }
+    let (lat, v) = (p.lattice, p.lattice.volume());
+    let target = Phi4::new(lat, p.target);
+    let weighted = p.settings.has_weights();
+    let timed = Timed { inner: p.loaded.model.as_ref(), nanos: AtomicU64::new(0) };
+    let (r, nr) = (comm.rank(), comm.size());
+    let b = p.batch.min(cfg.n_configs.div_ceil(nr)).max(1);
+    if root {
+        eprintln!(
+            "latdiff sample: {} on {lat}, target phi4 {} ({}), {} sampler, {} kernel, {} steps, sigma in [{:.3e}, {:.3e}], {} configs in batches of {b} over {nr} rank(s)",
+            p.loaded.model.describe(),
+            p.target.describe(),
+            p.target.name(),
+            p.settings.sampler.name(),
+            p.settings.kernel.name(),
+            p.settings.n_steps,
+            p.settings.sigma_min,
+            p.settings.sigma_max,
+            cfg.n_configs
+        );
+    }
+    let mut cols: Vec<&str> = vec!["action"];
+    if weighted && !cfg.metropolis {
+        cols.push("log_weight");
+    }
+    if cfg.metropolis {
+        cols.push("proposal_log_weight");
+    }
+    let icols: Vec<&str> = if cfg.metropolis { vec!["chain", "trajectory", "accepted"] } else { vec!["chain", "trajectory"] };
+    let mut writer = if root { Some(EnsembleWriter::create(&cfg.out, lat, &cols, &icols)?) } else { None };
+
+    let refine = HmcParams { integrator: Integrator::Omelyan, n_md: 10, tau: 1.0, tau_jitter: 0.2 };
+    let mut imh_rng = rng::stream(cfg.seed, Domain::Misc, 0x494d48);
+    let mut imh_state: Option<(Vec<f32>, f64, f64, i64)> = None; // config, log w, action, index
+    let mut n_acc = 0usize;
+    let mut all_log_w: Vec<f64> = Vec::new();
+    let per_round = b * nr;
+    let n_rounds = cfg.n_configs.div_ceil(per_round);
+    let mut progress = Progress::new("sample", cfg.n_configs as u64, "configs", root);
+    let t0 = std::time::Instant::now();
+    let mut evals = 0usize;
+    for round in 0..n_rounds {
+        let first = round * per_round + r * b;
+        let k = b.min(cfg.n_configs.saturating_sub(first));
+        let (mut cfgs, mut logw) = if k > 0 {
+            let sb = sample_batch(&timed, weighted.then_some(&target as &dyn Action), lat, &p.settings, cfg.seed, first as u64, k)
+                .map_err(|e| anyhow!(e))?;
+            evals += sb.network_evaluations();
+            (sb.configs, sb.log_weight.unwrap_or_else(|| vec![0.0; k]))
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        if cfg.hmc_refine > 0 && k > 0 {
+            cfgs.par_chunks_mut(v).enumerate().for_each(|(i, phi)| {
+                let idx = (first + i) as u64;
+                let rng = rng::stream(cfg.seed, Domain::HmcChain, (1u64 << 40) + idx);
+                let mut c = Chain::restore(&target, idx, phi.to_vec(), rng, 0, 0);
+                for _ in 0..cfg.hmc_refine {
+                    c.trajectory(&target, &refine);
+                }
+                phi.copy_from_slice(&c.phi);
+            });
+        }
+        let actions: Vec<f64> = cfgs.par_chunks(v).map(|c| target.action(c)).collect();
+        let c32: Vec<f32> = cfgs.iter().map(|&x| x as f32).collect();
+        let counts: Vec<usize> =
+            (0..nr).map(|q| b.min(cfg.n_configs.saturating_sub(round * per_round + q * b))).collect();
+        let all32 = comm.gather(&c32, &counts.iter().map(|c| c * v).collect::<Vec<_>>());
+        let mut pair = Vec::with_capacity(2 * k);
+        for i in 0..k {
+            pair.push(actions[i]);
+            pair.push(logw[i]);
+        }
+        logw.clear();
+        let all64 = comm.gather(&pair, &counts.iter().map(|c| 2 * c).collect::<Vec<_>>());
+        if let Some(w) = writer.as_mut() {
+            let n = all64.len() / 2;
+            let base = round * per_round;
+            let act: Vec<f64> = (0..n).map(|i| all64[2 * i]).collect();
+            let lw: Vec<f64> = (0..n).map(|i| all64[2 * i + 1]).collect();
+            all_log_w.extend(&lw);
+            let idx: Vec<i64> = (0..n).map(|i| (base + i) as i64).collect();
+            let zeros = vec![0i64; n];
+            if cfg.metropolis {
+                // Independence Metropolis over the proposals in index order, streamed.
+                let (mut out, mut oa, mut olw, mut ot, mut oacc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for i in 0..n {
+                    let u: f64 = imh_rng.random();
+                    let accept = match &imh_state {
+                        None => true,
+                        Some((_, lw0, _, _)) => lw[i].is_finite() && (lw[i] >= *lw0 || u < (lw[i] - lw0).exp()),
+                    };
+                    if accept {
+                        imh_state = Some((all32[i * v..][..v].to_vec(), lw[i], act[i], idx[i]));
+                        n_acc += 1;
+                    }
+                    let (c, l, a, j) = imh_state.as_ref().unwrap();
+                    out.extend_from_slice(c);
+                    oa.push(*a);
+                    olw.push(*l);
+                    ot.push(*j);
+                    oacc.push(i64::from(accept));
+                }
+                w.append(&out, &[&oa, &olw], &[&zeros, &ot, &oacc])?;
+            } else if weighted {
+                w.append(&all32, &[&act, &lw], &[&zeros, &idx])?;
+            } else {
+                w.append(&all32, &[&act], &[&zeros, &idx])?;
+            }
+        }
+        progress.inc(counts.iter().sum::<usize>() as u64);
+        if stop.raised() {
+            bail!("stopped by signal after {} of {} configurations (sampling restarts from scratch; nothing was written)", (round + 1) * per_round, cfg.n_configs);
+        }
+    }
+    progress.finish();
+    let seconds = t0.elapsed().as_secs_f64();
+    let mut ev = [evals as f64, timed.nanos.load(Ordering::Relaxed) as f64 * 1e-9];
+    comm.all_reduce_sum(&mut ev);
+    let network_share = ev[1] / (seconds * nr as f64);
+    let mut s = SampleSummary {
+        n: cfg.n_configs,
+        seconds,
+        ess_fraction: None,
+        log_w_std: None,
+        acceptance: None,
+        network_share,
+        network_evals_per_s: ev[0] / seconds,
+    };
+    if let Some(w) = writer {
+        if weighted {
+            let ess = crate::analysis::stats::ess(&all_log_w);
+            let n = all_log_w.len() as f64;
+            let m = all_log_w.iter().sum::<f64>() / n;
+            s.ess_fraction = Some(ess / n);
+            s.log_w_std = Some((all_log_w.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt());
+        }
+        if cfg.metropolis {
+            s.acceptance = Some(n_acc as f64 / cfg.n_configs as f64);
+        }
+        write_attrs(&w, cfg, &p, comm, &s)?;
+        w.finish()?;
+        eprintln!(
+            "wrote {} configurations to {}: {:.2} configs/s, {:.1} network evaluations/s ({:.0}% of the time in the network){}{}{}",
+            cfg.n_configs,
+            cfg.out.display(),
+            cfg.n_configs as f64 / seconds,
+            s.network_evals_per_s,
+            100.0 * network_share,
+            s.ess_fraction.map(|e| format!(", ESS/N = {e:.4}")).unwrap_or_default(),
+            s.log_w_std.map(|e| format!(", std(log w) = {e:.3}")).unwrap_or_default(),
+            s.acceptance.map(|a| format!(", Metropolis acceptance {a:.4}")).unwrap_or_default(),
+        );
+    }
+    Ok(s)
+}
+
+fn write_attrs(w: &EnsembleWriter, cfg: &SampleConfig, p: &Plan, comm: &Comm, s: &SampleSummary) -> Result<()> {
+    crate::mc::ensemble::theory_attrs(w, &p.target, p.lattice)?;
+    w.set_attr("generator", AttrValue::Str("diffusion".into()))?;
+    w.set_attr("model", AttrValue::Str(cfg.model.clone()))?;
+    w.set_attr("model_description", AttrValue::Str(p.loaded.model.describe()))?;
+    w.set_attr("model_theory", AttrValue::Str(p.loaded.theory.describe()))?;
+    if let Some(f) = &p.loaded.file {
+        for (k, v) in &f.attrs {
+            if k != "config" {
+                w.set_attr(&format!("model_{k}"), v.clone())?;
+            }
+        }
+        w.set_attr("model_train_lattice", AttrValue::I64s(vec![f.train_lattice.lt as i64, f.train_lattice.lx as i64]))?;
+    }
+    w.set_attr("sampler", AttrValue::Str(p.settings.sampler.name().into()))?;
+    w.set_attr("kernel", AttrValue::Str(p.settings.kernel.name().into()))?;
+    w.set_attr("steps", AttrValue::I64(p.settings.n_steps as i64))?;
+    w.set_attr("sigma_min", AttrValue::F64(p.settings.sigma_min))?;
+    w.set_attr("sigma_max", AttrValue::F64(p.settings.sigma_max))?;
+    w.set_attr("sigma_ladder", AttrValue::F64s(p.settings.sigma_ladder()))?;
+    w.set_attr("hmc_refine", AttrValue::I64(cfg.hmc_refine as i64))?;
+    w.set_attr("metropolis", AttrValue::I64(i64::from(cfg.metropolis)))?;
+    w.set_attr("seed", AttrValue::I64(cfg.seed as i64))?;
+    w.set_attr("n_ranks", AttrValue::I64(comm.size() as i64))?;
+    w.set_attr("n_chains", AttrValue::I64(1))?;
+    if let Some(e) = s.ess_fraction {
+        w.set_attr("ess_fraction", AttrValue::F64(e))?;
+        w.set_attr("ess", AttrValue::F64(e * s.n as f64))?;
+    }
+    if let Some(x) = s.log_w_std {
+        w.set_attr("log_weight_std", AttrValue::F64(x))?;
+    }
+    if let Some(a) = s.acceptance {
+        w.set_attr("acceptance", AttrValue::F64(a))?;
+    }
+    w.set_attr("config", AttrValue::Str(crate::config::to_toml(cfg)))?;
+    Ok(())
+}
