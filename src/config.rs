@@ -759,9 +759,14 @@ impl SampleConfig {
             None => SampleOptions::default(),
         };
         for o in [&file, flags] {
-            for (k, v) in
-                [("kappa", o.kappa), ("m2", o.m2), ("lambda", o.lambda), ("sigma_min", o.sigma_min), ("sigma_max", o.sigma_max), ("snr", o.snr)]
-            {
+            for (k, v) in [
+                ("kappa", o.kappa),
+                ("m2", o.m2),
+                ("lambda", o.lambda),
+                ("sigma_min", o.sigma_min),
+                ("sigma_max", o.sigma_max),
+                ("snr", o.snr),
+            ] {
                 if let Some(v) = v {
                     finite(k, v)?;
                 }

@@ -81,8 +81,14 @@ pub fn plan(cfg: &SampleConfig) -> Result<Plan> {
             Parametrisation::Mass { m2, .. } => Parametrisation::Mass { m2, lambda },
         };
         resolve_theory(
-            match p { Parametrisation::Hopping { kappa, .. } => Some(kappa), _ => None },
-            match p { Parametrisation::Mass { m2, .. } => Some(m2), _ => None },
+            match p {
+                Parametrisation::Hopping { kappa, .. } => Some(kappa),
+                _ => None,
+            },
+            match p {
+                Parametrisation::Mass { m2, .. } => Some(m2),
+                _ => None,
+            },
             Some(lambda),
         )
         .map_err(input_err)?
@@ -104,7 +110,8 @@ pub fn plan(cfg: &SampleConfig) -> Result<Plan> {
             (0.01, 2.0 * (v * phi2).sqrt())
         }
     };
-    let mut settings = SamplerSettings::new(sampler, cfg.steps, cfg.sigma_min.unwrap_or(smin), cfg.sigma_max.unwrap_or(smax));
+    let mut settings =
+        SamplerSettings::new(sampler, cfg.steps, cfg.sigma_min.unwrap_or(smin), cfg.sigma_max.unwrap_or(smax));
     settings.kernel = kernel;
     settings.corrector_steps = cfg.corrector_steps;
     settings.snr = cfg.snr;
@@ -155,7 +162,8 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag) -> Result<SampleSum
     if cfg.metropolis {
         cols.push("proposal_log_weight");
     }
-    let icols: Vec<&str> = if cfg.metropolis { vec!["chain", "trajectory", "accepted"] } else { vec!["chain", "trajectory"] };
+    let icols: Vec<&str> =
+        if cfg.metropolis { vec!["chain", "trajectory", "accepted"] } else { vec!["chain", "trajectory"] };
     let mut writer = if root { Some(EnsembleWriter::create(&cfg.out, lat, &cols, &icols)?) } else { None };
 
     let refine = HmcParams { integrator: Integrator::Omelyan, n_md: 10, tau: 1.0, tau_jitter: 0.2 };
@@ -172,8 +180,16 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag) -> Result<SampleSum
         let first = round * per_round + r * b;
         let k = b.min(cfg.n_configs.saturating_sub(first));
         let (mut cfgs, mut logw) = if k > 0 {
-            let sb = sample_batch(&timed, weighted.then_some(&target as &dyn Action), lat, &p.settings, cfg.seed, first as u64, k)
-                .map_err(|e| anyhow!(e))?;
+            let sb = sample_batch(
+                &timed,
+                weighted.then_some(&target as &dyn Action),
+                lat,
+                &p.settings,
+                cfg.seed,
+                first as u64,
+                k,
+            )
+            .map_err(|e| anyhow!(e))?;
             evals += sb.network_evaluations();
             (sb.configs, sb.log_weight.unwrap_or_else(|| vec![0.0; k]))
         } else {
@@ -212,7 +228,8 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag) -> Result<SampleSum
             let zeros = vec![0i64; n];
             if cfg.metropolis {
                 // Independence Metropolis over the proposals in index order, streamed.
-                let (mut out, mut oa, mut olw, mut ot, mut oacc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let (mut out, mut oa, mut olw, mut ot, mut oacc) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for i in 0..n {
                     let u: f64 = imh_rng.random();
                     let accept = match &imh_state {
@@ -239,7 +256,11 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag) -> Result<SampleSum
         }
         progress.inc(counts.iter().sum::<usize>() as u64);
         if stop.raised() {
-            bail!("stopped by signal after {} of {} configurations (sampling restarts from scratch; nothing was written)", (round + 1) * per_round, cfg.n_configs);
+            bail!(
+                "stopped by signal after {} of {} configurations (sampling restarts from scratch; nothing was written)",
+                (round + 1) * per_round,
+                cfg.n_configs
+            );
         }
     }
     progress.finish();

@@ -83,7 +83,13 @@ impl ScoreModel for NetworkScoreModel {
                 gx[t * tx + x] = s / vt;
             }
         }
-        let signed = |i: usize, l: usize| -> i64 { if i <= l / 2 { i as i64 } else { i as i64 - l as i64 } };
+        let signed = |i: usize, l: usize| -> i64 {
+            if i <= l / 2 {
+                i as i64
+            } else {
+                i as i64 - l as i64
+            }
+        };
         let mut out = vec![0.0; lat.volume()];
         for kt in 0..lt {
             for kx in 0..lx {
@@ -136,7 +142,15 @@ pub fn load(spec: &str, ema: bool) -> Result<LoadedModel> {
     if spec.starts_with("free:") {
         let m = FreeScoreModel::parse(spec).map_err(|e| anyhow!("model: {e}"))?;
         let theory = m.param();
-        return Ok(LoadedModel { model: Box::new(m), theory, lattice: None, schedule: None, spec: spec.into(), file: None, stride: 1 });
+        return Ok(LoadedModel {
+            model: Box::new(m),
+            theory,
+            lattice: None,
+            schedule: None,
+            spec: spec.into(),
+            file: None,
+            stride: 1,
+        });
     }
     let file = ModelFile::read(std::path::Path::new(spec)).map_err(|e| anyhow!("model: {e}"))?;
     let theory = file.theory().map_err(|e| anyhow!("model: {e}"))?;

@@ -80,6 +80,11 @@ impl<T: Float> AdamW<T> {
         AdamW { cfg, step: 0, m: vec![T::ZERO; n], v: vec![T::ZERO; n], ema: params.to_vec(), segments }
     }
 
+    /// Effective EMA decay of update `step` (1-based): min(decay, (1 + step)/(10 + step)).
+    pub fn ema_decay_at(&self, step: u64) -> f64 {
+        self.cfg.ema_decay.min((1.0 + step as f64) / (10.0 + step as f64))
+    }
+
     /// One update of `params` from `grads` (grads are not modified; clipping is a scale).
     pub fn update(&mut self, params: &mut [T], grads: &[T]) -> StepInfo {
         assert_eq!(params.len(), grads.len());
@@ -97,7 +102,9 @@ impl<T: Float> AdamW<T> {
         let step_size = T::from_f64(lr / bc1);
         let inv_sqrt_bc2 = T::from_f64(1.0 / bc2.sqrt());
         let eps = T::from_f64(c.eps);
-        let ed = T::from_f64(c.ema_decay);
+        // EMA decay warm-up (as TensorFlow's num_updates): early on the average must follow
+        // the fast-moving weights, or a short run samples with nearly initial weights.
+        let ed = T::from_f64(self.ema_decay_at(self.step));
         for &(lo, hi, decays) in &self.segments {
             let shrink = T::from_f64(if decays { 1.0 - lr * c.weight_decay } else { 1.0 });
             for i in lo..hi {
@@ -154,7 +161,10 @@ mod tests {
             let wd = if i < 6 { 0.1 } else { 0.0 };
             let want = p0[i] * (1.0 - lr1 * wd) - lr1 * g[i] / (g[i].abs() + 1e-8);
             assert!((p[i] - want).abs() < 1e-14, "{i}: {} vs {want}", p[i]);
-            let ema = 0.9 * p0[i] + 0.1 * p[i];
+            let d = opt.ema_decay_at(1);
+            assert_eq!(d, 2.0 / 11.0, "warm-up decay at step 1");
+            assert_eq!(opt.ema_decay_at(1000), 0.9, "configured decay later");
+            let ema = d * p0[i] + (1.0 - d) * p[i];
             assert!((opt.ema[i] - ema).abs() < 1e-14);
         }
         // Second step: m̂, v̂ with bias correction, by hand.
@@ -170,7 +180,8 @@ mod tests {
             let (mh, vh) = (m / (1.0 - 0.81), v / (1.0 - 0.999f64.powi(2)));
             let want = p1[i] * (1.0 - lr * wd) - lr * mh / (vh.sqrt() + 1e-8);
             assert!((p[i] - want).abs() < 1e-13, "{i}: {} vs {want}", p[i]);
-            assert!((opt.ema[i] - (0.9 * ema1[i] + 0.1 * p[i])).abs() < 1e-14);
+            let d = opt.ema_decay_at(2);
+            assert!((opt.ema[i] - (d * ema1[i] + (1.0 - d) * p[i])).abs() < 1e-14);
         }
     }
 
