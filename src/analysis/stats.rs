@@ -405,9 +405,13 @@ where
         assert_eq!(w.len(), n, "jackknife: one log-weight per configuration");
     }
     let empty = JackknifeVecEstimate { value: Vec::new(), err: Vec::new(), bias: Vec::new(), n_bins: 0 };
-    let weights: Vec<f64> = match log_weights {
-        Some(lw) => normalized_weights(lw),
-        None => vec![1.0; n],
+    // Weights are kept as log w: each bin stores (m, sums scaled by e^{−m}) with m its largest
+    // log-weight, and bins combine with a common rescaling. Leaving out the bin that
+    // carries nearly all the weight then still gives a finite, correctly normalised
+    // estimate from the rest, instead of 0/0 from weights that underflowed.
+    let lw: Vec<f64> = match log_weights {
+        Some(l) => l.iter().map(|&x| if x.is_nan() { f64::NEG_INFINITY } else { x }).collect(),
+        None => vec![0.0; n],
     };
     let k = series.len();
     let bin_size = bin_size.max(1);
@@ -416,52 +420,61 @@ where
         None => vec![(0..n).collect()],
     };
 
-    // Per-bin sums: [Σ w, Σ w O_0, ..., Σ w O_{k−1}].
-    let mut bins: Vec<Vec<f64>> = Vec::new();
+    // Per bin: (m, [Σ w e^{−m}, Σ w e^{−m} O_0, ..., Σ w e^{−m} O_{k−1}]).
+    let mut bins: Vec<(f64, Vec<f64>)> = Vec::new();
     for idx in groups.iter().filter(|g| !g.is_empty()) {
         let n_bins_chain = (idx.len() / bin_size).max(1);
         for b in 0..n_bins_chain {
             let start = b * bin_size;
             let end = if b + 1 == n_bins_chain { idx.len() } else { start + bin_size };
+            let m = idx[start..end].iter().map(|&i| lw[i]).fold(f64::NEG_INFINITY, f64::max);
             let mut acc = vec![0.0; k + 1];
-            for &i in &idx[start..end] {
-                let w = weights[i];
-                if w == 0.0 {
-                    continue; // also keeps 0 · inf observables out
-                }
-                acc[0] += w;
-                for (a, s) in acc[1..].iter_mut().zip(&series) {
-                    *a += w * s[i];
+            if m > f64::NEG_INFINITY {
+                for &i in &idx[start..end] {
+                    let w = (lw[i] - m).exp();
+                    if w == 0.0 {
+                        continue; // also keeps 0 · inf observables out
+                    }
+                    acc[0] += w;
+                    for (a, s) in acc[1..].iter_mut().zip(&series) {
+                        *a += w * s[i];
+                    }
                 }
             }
-            bins.push(acc);
+            bins.push((m, acc));
         }
     }
+    let combine = |a: &(f64, Vec<f64>), b: &(f64, Vec<f64>)| -> (f64, Vec<f64>) {
+        let m = a.0.max(b.0);
+        if m == f64::NEG_INFINITY {
+            return (m, vec![0.0; k + 1]);
+        }
+        let (fa, fb) = ((a.0 - m).exp(), (b.0 - m).exp());
+        (m, a.1.iter().zip(&b.1).map(|(x, y)| x * fa + y * fb).collect())
+    };
     let g = bins.len();
-    // Prefix/suffix sums give each leave-one-bin-out total without subtracting from the
-    // grand total, which would cancel badly when one bin carries most of the weight.
-    let mut prefix = vec![vec![0.0; k + 1]; g + 1];
-    let mut suffix = vec![vec![0.0; k + 1]; g + 1];
+    let zero = (f64::NEG_INFINITY, vec![0.0; k + 1]);
+    // Prefix/suffix combinations give each leave-one-bin-out total without subtracting from
+    // the grand total, which would cancel badly when one bin carries most of the weight.
+    let mut prefix = vec![zero.clone(); g + 1];
+    let mut suffix = vec![zero.clone(); g + 1];
     for b in 0..g {
-        for j in 0..=k {
-            prefix[b + 1][j] = prefix[b][j] + bins[b][j];
-            suffix[g - 1 - b][j] = suffix[g - b][j] + bins[g - 1 - b][j];
-        }
+        prefix[b + 1] = combine(&prefix[b], &bins[b]);
+        suffix[g - 1 - b] = combine(&suffix[g - b], &bins[g - 1 - b]);
     }
-    let total = &prefix[g];
-    if total[0] <= 0.0 {
-        // (weights are finite and ≥ 0, so the sum is never NaN)
+    let total = prefix[g].1.clone();
+    if !(total[0] > 0.0) {
         return empty;
     }
     let means = |sums: &[f64]| -> Vec<f64> { sums[1..].iter().map(|s| s / sums[0]).collect() };
-    let value = f(&means(total));
+    let value = f(&means(&total));
     let dim = value.len();
 
     let mut samples: Vec<Vec<f64>> = Vec::with_capacity(g);
     if g >= 2 {
         for b in 0..g {
-            let rest: Vec<f64> = (0..=k).map(|j| prefix[b][j] + suffix[b + 1][j]).collect();
-            if rest[0] <= 0.0 {
+            let rest = combine(&prefix[b], &suffix[b + 1]).1;
+            if !(rest[0] > 0.0) {
                 continue;
             }
             let theta = f(&means(&rest));
@@ -904,5 +917,18 @@ mod tests {
         // Jackknife with ≈ 10 τ bins: error ≈ 5 % low, plus ≈ 1/sqrt(2·G) noise.
         let ratio = s.jackknife.err / s.gamma.err;
         assert!(ratio > 0.75 && ratio < 1.15, "jackknife/gamma = {ratio}");
+    }
+
+    /// One configuration carrying e^{1000} times the weight of the rest: the estimate is that
+    /// configuration's value, and its jackknife error must show that one draw decides it
+    /// (leaving it out gives the rest's mean), not collapse to zero through underflow.
+    #[test]
+    fn dominant_weight_gives_a_large_error_not_zero() {
+        let n = 200;
+        let x: Vec<f64> = (0..n).map(|i| if i == 17 { 5.0 } else { (i % 7) as f64 / 7.0 }).collect();
+        let lw: Vec<f64> = (0..n).map(|i| if i == 17 { 1000.0 } else { 0.0 }).collect();
+        let est = jackknife(&[x.clone()], None, Some(&lw), 1, |m| m[0]);
+        assert!((est.value - 5.0).abs() < 1e-9, "{}", est.value);
+        assert!(est.err > 0.1, "error {} should reflect the single dominant draw", est.err);
     }
 }
