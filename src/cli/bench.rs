@@ -17,6 +17,35 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 10)]
         n_md: usize,
     },
+    /// Training samples/s and GEMM GFLOP/s per preset (run under mpirun for several ranks).
+    Train {
+        #[arg(long, value_delimiter = ',', default_value = "tiny,small,dmassq")]
+        preset: Vec<String>,
+        #[arg(long, default_value_t = 32)]
+        lattice: usize,
+        /// Global batch (split over ranks).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Sampling configurations/s and network evaluations/s per preset and lattice size.
+    Sample {
+        #[arg(long, value_delimiter = ',', default_value = "tiny,small,dmassq")]
+        preset: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_value = "32,64,128")]
+        lattice: Vec<usize>,
+        /// Reverse steps per sample.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// All of the above with their default sizes, as one report.
+    All {
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -31,6 +60,51 @@ pub struct BenchArgs {
 pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
     backend::select(device, false, 0, !a.json).map_err(super::input_err)?;
     backend::announce();
+    let comm = crate::dist::Comm::init();
+    match &a.what {
+        BenchWhat::Train { preset, lattice, batch, seconds } => {
+            let rows = train_rows(preset, *lattice, *batch, *seconds, &comm)?;
+            if comm.is_root() {
+                print_rows(a.json, "train", &rows)?;
+            }
+            return Ok(());
+        }
+        BenchWhat::Sample { preset, lattice, steps, seconds } => {
+            let rows = sample_rows(preset, lattice, *steps, *seconds)?;
+            if comm.is_root() {
+                print_rows(a.json, "sample", &rows)?;
+            }
+            return Ok(());
+        }
+        BenchWhat::All { seconds } => {
+            let hmc: Vec<serde_json::Value> = [32usize, 128]
+                .iter()
+                .map(|&l| {
+                    let chains = (rayon::current_num_threads() * 4).max(64 * 32 * 32 / (l * l));
+                    serde_json::to_value(hmc_throughput(l, chains, Integrator::Leapfrog, 10, *seconds)).unwrap()
+                })
+                .collect();
+            let presets: Vec<String> = ["tiny", "small", "dmassq"].iter().map(|s| s.to_string()).collect();
+            let train = train_rows(&presets, 32, 64, *seconds, &comm)?;
+            let sample = sample_rows(&presets, &[32, 64, 128], 10, *seconds)?;
+            if comm.is_root() {
+                if a.json {
+                    let obj = serde_json::json!({"hmc": hmc, "train": train, "sample": sample, "ranks": comm.size(),
+                        "threads": rayon::current_num_threads(), "latdiff_version": crate::VERSION});
+                    println!("{}", serde_json::to_string_pretty(&obj)?);
+                } else {
+                    println!("## HMC\n");
+                    print_rows(false, "hmc", &hmc)?;
+                    println!("\n## Training\n");
+                    print_rows(false, "train", &train)?;
+                    println!("\n## Sampling\n");
+                    print_rows(false, "sample", &sample)?;
+                }
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     match &a.what {
         BenchWhat::Hmc { lattice, seconds, n_md } => {
             let mut rows = Vec::new();
@@ -79,6 +153,169 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
                 }
             }
         }
+        _ => unreachable!(),
     }
     Ok(())
+}
+
+/// Markdown table (or JSON) of homogeneous rows.
+fn print_rows(json: bool, what: &str, rows: &[serde_json::Value]) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "bench": what, "runs": rows }))?);
+        return Ok(());
+    }
+    let Some(first) = rows.first().and_then(|r| r.as_object()) else { return Ok(()) };
+    let keys: Vec<&String> = first.keys().collect();
+    println!("| {} |", keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" | "));
+    println!("|{}", keys.iter().map(|_| "---|").collect::<String>());
+    for r in rows {
+        let cells: Vec<String> = keys
+            .iter()
+            .map(|k| match &r[k.as_str()] {
+                serde_json::Value::Number(n) if n.is_f64() => {
+                    let x = n.as_f64().unwrap();
+                    if x != 0.0 && (x.abs() >= 1e5 || x.abs() < 1e-2) { format!("{x:.3e}") } else { format!("{x:.3}") }
+                }
+                v => v.to_string().trim_matches('"').to_string(),
+            })
+            .collect();
+        println!("| {} |", cells.join(" | "));
+    }
+    Ok(())
+}
+
+/// Training steps (DSM forward + backward + one all-reduce + AdamW) on random data.
+fn train_rows(presets: &[String], l: usize, batch: usize, seconds: f64, comm: &crate::dist::Comm) -> Result<Vec<serde_json::Value>> {
+    use crate::diffusion::objective::{dsm_loss_backward, dsm_loss_forward, DsmWorkspace, SigmaSchedule};
+    use crate::nn::optim::{AdamW, AdamWConfig};
+    use crate::nn::{Arch, Network};
+    use rand::RngExt;
+    let nr = comm.size();
+    if batch % nr != 0 {
+        return Err(super::input_err(anyhow::anyhow!("batch: {batch} cannot be split evenly over {nr} ranks")));
+    }
+    let b = batch / nr;
+    let mut rows = Vec::new();
+    for name in presets {
+        let arch = Arch::preset(name).ok_or_else(|| super::input_err(anyhow::anyhow!("preset: unknown '{name}'")))?;
+        if l % arch.stride() != 0 {
+            return Err(super::input_err(anyhow::anyhow!("lattice: {l} not divisible by {}", arch.stride())));
+        }
+        let net = Network::new(arch);
+        let mut params = net.init_params::<f32>(1);
+        let np = params.len();
+        let mut grads = vec![0.0f32; np];
+        let mut opt = AdamW::new(AdamWConfig::default(), &net.layout, &params);
+        let mut ws = DsmWorkspace::<f32>::new(&net, b, l, l);
+        let mut rng = crate::rng::stream(7, crate::rng::Domain::Misc, comm.rank() as u64);
+        let n = b * l * l;
+        let phi0: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0f32)).collect();
+        let z: Vec<f32> = (0..n).map(|_| rng.random_range(-1.7..1.7f32)).collect();
+        let sched = SigmaSchedule { sigma_min: 0.01, sigma_max: 10.0, t_eps: 1e-5 };
+        let sigma: Vec<f32> = (0..b).map(|_| sched.sample(&mut rng) as f32).collect();
+        let mut per = vec![0.0f32; b];
+        let (mut t_ar, mut steps) = (0.0, 0u64);
+        let mut step = |grads: &mut Vec<f32>, params: &mut Vec<f32>, t_ar: &mut f64| {
+            grads.iter_mut().for_each(|g| *g = 0.0);
+            dsm_loss_forward(&net, params, &phi0, &z, &sigma, &mut per, &mut ws);
+            dsm_loss_backward(&net, params, grads, &mut ws);
+            let t = std::time::Instant::now();
+            comm.all_reduce_sum(grads);
+            *t_ar += t.elapsed().as_secs_f64();
+            opt.update(params, grads);
+        };
+        step(&mut grads, &mut params, &mut t_ar);
+        t_ar = 0.0;
+        let t0 = std::time::Instant::now();
+        // Every rank must take the same number of steps (the all-reduce): rank 0 decides.
+        loop {
+            step(&mut grads, &mut params, &mut t_ar);
+            steps += 1;
+            let mut go = [f64::from(u8::from(t0.elapsed().as_secs_f64() < seconds && steps < 10_000) & u8::from(comm.is_root()))];
+            comm.all_reduce_sum(&mut go);
+            if go[0] == 0.0 || steps >= 10_000 {
+                break;
+            }
+        }
+        let dt = t0.elapsed().as_secs_f64() / steps as f64;
+        let flops = (ws.net.forward_flops() + ws.net.backward_flops()) * nr as f64;
+        rows.push(serde_json::json!({
+            "preset": name, "params": np, "lattice": l, "batch": batch, "ranks": nr,
+            "threads_per_rank": rayon::current_num_threads(),
+            "step_s": dt, "samples_per_s": batch as f64 / dt, "gflops": flops / dt * 1e-9,
+            "allreduce_share": t_ar / (steps as f64 * dt),
+        }));
+    }
+    Ok(rows)
+}
+
+/// Reverse-SDE sampling with randomly initialised networks (the cost does not depend on
+/// the weights' values).
+fn sample_rows(presets: &[String], lattices: &[usize], steps: usize, seconds: f64) -> Result<Vec<serde_json::Value>> {
+    use crate::diffusion::objective::DsmWorkspace;
+    use crate::diffusion::sampler::{sample_batch, SamplerKind, SamplerSettings};
+    use crate::diffusion::ScoreModel;
+    use crate::lattice::Lattice;
+    use crate::nn::{Arch, Network};
+    struct Net {
+        net: Network,
+        params: Vec<f32>,
+        ws: std::sync::Mutex<Option<(usize, DsmWorkspace<f32>)>>,
+        nanos: std::sync::atomic::AtomicU64,
+    }
+    impl ScoreModel for Net {
+        fn check_lattice(&self, _: Lattice) -> Result<(), String> {
+            Ok(())
+        }
+        fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) {
+            let t = std::time::Instant::now();
+            let b = sigma.len();
+            let mut g = self.ws.lock().unwrap();
+            if g.as_ref().map(|x| x.0) != Some(b) {
+                *g = Some((b, DsmWorkspace::new(&self.net, b, lat.lt, lat.lx)));
+            }
+            let p: Vec<f32> = phi.iter().map(|&x| x as f32).collect();
+            let s: Vec<f32> = sigma.iter().map(|&x| x as f32).collect();
+            let mut o = vec![0.0f32; phi.len()];
+            crate::diffusion::objective::score(&self.net, &self.params, &p, &s, &mut o, &mut g.as_mut().unwrap().1);
+            out.iter_mut().zip(&o).for_each(|(a, b)| *a = *b as f64);
+            self.nanos.fetch_add(t.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn two_point(&self, lat: Lattice) -> Vec<f64> {
+            (0..lat.volume()).map(|i| 1.0 / (1.0 + lat.phat2(i / lat.lx, i % lat.lx))).collect()
+        }
+        fn describe(&self) -> String {
+            "bench".into()
+        }
+    }
+    let mut rows = Vec::new();
+    for name in presets {
+        let arch = Arch::preset(name).ok_or_else(|| super::input_err(anyhow::anyhow!("preset: unknown '{name}'")))?;
+        for &l in lattices {
+            let lat = Lattice::square(l);
+            let net = Network::new(arch.clone());
+            let params = net.init_params::<f32>(1);
+            let per = DsmWorkspace::<f32>::new(&net, 1, l, l).net.bytes() + 16 * 8 * l * l;
+            let batch = ((2048usize << 20) / per).clamp(1, 64);
+            let model = Net { net, params, ws: std::sync::Mutex::new(None), nanos: Default::default() };
+            let settings = SamplerSettings::new(SamplerKind::Em, steps, 0.01, 10.0);
+            let t0 = std::time::Instant::now();
+            let mut n = 0usize;
+            let mut evals = 0usize;
+            while n == 0 || t0.elapsed().as_secs_f64() < seconds {
+                let sb = sample_batch(&model, None, lat, &settings, 1, n as u64, batch).map_err(|e| anyhow::anyhow!(e))?;
+                evals += sb.network_evaluations();
+                n += batch;
+            }
+            let dt = t0.elapsed().as_secs_f64();
+            let net_s = model.nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9;
+            let fwd = DsmWorkspace::<f32>::new(&model.net, 1, l, l).net.forward_flops();
+            rows.push(serde_json::json!({
+                "preset": name, "lattice": l, "steps": steps, "batch": batch,
+                "configs_per_s": n as f64 / dt, "network_evals_per_s": evals as f64 / dt,
+                "gflops": fwd * evals as f64 / net_s * 1e-9, "outside_network_share": 1.0 - net_s / dt,
+            }));
+        }
+    }
+    Ok(rows)
 }
