@@ -222,12 +222,21 @@ say "USR1 forwarded, HMC stopped cleanly, job requeued and restarted"
 # ---- 4. train: checkpoint on USR1, requeue, resume to the end ------------------------
 if [ "$HAVE_TRAIN" = 1 ]; then
   say "signal test: train + scancel --signal=USR1 --batch -> checkpoint, requeue, --resume"
-  tsteps=${SLURM_TEST_TRAIN_SIGNAL_STEPS:-2000}
+  # Enough steps for ~15 s, from how long the pipeline's train stage took for $STEPS.
+  tlog=$(job_log "$(awk '$1 == "train" {print $2}' "$W/pipeline.jobs")")
+  t1=$(sed -n 's/^\[\([0-9:]*\) .*\] run: .* train .*/\1/p' "$tlog" | head -n 1)
+  t2=$(sed -n 's/^\[\([0-9:]*\) .*\] program exited.*/\1/p' "$tlog" | head -n 1)
+  dt=$(($(date -d "$t2" +%s) - $(date -d "$t1" +%s)))
+  [ "$dt" -ge 1 ] || dt=1
+  tsteps=$((STEPS * 15 / dt))
+  [ "$tsteps" -ge 400 ] || tsteps=400
+  tsteps=${SLURM_TEST_TRAIN_SIGNAL_STEPS:-$tsteps}
+  say "train signal test with $tsteps steps (the pipeline's $STEPS took ${dt}s)"
   tj=$(STEPS=$tsteps SEED=5 MODEL="$OUTDIR/model_sig.h5" DATA="$DATA" \
     sbatch --parsable $SBATCH_ARGS --chdir="$OUTDIR" \
     --export=ALL,LATDIFF_JOBSCRIPTS="$ROOT/jobscripts" "$ROOT/jobscripts/train.sbatch")
   wait_log "$tj" "run: .* train "
-  sleep "${SLURM_TEST_TRAIN_SIGNAL_AFTER:-3}"
+  sleep "${SLURM_TEST_TRAIN_SIGNAL_AFTER:-2}"
   [ "$(job_field "$tj" JobState)" = RUNNING ] ||
     fail "train finished before the signal: raise SLURM_TEST_TRAIN_SIGNAL_STEPS ($(show_job "$tj"))"
   scancel --signal=USR1 --batch "$tj"
