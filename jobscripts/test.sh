@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 export CI="${CI:-}"
 echo "== cargo test --release (unit, integration, MPI under mpirun)"
 cargo test --release --all-features 2>&1
+echo "== Slurm: job scripts under a real single-node Slurm (tests/slurm.sh)"
+cargo build --release --all-features 2>&1 | tail -1
+bash tests/slurm.sh "${CARGO_TARGET_DIR:-target}/release/latdiff"
 echo "== build without MPI (single-process binary must still build and run)"
 cargo build --release --no-default-features --target-dir target/nompi 2>&1 | tail -1
 target/nompi/release/latdiff hmc --lattice 4 --n-configs 4 --n-chains 2 --n-therm 10 --out target/nompi/check.h5 --force 2>/dev/null
