@@ -14,6 +14,11 @@ pub struct InfoArgs {
 }
 
 pub fn run(a: &InfoArgs) -> Result<()> {
+    if crate::io::ensemble::is_hdf5(&a.file) {
+        if let Ok(m) = crate::io::model::ModelFile::read(&a.file) {
+            return model_info(a, &m);
+        }
+    }
     let e = Ensemble::open(&a.file).map_err(super::input_err)?;
     let s = |k: &str| e.attr_str(k).unwrap_or_else(|| "?".into());
     let f = |k: &str| e.attr(k).map(|v| v.to_string()).unwrap_or_else(|_| "?".into());
@@ -75,6 +80,38 @@ pub fn run(a: &InfoArgs) -> Result<()> {
     println!("  datasets      {}", shapes.join(", "));
     if a.config {
         if let Ok(AttrValue::Str(c)) = e.attr("config") {
+            println!("\n# stored configuration\n{c}");
+        }
+    }
+    Ok(())
+}
+
+fn model_info(a: &InfoArgs, m: &crate::io::model::ModelFile) -> Result<()> {
+    let s = |k: &str| m.attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    println!("{}", a.file.display());
+    println!("  kind          score model (latdiff train)");
+    let theory = m.theory().map(|p| format!("phi4 ({}, {})", p.name(), p.describe())).unwrap_or_else(|e| e.to_string());
+    println!("  trained on    {} from {}", theory, s("data"));
+    println!("  lattice       {} (runs on any multiple of {} per direction)", m.train_lattice, m.arch.stride());
+    println!(
+        "  network       preset {}, channels {:?}, {} blocks/level, {} parameters",
+        s("preset"),
+        m.arch.channels,
+        m.arch.blocks_per_level,
+        m.params.len()
+    );
+    println!(
+        "  diffusion     VE SDE, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
+        m.schedule.sigma_min, m.schedule.sigma_max, m.arch.sigma_data
+    );
+    println!("  training      step {} of {} (batch {}, {} rank(s)), finished {}", m.step, s("steps"), s("batch"), s("n_ranks"), s("finished"));
+    if let Some(v) = m.attr("val_loss") {
+        println!("  validation    loss {v} (EMA {}), per sigma band {}", s("val_loss_ema"), s("val_loss_bands"));
+        println!("  score check   |s(phi, sigma_min) + dS/dphi| / |dS/dphi| = {}", s("score_force_rel_dev"));
+    }
+    println!("  seed          {}   latdiff {}", s("seed"), s("latdiff_version"));
+    if a.config {
+        if let Some(AttrValue::Str(c)) = m.attr("config") {
             println!("\n# stored configuration\n{c}");
         }
     }
