@@ -638,7 +638,7 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sigma_min: Option<f64>,
-    /// Largest noise level (default: the model's, scaled by sqrt of the volume ratio on larger lattices).
+    /// Largest noise level (default: the model's training range, on any lattice).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sigma_max: Option<f64>,

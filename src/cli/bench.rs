@@ -61,6 +61,7 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
     backend::select(device, false, 0, !a.json).map_err(super::input_err)?;
     backend::announce();
     let comm = crate::dist::Comm::init();
+    comm.configure_threads(None);
     match &a.what {
         BenchWhat::Train { preset, lattice, batch, seconds } => {
             let rows = train_rows(preset, *lattice, *batch, *seconds, &comm)?;
@@ -174,7 +175,11 @@ fn print_rows(json: bool, what: &str, rows: &[serde_json::Value]) -> Result<()> 
             .map(|k| match &r[k.as_str()] {
                 serde_json::Value::Number(n) if n.is_f64() => {
                     let x = n.as_f64().unwrap();
-                    if x != 0.0 && (x.abs() >= 1e5 || x.abs() < 1e-2) { format!("{x:.3e}") } else { format!("{x:.3}") }
+                    if x != 0.0 && (x.abs() >= 1e5 || x.abs() < 1e-2) {
+                        format!("{x:.3e}")
+                    } else {
+                        format!("{x:.3}")
+                    }
                 }
                 v => v.to_string().trim_matches('"').to_string(),
             })
@@ -185,7 +190,13 @@ fn print_rows(json: bool, what: &str, rows: &[serde_json::Value]) -> Result<()> 
 }
 
 /// Training steps (DSM forward + backward + one all-reduce + AdamW) on random data.
-fn train_rows(presets: &[String], l: usize, batch: usize, seconds: f64, comm: &crate::dist::Comm) -> Result<Vec<serde_json::Value>> {
+fn train_rows(
+    presets: &[String],
+    l: usize,
+    batch: usize,
+    seconds: f64,
+    comm: &crate::dist::Comm,
+) -> Result<Vec<serde_json::Value>> {
     use crate::diffusion::objective::{dsm_loss_backward, dsm_loss_forward, DsmWorkspace, SigmaSchedule};
     use crate::nn::optim::{AdamW, AdamWConfig};
     use crate::nn::{Arch, Network};
@@ -231,7 +242,9 @@ fn train_rows(presets: &[String], l: usize, batch: usize, seconds: f64, comm: &c
         loop {
             step(&mut grads, &mut params, &mut t_ar);
             steps += 1;
-            let mut go = [f64::from(u8::from(t0.elapsed().as_secs_f64() < seconds && steps < 10_000) & u8::from(comm.is_root()))];
+            let mut go = [f64::from(
+                u8::from(t0.elapsed().as_secs_f64() < seconds && steps < 10_000) & u8::from(comm.is_root()),
+            )];
             comm.all_reduce_sum(&mut go);
             if go[0] == 0.0 || steps >= 10_000 {
                 break;
@@ -303,7 +316,8 @@ fn sample_rows(presets: &[String], lattices: &[usize], steps: usize, seconds: f6
             let mut n = 0usize;
             let mut evals = 0usize;
             while n == 0 || t0.elapsed().as_secs_f64() < seconds {
-                let sb = sample_batch(&model, None, lat, &settings, 1, n as u64, batch).map_err(|e| anyhow::anyhow!(e))?;
+                let sb =
+                    sample_batch(&model, None, lat, &settings, 1, n as u64, batch).map_err(|e| anyhow::anyhow!(e))?;
                 evals += sb.network_evaluations();
                 n += batch;
             }

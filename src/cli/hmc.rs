@@ -6,13 +6,14 @@ use crate::config::{HmcConfig, HmcOptions};
 use crate::dist::Comm;
 use crate::util::StopFlag;
 
-pub fn run(opts: &HmcOptions, device: DeviceRequest) -> i32 {
+pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> i32 {
     // Validate before MPI starts and before any file exists.
     let cfg = match HmcConfig::from_options(opts).map_err(input_err) {
         Ok(c) => c,
         Err(e) => return report(Err(e), 0),
     };
     let comm = Comm::init();
+    comm.configure_threads(threads);
     let stop = StopFlag::install();
     if let Err(e) = backend::select(device, false, 0, comm.is_root()) {
         return report(Err(input_err(e)), comm.rank());

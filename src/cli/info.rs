@@ -104,7 +104,14 @@ fn model_info(a: &InfoArgs, m: &crate::io::model::ModelFile) -> Result<()> {
         "  diffusion     VE SDE, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
         m.schedule.sigma_min, m.schedule.sigma_max, m.arch.sigma_data
     );
-    println!("  training      step {} of {} (batch {}, {} rank(s)), finished {}", m.step, s("steps"), s("batch"), s("n_ranks"), s("finished"));
+    println!(
+        "  training      step {} of {} (batch {}, {} rank(s)), finished {}",
+        m.step,
+        s("steps"),
+        s("batch"),
+        s("n_ranks"),
+        s("finished")
+    );
     if let Some(v) = m.attr("val_loss") {
         println!("  validation    loss {v} (EMA {}), per sigma band {}", s("val_loss_ema"), s("val_loss_bands"));
         println!("  score check   |s(phi, sigma_min) + dS/dphi| / |dS/dphi| = {}", s("score_force_rel_dev"));

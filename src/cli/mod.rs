@@ -86,9 +86,9 @@ pub fn main() -> i32 {
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     }
     match cli.command {
-        Command::Hmc(opts) => hmc::run(&opts, cli.device),
-        Command::Train(opts) => train::run(&opts, cli.device),
-        Command::Sample(opts) => sample::run(&opts, cli.device),
+        Command::Hmc(opts) => hmc::run(&opts, cli.device, cli.threads),
+        Command::Train(opts) => train::run(&opts, cli.device, cli.threads),
+        Command::Sample(opts) => sample::run(&opts, cli.device, cli.threads),
         Command::Info(a) => report(info::run(&a), 0),
         Command::Bench(a) => report(bench::run(&a, cli.device), 0),
         Command::Analyze(a) => report(analyze::run(&a), 0),

@@ -99,11 +99,10 @@ pub fn plan(cfg: &SampleConfig) -> Result<Plan> {
     let kernel = Kernel::parse(&cfg.kernel).map_err(|e| input_err(anyhow!(e)))?;
     let v = lattice.volume() as f64;
     let (smin, smax) = match loaded.schedule {
-        Some(s) => {
-            // The largest distance between configurations grows like √V.
-            let scale = (v / loaded.lattice.map_or(v, |l| l.volume() as f64)).sqrt();
-            (s.sigma_min, s.sigma_max * scale)
-        }
+        // The network knows only the noise levels it was trained on: keep them on larger
+        // lattices too. The matched start N(0, G + σ_max²) already carries the data's
+        // two-point function, so σ_max need not swamp the (√V larger) configurations.
+        Some(s) => (s.sigma_min, s.sigma_max),
         None => {
             let g = loaded.model.two_point(lattice);
             let phi2 = g.iter().sum::<f64>() / v;

@@ -418,7 +418,8 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
         if root && (step % steps_per_epoch == 0 || step == cfg.steps) && !val.is_empty() {
             let (vl, vb) = val.loss(&net, &params, lat, cfg.batch, &schedule);
             last_val = vl;
-            if progress_is_plain() || step == cfg.steps {
+            let every = steps_per_epoch.max(cfg.steps / 20);
+            if (progress_is_plain() && step % every < steps_per_epoch) || step == cfg.steps {
                 eprintln!(
                     "step {step}: train loss {:.4}, validation loss {vl:.4} (bands {:.3}/{:.3}/{:.3})",
                     recent.0 / recent.1,

@@ -152,6 +152,27 @@ impl Comm {
         0
     }
 
+    /// Number of ranks on this node.
+    pub fn node_local_size(&self) -> usize {
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            return w.split_shared(self.rank as i32).size() as usize;
+        }
+        1
+    }
+
+    /// Gives each rank its share of the node's cores for rayon, unless the user chose
+    /// (`--threads` or RAYON_NUM_THREADS): ranks that each start a thread per core would
+    /// oversubscribe the node, and the slowest rank holds up every all-reduce.
+    pub fn configure_threads(&self, requested: Option<usize>) {
+        if requested.is_some() || std::env::var_os("RAYON_NUM_THREADS").is_some() || self.size == 1 {
+            return;
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let n = (cores / self.node_local_size().max(1)).max(1);
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+
     /// Contiguous block [start, end) of `n` items owned by this rank; earlier ranks take
     /// the remainder, so blocks differ in size by at most one.
     pub fn block(&self, n: usize) -> (usize, usize) {
