@@ -14,10 +14,12 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest) -> i32 {
     };
     let comm = Comm::init();
     let stop = StopFlag::install();
-    if let Err(e) = backend::select(device, false, 0, comm.is_root()) {
-        return report(Err(input_err(e)), comm.rank());
-    }
-    let r = crate::mc::ensemble::run(&cfg, &comm, &stop).map(|_| ());
+    // One GPU per rank: the rank's node-local index picks it.
+    let dev = match backend::select(device, true, comm.node_local_rank(), comm.is_root()) {
+        Ok(d) => d,
+        Err(e) => return report(Err(input_err(e)), comm.rank()),
+    };
+    let r = crate::mc::ensemble::run_on(&cfg, &comm, &stop, dev).map(|_| ());
     let code = report(r, comm.rank());
     if code != 0 && comm.size() > 1 {
         comm.abort(code);
