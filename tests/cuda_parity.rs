@@ -231,8 +231,18 @@ fn elementwise_layers_match_cpu() {
     let (mut dx, mut dss) = (rand_f32(n, 5), rand_f32(2 * b * c, 6));
     let (mut gdx, mut gdss) = (up(&be, &dx), up(&be, &dss));
     act::film_backward(&mut dx, &mut dss, &dy, &x, &ss, b, c, hw);
-    g::film_backward(&be, &mut gdx.as_view_mut(), &mut gdss.as_view_mut(), &gdy.as_view(), &gx.as_view(), &gss.as_view(), b, c, hw)
-        .unwrap();
+    g::film_backward(
+        &be,
+        &mut gdx.as_view_mut(),
+        &mut gdss.as_view_mut(),
+        &gdy.as_view(),
+        &gx.as_view(),
+        &gss.as_view(),
+        b,
+        c,
+        hw,
+    )
+    .unwrap();
     assert_close("film bwd dinp", &down(&be, &gdx), &dx, 1e-5);
     assert_close("film bwd dss", &down(&be, &gdss), &dss, 1e-5);
     // add, accumulate
@@ -270,8 +280,19 @@ fn groupnorm_matches_cpu() {
         let (gx, gg, gb, gdy) = (up(&be, &x), up(&be, &gamma), up(&be, &beta), up(&be, &dy));
         let mut go = up(&be, &vec![0.0; n]);
         let mut gst = up(&be, &vec![0.0; st.len()]);
-        g::groupnorm_forward(&be, &mut go.as_view_mut(), &mut gst.as_view_mut(), &gx.as_view(), &gg.as_view(), &gb.as_view(), b, c, hw, groups)
-            .unwrap();
+        g::groupnorm_forward(
+            &be,
+            &mut go.as_view_mut(),
+            &mut gst.as_view_mut(),
+            &gx.as_view(),
+            &gg.as_view(),
+            &gb.as_view(),
+            b,
+            c,
+            hw,
+            groups,
+        )
+        .unwrap();
         assert_close(&format!("groupnorm fwd {b}x{c}x{hw}"), &down(&be, &go), &o, 1e-5);
         assert_close(&format!("groupnorm stats {b}x{c}x{hw}"), &down(&be, &gst), &st, 1e-5);
         let (mut dx, mut dg, mut db) = (rand_f32(n, 5), rand_f32(c, 6), rand_f32(c, 7));
@@ -348,8 +369,9 @@ fn dsm_objective_kernels_match_cpu_formulas() {
     assert_close("dsm input", &down(&be, &gx), &want, 1e-6);
     let (mut gr, mut gd) = (up(&be, &vec![0.0; bsz * v]), up(&be, &vec![0.0; bsz * v]));
     let mut gl = up(&be, &[0.0; 3]);
-    let loss = g::dsm_residual(&be, &mut gr.as_view_mut(), &mut gd.as_view_mut(), &mut gl, &gf.as_view(), &gz.as_view(), v)
-        .unwrap();
+    let loss =
+        g::dsm_residual(&be, &mut gr.as_view_mut(), &mut gd.as_view_mut(), &mut gl, &gf.as_view(), &gz.as_view(), v)
+            .unwrap();
     let r: Vec<f32> = f.iter().zip(&z).map(|(a, b)| a + b).collect();
     let ls: Vec<f32> = r.chunks(v).map(|c| c.iter().map(|x| x * x).sum()).collect();
     assert_close("dsm residual", &down(&be, &gr), &r, 1e-6);

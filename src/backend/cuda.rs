@@ -137,6 +137,18 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// Peak DRAM bandwidth in bytes/s: LATDIFF_PEAK_BW if set, else 2 × memory clock ×
+    /// bus width from the device attributes (H100 SXM ≈ 3.35e12, H200 ≈ 4.8e12).
+    pub fn peak_bandwidth(&self) -> Option<f64> {
+        if let Some(v) = std::env::var("LATDIFF_PEAK_BW").ok().and_then(|s| s.parse::<f64>().ok()) {
+            return Some(v);
+        }
+        use cudarc::driver::sys::CUdevice_attribute::*;
+        let khz = self.ctx.attribute(CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE).ok()? as f64;
+        let bits = self.ctx.attribute(CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH).ok()? as f64;
+        (khz > 0.0 && bits > 0.0).then(|| 2.0 * khz * 1e3 * bits / 8.0)
+    }
+
     pub fn synchronize(&self, what: &str) -> Result<()> {
         self.stream.synchronize().map_err(|e| anyhow!("CUDA: {what}: {e}"))
     }

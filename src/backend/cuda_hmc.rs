@@ -306,6 +306,19 @@ impl HmcEngine for CudaHmc {
         }
         Ok(res)
     }
+    /// Per site (f64 = 8 B): momenta 8, φ_old copy 16, two energy passes 2·16, each fused
+    /// kick+drift 32 (φ read once from DRAM, neighbours from cache; mom read+write; φ_out),
+    /// the closing kick 24. Rejections' restores are not counted.
+    fn bytes_per_site_trajectory(&self) -> Option<f64> {
+        let launches = match self.params.integrator {
+            Integrator::Leapfrog => self.params.n_md,
+            Integrator::Omelyan => 2 * self.params.n_md,
+        };
+        Some((8 + 16 + 32 + 32 * launches + 24) as f64)
+    }
+    fn peak_bytes_per_s(&self) -> Option<f64> {
+        self.be.peak_bandwidth()
+    }
     fn snapshot(&mut self) -> Result<Vec<ChainRow>> {
         let phi = self.fields()?;
         let v = self.theory.lattice.volume();

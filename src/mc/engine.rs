@@ -33,6 +33,14 @@ pub trait HmcEngine {
     fn advance(&mut self, k: usize) -> Result<Vec<Vec<TrajectoryResult>>>;
     /// Every chain's current configuration (f32) and counters, in chain order.
     fn snapshot(&mut self) -> Result<Vec<ChainRow>>;
+    /// Modelled DRAM bytes moved per lattice site per trajectory (for bandwidth figures).
+    fn bytes_per_site_trajectory(&self) -> Option<f64> {
+        None
+    }
+    /// Peak DRAM bandwidth of the device, bytes/s.
+    fn peak_bytes_per_s(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// The CPU reference engine: chains spread over rayon's threads.
