@@ -357,10 +357,10 @@ fn dsm_objective_kernels_match_cpu_formulas() {
     let sigma = [0.05f32, 0.7, 4.0];
     let sd = 1.3;
     let mut want = vec![0f32; bsz * v];
-    for b in 0..bsz {
-        let c = latdiff::diffusion::objective::c_in(sd, sigma[b] as f64) as f32;
+    for (b, s) in sigma.iter().enumerate() {
+        let c = latdiff::diffusion::objective::c_in(sd, *s as f64) as f32;
         for i in b * v..(b + 1) * v {
-            want[i] = (phi0[i] + sigma[b] * z[i]) * c;
+            want[i] = (phi0[i] + s * z[i]) * c;
         }
     }
     let (gp, gz, gs, gf) = (up(&be, &phi0), up(&be, &z), up(&be, &sigma), up(&be, &f));

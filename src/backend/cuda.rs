@@ -163,7 +163,9 @@ macro_rules! cuda_launch {
         use cudarc::driver::PushKernelArg as _;
         let be: &$crate::backend::cuda::CudaBackend = $be;
         let f = be.function($file, $entry)?;
+        // One expression, so temporaries among the arguments live until the launch.
         // SAFETY: argument lists match the kernel signatures in kernels/*.cu (parity tests).
+        #[allow(clippy::macro_metavars_in_unsafe)]
         let r = unsafe { be.stream.launch_builder(&f)$(.arg($arg))*.launch($cfg) };
         be.check($entry, r)
     }};

@@ -265,7 +265,7 @@ impl CudaHmc {
             let sum_phi = if accepted { m1 } else { e0[3 * c + 1] };
             out.push(TrajectoryResult { delta_h, accepted, action: self.action[c], sum_phi });
         }
-        if acc.iter().any(|&a| a == 0) {
+        if acc.contains(&0) {
             drv("upload accept", s.memcpy_htod(&acc, &mut self.accept))?;
             let (_, _, nc) = self.dims();
             let v = self.theory.lattice.volume() as i32;

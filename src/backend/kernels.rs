@@ -54,7 +54,7 @@ pub fn expand(src: &str) -> Result<String, String> {
     expand_into(src, &mut done)
 }
 
-fn expand_into<'a>(src: &str, done: &mut Vec<&'a str>) -> Result<String, String> {
+fn expand_into(src: &str, done: &mut Vec<&str>) -> Result<String, String> {
     let mut out = String::with_capacity(src.len() + 4096);
     for line in src.lines() {
         let t = line.trim();
