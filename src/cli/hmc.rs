@@ -14,8 +14,9 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest) -> i32 {
     };
     let comm = Comm::init();
     let stop = StopFlag::install();
-    // One GPU per rank: the rank's node-local index picks it.
-    let dev = match backend::select(device, true, comm.node_local_rank(), comm.is_root()) {
+    // One GPU per rank: the rank's node-local index picks it. Wolff flips are CPU-only, so
+    // with them `auto` stays on the CPU (and `cuda` is refused).
+    let dev = match backend::select(device, cfg.cluster_updates == 0, comm.node_local_rank(), comm.is_root()) {
         Ok(d) => d,
         Err(e) => return report(Err(input_err(e)), comm.rank()),
     };
