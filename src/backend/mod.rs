@@ -3,6 +3,12 @@
 
 use anyhow::{bail, Result};
 
+pub mod cuda;
+pub mod cuda_hmc;
+pub mod cuda_nn;
+pub mod kernels;
+pub mod philox;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceRequest {

@@ -1,7 +1,10 @@
 //! `latdiff bench`: throughput figures for BENCHMARKS.md.
 
-use crate::backend::{self, DeviceRequest};
-use crate::mc::{bench::hmc_throughput, Integrator};
+use crate::backend::{self, Device, DeviceRequest};
+use crate::mc::{
+    bench::{engine_throughput, hmc_throughput},
+    Integrator,
+};
 use anyhow::Result;
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -58,7 +61,9 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
-    backend::select(device, false, 0, !a.json).map_err(super::input_err)?;
+    // Only HMC has a CUDA path so far; the network benchmarks run on the CPU.
+    let has_cuda = matches!(a.what, BenchWhat::Hmc { .. });
+    let dev = backend::select(device, has_cuda, 0, !a.json).map_err(super::input_err)?;
     backend::announce();
     let comm = crate::dist::Comm::init();
     comm.configure_threads(None);
@@ -113,10 +118,18 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
                 if l < 2 {
                     return Err(super::input_err(anyhow::anyhow!("lattice: {l} is too small")));
                 }
-                // Enough chains to keep every thread busy, with a similar amount of work per size.
-                let chains = (rayon::current_num_threads() * 4).max((64 * 32 * 32 / (l * l)).max(1));
                 for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
-                    rows.push(hmc_throughput(l, chains, integ, *n_md, *seconds));
+                    rows.push(match dev {
+                        Device::Cpu => {
+                            // Enough chains to keep every thread busy, similar work per size.
+                            let chains = (rayon::current_num_threads() * 4).max((64 * 32 * 32 / (l * l)).max(1));
+                            hmc_throughput(l, chains, integ, *n_md, *seconds)
+                        }
+                        // ~16 M sites in flight saturate a GPU's memory system.
+                        Device::Cuda { .. } => {
+                            engine_throughput(dev, l, (1 << 24) / (l * l).max(1), integ, *n_md, *seconds)?
+                        }
+                    });
                 }
             }
             if a.json {
@@ -128,7 +141,7 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
                 }
                 let obj = serde_json::json!({
                     "bench": "hmc",
-                    "device": "cpu",
+                    "device": rows.first().map_or("cpu".to_string(), |r| r.device.clone()),
                     "threads": rayon::current_num_threads(),
                     "site_updates_per_s": by_l,
                     "runs": rows,
@@ -140,7 +153,7 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
                     "{:>5} {:>7} {:>10} {:>5} {:>8} {:>16} {:>18}",
                     "L", "chains", "integrator", "n_md", "threads", "site-updates/s", "force-site-evals/s"
                 );
-                for r in rows {
+                for r in &rows {
                     println!(
                         "{:>5} {:>7} {:>10} {:>5} {:>8} {:>16.3e} {:>18.3e}",
                         r.lattice,
@@ -151,6 +164,20 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
                         r.site_updates_per_s,
                         r.force_site_evals_per_s
                     );
+                }
+                if let Some(r) = rows.first().filter(|r| r.device != "cpu") {
+                    println!("device: {}", r.device);
+                    for r in &rows {
+                        if let (Some(b), Some(f)) = (r.bytes_per_s, r.bandwidth_fraction) {
+                            println!(
+                                "L={:<4} {:>9}: {:.3e} B/s modelled DRAM traffic = {:.1}% of peak",
+                                r.lattice,
+                                r.integrator,
+                                b,
+                                100.0 * f
+                            );
+                        }
+                    }
                 }
             }
         }

@@ -15,11 +15,14 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
     let comm = Comm::init();
     comm.configure_threads(threads);
     let stop = StopFlag::install();
-    if let Err(e) = backend::select(device, false, 0, comm.is_root()) {
-        return report(Err(input_err(e)), comm.rank());
-    }
+    // One GPU per rank: the rank's node-local index picks it. Wolff flips are CPU-only, so
+    // with them `auto` stays on the CPU (and `cuda` is refused).
+    let dev = match backend::select(device, cfg.cluster_updates == 0, comm.node_local_rank(), comm.is_root()) {
+        Ok(d) => d,
+        Err(e) => return report(Err(input_err(e)), comm.rank()),
+    };
     crate::backend::announce();
-    let r = crate::mc::ensemble::run(&cfg, &comm, &stop).map(|_| ());
+    let r = crate::mc::ensemble::run_on(&cfg, &comm, &stop, dev).map(|_| ());
     let code = report(r, comm.rank());
     if code == 1 && comm.size() > 1 {
         comm.abort(code);

@@ -20,6 +20,15 @@ pub struct HmcBench {
     /// chains × V × force evaluations / s.
     pub force_site_evals_per_s: f64,
     pub threads: usize,
+    /// "cpu" or the GPU's description.
+    pub device: String,
+    /// GPU only: modelled DRAM traffic per second, the device's peak, and their ratio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_bytes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth_fraction: Option<f64>,
 }
 
 /// Runs `chains` chains of an L×L φ⁴ lattice for about `seconds` (after a warm-up) and
@@ -52,5 +61,65 @@ pub fn hmc_throughput(l: usize, chains: usize, integrator: Integrator, n_md: usi
         site_updates_per_s: sites * n_md as f64 / dt,
         force_site_evals_per_s: sites * integrator.force_evals(n_md) as f64 / dt,
         threads: rayon::current_num_threads(),
+        device: "cpu".into(),
+        bytes_per_s: None,
+        peak_bytes_per_s: None,
+        bandwidth_fraction: None,
+    }
+}
+
+/// Throughput of any [`HmcEngine`](super::engine::HmcEngine) (the device is chosen once, in
+/// `engine::build`): `chains` cold-started chains of an L×L lattice for about `seconds`.
+/// Engines that model their memory traffic (CUDA) also report the achieved bandwidth.
+pub fn engine_throughput(
+    device: crate::backend::Device,
+    l: usize,
+    chains: usize,
+    integrator: Integrator,
+    n_md: usize,
+    seconds: f64,
+) -> anyhow::Result<HmcBench> {
+    let lat = Lattice::square(l);
+    let theory = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
+    let params = HmcParams { integrator, n_md, tau: 1.0, tau_jitter: 0.0 };
+    let mut e = super::engine::build(device, theory, params, 0, 1, Start::Cold, 0..chains)?;
+    e.advance(1)?;
+    let t0 = std::time::Instant::now();
+    let mut n_traj = 0;
+    while t0.elapsed().as_secs_f64() < seconds || n_traj == 0 {
+        e.advance(1)?;
+        n_traj += 1;
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let sites = (chains * lat.volume() * n_traj) as f64;
+    let traffic = e.bytes_per_site_trajectory().map(|b| b * sites / dt);
+    let peak = e.peak_bytes_per_s();
+    Ok(HmcBench {
+        lattice: l,
+        chains,
+        integrator: integrator.name().into(),
+        n_md,
+        trajectories_per_chain: n_traj,
+        seconds: dt,
+        site_updates_per_s: sites * n_md as f64 / dt,
+        force_site_evals_per_s: sites * integrator.force_evals(n_md) as f64 / dt,
+        threads: rayon::current_num_threads(),
+        device: e.describe(),
+        bytes_per_s: traffic,
+        peak_bytes_per_s: peak,
+        bandwidth_fraction: traffic.zip(peak).map(|(t, p)| t / p),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The device-generic path (used by `bench hmc --device cuda`) on the CPU engine.
+    #[test]
+    fn engine_throughput_runs_on_cpu() {
+        let b = engine_throughput(crate::backend::Device::Cpu, 4, 3, Integrator::Omelyan, 3, 0.0).unwrap();
+        assert_eq!(b.device.split(' ').next(), Some("cpu"));
+        assert!(b.trajectories_per_chain >= 1 && b.site_updates_per_s > 0.0 && b.bandwidth_fraction.is_none());
     }
 }

@@ -4,15 +4,16 @@
 //! chain's evolution depends only on (seed, chain index), and rank 0 writes rows in
 //! (round, chain) order, so the file is bit-identical for any rank or thread count.
 
+use super::engine;
 use super::hmc::{Chain, HmcParams, TrajectoryResult};
 use super::therm::{ChainHistory, ThermReport};
+use crate::backend::Device;
 use crate::config::{HmcConfig, NTherm};
 use crate::dist::Comm;
 use crate::io::{AttrValue, EnsembleWriter};
 use crate::theory::{Parametrisation, Phi4};
 use crate::util::{Progress, StopFlag};
 use anyhow::{bail, Result};
-use rayon::prelude::*;
 
 /// Per-chain sums over production trajectories; summed in chain order on rank 0.
 #[derive(Clone, Copy, Debug, Default)]
@@ -63,6 +64,12 @@ pub fn update(chain: &mut Chain, theory: &Phi4, params: &HmcParams, cluster_upda
 }
 
 pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> {
+    run_on(cfg, comm, stop, Device::Cpu)
+}
+
+/// `run` on a chosen device: the chains live in an [`HmcEngine`] built once for `device`
+/// (CPU reference, or all of this rank's chains on its GPU).
+pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<HmcSummary> {
     let t0 = std::time::Instant::now();
     let lat = cfg.lattice();
     let v = lat.volume();
@@ -73,9 +80,9 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
 
     let (c0, c1) = comm.block(cfg.n_chains);
     let counts = comm.block_counts(cfg.n_chains);
-    let mut chains: Vec<Chain> = (c0..c1).map(|c| Chain::new(&theory, cfg.seed, c as u64, cfg.start)).collect();
+    let mut engine = engine::build(device, theory, params, cfg.cluster_updates, cfg.seed, cfg.start, c0..c1)?;
     let mut hist: Vec<ChainHistory> =
-        chains.iter().map(|c| ChainHistory { hot_start: c.hot_start, ..Default::default() }).collect();
+        engine.hot_starts().into_iter().map(|hot_start| ChainHistory { hot_start, ..Default::default() }).collect();
 
     let mut writer = if root {
         let w = EnsembleWriter::create(&cfg.out, lat, &["action", "delta_h"], &["chain", "trajectory"])?;
@@ -98,6 +105,9 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
             cfg.tau,
             cfg.cluster_updates
         );
+        if let Device::Cuda { .. } = device {
+            eprintln!("device: {}", engine.describe());
+        }
     }
 
     // ---- thermalisation, checked ----
@@ -114,13 +124,13 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
         let mut left = todo;
         while left > 0 {
             let k = batch.min(left);
-            chains.par_iter_mut().zip(hist.par_iter_mut()).for_each(|(c, h)| {
-                for _ in 0..k {
-                    let r = update(c, &theory, &params, cfg.cluster_updates);
+            let res = engine.advance(k)?;
+            for (h, rs) in hist.iter_mut().zip(&res) {
+                for r in rs {
                     h.action_density.push(r.action / vf);
                     h.abs_m.push((r.sum_phi / vf).abs());
                 }
-            });
+            }
             left -= k;
             progress.inc(k as u64);
             if stop.raised() {
@@ -188,29 +198,22 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
 
     // ---- production ----
     let n_rounds = cfg.n_configs.div_ceil(cfg.n_chains);
-    let mut stats = vec![TrajStats::default(); chains.len()];
+    let mut stats = vec![TrajStats::default(); engine.n_chains()];
     let mut progress = Progress::new("hmc", (n_rounds * cfg.n_sep) as u64, "traj", root);
     for round in 0..n_rounds {
-        let rows: Vec<(Vec<f32>, [f64; 2], [i64; 2])> = chains
-            .par_iter_mut()
-            .zip(stats.par_iter_mut())
-            .map(|(c, st)| {
-                let mut last = TrajectoryResult::default();
-                for _ in 0..cfg.n_sep {
-                    last = update(c, &theory, &params, cfg.cluster_updates);
-                    st.add(&last);
-                }
-                let cfg32: Vec<f32> = c.phi.iter().map(|&x| x as f32).collect();
-                (cfg32, [c.action, last.delta_h], [c.index as i64, c.n_traj as i64])
-            })
-            .collect();
+        let res = engine.advance(cfg.n_sep)?;
+        for (st, rs) in stats.iter_mut().zip(&res) {
+            rs.iter().for_each(|r| st.add(r));
+        }
+        let rows = engine.snapshot()?;
         let mut f32s = Vec::with_capacity(rows.len() * v);
         let mut f64s = Vec::with_capacity(rows.len() * 2);
         let mut i64s = Vec::with_capacity(rows.len() * 2);
-        for (c, f, i) in &rows {
-            f32s.extend(c);
-            f64s.extend(f);
-            i64s.extend(i);
+        for (row, rs) in rows.iter().zip(&res) {
+            let last = rs.last().copied().unwrap_or_default();
+            f32s.extend(&row.phi);
+            f64s.extend([row.action, last.delta_h]);
+            i64s.extend([row.index as i64, row.n_traj as i64]);
         }
         let all32 = comm.gather(&f32s, &counts.iter().map(|c| c * v).collect::<Vec<_>>());
         let all64 = comm.gather(&f64s, &counts.iter().map(|c| c * 2).collect::<Vec<_>>());
@@ -258,6 +261,10 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
 
     if let Some(w) = writer {
         write_attrs(&w, cfg, &param, comm, &summary)?;
+        if let Device::Cuda { .. } = device {
+            w.set_attr("device", AttrValue::Str(engine.describe()))?;
+            w.set_attr("rng", AttrValue::Str("philox4x32-10 (GPU); start configurations from xoshiro256++".into()))?;
+        }
         w.finish()?;
         eprintln!(
             "wrote {} configurations to {}: acceptance {:.4}, <exp(-dH)> = {:.4} ± {:.4}, rms dH {:.3e}, {:.1} s",

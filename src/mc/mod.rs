@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod engine;
 pub mod ensemble;
 pub mod hmc;
 pub mod integrator;

@@ -1,0 +1,433 @@
+//! GPU kernels against the CPU reference: every test prints "skipped: no CUDA device" and
+//! returns when no GPU is usable. f32 layers: relative error (max |gpu − cpu| / max |cpu|)
+//! below 1e-5; f64 HMC: below 1e-10 for single steps and energies.
+
+use cudarc::driver::CudaSlice;
+use latdiff::backend::cuda::CudaBackend;
+use latdiff::backend::cuda_hmc::{reference_trajectory, CudaHmc};
+use latdiff::backend::{cuda_nn as g, cuda_usable, philox};
+use latdiff::lattice::Lattice;
+use latdiff::mc::hmc::{Chain, HmcParams, Start};
+use latdiff::mc::Integrator;
+use latdiff::nn::conv::{conv2d_backward, conv2d_forward, ConvScratch, ConvShape};
+use latdiff::nn::optim::{AdamW, AdamWConfig};
+use latdiff::nn::{activation as act, groupnorm as gn, sample, ParamLayout};
+use latdiff::theory::{Action, Parametrisation, Phi4};
+use rand::{RngExt, SeedableRng};
+
+fn gpu() -> Option<CudaBackend> {
+    match cuda_usable() {
+        Ok(_) => Some(CudaBackend::new(0).expect("a GPU is present but the CUDA backend failed to start")),
+        Err(e) => {
+            eprintln!("skipped: no CUDA device ({e})");
+            None
+        }
+    }
+}
+
+fn rand_f32(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    (0..n).map(|_| r.random_range(-1.0f32..1.0)).collect()
+}
+
+fn rand_f64(n: usize, seed: u64) -> Vec<f64> {
+    let mut r = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    (0..n).map(|_| r.random_range(-1.5..1.5)).collect()
+}
+
+fn rel_err<T: Copy + Into<f64>>(gpu: &[T], cpu: &[T]) -> f64 {
+    assert_eq!(gpu.len(), cpu.len());
+    let scale = cpu.iter().map(|&x| x.into().abs()).fold(1e-30, f64::max);
+    gpu.iter().zip(cpu).map(|(&a, &b)| (a.into() - b.into()).abs()).fold(0.0, f64::max) / scale
+}
+
+fn assert_close<T: Copy + Into<f64>>(what: &str, gpu: &[T], cpu: &[T], tol: f64) {
+    let e = rel_err(gpu, cpu);
+    assert!(e < tol, "{what}: relative error {e:.3e} >= {tol:.0e}");
+    eprintln!("ok: {what}: relative error {e:.2e}");
+}
+
+fn up(be: &CudaBackend, x: &[f32]) -> CudaSlice<f32> {
+    be.stream.clone_htod(x).unwrap()
+}
+fn up64(be: &CudaBackend, x: &[f64]) -> CudaSlice<f64> {
+    be.stream.clone_htod(x).unwrap()
+}
+fn down<T: cudarc::driver::DeviceRepr + Default + Clone>(be: &CudaBackend, x: &CudaSlice<T>) -> Vec<T> {
+    be.stream.clone_dtoh(x).unwrap()
+}
+
+// ---------------------------------------------------------------- HMC (f64)
+
+fn phi4(lt: usize, lx: usize) -> Phi4 {
+    Phi4::new(Lattice::new(lt, lx), Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 })
+}
+
+fn engine(th: Phi4, integ: Integrator, n_chains: usize, jitter: f64) -> CudaHmc {
+    let params = HmcParams { integrator: integ, n_md: 7, tau: 1.0, tau_jitter: jitter };
+    CudaHmc::new(0, th, params, 0, 42, Start::Hot, 0..n_chains).unwrap()
+}
+
+#[test]
+fn hmc_md_integration_matches_cpu() {
+    let Some(_) = gpu() else { return };
+    for (lt, lx) in [(8, 12), (2, 3), (16, 16)] {
+        for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
+            let th = phi4(lt, lx);
+            let nc = 3;
+            let mut e = engine(th, integ, nc, 0.0);
+            let v = lt * lx;
+            let phi = rand_f64(nc * v, 1);
+            let mom = rand_f64(nc * v, 2);
+            let (gp, gm) = e.integrate_given(&phi, &mom, 0.9).unwrap();
+            let (mut cp, mut cm) = (phi.clone(), mom.clone());
+            for c in 0..nc {
+                let r = c * v..(c + 1) * v;
+                integ.integrate(&th, &mut cp[r.clone()], &mut cm[r], 7, 0.9);
+            }
+            assert_close(&format!("hmc phi {integ:?} {lt}x{lx}"), &gp, &cp, 1e-10);
+            assert_close(&format!("hmc mom {integ:?} {lt}x{lx}"), &gm, &cm, 1e-10);
+        }
+    }
+}
+
+#[test]
+fn hmc_energies_match_cpu() {
+    let Some(_) = gpu() else { return };
+    let th = phi4(6, 10);
+    let nc = 4;
+    let mut e = engine(th, Integrator::Leapfrog, nc, 0.0);
+    let v = 60;
+    let phi = rand_f64(nc * v, 3);
+    let mom = rand_f64(nc * v, 4);
+    let got = e.energies_given(&phi, &mom).unwrap();
+    let mut want = Vec::new();
+    for c in 0..nc {
+        let (s, m) = th.action_and_sum(&phi[c * v..][..v]);
+        let k = 0.5 * mom[c * v..][..v].iter().map(|p| p * p).sum::<f64>();
+        want.extend([s, m, k]);
+    }
+    assert_close("hmc energies", &got, &want, 1e-12);
+    let _ = th.action(&phi[..v]);
+}
+
+#[test]
+fn hmc_momenta_match_host_philox() {
+    let Some(_) = gpu() else { return };
+    let th = phi4(5, 7); // odd volume: the last pair is half used
+    let mut e = engine(th, Integrator::Leapfrog, 3, 0.0);
+    let got = e.momenta().unwrap();
+    let v = 35;
+    let mut want = Vec::new();
+    for c in 0..3u32 {
+        want.extend(philox::normals(42, c, 0, philox::HMC_MOMENTA, v));
+    }
+    assert_close("philox momenta", &got, &want, 1e-13);
+}
+
+#[test]
+fn hmc_trajectories_match_philox_reference() {
+    let Some(_) = gpu() else { return };
+    for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
+        let th = phi4(8, 8);
+        let nc = 4;
+        let mut e = engine(th, integ, nc, 0.2);
+        let params = e.params;
+        let mut cpu: Vec<Vec<f64>> = (0..nc).map(|c| Chain::new(&th, 42, c as u64, Start::Hot).phi).collect();
+        for traj in 0..5u32 {
+            let res = e.trajectory_all().unwrap();
+            for (c, r) in res.iter().enumerate() {
+                let want = reference_trajectory(&th, &params, 42, c as u32, traj, &mut cpu[c]);
+                assert_eq!(r.accepted, want.accepted, "{integ:?} chain {c} traj {traj}: accept differs");
+                assert!(
+                    (r.delta_h - want.delta_h).abs() < 1e-8 * (1.0 + want.delta_h.abs()),
+                    "{integ:?} chain {c} traj {traj}: dH {} vs {}",
+                    r.delta_h,
+                    want.delta_h
+                );
+            }
+        }
+        let got = e.fields().unwrap();
+        assert_close(&format!("hmc 5 trajectories {integ:?}"), &got, &cpu.concat(), 1e-9);
+    }
+}
+
+// ---------------------------------------------------------------- layers (f32)
+
+#[test]
+fn conv_forward_backward_match_cpu() {
+    let Some(be) = gpu() else { return };
+    let shapes = [
+        ConvShape { b: 2, cin: 3, cout: 4, h: 6, w: 4, k: 3 },
+        ConvShape { b: 3, cin: 5, cout: 2, h: 4, w: 8, k: 1 },
+        ConvShape { b: 2, cin: 2, cout: 3, h: 1, w: 1, k: 1 },
+        ConvShape { b: 1, cin: 2, cout: 2, h: 2, w: 2, k: 3 },
+        ConvShape { b: 4, cin: 32, cout: 64, h: 16, w: 16, k: 3 },
+    ];
+    let mut gs = g::GpuConvScratch::new(&be).unwrap();
+    for (i, s) in shapes.iter().enumerate() {
+        let seed = 10 * i as u64;
+        let (nin, nout) = (s.b * s.cin * s.h * s.w, s.b * s.cout * s.h * s.w);
+        let inp = rand_f32(nin, seed);
+        let wt = rand_f32(s.cout * s.kdim(), seed + 1);
+        let bias = rand_f32(s.cout, seed + 2);
+        let dout = rand_f32(nout, seed + 3);
+        let mut sc = ConvScratch::default();
+        let mut out = vec![0f32; nout];
+        conv2d_forward(&mut out, &inp, &wt, &bias, s, &mut sc);
+        let (mut dinp, mut dw, mut db) = (rand_f32(nin, seed + 4), rand_f32(wt.len(), seed + 5), rand_f32(s.cout, 6));
+        let (gdi0, gdw0, gdb0) = (dinp.clone(), dw.clone(), db.clone());
+        conv2d_backward(Some(&mut dinp), &mut dw, &mut db, &dout, &inp, &wt, s, &mut sc);
+
+        let (ginp, gwt, gbias, gdout) = (up(&be, &inp), up(&be, &wt), up(&be, &bias), up(&be, &dout));
+        let mut gout = up(&be, &vec![0.0; nout]);
+        g::conv2d_forward(&be, &mut gout.as_view_mut(), &ginp.as_view(), &gwt.as_view(), &gbias.as_view(), s, &mut gs)
+            .unwrap();
+        assert_close(&format!("conv fwd {s:?}"), &down(&be, &gout), &out, 1e-5);
+        let (mut gdi, mut gdw, mut gdb) = (up(&be, &gdi0), up(&be, &gdw0), up(&be, &gdb0));
+        g::conv2d_backward(
+            &be,
+            Some(&mut gdi.as_view_mut()),
+            &mut gdw.as_view_mut(),
+            &mut gdb.as_view_mut(),
+            &gdout.as_view(),
+            &ginp.as_view(),
+            &gwt.as_view(),
+            s,
+            &mut gs,
+        )
+        .unwrap();
+        assert_close(&format!("conv dinp {s:?}"), &down(&be, &gdi), &dinp, 1e-5);
+        assert_close(&format!("conv dweight {s:?}"), &down(&be, &gdw), &dw, 1e-5);
+        assert_close(&format!("conv dbias {s:?}"), &down(&be, &gdb), &db, 1e-5);
+    }
+}
+
+#[test]
+fn elementwise_layers_match_cpu() {
+    let Some(be) = gpu() else { return };
+    let (b, c, hw) = (3, 8, 20);
+    let n = b * c * hw;
+    let x: Vec<f32> = rand_f32(n, 1).iter().map(|v| 4.0 * v).collect();
+    let dy = rand_f32(n, 2);
+    let (gx, gdy) = (up(&be, &x), up(&be, &dy));
+    // SiLU
+    let mut o = vec![0f32; n];
+    act::silu_forward(&mut o, &x);
+    let mut go = up(&be, &vec![0.0; n]);
+    g::silu_forward(&be, &mut go.as_view_mut(), &gx.as_view()).unwrap();
+    assert_close("silu fwd", &down(&be, &go), &o, 1e-5);
+    let mut dx = rand_f32(n, 3);
+    let mut gdx = up(&be, &dx);
+    act::silu_backward(&mut dx, &dy, &x);
+    g::silu_backward(&be, &mut gdx.as_view_mut(), &gdy.as_view(), &gx.as_view()).unwrap();
+    assert_close("silu bwd", &down(&be, &gdx), &dx, 1e-5);
+    // FiLM
+    let ss = rand_f32(b * 2 * c, 4);
+    let gss = up(&be, &ss);
+    act::film_forward(&mut o, &x, &ss, b, c, hw);
+    g::film_forward(&be, &mut go.as_view_mut(), &gx.as_view(), &gss.as_view(), b, c, hw).unwrap();
+    assert_close("film fwd", &down(&be, &go), &o, 1e-5);
+    let (mut dx, mut dss) = (rand_f32(n, 5), rand_f32(2 * b * c, 6));
+    let (mut gdx, mut gdss) = (up(&be, &dx), up(&be, &dss));
+    act::film_backward(&mut dx, &mut dss, &dy, &x, &ss, b, c, hw);
+    g::film_backward(
+        &be,
+        &mut gdx.as_view_mut(),
+        &mut gdss.as_view_mut(),
+        &gdy.as_view(),
+        &gx.as_view(),
+        &gss.as_view(),
+        b,
+        c,
+        hw,
+    )
+    .unwrap();
+    assert_close("film bwd dinp", &down(&be, &gdx), &dx, 1e-5);
+    assert_close("film bwd dss", &down(&be, &gdss), &dss, 1e-5);
+    // add, accumulate
+    act::add_forward(&mut o, &x, &dy);
+    g::add_forward(&be, &mut go.as_view_mut(), &gx.as_view(), &gdy.as_view()).unwrap();
+    assert_close("add", &down(&be, &go), &o, 1e-6);
+    // concat
+    let (ca, cb) = (3, 5);
+    let a = rand_f32(b * ca * hw, 7);
+    let cc = rand_f32(b * cb * hw, 8);
+    let mut o = vec![0f32; b * (ca + cb) * hw];
+    act::concat_forward(&mut o, &a, ca, &cc, cb, b, hw);
+    let (ga, gc) = (up(&be, &a), up(&be, &cc));
+    let mut go = up(&be, &vec![0.0; o.len()]);
+    g::concat_forward(&be, &mut go.as_view_mut(), &ga.as_view(), ca, &gc.as_view(), cb, b, hw).unwrap();
+    assert_close("concat fwd", &down(&be, &go), &o, 1e-7);
+    let (mut da, mut dc) = (rand_f32(a.len(), 9), rand_f32(cc.len(), 10));
+    let (mut gda, mut gdc) = (up(&be, &da), up(&be, &dc));
+    act::concat_backward(&mut da, &mut dc, &o, ca, cb, b, hw);
+    g::concat_backward(&be, &mut gda.as_view_mut(), &mut gdc.as_view_mut(), &go.as_view(), ca, cb, b, hw).unwrap();
+    assert_close("concat bwd a", &down(&be, &gda), &da, 1e-6);
+    assert_close("concat bwd c", &down(&be, &gdc), &dc, 1e-6);
+}
+
+#[test]
+fn groupnorm_matches_cpu() {
+    let Some(be) = gpu() else { return };
+    for (b, c, hw, groups) in [(2, 6, 12, 3), (4, 64, 256, 8), (1, 8, 1, 4)] {
+        let n = b * c * hw;
+        let x: Vec<f32> = rand_f32(n, 1).iter().map(|v| 3.0 * v + 0.5).collect();
+        let (gamma, beta, dy) = (rand_f32(c, 2), rand_f32(c, 3), rand_f32(n, 4));
+        let mut o = vec![0f32; n];
+        let mut st = vec![0f32; 2 * b * groups];
+        gn::groupnorm_forward(&mut o, &mut st, &x, &gamma, &beta, b, c, hw, groups);
+        let (gx, gg, gb, gdy) = (up(&be, &x), up(&be, &gamma), up(&be, &beta), up(&be, &dy));
+        let mut go = up(&be, &vec![0.0; n]);
+        let mut gst = up(&be, &vec![0.0; st.len()]);
+        g::groupnorm_forward(
+            &be,
+            &mut go.as_view_mut(),
+            &mut gst.as_view_mut(),
+            &gx.as_view(),
+            &gg.as_view(),
+            &gb.as_view(),
+            b,
+            c,
+            hw,
+            groups,
+        )
+        .unwrap();
+        assert_close(&format!("groupnorm fwd {b}x{c}x{hw}"), &down(&be, &go), &o, 1e-5);
+        assert_close(&format!("groupnorm stats {b}x{c}x{hw}"), &down(&be, &gst), &st, 1e-5);
+        let (mut dx, mut dg, mut db) = (rand_f32(n, 5), rand_f32(c, 6), rand_f32(c, 7));
+        let (mut gdx, mut gdg, mut gdb) = (up(&be, &dx), up(&be, &dg), up(&be, &db));
+        gn::groupnorm_backward(&mut dx, &mut dg, &mut db, &dy, &x, &st, &gamma, b, c, hw, groups);
+        g::groupnorm_backward(
+            &be,
+            &mut gdx.as_view_mut(),
+            &mut gdg.as_view_mut(),
+            &mut gdb.as_view_mut(),
+            &gdy.as_view(),
+            &gx.as_view(),
+            &gst.as_view(),
+            &gg.as_view(),
+            b,
+            c,
+            hw,
+            groups,
+        )
+        .unwrap();
+        assert_close(&format!("groupnorm dinp {b}x{c}x{hw}"), &down(&be, &gdx), &dx, 1e-5);
+        assert_close(&format!("groupnorm dgamma {b}x{c}x{hw}"), &down(&be, &gdg), &dg, 1e-5);
+        assert_close(&format!("groupnorm dbeta {b}x{c}x{hw}"), &down(&be, &gdb), &db, 1e-5);
+    }
+}
+
+#[test]
+fn resample_matches_cpu() {
+    let Some(be) = gpu() else { return };
+    let (bc, h, w) = (6, 8, 12);
+    let x = rand_f32(bc * h * w, 1);
+    let gx = up(&be, &x);
+    let mut o = vec![0f32; bc * h * w / 4];
+    sample::down_forward(&mut o, &x, bc, h, w);
+    let mut go = up(&be, &vec![0.0; o.len()]);
+    g::down_forward(&be, &mut go.as_view_mut(), &gx.as_view(), bc, h, w).unwrap();
+    assert_close("down fwd", &down(&be, &go), &o, 1e-6);
+    let mut dx = rand_f32(x.len(), 2);
+    let mut gdx = up(&be, &dx);
+    sample::down_backward(&mut dx, &o, bc, h, w);
+    g::down_backward(&be, &mut gdx.as_view_mut(), &go.as_view(), bc, h, w).unwrap();
+    assert_close("down bwd", &down(&be, &gdx), &dx, 1e-6);
+    let mut o = vec![0f32; bc * h * w * 4];
+    sample::up_forward(&mut o, &x, bc, h, w);
+    let mut go = up(&be, &vec![0.0; o.len()]);
+    g::up_forward(&be, &mut go.as_view_mut(), &gx.as_view(), bc, h, w).unwrap();
+    assert_close("up fwd", &down(&be, &go), &o, 1e-7);
+    let mut dx = rand_f32(x.len(), 3);
+    let mut gdx = up(&be, &dx);
+    sample::up_backward(&mut dx, &o, bc, h, w);
+    g::up_backward(&be, &mut gdx.as_view_mut(), &go.as_view(), bc, h, w).unwrap();
+    assert_close("up bwd", &down(&be, &gdx), &dx, 1e-6);
+}
+
+#[test]
+fn dsm_objective_kernels_match_cpu_formulas() {
+    let Some(be) = gpu() else { return };
+    let (bsz, v) = (3, 64);
+    let phi0 = rand_f32(bsz * v, 1);
+    let z = rand_f32(bsz * v, 2);
+    let f = rand_f32(bsz * v, 3);
+    let sigma = [0.05f32, 0.7, 4.0];
+    let sd = 1.3;
+    let mut want = vec![0f32; bsz * v];
+    for (b, s) in sigma.iter().enumerate() {
+        let c = latdiff::diffusion::objective::c_in(sd, *s as f64) as f32;
+        for i in b * v..(b + 1) * v {
+            want[i] = (phi0[i] + s * z[i]) * c;
+        }
+    }
+    let (gp, gz, gs, gf) = (up(&be, &phi0), up(&be, &z), up(&be, &sigma), up(&be, &f));
+    let mut gx = up(&be, &vec![0.0; bsz * v]);
+    g::dsm_input(&be, &mut gx.as_view_mut(), &gp.as_view(), &gz.as_view(), &gs.as_view(), v, sd).unwrap();
+    assert_close("dsm input", &down(&be, &gx), &want, 1e-6);
+    let (mut gr, mut gd) = (up(&be, &vec![0.0; bsz * v]), up(&be, &vec![0.0; bsz * v]));
+    let mut gl = up(&be, &[0.0; 3]);
+    let loss =
+        g::dsm_residual(&be, &mut gr.as_view_mut(), &mut gd.as_view_mut(), &mut gl, &gf.as_view(), &gz.as_view(), v)
+            .unwrap();
+    let r: Vec<f32> = f.iter().zip(&z).map(|(a, b)| a + b).collect();
+    let ls: Vec<f32> = r.chunks(v).map(|c| c.iter().map(|x| x * x).sum()).collect();
+    assert_close("dsm residual", &down(&be, &gr), &r, 1e-6);
+    assert_close("dsm dout", &down(&be, &gd), &r.iter().map(|x| 2.0 / 3.0 * x).collect::<Vec<f32>>(), 1e-6);
+    assert_close("dsm per-sample loss", &down(&be, &gl), &ls, 1e-5);
+    assert!(((loss - ls.iter().sum::<f32>() / 3.0) / loss).abs() < 1e-5);
+}
+
+#[test]
+fn sde_em_step_matches_host_philox() {
+    let Some(be) = gpu() else { return };
+    let (bsz, v) = (3, 45);
+    let phi = rand_f64(bsz * v, 1);
+    let score = rand_f64(bsz * v, 2);
+    let lw0 = rand_f64(bsz, 3);
+    let (delta, step_const, seed, first, step) = (0.37, -1.25, 0xdead_beef_1234u64, 5u32, 17u32);
+    let (mut gphi, mut glw, gs) = (up64(&be, &phi), up64(&be, &lw0), up64(&be, &score));
+    g::sde_em_step(&be, &mut gphi, &mut glw, &gs, v, delta, step_const, seed, first, step, true).unwrap();
+    let (mut p, mut lw) = (phi.clone(), lw0.clone());
+    for b in 0..bsz {
+        let z = philox::normals(seed, first + b as u32, step, philox::SDE_NOISE, v);
+        let (mut dd, mut zz) = (0.0, 0.0);
+        for i in 0..v {
+            let d = delta * score[b * v + i] + delta.sqrt() * z[i];
+            p[b * v + i] += d;
+            dd += d * d;
+            zz += z[i] * z[i];
+        }
+        lw[b] += -0.5 * dd / delta + 0.5 * zz + step_const;
+    }
+    assert_close("sde em step phi", &down(&be, &gphi), &p, 1e-12);
+    assert_close("sde em step log w", &down(&be, &glw), &lw, 1e-12);
+}
+
+#[test]
+fn adamw_matches_cpu() {
+    let Some(be) = gpu() else { return };
+    let mut layout = ParamLayout::default();
+    layout.push("w", &[40, 25]);
+    layout.push("b", &[40]);
+    let n = layout.len();
+    let cfg = AdamWConfig { warmup_steps: 2, total_steps: 10, weight_decay: 0.1, clip_norm: 5.0, ..Default::default() };
+    let p0 = rand_f32(n, 1);
+    let mut cpu = AdamW::<f32>::new(cfg.clone(), &layout, &p0);
+    let mut gp = up(&be, &p0);
+    let mut gpu = g::CudaAdamW::new(&be, cfg, &layout, &gp).unwrap();
+    let mut p = p0.clone();
+    for step in 0..4 {
+        let grads: Vec<f32> = rand_f32(n, 10 + step).iter().map(|x| x * 0.3).collect();
+        let a = cpu.update(&mut p, &grads);
+        let b = gpu.update(&be, &mut gp, &up(&be, &grads)).unwrap();
+        assert!((a.grad_norm - b.grad_norm).abs() < 1e-9 * a.grad_norm, "grad norm {} vs {}", a.grad_norm, b.grad_norm);
+        assert_eq!(a.lr, b.lr);
+    }
+    assert_close("adamw params", &down(&be, &gp), &p, 1e-5);
+    assert_close("adamw m", &down(&be, &gpu.m), &cpu.m, 1e-5);
+    assert_close("adamw v", &down(&be, &gpu.v), &cpu.v, 1e-5);
+    assert_close("adamw ema", &down(&be, &gpu.ema), &cpu.ema, 1e-5);
+}
