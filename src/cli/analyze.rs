@@ -29,6 +29,9 @@ pub struct AnalyzeArgs {
     /// choice from τ_int.
     #[arg(long, value_name = "N")]
     pub bin_size: Option<usize>,
+    /// Ignore /log_weight: the raw (unreweighted) estimates of weighted ensembles.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// An opened, validated ensemble file (nothing measured yet).
@@ -152,7 +155,10 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
         return Err(super::input_err(anyhow!("bin-size: must be at least 1")));
     }
     // Open and check everything before any measurement.
-    let inputs: Vec<Input> = a.files.iter().map(|p| open(p)).collect::<Result<_>>().map_err(super::input_err)?;
+    let mut inputs: Vec<Input> = a.files.iter().map(|p| open(p)).collect::<Result<_>>().map_err(super::input_err)?;
+    if a.raw {
+        inputs.iter_mut().for_each(|i| i.log_weight = None);
+    }
     if !a.allow_mismatch {
         for other in &inputs[1..] {
             check_match(&inputs[0], other).map_err(super::input_err)?;
