@@ -116,3 +116,33 @@ pub fn report(r: anyhow::Result<()>, rank: usize) -> i32 {
         }
     }
 }
+
+/// The frame shared by the MPI commands: configuration checked before MPI starts and
+/// before any file exists, then MPI, thread share, signal flag and device, then `body`.
+/// Bad input is found identically on every rank and reported once (exit 2); any other
+/// failure may be one rank's alone, so it ends the whole job rather than leave the other
+/// ranks waiting in a collective.
+pub fn run_distributed<C>(
+    cfg: anyhow::Result<C>,
+    device: DeviceRequest,
+    threads: Option<usize>,
+    has_cuda_path: impl FnOnce(&C) -> bool,
+    body: impl FnOnce(&C, &crate::dist::Comm, &crate::util::StopFlag, crate::backend::Device) -> anyhow::Result<()>,
+) -> i32 {
+    let cfg = match cfg.map_err(input_err) {
+        Ok(c) => c,
+        Err(e) => return report(Err(e), 0),
+    };
+    let comm = crate::dist::Comm::init();
+    comm.configure_threads(threads);
+    let stop = crate::util::StopFlag::install();
+    let dev = match crate::backend::select(device, has_cuda_path(&cfg), comm.node_local_rank(), comm.is_root()) {
+        Ok(d) => d,
+        Err(e) => return report(Err(input_err(e)), comm.rank()),
+    };
+    let code = report(body(&cfg, &comm, &stop, dev), comm.rank());
+    if code == 1 && comm.size() > 1 {
+        comm.abort(code);
+    }
+    code
+}
