@@ -3,7 +3,7 @@
 # (as root through apt; otherwise prints what to install or `module load`), and exports
 # the environment OpenMPI needs. Source it: `. jobscripts/setup.sh`.
 
-LATDIFF_APT_PACKAGES="libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libclang-dev pkg-config cmake fonts-dejavu-core python3 python3-pip"
+LATDIFF_APT_PACKAGES="libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libclang-dev pkg-config cmake fonts-dejavu-core python3 python3-pip python3-venv python3-h5py"
 
 latdiff_missing_packages() {
   local missing=""

@@ -11,6 +11,18 @@ cargo test --release --all-features 2>&1
 echo "== Slurm: job scripts under a real single-node Slurm (tests/slurm.sh)"
 cargo build --release --all-features 2>&1 | tail -1
 bash tests/slurm.sh "${CARGO_TARGET_DIR:-target}/release/latdiff"
+echo "== the files read with h5py (Debian's python3-h5py)"
+h5out=$(mktemp -d)
+"${CARGO_TARGET_DIR:-target}/release/latdiff" hmc --lattice 4x6 --n-configs 6 --n-chains 2 --n-therm 10 --out "$h5out/e.h5" 2>/dev/null
+/usr/bin/python3 - "$h5out/e.h5" <<'PY'
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+assert f["configs"].shape == (6, 4, 6) and f["configs"].dtype.name == "float32", f["configs"]
+assert f["action"].shape == (6,) and f.attrs["theory"] == "phi4" and list(f.attrs["lattice"]) == [4, 6]
+assert "n_configs = 6" in f.attrs["config"]
+print("h5py reads", sys.argv[1], dict((k, f.attrs[k]) for k in ("theory", "kappa", "lambda", "seed", "n_ranks")))
+PY
+rm -rf "$h5out"
 echo "== benches compile"
 cargo bench --no-run 2>&1 | tail -1
 if [ -x jobscripts/check-kernels.sh ]; then
