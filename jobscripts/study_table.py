@@ -28,9 +28,9 @@ for d in sorted(glob.glob(os.path.join(out, "k*"))):
         if not os.path.exists(f):
             continue
         c = json.load(open(f)); raw = json.load(open(r))
-        files = c["files"] if "files" in c else c
+        files = c["ensembles"]
         hmc, gen, mh = files[0], files[1], files[2]
-        rawg = (raw["files"] if "files" in raw else raw)[1]
+        rawg = raw["ensembles"][1]
         for key, name in keys:
             h, g, m, rg = (x["observables"].get(key) for x in (hmc, gen, mh, rawg))
             print(f"| {k} | {L} | {name} | {fmt(h)} | {fmt(rg)} ({dev(h, rg)}) | {fmt(g)} ({dev(h, g)}) | {fmt(m)} ({dev(h, m)}) |")
