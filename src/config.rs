@@ -123,6 +123,19 @@ pub fn to_toml<T: Serialize>(cfg: &T) -> String {
     toml::to_string(cfg).unwrap_or_else(|e| format!("# could not serialise config: {e}"))
 }
 
+/// JSON (used by `merge`) has no NaN or infinity and would turn them into "not given":
+/// checks the float keys of both layers (file and flags) before they pass through it.
+fn check_finite<O>(layers: [&O; 2], floats: impl Fn(&O) -> Vec<(&'static str, Option<f64>)>) -> Result<()> {
+    for o in layers {
+        for (k, v) in floats(o) {
+            if let Some(v) = v {
+                finite(k, v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -309,16 +322,9 @@ impl HmcConfig {
             Some(p) => read_options_file(p)?,
             None => HmcOptions::default(),
         };
-        // JSON (used for merging) has no NaN or infinity: check floats before they pass through it.
-        for o in [&file, flags] {
-            for (k, v) in
-                [("kappa", o.kappa), ("m2", o.m2), ("lambda", o.lambda), ("tau", o.tau), ("tau_jitter", o.tau_jitter)]
-            {
-                if let Some(v) = v {
-                    finite(k, v)?;
-                }
-            }
-        }
+        check_finite([&file, flags], |o| {
+            vec![("kappa", o.kappa), ("m2", o.m2), ("lambda", o.lambda), ("tau", o.tau), ("tau_jitter", o.tau_jitter)]
+        })?;
         let mut cfg: HmcConfig = merge(&file, flags)?;
         // Record the resolved theory explicitly (defaults included) in the stored config.
         match cfg.theory()? {
@@ -533,8 +539,8 @@ impl TrainConfig {
             }
             None => TrainOptions::default(),
         };
-        for o in [&file, flags] {
-            for (k, v) in [
+        check_finite([&file, flags], |o| {
+            vec![
                 ("lr", o.lr),
                 ("lr_min", o.lr_min),
                 ("weight_decay", o.weight_decay),
@@ -543,12 +549,8 @@ impl TrainConfig {
                 ("sigma_min", o.sigma_min),
                 ("sigma_max", o.sigma_max),
                 ("val_fraction", o.val_fraction),
-            ] {
-                if let Some(v) = v {
-                    finite(k, v)?;
-                }
-            }
-        }
+            ]
+        })?;
         let cfg: TrainConfig = merge(&file, flags)?;
         cfg.validate()?;
         Ok(cfg)
@@ -758,20 +760,16 @@ impl SampleConfig {
             Some(p) => read_options_file(p)?,
             None => SampleOptions::default(),
         };
-        for o in [&file, flags] {
-            for (k, v) in [
+        check_finite([&file, flags], |o| {
+            vec![
                 ("kappa", o.kappa),
                 ("m2", o.m2),
                 ("lambda", o.lambda),
                 ("sigma_min", o.sigma_min),
                 ("sigma_max", o.sigma_max),
                 ("snr", o.snr),
-            ] {
-                if let Some(v) = v {
-                    finite(k, v)?;
-                }
-            }
-        }
+            ]
+        })?;
         let cfg: SampleConfig = merge(&file, flags)?;
         if cfg.model.is_empty() {
             bail!("model: no model given (--model model.h5, or --model free:kappa=0.2)");

@@ -147,32 +147,21 @@ impl ThermReport {
     }
 
     pub fn lines(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for c in &self.drift {
-            out.push(format!(
-                "  {:<15} 3rd quarter {:.6}, 4th quarter {:.6}: diff {:+.2e} ± {:.1e} ({:.1} σ){}",
+        let line = |c: &Comparison, first: &str, second: &str, alarm: &str| {
+            format!(
+                "  {:<15} {first} {:.6}, {second} {:.6}: diff {:+.2e} ± {:.1e} ({:.1} σ){}",
                 c.observable,
                 c.first,
                 c.second,
                 c.diff,
                 c.err,
                 c.sigmas(),
-                if c.fails() { "  <-- STILL DRIFTING" } else { "" }
-            ));
-        }
-        for c in &self.starts {
-            out.push(format!(
-                "  {:<15} cold starts {:.6}, hot starts {:.6}: diff {:+.2e} ± {:.1e} ({:.1} σ){}",
-                c.observable,
-                c.first,
-                c.second,
-                c.diff,
-                c.err,
-                c.sigmas(),
-                if c.fails() { "  <-- STARTS DISAGREE" } else { "" }
-            ));
-        }
-        out
+                if c.fails() { alarm } else { "" }
+            )
+        };
+        let drift = self.drift.iter().map(|c| line(c, "3rd quarter", "4th quarter", "  <-- STILL DRIFTING"));
+        let starts = self.starts.iter().map(|c| line(c, "cold starts", "hot starts", "  <-- STARTS DISAGREE"));
+        drift.chain(starts).collect()
     }
 }
 
