@@ -292,42 +292,12 @@ fn train_rows(
 /// Reverse-SDE sampling with randomly initialised networks (the cost does not depend on
 /// the weights' values).
 fn sample_rows(presets: &[String], lattices: &[usize], steps: usize, seconds: f64) -> Result<Vec<serde_json::Value>> {
+    use crate::diffusion::generate::Timed;
+    use crate::diffusion::model::{workspace_bytes_per_config, NetworkScoreModel};
     use crate::diffusion::objective::DsmWorkspace;
     use crate::diffusion::sampler::{sample_batch, SamplerKind, SamplerSettings};
-    use crate::diffusion::ScoreModel;
     use crate::lattice::Lattice;
     use crate::nn::{Arch, Network};
-    struct Net {
-        net: Network,
-        params: Vec<f32>,
-        ws: std::sync::Mutex<Option<(usize, DsmWorkspace<f32>)>>,
-        nanos: std::sync::atomic::AtomicU64,
-    }
-    impl ScoreModel for Net {
-        fn check_lattice(&self, _: Lattice) -> Result<(), String> {
-            Ok(())
-        }
-        fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) {
-            let t = std::time::Instant::now();
-            let b = sigma.len();
-            let mut g = self.ws.lock().unwrap();
-            if g.as_ref().map(|x| x.0) != Some(b) {
-                *g = Some((b, DsmWorkspace::new(&self.net, b, lat.lt, lat.lx)));
-            }
-            let p: Vec<f32> = phi.iter().map(|&x| x as f32).collect();
-            let s: Vec<f32> = sigma.iter().map(|&x| x as f32).collect();
-            let mut o = vec![0.0f32; phi.len()];
-            crate::diffusion::objective::score(&self.net, &self.params, &p, &s, &mut o, &mut g.as_mut().unwrap().1);
-            out.iter_mut().zip(&o).for_each(|(a, b)| *a = *b as f64);
-            self.nanos.fetch_add(t.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        fn two_point(&self, lat: Lattice) -> Vec<f64> {
-            (0..lat.volume()).map(|i| 1.0 / (1.0 + lat.phat2(i / lat.lx, i % lat.lx))).collect()
-        }
-        fn describe(&self) -> String {
-            "bench".into()
-        }
-    }
     let mut rows = Vec::new();
     for name in presets {
         let arch = Arch::preset(name).ok_or_else(|| super::input_err(anyhow::anyhow!("preset: unknown '{name}'")))?;
@@ -335,9 +305,13 @@ fn sample_rows(presets: &[String], lattices: &[usize], steps: usize, seconds: f6
             let lat = Lattice::square(l);
             let net = Network::new(arch.clone());
             let params = net.init_params::<f32>(1);
-            let per = DsmWorkspace::<f32>::new(&net, 1, l, l).net.bytes() + 16 * 8 * l * l;
+            let per = workspace_bytes_per_config(&arch, lat) + 16 * 8 * l * l;
             let batch = ((2048usize << 20) / per).clamp(1, 64);
-            let model = Net { net, params, ws: std::sync::Mutex::new(None), nanos: Default::default() };
+            // A free-field-like propagator for the matched kernel: its values do not change the cost.
+            let g = (0..lat.volume()).map(|i| 1.0 / (1.0 + lat.phat2(i / l, i % l))).collect();
+            let fwd = DsmWorkspace::<f32>::new(&net, 1, l, l).net.forward_flops();
+            let inner = NetworkScoreModel::from_parts(net, params, g, lat, "bench".into());
+            let model = Timed::new(&inner);
             let settings = SamplerSettings::new(SamplerKind::Em, steps, 0.01, 10.0);
             let t0 = std::time::Instant::now();
             let mut n = 0usize;
@@ -349,8 +323,7 @@ fn sample_rows(presets: &[String], lattices: &[usize], steps: usize, seconds: f6
                 n += batch;
             }
             let dt = t0.elapsed().as_secs_f64();
-            let net_s = model.nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9;
-            let fwd = DsmWorkspace::<f32>::new(&model.net, 1, l, l).net.forward_flops();
+            let net_s = model.seconds();
             rows.push(serde_json::json!({
                 "preset": name, "lattice": l, "steps": steps, "batch": batch,
                 "configs_per_s": n as f64 / dt, "network_evals_per_s": evals as f64 / dt,

@@ -23,9 +23,20 @@ use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Times the score evaluations, to report the share of sampling spent in the network.
-struct Timed<'a> {
+pub struct Timed<'a> {
     inner: &'a dyn ScoreModel,
     nanos: AtomicU64,
+}
+
+impl<'a> Timed<'a> {
+    pub fn new(inner: &'a dyn ScoreModel) -> Self {
+        Timed { inner, nanos: AtomicU64::new(0) }
+    }
+
+    /// Seconds spent in `score` so far.
+    pub fn seconds(&self) -> f64 {
+        self.nanos.load(Ordering::Relaxed) as f64 * 1e-9
+    }
 }
 
 impl ScoreModel for Timed<'_> {
@@ -73,27 +84,16 @@ pub fn plan(cfg: &SampleConfig) -> Result<Plan> {
         (None, None) => return Err(input_err(anyhow!("lattice: required with an analytic model ({})", cfg.model))),
     };
     loaded.model.check_lattice(lattice).map_err(|e| input_err(anyhow!(e)))?;
-    let target = if cfg.kappa.is_some() || cfg.m2.is_some() {
-        resolve_theory(cfg.kappa, cfg.m2, cfg.lambda.or(Some(loaded.theory.lambda()))).map_err(input_err)?
-    } else if let Some(lambda) = cfg.lambda {
-        let p = match loaded.theory {
-            Parametrisation::Hopping { kappa, .. } => Parametrisation::Hopping { kappa, lambda },
-            Parametrisation::Mass { m2, .. } => Parametrisation::Mass { m2, lambda },
-        };
-        resolve_theory(
-            match p {
-                Parametrisation::Hopping { kappa, .. } => Some(kappa),
-                _ => None,
-            },
-            match p {
-                Parametrisation::Mass { m2, .. } => Some(m2),
-                _ => None,
-            },
-            Some(lambda),
-        )
-        .map_err(input_err)?
-    } else {
+    // Target theory: the model's, with whatever couplings the flags give instead.
+    let target = if cfg.kappa.is_none() && cfg.m2.is_none() && cfg.lambda.is_none() {
         loaded.theory
+    } else {
+        let (kappa, m2) = match (cfg.kappa, cfg.m2, loaded.theory) {
+            (None, None, Parametrisation::Hopping { kappa, .. }) => (Some(kappa), None),
+            (None, None, Parametrisation::Mass { m2, .. }) => (None, Some(m2)),
+            (k, m, _) => (k, m),
+        };
+        resolve_theory(kappa, m2, cfg.lambda.or(Some(loaded.theory.lambda()))).map_err(input_err)?
     };
     let sampler = SamplerKind::parse(&cfg.sampler).map_err(|e| input_err(anyhow!(e)))?;
     let kernel = Kernel::parse(&cfg.kernel).map_err(|e| input_err(anyhow!(e)))?;
@@ -118,10 +118,8 @@ pub fn plan(cfg: &SampleConfig) -> Result<Plan> {
     let batch = match cfg.batch {
         Some(b) => b,
         None => {
-            let per = match &loaded.file {
-                Some(f) => super::model::NetworkScoreModel::new(f.clone(), true).bytes_per_config(lattice),
-                None => 0,
-            } + 16 * 8 * lattice.volume();
+            let per = loaded.file.as_ref().map_or(0, |f| model::workspace_bytes_per_config(&f.arch, lattice))
+                + 16 * 8 * lattice.volume();
             ((cfg.max_memory << 20) / per.max(1)).clamp(1, 256)
         }
     };
@@ -137,7 +135,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag) -> Result<SampleSum
     let (lat, v) = (p.lattice, p.lattice.volume());
     let target = Phi4::new(lat, p.target);
     let weighted = p.settings.has_weights();
-    let timed = Timed { inner: p.loaded.model.as_ref(), nanos: AtomicU64::new(0) };
+    let timed = Timed::new(p.loaded.model.as_ref());
     let (r, nr) = (comm.rank(), comm.size());
     let b = p.batch.min(cfg.n_configs.div_ceil(nr)).max(1);
     if root {
@@ -264,7 +262,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag) -> Result<SampleSum
     }
     progress.finish();
     let seconds = t0.elapsed().as_secs_f64();
-    let mut ev = [evals as f64, timed.nanos.load(Ordering::Relaxed) as f64 * 1e-9];
+    let mut ev = [evals as f64, timed.seconds()];
     comm.all_reduce_sum(&mut ev);
     let network_share = ev[1] / (seconds * nr as f64);
     let mut s = SampleSummary {

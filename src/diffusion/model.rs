@@ -13,22 +13,37 @@ use std::sync::Mutex;
 pub struct NetworkScoreModel {
     pub net: Network,
     pub params: Vec<f32>,
-    pub file: ModelFile,
+    /// G(p) of the training data on `train_lattice` (the matched kernel's propagator).
+    pub two_point: Vec<f64>,
+    pub train_lattice: Lattice,
+    label: String,
     /// Workspaces are sized by (batch, lattice); the last one is reused.
     ws: Mutex<Option<(usize, Lattice, DsmWorkspace<f32>)>>,
 }
 
 impl NetworkScoreModel {
     /// The EMA weights (used for sampling) unless `ema` is false.
-    pub fn new(file: ModelFile, ema: bool) -> Self {
-        let net = Network::new(file.arch.clone());
+    pub fn new(file: &ModelFile, ema: bool) -> Self {
         let params = if ema { file.ema.clone() } else { file.params.clone() };
-        NetworkScoreModel { net, params, file, ws: Mutex::new(None) }
+        let preset = file.attr("preset").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let label = format!(
+            "network {preset} ({} parameters) trained on {} at step {}",
+            params.len(),
+            file.train_lattice,
+            file.step
+        );
+        Self::from_parts(Network::new(file.arch.clone()), params, file.two_point.clone(), file.train_lattice, label)
     }
 
-    /// Bytes of network workspace per configuration on `lat` (for batch sizing).
-    pub fn bytes_per_config(&self, lat: Lattice) -> usize {
-        DsmWorkspace::<f32>::new(&self.net, 1, lat.lt, lat.lx).net.bytes()
+    /// A network with given weights and data propagator (benchmarks use random weights).
+    pub fn from_parts(
+        net: Network,
+        params: Vec<f32>,
+        two_point: Vec<f64>,
+        train_lattice: Lattice,
+        label: String,
+    ) -> Self {
+        NetworkScoreModel { net, params, two_point, train_lattice, label, ws: Mutex::new(None) }
     }
 }
 
@@ -61,66 +76,17 @@ impl ScoreModel for NetworkScoreModel {
     /// the training extent of the origin (zero beyond), transformed on the new lattice, and
     /// kept positive; exact only on the training lattice, but the weights stay exact anyway.
     fn two_point(&self, lat: Lattice) -> Vec<f64> {
-        let tl = self.file.train_lattice;
-        let g = &self.file.two_point;
-        if lat == tl {
-            return g.clone();
-        }
-        let (lt, lx, tt, tx) = (lat.lt, lat.lx, tl.lt, tl.lx);
-        let pi2 = 2.0 * std::f64::consts::PI;
-        // G(x) = (1/V) Σ_p G(p) cos(p·x) on the training lattice (G is even in p).
-        let vt = tl.volume() as f64;
-        let mut gx = vec![0.0; tl.volume()];
-        for t in 0..tt {
-            for x in 0..tx {
-                let mut s = 0.0;
-                for kt in 0..tt {
-                    for kx in 0..tx {
-                        let ph = pi2 * (kt * t) as f64 / tt as f64 + pi2 * (kx * x) as f64 / tx as f64;
-                        s += g[kt * tx + kx] * ph.cos();
-                    }
-                }
-                gx[t * tx + x] = s / vt;
-            }
-        }
-        let signed = |i: usize, l: usize| -> i64 {
-            if i <= l / 2 {
-                i as i64
-            } else {
-                i as i64 - l as i64
-            }
-        };
-        let mut out = vec![0.0; lat.volume()];
-        for kt in 0..lt {
-            for kx in 0..lx {
-                let mut s = 0.0;
-                for t in 0..tt {
-                    for x in 0..tx {
-                        let (dt, dx) = (signed(t, tt), signed(x, tx));
-                        if (2 * dt.abs() as usize) > lt || (2 * dx.abs() as usize) > lx {
-                            continue;
-                        }
-                        let ph = pi2 * (kt as f64 * dt as f64) / lt as f64 + pi2 * (kx as f64 * dx as f64) / lx as f64;
-                        s += gx[t * tx + x] * ph.cos();
-                    }
-                }
-                out[kt * lx + kx] = s;
-            }
-        }
-        let gmax = out.iter().cloned().fold(0.0, f64::max);
-        out.iter_mut().for_each(|x| *x = x.max(1e-6 * gmax.max(1e-12)));
-        out
+        super::data::resample_two_point(&self.two_point, self.train_lattice, lat)
     }
 
     fn describe(&self) -> String {
-        format!(
-            "network {} ({} parameters) trained on {} at step {}",
-            self.file.attr("preset").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-            self.params.len(),
-            self.file.train_lattice,
-            self.file.step
-        )
+        self.label.clone()
     }
+}
+
+/// Bytes of network workspace per configuration of `arch` on `lat` (for batch sizing).
+pub fn workspace_bytes_per_config(arch: &crate::nn::Arch, lat: Lattice) -> usize {
+    DsmWorkspace::<f32>::new(&Network::new(arch.clone()), 1, lat.lt, lat.lx).net.bytes()
 }
 
 /// A loaded model with what the sampler needs besides the score.
@@ -157,6 +123,6 @@ pub fn load(spec: &str, ema: bool) -> Result<LoadedModel> {
     let lattice = Some(file.train_lattice);
     let schedule = Some(file.schedule);
     let stride = file.arch.stride();
-    let m = NetworkScoreModel::new(file.clone(), ema);
+    let m = NetworkScoreModel::new(&file, ema);
     Ok(LoadedModel { model: Box::new(m), theory, lattice, schedule, spec: spec.into(), file: Some(file), stride })
 }
