@@ -3,7 +3,9 @@
 
 mod common;
 use common::*;
+use latdiff::backend::Device;
 use latdiff::config::{TrainConfig, TrainOptions};
+use latdiff::diffusion::engine::{self, Weights};
 use latdiff::diffusion::free::FreeScoreModel;
 use latdiff::diffusion::objective::SigmaSchedule;
 use latdiff::diffusion::train::{train, Validation};
@@ -59,7 +61,7 @@ fn tiny_network_learns_the_free_field_score() {
     o.lr = Some(3e-3);
     o.val_fraction = Some(0.1);
     let cfg = TrainConfig::from_options(&o).unwrap();
-    train(&cfg, &Comm::single(), &StopFlag::none()).unwrap();
+    train(&cfg, &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
 
     let m = ModelFile::read(&out).unwrap();
     let e = Ensemble::open(&data).unwrap();
@@ -69,8 +71,9 @@ fn tiny_network_learns_the_free_field_score() {
     let sched = SigmaSchedule { sigma_min: 0.01, sigma_max: 9.0, t_eps: 1e-5 };
     assert_eq!(m.schedule, sched);
     let val = Validation::new(e.read_configs(n_train, n).unwrap(), v, &sched, 5);
-    let net = Network::new(m.arch.clone());
-    let (learnt, _) = val.loss(&net, &m.params, lat, 64, &sched);
+    let mut current = engine::build(Device::Cpu, m.arch.clone(), &m.params, None).unwrap();
+    let (learnt, _) = val.loss(current.as_mut(), Weights::Current, lat, 64, &sched).unwrap();
+    let mut ema = engine::build(Device::Cpu, m.arch.clone(), &m.ema, None).unwrap();
 
     // Zero output: Σ z². Exact score of the free theory: s = −(C + σ²)⁻¹ φ_σ.
     let free = FreeScoreModel::parse("free:kappa=0.2").unwrap();
@@ -81,14 +84,13 @@ fn tiny_network_learns_the_free_field_score() {
         let z: Vec<f64> = val.z[b * v..][..v].iter().map(|&x| x as f64).collect();
         let phi: Vec<f64> = (0..v).map(|x| val.phi0[b * v + x] as f64 + s * z[x]).collect();
         let mut sc = vec![0.0; v];
-        free.score(lat, &phi, &[s], &mut sc);
+        free.score(lat, &phi, &[s], &mut sc).unwrap();
         zero += z.iter().map(|x| x * x).sum::<f64>();
         exact += (0..v).map(|x| (s * sc[x] + z[x]).powi(2)).sum::<f64>();
         // learnt score against the exact one, per σ band
-        let mut ws = latdiff::diffusion::objective::DsmWorkspace::<f32>::new(&net, 1, lat.lt, lat.lx);
         let phi32: Vec<f32> = phi.iter().map(|&x| x as f32).collect();
         let mut s_net = vec![0.0f32; v];
-        latdiff::diffusion::objective::score(&net, &m.ema, &phi32, &[s as f32], &mut s_net, &mut ws);
+        ema.score(Weights::Current, lat, &phi32, &[s as f32], &mut s_net).unwrap();
         let t = (s / 0.01).ln() / (900.0f64).ln();
         let bd = ((t * 3.0) as usize).min(2);
         band_err[bd].0 += (0..v).map(|x| (s_net[x] as f64 - sc[x]).powi(2)).sum::<f64>();
@@ -117,7 +119,7 @@ fn resume_is_bit_for_bit() {
     let straight = dir.path().join("straight.h5");
     let mut o = opts(&data, &straight, 10, 8);
     o.checkpoint_every = Some(5);
-    train(&TrainConfig::from_options(&o).unwrap(), &Comm::single(), &StopFlag::none()).unwrap();
+    train(&TrainConfig::from_options(&o).unwrap(), &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
 
     let split = dir.path().join("split.h5");
     let o5 = opts(&data, &split, 10, 8);
@@ -133,7 +135,7 @@ fn resume_is_bit_for_bit() {
         }
         s2.raise();
     });
-    let r = train(&cfg5, &Comm::single(), &stop).unwrap();
+    let r = train(&cfg5, &Comm::single(), &stop, Device::Cpu).unwrap();
     h.join().unwrap();
     assert!(r.stopped_by_signal && r.steps_done >= 5 && r.steps_done < 10, "{r:?}");
     let mid = ModelFile::read(&split).unwrap();
@@ -141,7 +143,7 @@ fn resume_is_bit_for_bit() {
     let mut orr = opts(&data, &split, 10, 8);
     orr.resume = true;
     orr.force = false;
-    let r2 = train(&TrainConfig::from_options(&orr).unwrap(), &Comm::single(), &StopFlag::none()).unwrap();
+    let r2 = train(&TrainConfig::from_options(&orr).unwrap(), &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
     assert!(r2.finished);
     let (a, b) = (ModelFile::read(&straight).unwrap(), ModelFile::read(&split).unwrap());
     assert_eq!(a.step, 10);

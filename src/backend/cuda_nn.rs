@@ -501,16 +501,12 @@ impl CudaAdamW {
     ) -> Result<StepInfo> {
         assert_eq!(params.len(), grads.len());
         self.step += 1;
-        let c = self.cfg.clone();
-        let lr = c.lr_at(self.step);
         let grad_norm = self.norm(be, grads)?;
-        let clip_scale = if c.clip_norm > 0.0 && grad_norm > c.clip_norm { c.clip_norm / grad_norm } else { 1.0 };
-        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
-        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        let k = self.cfg.scalars(self.step, grad_norm);
         let n = params.len() as i64;
-        let (b1, b2, gs) = (c.beta1 as f32, c.beta2 as f32, clip_scale as f32);
-        let (step_size, inv_sqrt_bc2, eps) = ((lr / bc1) as f32, (1.0 / bc2.sqrt()) as f32, c.eps as f32);
-        let (shrink, ed) = ((1.0 - lr * c.weight_decay) as f32, c.ema_decay as f32);
+        let (b1, b2, eps) = (self.cfg.beta1 as f32, self.cfg.beta2 as f32, self.cfg.eps as f32);
+        let (gs, step_size, inv_sqrt_bc2) = (k.clip_scale as f32, k.step_size as f32, k.inv_sqrt_bc2 as f32);
+        let (shrink, ed) = (k.shrink as f32, k.ema_decay as f32);
         let cfg = be.grid(params.len());
         cuda_launch!(
             be,
@@ -533,6 +529,269 @@ impl CudaAdamW {
             &shrink,
             &ed
         )?;
-        Ok(StepInfo { step: self.step, lr, grad_norm, clip_scale })
+        Ok(StepInfo { step: self.step, lr: k.lr, grad_norm, clip_scale: k.clip_scale })
+    }
+}
+
+/// The network backend on one GPU: the wrappers above behind `nn::NetOps`, so that the
+/// U-Net plan (`Network::forward_on` / `backward_on`), the objective, training and sampling
+/// run unchanged. f32 tensors; the flat parameter and gradient buffers are one allocation each.
+pub struct CudaOps {
+    pub be: std::sync::Arc<CudaBackend>,
+    scratch: GpuConvScratch,
+}
+
+impl CudaOps {
+    /// Opens GPU `ordinal` (context, stream, cuBLAS); kernels compile on first use.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let be = std::sync::Arc::new(CudaBackend::new(ordinal)?);
+        let scratch = GpuConvScratch::new(&be)?;
+        Ok(CudaOps { be, scratch })
+    }
+}
+
+type Buf = CudaSlice<f32>;
+type Range = std::ops::Range<usize>;
+
+impl crate::nn::NetOps for CudaOps {
+    type Elem = f32;
+    type Buf = CudaSlice<f32>;
+    type Params = CudaSlice<f32>;
+    type ParamBuf = CudaSlice<f32>;
+    type Adam = CudaAdamW;
+
+    fn describe(&self) -> String {
+        format!("cuda:{} {} ({})", self.be.ordinal, self.be.name, self.be.arch)
+    }
+    fn fork(&self) -> Result<Self> {
+        Ok(CudaOps { be: self.be.clone(), scratch: GpuConvScratch::new(&self.be)? })
+    }
+    fn alloc(&mut self, n: usize) -> Result<Buf> {
+        drv("alloc tensor", self.be.stream.alloc_zeros(n.max(1)))
+    }
+    fn zero(&mut self, t: &mut Buf) -> Result<()> {
+        drv("memset", self.be.stream.memset_zeros(t))
+    }
+    fn upload(&mut self, dst: &mut Buf, src: &[f32]) -> Result<()> {
+        drv("upload", self.be.stream.memcpy_htod(src, dst))
+    }
+    fn download(&mut self, src: &Buf, dst: &mut [f32]) -> Result<()> {
+        let v = src.slice(..dst.len());
+        drv("download", self.be.stream.memcpy_dtoh(&v, dst))
+    }
+    fn upload_params(&mut self, src: &[f32]) -> Result<Buf> {
+        drv("upload parameters", self.be.stream.clone_htod(src))
+    }
+    fn download_params(&mut self, src: &Buf, dst: &mut [f32]) -> Result<()> {
+        drv("download parameters", self.be.stream.memcpy_dtoh(src, dst))
+    }
+    fn zero_params(&mut self, p: &mut Buf) -> Result<()> {
+        drv("memset", self.be.stream.memset_zeros(p))
+    }
+    fn reserve_conv(&mut self, s: &ConvShape) -> Result<()> {
+        self.scratch.reserve(&self.be, s)
+    }
+    fn scratch_bytes(&self) -> usize {
+        (self.scratch.col.len() + self.scratch.tmp.len()) * 4
+    }
+
+    fn fourier_forward(&mut self, out: &mut Buf, sigma: &[f32], freqs: &[f64]) -> Result<()> {
+        // B × 2F numbers: computed on the host by the reference code and uploaded.
+        let mut host = vec![0.0f32; sigma.len() * 2 * freqs.len()];
+        crate::nn::embed::fourier_forward(&mut host, sigma, freqs);
+        self.upload(out, &host)
+    }
+    fn conv2d_forward(
+        &mut self,
+        out: &mut Buf,
+        inp: &Buf,
+        p: &Buf,
+        w: Range,
+        bias: Range,
+        s: &ConvShape,
+    ) -> Result<()> {
+        let be = self.be.clone();
+        conv2d_forward(&be, &mut out.as_view_mut(), &inp.as_view(), &p.slice(w), &p.slice(bias), s, &mut self.scratch)
+    }
+    fn conv2d_backward(
+        &mut self,
+        dinp: Option<&mut Buf>,
+        dp: &mut Buf,
+        w: Range,
+        bias: Range,
+        dout: &Buf,
+        inp: &Buf,
+        p: &Buf,
+        s: &ConvShape,
+    ) -> Result<()> {
+        let be = self.be.clone();
+        // dweight and dbias are adjacent in the flat gradient (the plan lays them out so).
+        assert_eq!(w.end, bias.start);
+        let mut region = dp.slice_mut(w.start..bias.end);
+        let (mut dw, mut db) = region.split_at_mut(w.len());
+        let mut di = dinp.map(|d| d.as_view_mut());
+        conv2d_backward(
+            &be,
+            di.as_mut(),
+            &mut dw,
+            &mut db,
+            &dout.as_view(),
+            &inp.as_view(),
+            &p.slice(w),
+            s,
+            &mut self.scratch,
+        )
+    }
+    fn groupnorm_forward(
+        &mut self,
+        out: &mut Buf,
+        stats: &mut Buf,
+        inp: &Buf,
+        p: &Buf,
+        gamma: Range,
+        beta: Range,
+        n: crate::nn::ops::NormShape,
+    ) -> Result<()> {
+        groupnorm_forward(
+            &self.be,
+            &mut out.as_view_mut(),
+            &mut stats.as_view_mut(),
+            &inp.as_view(),
+            &p.slice(gamma),
+            &p.slice(beta),
+            n.b,
+            n.c,
+            n.hw,
+            n.groups,
+        )
+    }
+    fn groupnorm_backward(
+        &mut self,
+        dinp: &mut Buf,
+        dp: &mut Buf,
+        gamma: Range,
+        beta: Range,
+        dout: &Buf,
+        inp: &Buf,
+        stats: &Buf,
+        p: &Buf,
+        n: crate::nn::ops::NormShape,
+    ) -> Result<()> {
+        assert_eq!(gamma.end, beta.start);
+        let mut region = dp.slice_mut(gamma.start..beta.end);
+        let (mut dg, mut db) = region.split_at_mut(gamma.len());
+        groupnorm_backward(
+            &self.be,
+            &mut dinp.as_view_mut(),
+            &mut dg,
+            &mut db,
+            &dout.as_view(),
+            &inp.as_view(),
+            &stats.as_view(),
+            &p.slice(gamma),
+            n.b,
+            n.c,
+            n.hw,
+            n.groups,
+        )
+    }
+    fn film_forward(&mut self, out: &mut Buf, inp: &Buf, ss: &Buf, b: usize, c: usize, hw: usize) -> Result<()> {
+        film_forward(&self.be, &mut out.as_view_mut(), &inp.as_view(), &ss.as_view(), b, c, hw)
+    }
+    fn film_backward(
+        &mut self,
+        dinp: &mut Buf,
+        dss: &mut Buf,
+        dout: &Buf,
+        inp: &Buf,
+        ss: &Buf,
+        b: usize,
+        c: usize,
+        hw: usize,
+    ) -> Result<()> {
+        let (mut di, mut ds) = (dinp.as_view_mut(), dss.as_view_mut());
+        film_backward(&self.be, &mut di, &mut ds, &dout.as_view(), &inp.as_view(), &ss.as_view(), b, c, hw)
+    }
+    fn silu_forward(&mut self, out: &mut Buf, inp: &Buf) -> Result<()> {
+        silu_forward(&self.be, &mut out.as_view_mut(), &inp.as_view())
+    }
+    fn silu_backward(&mut self, dinp: &mut Buf, dout: &Buf, inp: &Buf) -> Result<()> {
+        silu_backward(&self.be, &mut dinp.as_view_mut(), &dout.as_view(), &inp.as_view())
+    }
+    fn add_forward(&mut self, out: &mut Buf, a: &Buf, b: &Buf) -> Result<()> {
+        add_forward(&self.be, &mut out.as_view_mut(), &a.as_view(), &b.as_view())
+    }
+    fn accumulate(&mut self, dst: &mut Buf, src: &Buf) -> Result<()> {
+        accumulate(&self.be, &mut dst.as_view_mut(), &src.as_view())
+    }
+    fn down_forward(&mut self, out: &mut Buf, inp: &Buf, bc: usize, h: usize, w: usize) -> Result<()> {
+        down_forward(&self.be, &mut out.as_view_mut(), &inp.as_view(), bc, h, w)
+    }
+    fn down_backward(&mut self, dinp: &mut Buf, dout: &Buf, bc: usize, h: usize, w: usize) -> Result<()> {
+        down_backward(&self.be, &mut dinp.as_view_mut(), &dout.as_view(), bc, h, w)
+    }
+    fn up_forward(&mut self, out: &mut Buf, inp: &Buf, bc: usize, h: usize, w: usize) -> Result<()> {
+        up_forward(&self.be, &mut out.as_view_mut(), &inp.as_view(), bc, h, w)
+    }
+    fn up_backward(&mut self, dinp: &mut Buf, dout: &Buf, bc: usize, h: usize, w: usize) -> Result<()> {
+        up_backward(&self.be, &mut dinp.as_view_mut(), &dout.as_view(), bc, h, w)
+    }
+    fn concat_forward(
+        &mut self,
+        out: &mut Buf,
+        a: &Buf,
+        ca: usize,
+        c: &Buf,
+        cb: usize,
+        b: usize,
+        hw: usize,
+    ) -> Result<()> {
+        concat_forward(&self.be, &mut out.as_view_mut(), &a.as_view(), ca, &c.as_view(), cb, b, hw)
+    }
+    fn concat_backward(
+        &mut self,
+        da: &mut Buf,
+        dc: &mut Buf,
+        dout: &Buf,
+        ca: usize,
+        cb: usize,
+        b: usize,
+        hw: usize,
+    ) -> Result<()> {
+        let (mut x, mut y) = (da.as_view_mut(), dc.as_view_mut());
+        concat_backward(&self.be, &mut x, &mut y, &dout.as_view(), ca, cb, b, hw)
+    }
+
+    fn adamw_new(
+        &mut self,
+        cfg: AdamWConfig,
+        layout: &ParamLayout,
+        params: &Buf,
+        from: Option<&crate::nn::optim::AdamW<f32>>,
+    ) -> Result<CudaAdamW> {
+        let mut opt = CudaAdamW::new(&self.be, cfg, layout, params)?;
+        if let Some(f) = from {
+            let s = &self.be.stream;
+            drv("upload Adam m", s.memcpy_htod(&f.m, &mut opt.m))?;
+            drv("upload Adam v", s.memcpy_htod(&f.v, &mut opt.v))?;
+            drv("upload EMA", s.memcpy_htod(&f.ema, &mut opt.ema))?;
+            opt.step = f.step;
+        }
+        Ok(opt)
+    }
+    fn adamw_update(&mut self, opt: &mut CudaAdamW, params: &mut Buf, grads: &Buf) -> Result<StepInfo> {
+        opt.update(&self.be, params, grads)
+    }
+    fn adamw_ema(opt: &CudaAdamW) -> &Buf {
+        &opt.ema
+    }
+    fn adamw_state(&mut self, opt: &CudaAdamW, layout: &ParamLayout) -> Result<crate::nn::optim::AdamW<f32>> {
+        let s = &self.be.stream;
+        let p = drv("download EMA", s.clone_dtoh(&opt.ema))?;
+        let mut st = crate::nn::optim::AdamW::new(opt.cfg.clone(), layout, &p);
+        st.m = drv("download Adam m", s.clone_dtoh(&opt.m))?;
+        st.v = drv("download Adam v", s.clone_dtoh(&opt.v))?;
+        st.step = opt.step;
+        Ok(st)
     }
 }

@@ -61,22 +61,20 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
-    // Only HMC has a CUDA path so far; the network benchmarks run on the CPU.
-    let has_cuda = matches!(a.what, BenchWhat::Hmc { .. });
-    let dev = backend::select(device, has_cuda, 0, !a.json).map_err(super::input_err)?;
-    backend::announce();
     let comm = crate::dist::Comm::init();
+    let dev = backend::select(device, true, comm.node_local_rank(), !a.json).map_err(super::input_err)?;
+    backend::announce();
     comm.configure_threads(None);
     match &a.what {
         BenchWhat::Train { preset, lattice, batch, seconds } => {
-            let rows = train_rows(preset, *lattice, *batch, *seconds, &comm)?;
+            let rows = train_rows(dev, preset, *lattice, *batch, *seconds, &comm)?;
             if comm.is_root() {
                 print_rows(a.json, "train", &rows)?;
             }
             return Ok(());
         }
         BenchWhat::Sample { preset, lattice, steps, seconds } => {
-            let rows = sample_rows(preset, lattice, *steps, *seconds)?;
+            let rows = sample_rows(dev, preset, lattice, *steps, *seconds)?;
             if comm.is_root() {
                 print_rows(a.json, "sample", &rows)?;
             }
@@ -85,14 +83,11 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
         BenchWhat::All { seconds } => {
             let hmc: Vec<serde_json::Value> = [32usize, 128]
                 .iter()
-                .map(|&l| {
-                    let chains = (rayon::current_num_threads() * 4).max(64 * 32 * 32 / (l * l));
-                    serde_json::to_value(hmc_throughput(l, chains, Integrator::Leapfrog, 10, *seconds)).unwrap()
-                })
-                .collect();
+                .map(|&l| hmc_row(dev, l, Integrator::Leapfrog, 10, *seconds).map(|r| serde_json::to_value(r).unwrap()))
+                .collect::<Result<_>>()?;
             let presets: Vec<String> = ["tiny", "small", "dmassq"].iter().map(|s| s.to_string()).collect();
-            let train = train_rows(&presets, 32, 64, *seconds, &comm)?;
-            let sample = sample_rows(&presets, &[32, 64, 128], 10, *seconds)?;
+            let train = train_rows(dev, &presets, 32, 64, *seconds, &comm)?;
+            let sample = sample_rows(dev, &presets, &[32, 64, 128], 10, *seconds)?;
             if comm.is_root() {
                 if a.json {
                     let obj = serde_json::json!({"hmc": hmc, "train": train, "sample": sample, "ranks": comm.size(),
@@ -119,17 +114,7 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
                     return Err(super::input_err(anyhow::anyhow!("lattice: {l} is too small")));
                 }
                 for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
-                    rows.push(match dev {
-                        Device::Cpu => {
-                            // Enough chains to keep every thread busy, similar work per size.
-                            let chains = (rayon::current_num_threads() * 4).max((64 * 32 * 32 / (l * l)).max(1));
-                            hmc_throughput(l, chains, integ, *n_md, *seconds)
-                        }
-                        // ~16 M sites in flight saturate a GPU's memory system.
-                        Device::Cuda { .. } => {
-                            engine_throughput(dev, l, (1 << 24) / (l * l).max(1), integ, *n_md, *seconds)?
-                        }
-                    });
+                    rows.push(hmc_row(dev, l, integ, *n_md, *seconds)?);
                 }
             }
             if a.json {
@@ -186,6 +171,19 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
     Ok(())
 }
 
+/// HMC throughput at L×L with as many chains as keep the device busy.
+fn hmc_row(dev: Device, l: usize, integ: Integrator, n_md: usize, seconds: f64) -> Result<crate::mc::bench::HmcBench> {
+    Ok(match dev {
+        Device::Cpu => {
+            // Enough chains to keep every thread busy, similar work per size.
+            let chains = (rayon::current_num_threads() * 4).max((64 * 32 * 32 / (l * l)).max(1));
+            hmc_throughput(l, chains, integ, n_md, seconds)
+        }
+        // ~16 M sites in flight saturate a GPU's memory system.
+        Device::Cuda { .. } => engine_throughput(dev, l, (1 << 24) / (l * l).max(1), integ, n_md, seconds)?,
+    })
+}
+
 /// Markdown table (or JSON) of homogeneous rows.
 fn print_rows(json: bool, what: &str, rows: &[serde_json::Value]) -> Result<()> {
     if json {
@@ -216,16 +214,19 @@ fn print_rows(json: bool, what: &str, rows: &[serde_json::Value]) -> Result<()> 
     Ok(())
 }
 
-/// Training steps (DSM forward + backward + one all-reduce + AdamW) on random data.
+/// Training steps (DSM forward + backward + one all-reduce + AdamW) on random data, through
+/// the same engine as `latdiff train`.
 fn train_rows(
+    dev: Device,
     presets: &[String],
     l: usize,
     batch: usize,
     seconds: f64,
     comm: &crate::dist::Comm,
 ) -> Result<Vec<serde_json::Value>> {
-    use crate::diffusion::objective::{dsm_loss_backward, dsm_loss_forward, DsmWorkspace, SigmaSchedule};
-    use crate::nn::optim::{AdamW, AdamWConfig};
+    use crate::diffusion::{engine, objective::SigmaSchedule};
+    use crate::lattice::Lattice;
+    use crate::nn::optim::AdamWConfig;
     use crate::nn::{Arch, Network};
     use rand::RngExt;
     let nr = comm.size();
@@ -233,18 +234,19 @@ fn train_rows(
         return Err(super::input_err(anyhow::anyhow!("batch: {batch} cannot be split evenly over {nr} ranks")));
     }
     let b = batch / nr;
+    let lat = Lattice::square(l);
     let mut rows = Vec::new();
     for name in presets {
         let arch = Arch::preset(name).ok_or_else(|| super::input_err(anyhow::anyhow!("preset: unknown '{name}'")))?;
         if l % arch.stride() != 0 {
             return Err(super::input_err(anyhow::anyhow!("lattice: {l} not divisible by {}", arch.stride())));
         }
-        let net = Network::new(arch);
-        let mut params = net.init_params::<f32>(1);
+        let net = Network::new(arch.clone());
+        let (fwd, bwd) = net.gemm_flops(b, l, l);
+        let params = net.init_params::<f32>(1);
         let np = params.len();
+        let mut eng = engine::build(dev, arch, &params, Some((AdamWConfig::default(), None)))?;
         let mut grads = vec![0.0f32; np];
-        let mut opt = AdamW::new(AdamWConfig::default(), &net.layout, &params);
-        let mut ws = DsmWorkspace::<f32>::new(&net, b, l, l);
         let mut rng = crate::rng::stream(7, crate::rng::Domain::Misc, comm.rank() as u64);
         let n = b * l * l;
         let phi0: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0f32)).collect();
@@ -253,21 +255,20 @@ fn train_rows(
         let sigma: Vec<f32> = (0..b).map(|_| sched.sample(&mut rng) as f32).collect();
         let mut per = vec![0.0f32; b];
         let (mut t_ar, mut steps) = (0.0, 0u64);
-        let mut step = |grads: &mut Vec<f32>, params: &mut Vec<f32>, t_ar: &mut f64| {
-            grads.iter_mut().for_each(|g| *g = 0.0);
-            dsm_loss_forward(&net, params, &phi0, &z, &sigma, &mut per, &mut ws);
-            dsm_loss_backward(&net, params, grads, &mut ws);
+        let mut step = |grads: &mut Vec<f32>, t_ar: &mut f64| -> Result<()> {
+            eng.loss_and_grad(lat, &phi0, &z, &sigma, &mut per, grads)?;
             let t = std::time::Instant::now();
             comm.all_reduce_sum(grads);
             *t_ar += t.elapsed().as_secs_f64();
-            opt.update(params, grads);
+            eng.update(grads)?;
+            Ok(())
         };
-        step(&mut grads, &mut params, &mut t_ar);
+        step(&mut grads, &mut t_ar)?;
         t_ar = 0.0;
         let t0 = std::time::Instant::now();
         // Every rank must take the same number of steps (the all-reduce): rank 0 decides.
         loop {
-            step(&mut grads, &mut params, &mut t_ar);
+            step(&mut grads, &mut t_ar)?;
             steps += 1;
             let mut go = [f64::from(
                 u8::from(t0.elapsed().as_secs_f64() < seconds && steps < 10_000) & u8::from(comm.is_root()),
@@ -278,9 +279,10 @@ fn train_rows(
             }
         }
         let dt = t0.elapsed().as_secs_f64() / steps as f64;
-        let flops = (ws.net.forward_flops() + ws.net.backward_flops()) * nr as f64;
+        let flops = (fwd + bwd) * nr as f64;
         rows.push(serde_json::json!({
             "preset": name, "params": np, "lattice": l, "batch": batch, "ranks": nr,
+            "device": eng.describe(),
             "threads_per_rank": rayon::current_num_threads(),
             "step_s": dt, "samples_per_s": batch as f64 / dt, "gflops": flops / dt * 1e-9,
             "allreduce_share": t_ar / (steps as f64 * dt),
@@ -290,12 +292,18 @@ fn train_rows(
 }
 
 /// Reverse-SDE sampling with randomly initialised networks (the cost does not depend on
-/// the weights' values).
-fn sample_rows(presets: &[String], lattices: &[usize], steps: usize, seconds: f64) -> Result<Vec<serde_json::Value>> {
+/// the weights' values), through the same model as `latdiff sample`.
+fn sample_rows(
+    dev: Device,
+    presets: &[String],
+    lattices: &[usize],
+    steps: usize,
+    seconds: f64,
+) -> Result<Vec<serde_json::Value>> {
     use crate::diffusion::generate::Timed;
     use crate::diffusion::model::{workspace_bytes_per_config, NetworkScoreModel};
-    use crate::diffusion::objective::DsmWorkspace;
     use crate::diffusion::sampler::{sample_batch, SamplerKind, SamplerSettings};
+    use crate::diffusion::ScoreModel;
     use crate::lattice::Lattice;
     use crate::nn::{Arch, Network};
     let mut rows = Vec::new();
@@ -309,8 +317,8 @@ fn sample_rows(presets: &[String], lattices: &[usize], steps: usize, seconds: f6
             let batch = ((2048usize << 20) / per).clamp(1, 64);
             // A free-field-like propagator for the matched kernel: its values do not change the cost.
             let g = (0..lat.volume()).map(|i| 1.0 / (1.0 + lat.phat2(i / l, i % l))).collect();
-            let fwd = DsmWorkspace::<f32>::new(&net, 1, l, l).net.forward_flops();
-            let inner = NetworkScoreModel::from_parts(net, params, g, lat, "bench".into());
+            let (fwd, _) = net.gemm_flops(1, l, l);
+            let inner = NetworkScoreModel::from_parts(arch.clone(), &params, g, lat, "bench".into(), dev);
             let model = Timed::new(&inner);
             let settings = SamplerSettings::new(SamplerKind::Em, steps, 0.01, 10.0);
             let t0 = std::time::Instant::now();
@@ -325,7 +333,7 @@ fn sample_rows(presets: &[String], lattices: &[usize], steps: usize, seconds: f6
             let dt = t0.elapsed().as_secs_f64();
             let net_s = model.seconds();
             rows.push(serde_json::json!({
-                "preset": name, "lattice": l, "steps": steps, "batch": batch,
+                "preset": name, "lattice": l, "steps": steps, "batch": batch, "device": model.device(),
                 "configs_per_s": n as f64 / dt, "network_evals_per_s": evals as f64 / dt,
                 "gflops": fwd * evals as f64 / net_s * 1e-9, "outside_network_share": 1.0 - net_s / dt,
             }));

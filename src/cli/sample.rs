@@ -8,7 +8,7 @@ pub fn run(opts: &SampleOptions, device: DeviceRequest, threads: Option<usize>) 
         SampleConfig::from_options(opts),
         device,
         threads,
-        |_| false,
-        |cfg, comm, stop, _| crate::diffusion::generate::run(cfg, comm, stop).map(|_| ()),
+        |_| true,
+        |cfg, comm, stop, dev| crate::diffusion::generate::run(cfg, comm, stop, dev).map(|_| ()),
     )
 }

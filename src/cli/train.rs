@@ -8,7 +8,7 @@ pub fn run(opts: &TrainOptions, device: DeviceRequest, threads: Option<usize>) -
         TrainConfig::from_options(opts),
         device,
         threads,
-        |_| false,
-        |cfg, comm, stop, _| crate::diffusion::train::train(cfg, comm, stop).map(|_| ()),
+        |_| true,
+        |cfg, comm, stop, dev| crate::diffusion::train::train(cfg, comm, stop, dev).map(|_| ()),
     )
 }

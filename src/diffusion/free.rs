@@ -62,12 +62,12 @@ impl ScoreModel for FreeScoreModel {
         lat.validate()
     }
 
-    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) {
+    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
         let v = lat.volume();
         assert_eq!(phi.len(), sigma.len() * v, "free score: phi is not [B, {lat}]");
         assert_eq!(out.len(), phi.len(), "free score: out is not [B, {lat}]");
         if sigma.is_empty() {
-            return;
+            return Ok(());
         }
         let c = self.two_point(lat);
         let op = |s: f64| -> Vec<f64> { c.iter().map(|c| -1.0 / (c + s * s)).collect() };
@@ -80,6 +80,7 @@ impl ScoreModel for FreeScoreModel {
                 None => fft.apply_diag(&op(s), p, o, ws),
             },
         );
+        Ok(())
     }
 
     fn two_point(&self, lat: Lattice) -> Vec<f64> {
@@ -135,7 +136,7 @@ mod tests {
             let mut r = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(9);
             let phi: Vec<f64> = (0..2 * v).map(|_| StandardNormal.sample(&mut r)).collect();
             let mut s = vec![0.0; 2 * v];
-            m.score(lat, &phi, &[0.0, 0.0], &mut s);
+            m.score(lat, &phi, &[0.0, 0.0], &mut s).unwrap();
             for b in 0..2 {
                 let mut d = vec![0.0; v];
                 th.deriv(&phi[b * v..][..v], &mut d);
@@ -145,10 +146,10 @@ mod tests {
             }
             // (C + σ²) s = −φ  ⇔  s + σ² K s = −K φ.
             let sig = [0.7, 1.9];
-            m.score(lat, &phi, &sig, &mut s);
+            m.score(lat, &phi, &sig, &mut s).unwrap();
             let (mut ks, mut kphi) = (vec![0.0; 2 * v], vec![0.0; 2 * v]);
-            m.score(lat, &s, &[0.0, 0.0], &mut ks); // −K s
-            m.score(lat, &phi, &[0.0, 0.0], &mut kphi); // −K φ
+            m.score(lat, &s, &[0.0, 0.0], &mut ks).unwrap(); // −K s
+            m.score(lat, &phi, &[0.0, 0.0], &mut kphi).unwrap(); // −K φ
             for i in 0..2 * v {
                 let sg = sig[i / v];
                 assert!((s[i] - sg * sg * ks[i] - kphi[i]).abs() < 1e-11, "{lat} {spec}");

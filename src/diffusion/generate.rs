@@ -7,6 +7,7 @@
 use super::model::{self, LoadedModel};
 use super::sampler::{sample_batch, Kernel, SamplerKind, SamplerSettings};
 use super::ScoreModel;
+use crate::backend::Device;
 use crate::cli::input_err;
 use crate::config::{resolve_theory, SampleConfig};
 use crate::dist::Comm;
@@ -43,13 +44,17 @@ impl ScoreModel for Timed<'_> {
     fn check_lattice(&self, lat: Lattice) -> Result<(), String> {
         self.inner.check_lattice(lat)
     }
-    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) {
+    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
         let t = std::time::Instant::now();
-        self.inner.score(lat, phi, sigma, out);
+        let r = self.inner.score(lat, phi, sigma, out);
         self.nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        r
     }
     fn two_point(&self, lat: Lattice) -> Vec<f64> {
         self.inner.two_point(lat)
+    }
+    fn device(&self) -> String {
+        self.inner.device()
     }
     fn describe(&self) -> String {
         self.inner.describe()
@@ -76,8 +81,8 @@ pub struct Plan {
     pub batch: usize,
 }
 
-pub fn plan(cfg: &SampleConfig) -> Result<Plan> {
-    let loaded = model::load(&cfg.model, !cfg.no_ema).map_err(input_err)?;
+pub fn plan(cfg: &SampleConfig, device: Device) -> Result<Plan> {
+    let loaded = model::load(&cfg.model, !cfg.no_ema, device)?;
     let lattice = match (cfg.lattice, loaded.lattice) {
         (Some(l), _) => l.0,
         (None, Some(l)) => l,
@@ -126,8 +131,8 @@ pub fn plan(cfg: &SampleConfig) -> Result<Plan> {
     Ok(Plan { loaded, lattice, target, settings, batch })
 }
 
-pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag) -> Result<SampleSummary> {
-    let p = plan(cfg)?;
+pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<SampleSummary> {
+    let p = plan(cfg, device)?;
     let root = comm.is_root();
     if root {
         crate::backend::announce();
@@ -140,7 +145,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag) -> Result<SampleSum
     let b = p.batch.min(cfg.n_configs.div_ceil(nr)).max(1);
     if root {
         eprintln!(
-            "latdiff sample: {} on {lat}, target phi4 {} ({}), {} sampler, {} kernel, {} steps, sigma in [{:.3e}, {:.3e}], {} configs in batches of {b} over {nr} rank(s)",
+            "latdiff sample: {} on {lat}, target phi4 {} ({}), {} sampler, {} kernel, {} steps, sigma in [{:.3e}, {:.3e}], {} configs in batches of {b} over {nr} rank(s), model on {}",
             p.loaded.model.describe(),
             p.target.describe(),
             p.target.name(),
@@ -149,7 +154,8 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag) -> Result<SampleSum
             p.settings.n_steps,
             p.settings.sigma_min,
             p.settings.sigma_max,
-            cfg.n_configs
+            cfg.n_configs,
+            p.loaded.model.device()
         );
     }
     let mut cols: Vec<&str> = vec!["action"];
@@ -308,6 +314,7 @@ fn write_attrs(w: &EnsembleWriter, cfg: &SampleConfig, p: &Plan, comm: &Comm, s:
     w.set_attr("model", AttrValue::Str(cfg.model.clone()))?;
     w.set_attr("model_description", AttrValue::Str(p.loaded.model.describe()))?;
     w.set_attr("model_theory", AttrValue::Str(p.loaded.theory.describe()))?;
+    w.set_attr("device", AttrValue::Str(p.loaded.model.device()))?;
     if let Some(f) = &p.loaded.file {
         for (k, v) in &f.attrs {
             if k != "config" {

@@ -5,6 +5,7 @@
 //! σ-dependent action (stochastic quantisation).
 
 pub mod data;
+pub mod engine;
 pub mod fft;
 pub mod free;
 pub mod generate;
@@ -21,8 +22,9 @@ pub trait ScoreModel: Sync {
     /// Why the model cannot run on `lat`, if it cannot (e.g. not divisible by 2^levels).
     fn check_lattice(&self, lat: Lattice) -> Result<(), String>;
 
-    /// out[b] = s(φ_b, σ_b) for a batch of B = sigma.len() configurations.
-    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]);
+    /// out[b] = s(φ_b, σ_b) for a batch of B = sigma.len() configurations. Fails only when
+    /// the device running the model does.
+    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String>;
 
     /// Two-point function G(p) = ⟨|φ̃_p|²⟩/V of the (un-noised) data on `lat`, indexed
     /// nt * L_x + nx: the propagator the matched sampler kernel is built from.
@@ -30,4 +32,9 @@ pub trait ScoreModel: Sync {
 
     /// One-line description for logs and file attributes.
     fn describe(&self) -> String;
+
+    /// Where the model is evaluated (file attribute `device`).
+    fn device(&self) -> String {
+        format!("cpu ({} threads)", rayon::current_num_threads())
+    }
 }

@@ -7,7 +7,8 @@
 //! summed over the V lattice sites, L = mean over the batch of ℓ_b. The zero network
 //! output therefore gives L ≈ V. Since σ·s = F the residual is simply F + z.
 
-use crate::nn::{Float, Network, Workspace};
+use crate::nn::{CpuOps, Float, NetOps, Network, Workspace};
+use anyhow::Result;
 use rand::{Rng, RngExt};
 
 /// Noise levels σ = σ_min (σ_max/σ_min)^t, t ~ U(t_eps, 1).
@@ -31,24 +32,36 @@ pub fn c_in(sigma_data: f64, sigma: f64) -> f64 {
     1.0 / (sigma_data * sigma_data + sigma * sigma).sqrt()
 }
 
-/// Network workspace plus the per-step buffers of the objective.
-pub struct DsmWorkspace<T> {
-    pub net: Workspace<T>,
-    x_in: Vec<T>,
+/// Network workspace (on its device) plus the host buffers of the objective. The objective's
+/// arithmetic is O(B·V) and stays on the host for every device: one code path, and the
+/// transfers (network input, output and dL/d(output), B·V numbers each) are small beside
+/// the network's O(B·V·params) work.
+pub struct DsmWorkspace<B: NetOps> {
+    pub net: Workspace<B>,
+    x_in: Vec<B::Elem>,
     /// F + z, kept for the backward pass.
-    resid: Vec<T>,
-    dout: Vec<T>,
+    resid: Vec<B::Elem>,
+    dout: Vec<B::Elem>,
 }
 
-impl<T: Float> DsmWorkspace<T> {
+pub type CpuDsmWorkspace<T> = DsmWorkspace<CpuOps<T>>;
+
+impl<T: Float> DsmWorkspace<CpuOps<T>> {
     pub fn new(net: &Network, batch: usize, h: usize, w: usize) -> Self {
+        Self::on(CpuOps::default(), net, batch, h, w).expect("host allocation")
+    }
+}
+
+impl<B: NetOps> DsmWorkspace<B> {
+    pub fn on(dev: B, net: &Network, batch: usize, h: usize, w: usize) -> Result<Self> {
         let n = batch * h * w;
-        DsmWorkspace {
-            net: Workspace::new(net, batch, h, w),
-            x_in: vec![T::ZERO; n],
-            resid: vec![T::ZERO; n],
-            dout: vec![T::ZERO; n],
-        }
+        let z = B::Elem::ZERO;
+        Ok(DsmWorkspace {
+            net: Workspace::on(dev, net, batch, h, w)?,
+            x_in: vec![z; n],
+            resid: vec![z; n],
+            dout: vec![z; n],
+        })
     }
 }
 
@@ -62,27 +75,48 @@ fn scale_input<T: Float>(x_in: &mut [T], phi: &[T], sigma: &[T], sigma_data: f64
     }
 }
 
+/// F_θ(x_in, log σ) into `out` on the workspace's device.
+fn network<B: NetOps>(
+    net: &Network,
+    params: &B::Params,
+    sigma: &[B::Elem],
+    out: &mut [B::Elem],
+    ws: &mut DsmWorkspace<B>,
+) -> Result<()> {
+    ws.net.set_input(&ws.x_in)?;
+    net.forward_on(params, sigma, &mut ws.net)?;
+    ws.net.get_output(out)
+}
+
 /// score[B,1,H,W] = s_θ(φ, σ).
-pub fn score<T: Float>(net: &Network, params: &[T], phi: &[T], sigma: &[T], score: &mut [T], ws: &mut DsmWorkspace<T>) {
+pub fn score<B: NetOps>(
+    net: &Network,
+    params: &B::Params,
+    phi: &[B::Elem],
+    sigma: &[B::Elem],
+    score: &mut [B::Elem],
+    ws: &mut DsmWorkspace<B>,
+) -> Result<()> {
     scale_input(&mut ws.x_in, phi, sigma, net.arch.sigma_data);
-    net.forward(params, &ws.x_in, sigma, score, &mut ws.net);
+    network(net, params, sigma, score, ws)?;
     let v = phi.len() / sigma.len();
     for (b, s) in sigma.iter().enumerate() {
-        let inv = T::ONE / *s;
+        let inv = B::Elem::ONE / *s;
         score[b * v..][..v].iter_mut().for_each(|o| *o *= inv);
     }
+    Ok(())
 }
 
 /// DSM loss for φ_σ = φ0 + σ z. Writes ℓ_b to `per_sample` and returns L = mean_b ℓ_b.
-pub fn dsm_loss_forward<T: Float>(
+pub fn dsm_loss_forward<B: NetOps>(
     net: &Network,
-    params: &[T],
-    phi0: &[T],
-    z: &[T],
-    sigma: &[T],
-    per_sample: &mut [T],
-    ws: &mut DsmWorkspace<T>,
-) -> T {
+    params: &B::Params,
+    phi0: &[B::Elem],
+    z: &[B::Elem],
+    sigma: &[B::Elem],
+    per_sample: &mut [B::Elem],
+    ws: &mut DsmWorkspace<B>,
+) -> Result<B::Elem> {
     let bsz = sigma.len();
     let v = phi0.len() / bsz;
     // resid doubles as the φ_σ buffer before it receives F + z.
@@ -92,10 +126,13 @@ pub fn dsm_loss_forward<T: Float>(
         }
     }
     scale_input(&mut ws.x_in, &ws.resid, sigma, net.arch.sigma_data);
-    net.forward(params, &ws.x_in, sigma, &mut ws.resid, &mut ws.net);
-    let mut total = T::ZERO;
+    let mut f = std::mem::take(&mut ws.resid);
+    let r = network(net, params, sigma, &mut f, ws);
+    ws.resid = f;
+    r?;
+    let mut total = B::Elem::ZERO;
     for b in 0..bsz {
-        let mut l = T::ZERO;
+        let mut l = B::Elem::ZERO;
         for i in b * v..(b + 1) * v {
             let r = ws.resid[i] + z[i];
             ws.resid[i] = r;
@@ -104,16 +141,21 @@ pub fn dsm_loss_forward<T: Float>(
         per_sample[b] = l;
         total += l;
     }
-    total / T::from_f64(bsz as f64)
+    Ok(total / B::Elem::from_f64(bsz as f64))
 }
 
 /// Accumulates dL/dθ for the last `dsm_loss_forward` on `ws`.
-pub fn dsm_loss_backward<T: Float>(net: &Network, params: &[T], dparams: &mut [T], ws: &mut DsmWorkspace<T>) {
-    let f = T::from_f64(2.0 / ws.net.batch as f64);
+pub fn dsm_loss_backward<B: NetOps>(
+    net: &Network,
+    params: &B::Params,
+    dparams: &mut B::Params,
+    ws: &mut DsmWorkspace<B>,
+) -> Result<()> {
+    let f = B::Elem::from_f64(2.0 / ws.net.batch as f64);
     for (d, r) in ws.dout.iter_mut().zip(&ws.resid) {
         *d = f * *r;
     }
-    net.backward(params, dparams, None, &ws.dout, &mut ws.net);
+    net.backward_on(params, dparams, false, &ws.dout, &mut ws.net)
 }
 
 #[cfg(test)]
@@ -137,14 +179,14 @@ mod tests {
         let sigma = [0.3, 2.5];
         let mut ws = DsmWorkspace::new(&net, b, h, w);
         let mut ls = [0.0; 2];
-        let loss = dsm_loss_forward(&net, &p, &phi0, &z, &sigma, &mut ls, &mut ws);
+        let loss = dsm_loss_forward(&net, &p[..], &phi0, &z, &sigma, &mut ls, &mut ws).unwrap();
         assert!((loss - 0.5 * (ls[0] + ls[1])).abs() < 1e-12);
         let mut g = vec![0.0; p.len()];
-        dsm_loss_backward(&net, &p, &mut g, &mut ws);
+        dsm_loss_backward(&net, &p[..], &mut g[..], &mut ws).unwrap();
         let idx = (0..p.len()).step_by(p.len() / 60 + 1).collect::<Vec<_>>();
         crate::nn::gradcheck::check_grad_at("dsm", &mut p, &g, &idx, &mut |q: &[f64]| {
             let mut ls = [0.0; 2];
-            dsm_loss_forward(&net, q, &phi0, &z, &sigma, &mut ls, &mut ws)
+            dsm_loss_forward(&net, q, &phi0, &z, &sigma, &mut ls, &mut ws).unwrap()
         });
     }
 
@@ -158,12 +200,12 @@ mod tests {
         let z = rand_vec(b * h * w, 5);
         let mut ws = DsmWorkspace::new(&net, b, h, w);
         let mut ls = [0.0; 2];
-        dsm_loss_forward(&net, &p, &phi0, &z, &[0.5, 1.5], &mut ls, &mut ws);
+        dsm_loss_forward(&net, &p[..], &phi0, &z, &[0.5, 1.5], &mut ls, &mut ws).unwrap();
         let z2: f64 = z[..16].iter().map(|v| v * v).sum();
         assert!((ls[0] - z2).abs() < 1e-12);
         let mut s = vec![0.0; b * h * w];
         let q = net.init_params::<f64>(3);
-        score(&net, &q, &phi0, &[0.5, 1.5], &mut s, &mut ws);
+        score(&net, &q[..], &phi0, &[0.5, 1.5], &mut s, &mut ws).unwrap();
         let mut f = vec![0.0; b * h * w];
         let x_in: Vec<f64> = (0..b * h * w).map(|i| phi0[i] * c_in(1.0, [0.5, 1.5][i / 16])).collect();
         net.forward(&q, &x_in, &[0.5, 1.5], &mut f, &mut ws.net);

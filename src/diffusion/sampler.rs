@@ -296,9 +296,9 @@ pub fn sample_batch(
     let mut s = vec![0.0; batch * v];
     let mut calls = 0usize;
     let new_work = || Work { fft: fft.work(), z: vec![0.0; v], noise: vec![0.0; v] };
-    let mut score = |phi: &[f64], sigma: f64, out: &mut [f64]| {
-        model.score(lat, phi, &vec![sigma; batch], out);
+    let mut score = |phi: &[f64], sigma: f64, out: &mut [f64]| -> Result<(), String> {
         calls += 1;
+        model.score(lat, phi, &vec![sigma; batch], out)
     };
 
     // Start: φ_N ~ N(0, C_N); lw = −log N(φ_N; 0, C_N) = ½ zᵀz + ½ log det C_N + (V/2) log 2π.
@@ -320,7 +320,7 @@ pub fn sample_batch(
             for k in (1..=n).rev() {
                 let (sk, skm) = (sig[k], sig[k - 1]);
                 let delta = sk * sk - skm * skm;
-                score(&phi, sk, &mut s);
+                score(&phi, sk, &mut s)?;
                 // √Σ_k (matched) and the sample-independent part of the step's log-weight,
                 // ½ log det Σ_k − (V/2) log Δ_k (zero for the em kernel).
                 let (sqrt_cov, step_const) = match &g {
@@ -356,7 +356,7 @@ pub fn sample_batch(
                 if settings.sampler == SamplerKind::Pc && k > 1 {
                     let snr = settings.snr;
                     for _ in 0..settings.corrector_steps {
-                        score(&phi, skm, &mut s);
+                        score(&phi, skm, &mut s)?;
                         phi.par_chunks_mut(v).zip(s.par_chunks(v)).zip(rngs.par_iter_mut()).for_each_init(
                             new_work,
                             |w, ((p, sc), r)| {
@@ -382,9 +382,9 @@ pub fn sample_batch(
                 let (sk, skm) = (sig[k], sig[k - 1]);
                 let h = skm - sk;
                 // f(φ, σ) = dφ/dσ = −σ s(φ, σ); Heun: Euler predictor, trapezoidal corrector.
-                score(&phi, sk, &mut s);
+                score(&phi, sk, &mut s)?;
                 phi_e.par_iter_mut().zip(phi.par_iter()).zip(s.par_iter()).for_each(|((e, p), a)| *e = p - h * sk * a);
-                score(&phi_e, skm, &mut s2);
+                score(&phi_e, skm, &mut s2)?;
                 phi.par_iter_mut()
                     .zip(s.par_iter())
                     .zip(s2.par_iter())
@@ -392,7 +392,7 @@ pub fn sample_batch(
             }
             // Tweedie denoise from σ_1 to 0.
             let s1 = sig[1];
-            score(&phi, s1, &mut s);
+            score(&phi, s1, &mut s)?;
             phi.par_iter_mut().zip(s.par_iter()).for_each(|(p, a)| *p += s1 * s1 * a);
         }
     }

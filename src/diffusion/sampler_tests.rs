@@ -258,7 +258,7 @@ impl ScoreModel for Counting {
     fn check_lattice(&self, lat: Lattice) -> Result<(), String> {
         self.inner.check_lattice(lat)
     }
-    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) {
+    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.score(lat, phi, sigma, out)
     }

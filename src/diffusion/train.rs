@@ -7,7 +7,9 @@
 //! every `checksum_every` steps; a mismatch stops the job with an error, never silently.
 
 use super::data::{self, Shard};
-use super::objective::{dsm_loss_backward, dsm_loss_forward, score, DsmWorkspace, SigmaSchedule};
+use super::engine::{self, NetEngine, Weights};
+use super::objective::SigmaSchedule;
+use crate::backend::Device;
 use crate::config::TrainConfig;
 use crate::dist::{block_of, Comm};
 use crate::io::model::ModelFile;
@@ -64,40 +66,27 @@ impl Validation {
         self.sigma.is_empty()
     }
 
-    /// Mean DSM loss (and per σ band) over the held-out set, in chunks of `chunk`.
+    /// Mean DSM loss (and per σ band) over the held-out set with weights `w`, in chunks of `chunk`.
     pub fn loss(
         &self,
-        net: &Network,
-        params: &[f32],
+        engine: &mut dyn NetEngine,
+        w: Weights,
         lat: Lattice,
         chunk: usize,
         sched: &SigmaSchedule,
-    ) -> (f64, [f64; 3]) {
+    ) -> Result<(f64, [f64; 3])> {
         let v = lat.volume();
         let n = self.len();
         if n == 0 {
-            return (f64::NAN, [f64::NAN; 3]);
+            return Ok((f64::NAN, [f64::NAN; 3]));
         }
-        let mut ws: Option<(usize, DsmWorkspace<f32>)> = None;
         let (mut tot, mut bs, mut bc) = (0.0, [0.0; 3], [0.0; 3]);
         let mut a = 0;
         while a < n {
             let b = (a + chunk).min(n);
-            let k = b - a;
-            if ws.as_ref().map(|(kk, _)| *kk) != Some(k) {
-                ws = Some((k, DsmWorkspace::new(net, k, lat.lt, lat.lx)));
-            }
-            let w = &mut ws.as_mut().unwrap().1;
-            let mut per = vec![0.0f32; k];
-            dsm_loss_forward(
-                net,
-                params,
-                &self.phi0[a * v..b * v],
-                &self.z[a * v..b * v],
-                &self.sigma[a..b],
-                &mut per,
-                w,
-            );
+            let mut per = vec![0.0f32; b - a];
+            let (phi0, z) = (&self.phi0[a * v..b * v], &self.z[a * v..b * v]);
+            engine.losses(w, lat, phi0, z, &self.sigma[a..b], &mut per)?;
             for (i, l) in per.iter().enumerate() {
                 let bd = band(sched, self.sigma[a + i] as f64);
                 tot += *l as f64;
@@ -106,31 +95,33 @@ impl Validation {
             }
             a = b;
         }
-        (tot / n as f64, std::array::from_fn(|i| if bc[i] > 0.0 { bs[i] / bc[i] } else { f64::NAN }))
+        Ok((tot / n as f64, std::array::from_fn(|i| if bc[i] > 0.0 { bs[i] / bc[i] } else { f64::NAN })))
     }
 }
 
 /// ‖s_θ(φ, σ_min) + ∂S/∂φ‖ / ‖∂S/∂φ‖ over the given configurations: how close the learnt
 /// score at the smallest noise is to the exact force (stochastic quantisation's drift).
-pub fn score_force_deviation(net: &Network, params: &[f32], theory: &Phi4, configs: &[f32], sigma_min: f64) -> f64 {
+pub fn score_force_deviation(
+    engine: &mut dyn NetEngine,
+    w: Weights,
+    theory: &Phi4,
+    configs: &[f32],
+    sigma_min: f64,
+) -> Result<f64> {
     let lat = theory.lattice;
     let v = lat.volume();
     let n = configs.len() / v;
     if n == 0 {
-        return f64::NAN;
+        return Ok(f64::NAN);
     }
     let chunk = n.min(32);
     let (mut num, mut den) = (0.0, 0.0);
-    let mut ws = DsmWorkspace::<f32>::new(net, chunk, lat.lt, lat.lx);
     let mut a = 0;
     while a < n {
         let k = chunk.min(n - a);
-        if k != chunk {
-            ws = DsmWorkspace::new(net, k, lat.lt, lat.lx);
-        }
         let sig = vec![sigma_min as f32; k];
         let mut s = vec![0.0f32; k * v];
-        score(net, params, &configs[a * v..(a + k) * v], &sig, &mut s, &mut ws);
+        engine.score(w, lat, &configs[a * v..(a + k) * v], &sig, &mut s)?;
         let mut d = vec![0.0; v];
         for b in 0..k {
             let phi: Vec<f64> = configs[(a + b) * v..][..v].iter().map(|&x| x as f64).collect();
@@ -142,7 +133,7 @@ pub fn score_force_deviation(net: &Network, params: &[f32], theory: &Phi4, confi
         }
         a += k;
     }
-    (num / den.max(1e-300)).sqrt()
+    Ok((num / den.max(1e-300)).sqrt())
 }
 
 fn checksum20(params: &[f32]) -> f64 {
@@ -155,7 +146,7 @@ fn checksum20(params: &[f32]) -> f64 {
     ((h ^ (h >> 20) ^ (h >> 40)) & 0xF_FFFF) as f64
 }
 
-pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSummary> {
+pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<TrainSummary> {
     let root = comm.is_root();
     let (rank, n_ranks) = (comm.rank(), comm.size());
     let input = crate::cli::input_err;
@@ -245,7 +236,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
     let (j0, j1) = block_of(cfg.batch, n_ranks, rank);
     let b_local = j1 - j0;
     let shard = Shard::read(&ens, n_train, cfg.batch, j0, j1)?;
-    let (mut params, mut opt, mut slots): (Vec<f32>, AdamW<f32>, Vec<Stream>) = match &resume {
+    let (params0, opt0, mut slots): (Vec<f32>, Option<AdamW<f32>>, Vec<Stream>) = match &resume {
         Some(m) => {
             let mut opt = AdamW::new(opt_cfg.clone(), &net.layout, &m.params);
             opt.m = m.adam_m.clone();
@@ -253,16 +244,17 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
             opt.ema = m.ema.clone();
             opt.step = m.step;
             let slots = (j0..j1).map(|j| rng::from_state_words(m.slot_rng[j])).collect();
-            (m.params.clone(), opt, slots)
+            (m.params.clone(), Some(opt), slots)
         }
         None => {
             let p = net.init_params::<f32>(cfg.seed);
-            let opt = AdamW::new(opt_cfg.clone(), &net.layout, &p);
             let slots = (j0..j1).map(|j| rng::stream(cfg.seed, Domain::Train, j as u64)).collect();
-            (p, opt, slots)
+            (p, None, slots)
         }
     };
-    let start_step = opt.step;
+    let start_step = opt0.as_ref().map_or(0, |o| o.step);
+    let mut engine = engine::build(device, arch.clone(), &params0, Some((opt_cfg.clone(), opt0.as_ref())))?;
+    drop((params0, opt0));
     if start_step >= cfg.steps && root {
         eprintln!("train: checkpoint is already at step {start_step} of {}; nothing to do", cfg.steps);
     }
@@ -275,14 +267,14 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
 
     if root {
         eprintln!(
-            "latdiff train: {} ({} parameters) on {lat} from {} ({} train / {} held out), batch {} over {n_ranks} rank(s) x {} thread(s), sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
+            "latdiff train: {} ({} parameters) on {lat} from {} ({} train / {} held out), batch {} over {n_ranks} rank(s) on {}, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
             cfg.preset,
             net.num_params(),
             cfg.data.display(),
             n_train,
             n_total - n_train,
             cfg.batch,
-            rayon::current_num_threads(),
+            engine.describe(),
             schedule.sigma_min,
             schedule.sigma_max,
             arch.sigma_data
@@ -293,9 +285,8 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
     }
 
     // ---- the step loop ----
-    let np = params.len();
+    let np = net.num_params();
     let mut buf = vec![0.0f32; np + N_EXTRA];
-    let mut ws = DsmWorkspace::<f32>::new(&net, b_local, lat.lt, lat.lx);
     let mut phi0 = vec![0.0f32; b_local * v];
     let mut z = vec![0.0f32; b_local * v];
     let mut sigma = vec![0.0f32; b_local];
@@ -308,57 +299,55 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
     let mut stopped = false;
     let mut last_val = f64::NAN;
     let mut recent = (0.0f64, 0.0f64);
-    let write_checkpoint = |params: &[f32],
-                            opt: &AdamW<f32>,
-                            slots: &[Stream],
-                            step: u64,
-                            extra: Vec<(String, AttrValue)>|
-     -> Result<()> {
-        // Every rank's slot streams, gathered in slot order.
-        let words: Vec<u64> = slots.iter().flat_map(|s| rng::state_words(s)).collect();
-        let counts: Vec<usize> = (0..n_ranks)
-            .map(|r| {
-                let (a, b) = block_of(cfg.batch, n_ranks, r);
-                4 * (b - a)
-            })
-            .collect();
-        let all = comm.gather(&words, &counts);
-        if !root {
-            return Ok(());
-        }
-        let mut m = ModelFile {
-            arch: arch.clone(),
-            layout: net.layout.clone(),
-            params: params.to_vec(),
-            ema: opt.ema.clone(),
-            adam_m: opt.m.clone(),
-            adam_v: opt.v.clone(),
-            step,
-            slot_rng: all.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect(),
-            optimiser: opt.cfg.clone(),
-            schedule,
-            train_lattice: lat,
-            two_point: two_point.clone(),
-            data_attrs: ens.attrs()?,
-            attrs: Vec::new(),
+    let write_checkpoint =
+        |engine: &mut dyn NetEngine, slots: &[Stream], step: u64, extra: Vec<(String, AttrValue)>| -> Result<()> {
+            // Every rank's slot streams, gathered in slot order.
+            let words: Vec<u64> = slots.iter().flat_map(|s| rng::state_words(s)).collect();
+            let counts: Vec<usize> = (0..n_ranks)
+                .map(|r| {
+                    let (a, b) = block_of(cfg.batch, n_ranks, r);
+                    4 * (b - a)
+                })
+                .collect();
+            let all = comm.gather(&words, &counts);
+            if !root {
+                return Ok(());
+            }
+            let (params, opt) = engine.state()?;
+            let mut m = ModelFile {
+                arch: arch.clone(),
+                layout: net.layout.clone(),
+                params,
+                ema: opt.ema,
+                adam_m: opt.m,
+                adam_v: opt.v,
+                step,
+                slot_rng: all.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect(),
+                optimiser: opt.cfg,
+                schedule,
+                train_lattice: lat,
+                two_point: two_point.clone(),
+                data_attrs: ens.attrs()?,
+                attrs: Vec::new(),
+            };
+            m.set("data", AttrValue::Str(cfg.data.display().to_string()));
+            m.set("theory", AttrValue::Str("phi4".into()));
+            m.set("parametrisation", AttrValue::Str(param.name().into()));
+            m.set("preset", AttrValue::Str(cfg.preset.clone()));
+            m.set("sigma_data", AttrValue::F64(arch.sigma_data));
+            m.set("steps", AttrValue::I64(cfg.steps as i64));
+            m.set("seed", AttrValue::I64(cfg.seed as i64));
+            m.set("n_ranks", AttrValue::I64(n_ranks as i64));
+            m.set("device", AttrValue::Str(engine.describe()));
+            m.set("batch", AttrValue::I64(cfg.batch as i64));
+            m.set("finished", AttrValue::I64(i64::from(step >= cfg.steps)));
+            m.set("latdiff_version", AttrValue::Str(crate::VERSION.into()));
+            m.set("config", AttrValue::Str(crate::config::to_toml(cfg)));
+            for (k, v) in extra {
+                m.set(&k, v);
+            }
+            m.write(&cfg.out)
         };
-        m.set("data", AttrValue::Str(cfg.data.display().to_string()));
-        m.set("theory", AttrValue::Str("phi4".into()));
-        m.set("parametrisation", AttrValue::Str(param.name().into()));
-        m.set("preset", AttrValue::Str(cfg.preset.clone()));
-        m.set("sigma_data", AttrValue::F64(arch.sigma_data));
-        m.set("steps", AttrValue::I64(cfg.steps as i64));
-        m.set("seed", AttrValue::I64(cfg.seed as i64));
-        m.set("n_ranks", AttrValue::I64(n_ranks as i64));
-        m.set("batch", AttrValue::I64(cfg.batch as i64));
-        m.set("finished", AttrValue::I64(i64::from(step >= cfg.steps)));
-        m.set("latdiff_version", AttrValue::Str(crate::VERSION.into()));
-        m.set("config", AttrValue::Str(crate::config::to_toml(cfg)));
-        for (k, v) in extra {
-            m.set(&k, v);
-        }
-        m.write(&cfg.out)
-    };
 
     while step < cfg.steps {
         for (i, slot) in (j0..j1).enumerate() {
@@ -373,9 +362,8 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
                 &mut slots[i],
             );
         }
-        buf.iter_mut().for_each(|g| *g = 0.0);
-        dsm_loss_forward(&net, &params, &phi0, &z, &sigma, &mut per, &mut ws);
-        dsm_loss_backward(&net, &params, &mut buf[..np], &mut ws);
+        buf[np..].iter_mut().for_each(|g| *g = 0.0);
+        engine.loss_and_grad(lat, &phi0, &z, &sigma, &mut per, &mut buf[..np])?;
         for (i, l) in per.iter().enumerate() {
             let bd = band(&schedule, sigma[i] as f64);
             buf[np + bd] += *l;
@@ -388,7 +376,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
         // Each rank's gradient is of its own slots' mean: the global mean is their average.
         let inv = 1.0 / n_ranks as f32;
         buf[..np].iter_mut().for_each(|g| *g *= inv);
-        let info = opt.update(&mut params, &buf[..np]);
+        let info = engine.update(&buf[..np])?;
         step += 1;
         let loss = (buf[np] + buf[np + 1] + buf[np + 2]) as f64 / cfg.batch as f64;
         recent = (recent.0 + loss, recent.1 + 1.0);
@@ -407,7 +395,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
             ),
         );
         if cfg.checksum_every > 0 && step % cfg.checksum_every == 0 && n_ranks > 1 {
-            let h = checksum20(&params);
+            let h = checksum20(&engine.state()?.0);
             let mut c = [h, h * h];
             comm.all_reduce_sum(&mut c);
             let r = n_ranks as f64;
@@ -416,7 +404,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
             }
         }
         if root && (step % steps_per_epoch == 0 || step == cfg.steps) && !val.is_empty() {
-            let (vl, vb) = val.loss(&net, &params, lat, cfg.batch, &schedule);
+            let (vl, vb) = val.loss(engine.as_mut(), Weights::Current, lat, cfg.batch, &schedule)?;
             last_val = vl;
             let every = steps_per_epoch.max(cfg.steps / 20);
             if (progress_is_plain() && step % every < steps_per_epoch) || step == cfg.steps {
@@ -435,7 +423,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
             break;
         }
         if step % cfg.checkpoint_every == 0 && step < cfg.steps {
-            write_checkpoint(&params, &opt, &slots, step, vec![])?;
+            write_checkpoint(engine.as_mut(), &slots, step, vec![])?;
         }
     }
     progress.finish();
@@ -444,10 +432,10 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
     // ---- final checkpoint with diagnostics ----
     let mut extra = vec![];
     if root && step >= cfg.steps {
-        let (vl, vb) = val.loss(&net, &params, lat, cfg.batch, &schedule);
-        let (vle, _) = val.loss(&net, &opt.ema, lat, cfg.batch, &schedule);
+        let (vl, vb) = val.loss(engine.as_mut(), Weights::Current, lat, cfg.batch, &schedule)?;
+        let (vle, _) = val.loss(engine.as_mut(), Weights::Ema, lat, cfg.batch, &schedule)?;
         last_val = vl;
-        let dev = score_force_deviation(&net, &opt.ema, &theory, &val.phi0, schedule.sigma_min);
+        let dev = score_force_deviation(engine.as_mut(), Weights::Ema, &theory, &val.phi0, schedule.sigma_min)?;
         eprintln!(
             "validation loss {vl:.4} (EMA weights {vle:.4}; sigma bands {:.3}/{:.3}/{:.3}); score at sigma_min vs exact force: relative deviation {dev:.3}",
             vb[0], vb[1], vb[2]
@@ -457,7 +445,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag) -> Result<TrainSum
         extra.push(("val_loss_bands".to_string(), AttrValue::F64s(vb.to_vec())));
         extra.push(("score_force_rel_dev".to_string(), AttrValue::F64(dev)));
     }
-    write_checkpoint(&params, &opt, &slots, step, extra)?;
+    write_checkpoint(engine.as_mut(), &slots, step, extra)?;
     let samples = (step - start_step) as f64 * cfg.batch as f64;
     if root {
         if stopped {

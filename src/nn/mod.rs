@@ -1,18 +1,19 @@
 //! Score network: explicit forward/backward layers over one flat parameter buffer.
 
 pub mod activation;
-pub mod bench;
 pub mod conv;
 pub mod embed;
 pub mod float;
 #[cfg(test)]
 pub mod gradcheck;
 pub mod groupnorm;
+pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod sample;
 pub mod unet;
 
 pub use float::Float;
+pub use ops::{CpuOps, NetOps};
 pub use params::{ParamEntry, ParamLayout};
-pub use unet::{Arch, Network, Workspace};
+pub use unet::{Arch, CpuWorkspace, Network, Workspace};

@@ -50,6 +50,44 @@ impl AdamWConfig {
         let prog = ((step - self.warmup_steps) as f64 / span).min(1.0);
         self.lr_min + 0.5 * (self.lr - self.lr_min) * (1.0 + (std::f64::consts::PI * prog).cos())
     }
+
+    /// Effective EMA decay of update `step` (1-based): min(decay, (1 + step)/(10 + step)).
+    /// The warm-up (as TensorFlow's num_updates) lets the average follow the fast-moving
+    /// early weights; without it a short run samples with nearly initial weights.
+    pub fn ema_decay_at(&self, step: u64) -> f64 {
+        self.ema_decay.min((1.0 + step as f64) / (10.0 + step as f64))
+    }
+
+    /// The scalars of update `step` given the gradient norm, shared by the CPU loop and the
+    /// GPU kernel so that both apply the same schedule, clipping and EMA warm-up.
+    pub fn scalars(&self, step: u64, grad_norm: f64) -> StepScalars {
+        let lr = self.lr_at(step);
+        let clip_scale =
+            if self.clip_norm > 0.0 && grad_norm > self.clip_norm { self.clip_norm / grad_norm } else { 1.0 };
+        let bc1 = 1.0 - self.beta1.powi(step as i32);
+        let bc2 = 1.0 - self.beta2.powi(step as i32);
+        // lr·m̂/(√v̂ + ε) = (lr/bc1)·m / (√v/√bc2 + ε)
+        StepScalars {
+            lr,
+            clip_scale,
+            step_size: lr / bc1,
+            inv_sqrt_bc2: 1.0 / bc2.sqrt(),
+            shrink: 1.0 - lr * self.weight_decay,
+            ema_decay: self.ema_decay_at(step),
+        }
+    }
+}
+
+/// Per-update scalars (see [`AdamWConfig::scalars`]).
+#[derive(Clone, Copy, Debug)]
+pub struct StepScalars {
+    pub lr: f64,
+    pub clip_scale: f64,
+    pub step_size: f64,
+    pub inv_sqrt_bc2: f64,
+    /// Weight-decay factor of the decaying (≥ 2-d) tensors.
+    pub shrink: f64,
+    pub ema_decay: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -80,9 +118,8 @@ impl<T: Float> AdamW<T> {
         AdamW { cfg, step: 0, m: vec![T::ZERO; n], v: vec![T::ZERO; n], ema: params.to_vec(), segments }
     }
 
-    /// Effective EMA decay of update `step` (1-based): min(decay, (1 + step)/(10 + step)).
     pub fn ema_decay_at(&self, step: u64) -> f64 {
-        self.cfg.ema_decay.min((1.0 + step as f64) / (10.0 + step as f64))
+        self.cfg.ema_decay_at(step)
     }
 
     /// One update of `params` from `grads` (grads are not modified; clipping is a scale).
@@ -90,23 +127,17 @@ impl<T: Float> AdamW<T> {
         assert_eq!(params.len(), grads.len());
         self.step += 1;
         let c = &self.cfg;
-        let lr = c.lr_at(self.step);
         let grad_norm = grads.iter().map(|g| g.to_f64() * g.to_f64()).sum::<f64>().sqrt();
-        let clip_scale = if c.clip_norm > 0.0 && grad_norm > c.clip_norm { c.clip_norm / grad_norm } else { 1.0 };
-        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
-        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        let k = c.scalars(self.step, grad_norm);
         let (b1, b2) = (T::from_f64(c.beta1), T::from_f64(c.beta2));
         let (ob1, ob2) = (T::ONE - b1, T::ONE - b2);
-        let gs = T::from_f64(clip_scale);
-        // lr·m̂/(√v̂ + ε) = (lr/bc1)·m / (√v/√bc2 + ε)
-        let step_size = T::from_f64(lr / bc1);
-        let inv_sqrt_bc2 = T::from_f64(1.0 / bc2.sqrt());
+        let gs = T::from_f64(k.clip_scale);
+        let step_size = T::from_f64(k.step_size);
+        let inv_sqrt_bc2 = T::from_f64(k.inv_sqrt_bc2);
         let eps = T::from_f64(c.eps);
-        // EMA decay warm-up (as TensorFlow's num_updates): early on the average must follow
-        // the fast-moving weights, or a short run samples with nearly initial weights.
-        let ed = T::from_f64(self.ema_decay_at(self.step));
+        let ed = T::from_f64(k.ema_decay);
         for &(lo, hi, decays) in &self.segments {
-            let shrink = T::from_f64(if decays { 1.0 - lr * c.weight_decay } else { 1.0 });
+            let shrink = if decays { T::from_f64(k.shrink) } else { T::ONE };
             for i in lo..hi {
                 let g = grads[i] * gs;
                 let m = b1 * self.m[i] + ob1 * g;
@@ -118,7 +149,7 @@ impl<T: Float> AdamW<T> {
                 self.ema[i] = ed * self.ema[i] + (T::ONE - ed) * p;
             }
         }
-        StepInfo { step: self.step, lr, grad_norm, clip_scale }
+        StepInfo { step: self.step, lr: k.lr, grad_norm, clip_scale: k.clip_scale }
     }
 }
 

@@ -9,17 +9,15 @@
 //! fully convolutional on any H×W divisible by 2^(levels−1) (`Arch::stride`) and exactly
 //! equivariant under translations by multiples of that stride.
 
-use super::activation::*;
-use super::conv::{conv2d_backward, conv2d_forward, ConvScratch, ConvShape};
-use super::embed::{fourier_forward, fourier_frequencies};
+use super::conv::ConvShape;
+use super::embed::fourier_frequencies;
 use super::float::Float;
-use super::groupnorm::{groupnorm_backward, groupnorm_forward};
+use super::ops::{CpuOps, NetOps, NormShape};
 use super::params::ParamLayout;
-use super::sample::{down_backward, down_forward, up_backward, up_forward};
+use anyhow::Result;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -240,93 +238,91 @@ pub struct Network {
     init: Vec<(usize, f64)>,
 }
 
-/// Activations, their gradients and GEMM scratch for one (arch, B, H, W); reused per step.
-pub struct Workspace<T> {
+/// Activations, their gradients and the backend (with its GEMM scratch) for one
+/// (arch, B, H, W) on one device; reused per step. A tensor is `None` only while an op
+/// writes it.
+pub struct Workspace<B: NetOps> {
     pub batch: usize,
     pub h: usize,
     pub w: usize,
     tensors: Vec<TSpec>,
     ops: Vec<Op>,
     out: usize,
-    acts: Vec<Vec<T>>,
-    grads: Vec<Vec<T>>,
-    sigma: Vec<T>,
-    scratch: ConvScratch<T>,
+    acts: Vec<Option<B::Buf>>,
+    grads: Vec<Option<B::Buf>>,
+    sigma: Vec<B::Elem>,
+    /// The device the tensors live on.
+    pub dev: B,
 }
 
-impl<T: Float> Workspace<T> {
+/// The reference workspace: host vectors, rayon + gemm layers.
+pub type CpuWorkspace<T> = Workspace<CpuOps<T>>;
+
+impl<T: Float> Workspace<CpuOps<T>> {
     pub fn new(net: &Network, batch: usize, h: usize, w: usize) -> Self {
+        Self::on(CpuOps::default(), net, batch, h, w).expect("host allocation")
+    }
+}
+
+impl<B: NetOps> Workspace<B> {
+    /// Allocates every tensor of the plan on `dev` and sizes its convolution scratch.
+    pub fn on(mut dev: B, net: &Network, batch: usize, h: usize, w: usize) -> Result<Self> {
         let plan = Plan::build(&net.arch, h, w);
         assert_eq!(plan.layout, net.layout);
         let n = |t: &TSpec| batch * t.c * t.h * t.w;
-        let mut scratch = ConvScratch::default();
         for op in &plan.ops {
             if let Op::Conv { cout, k, inp, .. } = *op {
                 let t = plan.tensors[inp];
-                scratch.reserve(&ConvShape { b: batch, cin: t.c, cout, h: t.h, w: t.w, k });
+                dev.reserve_conv(&ConvShape { b: batch, cin: t.c, cout, h: t.h, w: t.w, k })?;
             }
         }
-        Workspace {
+        let alloc = |dev: &mut B| -> Result<Vec<Option<B::Buf>>> {
+            plan.tensors.iter().map(|t| dev.alloc(n(t)).map(Some)).collect()
+        };
+        let acts = alloc(&mut dev)?;
+        let grads = alloc(&mut dev)?;
+        Ok(Workspace {
             batch,
             h,
             w,
-            acts: plan.tensors.iter().map(|t| vec![T::ZERO; n(t)]).collect(),
-            grads: plan.tensors.iter().map(|t| vec![T::ZERO; n(t)]).collect(),
+            acts,
+            grads,
             tensors: plan.tensors,
             ops: plan.ops,
             out: plan.out,
-            sigma: vec![T::ZERO; batch],
-            scratch,
-        }
+            sigma: vec![B::Elem::ZERO; batch],
+            dev,
+        })
     }
 
     /// Bytes held by activations, gradients and scratch.
     pub fn bytes(&self) -> usize {
-        let a: usize = self.acts.iter().map(|v| v.len()).sum();
-        (2 * a + self.scratch.col.len() + self.scratch.tmp.len()) * std::mem::size_of::<T>()
+        let a: usize = self.tensors.iter().map(|t| self.batch * t.c * t.h * t.w).sum();
+        2 * a * std::mem::size_of::<B::Elem>() + self.dev.scratch_bytes()
     }
 
-    fn cshape(&self, inp: usize, cout: usize, k: usize) -> ConvShape {
-        let t = self.tensors[inp];
-        ConvShape { b: self.batch, cin: t.c, cout, h: t.h, w: t.w, k }
+    /// Copies the network input x[B,1,H,W] to the device.
+    pub fn set_input(&mut self, x: &[B::Elem]) -> Result<()> {
+        let t = self.acts[X].as_mut().expect("input tensor");
+        self.dev.upload(t, x)
     }
 
-    /// GEMM FLOPs of one forward pass (2·M·N·K per convolution).
-    pub fn forward_flops(&self) -> f64 {
-        self.ops
-            .iter()
-            .map(|op| match *op {
-                Op::Conv { cout, k, inp, .. } => self.cshape(inp, cout, k).gemm_flops(),
-                _ => 0.0,
-            })
-            .sum()
+    /// Copies the output of the last forward pass to the host.
+    pub fn get_output(&mut self, out: &mut [B::Elem]) -> Result<()> {
+        let t = self.acts[self.out].as_ref().expect("output tensor");
+        self.dev.download(t, out)
     }
 
-    /// GEMM FLOPs of one backward pass: dW everywhere, dinp except for the input conv
-    /// and the first embedding layer.
-    pub fn backward_flops(&self) -> f64 {
-        self.ops
-            .iter()
-            .map(|op| match *op {
-                Op::Conv { cout, k, inp, .. } => {
-                    let f = self.cshape(inp, cout, k).gemm_flops();
-                    if inp == X || matches!(self.ops[0], Op::Fourier { out } if out == inp) {
-                        f
-                    } else {
-                        2.0 * f
-                    }
-                }
-                _ => 0.0,
-            })
-            .sum()
+    /// Copies dL/dx of the last backward pass to the host.
+    pub fn get_dinput(&mut self, dx: &mut [B::Elem]) -> Result<()> {
+        let t = self.grads[X].as_ref().expect("input gradient");
+        self.dev.download(t, dx)
     }
 }
 
-/// Two disjoint mutable parameter slices that the plan laid out back to back.
-fn pair<'a, T>(buf: &'a mut [T], l: &ParamLayout, a: usize, b: usize) -> (&'a mut [T], &'a mut [T]) {
-    let (ra, rb) = (l.range(a), l.range(b));
-    assert_eq!(ra.end, rb.start);
-    buf[ra.start..rb.end].split_at_mut(ra.len())
+/// The tensor `i` of a workspace (present: only the op's own output is ever taken out).
+fn t<X>(v: &[Option<X>], i: usize) -> &X {
+    v[i].as_ref().expect("tensor in use by another op")
 }
 
 impl Network {
@@ -339,6 +335,24 @@ impl Network {
 
     pub fn num_params(&self) -> usize {
         self.layout.len()
+    }
+
+    /// GEMM FLOPs (2·M·N·K per convolution) of one forward and one backward pass over a
+    /// batch on an h×w lattice. Backward: dW everywhere, dinp except for the input conv and
+    /// the first embedding layer.
+    pub fn gemm_flops(&self, batch: usize, h: usize, w: usize) -> (f64, f64) {
+        let plan = Plan::build(&self.arch, h, w);
+        let (mut fwd, mut bwd) = (0.0, 0.0);
+        for op in &plan.ops {
+            if let Op::Conv { cout, k, inp, .. } = *op {
+                let t = plan.tensors[inp];
+                let f = ConvShape { b: batch, cin: t.c, cout, h: t.h, w: t.w, k }.gemm_flops();
+                let first = inp == X || matches!(plan.ops[0], Op::Fourier { out } if out == inp);
+                fwd += f;
+                bwd += if first { f } else { 2.0 * f };
+            }
+        }
+        (fwd, bwd)
     }
 
     /// Conv / dense weights N(0, gain²/fan_in), biases and GroupNorm β zero, γ one.
@@ -362,176 +376,210 @@ impl Network {
         p
     }
 
-    /// out[B,1,H,W] = F_θ(x[B,1,H,W], log σ[B]). Keeps what backward needs in `ws`.
-    pub fn forward<T: Float>(&self, params: &[T], x: &[T], sigma: &[T], out: &mut [T], ws: &mut Workspace<T>) {
-        assert_eq!(params.len(), self.layout.len());
-        assert_eq!(x.len(), ws.acts[X].len());
-        assert_eq!(sigma.len(), ws.batch);
-        ws.acts[X].copy_from_slice(x);
-        ws.sigma.copy_from_slice(sigma);
-        let bsz = ws.batch;
-        let l = &self.layout;
-        for i in 0..ws.ops.len() {
-            let op = ws.ops[i].clone();
-            let o = match op {
-                Op::Fourier { out } | Op::Conv { out, .. } | Op::Norm { out, .. } => out,
-                Op::Film { out, .. } | Op::Silu { out, .. } | Op::Add { out, .. } => out,
-                Op::Down { out, .. } | Op::Up { out, .. } | Op::Concat { out, .. } => out,
-            };
-            let mut dst = std::mem::take(&mut ws.acts[o]);
-            let a = &ws.acts;
-            match op {
-                Op::Fourier { .. } => fourier_forward(&mut dst, &ws.sigma, &self.freqs),
-                Op::Conv { w, b, cout, k, inp, .. } => {
-                    let s = ws.cshape(inp, cout, k);
-                    conv2d_forward(&mut dst, &a[inp], &params[l.range(w)], &params[l.range(b)], &s, &mut ws.scratch)
-                }
-                Op::Norm { g, b, inp, stats, .. } => {
-                    let t = ws.tensors[inp];
-                    let mut st = std::mem::take(&mut ws.acts[stats]);
-                    groupnorm_forward(
-                        &mut dst,
-                        &mut st,
-                        &ws.acts[inp],
-                        &params[l.range(g)],
-                        &params[l.range(b)],
-                        bsz,
-                        t.c,
-                        t.h * t.w,
-                        self.arch.groups,
-                    );
-                    ws.acts[stats] = st;
-                }
-                Op::Film { inp, ss, .. } => {
-                    let t = ws.tensors[inp];
-                    film_forward(&mut dst, &a[inp], &a[ss], bsz, t.c, t.h * t.w)
-                }
-                Op::Silu { inp, .. } => silu_forward(&mut dst, &a[inp]),
-                Op::Add { a: x1, b: x2, .. } => add_forward(&mut dst, &a[x1], &a[x2]),
-                Op::Down { inp, .. } => {
-                    let t = ws.tensors[inp];
-                    down_forward(&mut dst, &a[inp], bsz * t.c, t.h, t.w)
-                }
-                Op::Up { inp, .. } => {
-                    let t = ws.tensors[inp];
-                    up_forward(&mut dst, &a[inp], bsz * t.c, t.h, t.w)
-                }
-                Op::Concat { a: x1, b: x2, .. } => {
-                    let (t1, t2) = (ws.tensors[x1], ws.tensors[x2]);
-                    concat_forward(&mut dst, &a[x1], t1.c, &a[x2], t2.c, bsz, t1.h * t1.w)
-                }
-            }
-            ws.acts[o] = dst;
-        }
-        out.copy_from_slice(&ws.acts[ws.out]);
+    /// out[B,1,H,W] = F_θ(x[B,1,H,W], log σ[B]) on the CPU. Keeps what backward needs in `ws`.
+    pub fn forward<T: Float>(&self, params: &[T], x: &[T], sigma: &[T], out: &mut [T], ws: &mut CpuWorkspace<T>) {
+        let r = ws.set_input(x).and_then(|_| self.forward_on(params, sigma, ws)).and_then(|_| ws.get_output(out));
+        r.expect("CPU layers cannot fail");
     }
 
     /// Accumulates dL/dθ into `dparams` (and writes dL/dx into `dx` if given) for the
-    /// last `forward` on `ws`, given dout = dL/d(out).
+    /// last `forward` on `ws`, given dout = dL/d(out). CPU.
     pub fn backward<T: Float>(
         &self,
         params: &[T],
         dparams: &mut [T],
         dx: Option<&mut [T]>,
         dout: &[T],
-        ws: &mut Workspace<T>,
+        ws: &mut CpuWorkspace<T>,
     ) {
-        assert_eq!(dparams.len(), self.layout.len());
         let want_dx = dx.is_some();
-        ws.grads.par_iter_mut().for_each(|g| g.fill(T::ZERO));
-        ws.grads[ws.out].copy_from_slice(dout);
+        let mut r = self.backward_on(params, dparams, want_dx, dout, ws);
+        if let Some(dx) = dx {
+            r = r.and_then(|_| ws.get_dinput(dx));
+        }
+        r.expect("CPU layers cannot fail");
+    }
+
+    /// The forward pass on any device: the input is in `ws` (`set_input`), the output stays
+    /// there (`get_output`); σ is a host array.
+    pub fn forward_on<B: NetOps>(&self, params: &B::Params, sigma: &[B::Elem], ws: &mut Workspace<B>) -> Result<()> {
+        assert_eq!(sigma.len(), ws.batch);
+        ws.sigma.copy_from_slice(sigma);
         let bsz = ws.batch;
         let l = &self.layout;
-        let fourier = match ws.ops[0] {
+        let Workspace { tensors, ops, acts, sigma, dev, .. } = ws;
+        let cshape = |inp: usize, cout: usize, k: usize| {
+            let t = tensors[inp];
+            ConvShape { b: bsz, cin: t.c, cout, h: t.h, w: t.w, k }
+        };
+        for op in ops.iter() {
+            let o = match *op {
+                Op::Fourier { out } | Op::Conv { out, .. } | Op::Norm { out, .. } => out,
+                Op::Film { out, .. } | Op::Silu { out, .. } | Op::Add { out, .. } => out,
+                Op::Down { out, .. } | Op::Up { out, .. } | Op::Concat { out, .. } => out,
+            };
+            let mut dst = acts[o].take().expect("output tensor");
+            let a = &*acts;
+            let r = match *op {
+                Op::Fourier { .. } => dev.fourier_forward(&mut dst, sigma, &self.freqs),
+                Op::Conv { w, b, cout, k, inp, .. } => {
+                    dev.conv2d_forward(&mut dst, t(a, inp), params, l.range(w), l.range(b), &cshape(inp, cout, k))
+                }
+                Op::Norm { g, b, inp, stats, .. } => {
+                    let tt = tensors[inp];
+                    let n = NormShape { b: bsz, c: tt.c, hw: tt.h * tt.w, groups: self.arch.groups };
+                    let mut st = acts[stats].take().expect("stats tensor");
+                    let r = dev.groupnorm_forward(&mut dst, &mut st, t(acts, inp), params, l.range(g), l.range(b), n);
+                    acts[stats] = Some(st);
+                    r
+                }
+                Op::Film { inp, ss, .. } => {
+                    let tt = tensors[inp];
+                    dev.film_forward(&mut dst, t(a, inp), t(a, ss), bsz, tt.c, tt.h * tt.w)
+                }
+                Op::Silu { inp, .. } => dev.silu_forward(&mut dst, t(a, inp)),
+                Op::Add { a: x1, b: x2, .. } => dev.add_forward(&mut dst, t(a, x1), t(a, x2)),
+                Op::Down { inp, .. } => {
+                    let tt = tensors[inp];
+                    dev.down_forward(&mut dst, t(a, inp), bsz * tt.c, tt.h, tt.w)
+                }
+                Op::Up { inp, .. } => {
+                    let tt = tensors[inp];
+                    dev.up_forward(&mut dst, t(a, inp), bsz * tt.c, tt.h, tt.w)
+                }
+                Op::Concat { a: x1, b: x2, .. } => {
+                    let (t1, t2) = (tensors[x1], tensors[x2]);
+                    dev.concat_forward(&mut dst, t(a, x1), t1.c, t(a, x2), t2.c, bsz, t1.h * t1.w)
+                }
+            };
+            acts[o] = Some(dst);
+            r?;
+        }
+        Ok(())
+    }
+
+    /// The backward pass on any device for the last `forward_on`: dout = dL/d(out) is a host
+    /// array; dL/dθ is accumulated into `dparams`; dL/dx is computed when `want_dx`
+    /// (`Workspace::get_dinput`).
+    pub fn backward_on<B: NetOps>(
+        &self,
+        params: &B::Params,
+        dparams: &mut B::Params,
+        want_dx: bool,
+        dout: &[B::Elem],
+        ws: &mut Workspace<B>,
+    ) -> Result<()> {
+        let bsz = ws.batch;
+        let l = &self.layout;
+        let Workspace { tensors, ops, acts, grads, dev, out, .. } = ws;
+        for g in grads.iter_mut() {
+            dev.zero(g.as_mut().expect("gradient tensor"))?;
+        }
+        dev.upload(grads[*out].as_mut().expect("output gradient"), dout)?;
+        let fourier = match ops[0] {
             Op::Fourier { out } => out,
             _ => unreachable!(),
         };
-        for i in (0..ws.ops.len()).rev() {
-            let op = ws.ops[i].clone();
-            let a = &ws.acts;
-            match op {
+        let a = &*acts;
+        // Takes gradient tensor `i` out for writing; `put` returns it.
+        fn take<X>(g: &mut [Option<X>], i: usize) -> X {
+            g[i].take().expect("gradient tensor")
+        }
+        for op in ops.iter().rev() {
+            match *op {
                 Op::Fourier { .. } => {}
                 Op::Conv { w, b, cout, k, inp, out } => {
-                    let s = ws.cshape(inp, cout, k);
-                    let (dw, db) = pair(dparams, l, w, b);
+                    let tt = tensors[inp];
+                    let s = ConvShape { b: bsz, cin: tt.c, cout, h: tt.h, w: tt.w, k };
                     let need = !(inp == fourier || (inp == X && !want_dx));
-                    let mut din = std::mem::take(&mut ws.grads[inp]);
-                    conv2d_backward(
-                        need.then_some(&mut din[..]),
-                        dw,
-                        db,
-                        &ws.grads[out],
-                        &a[inp],
-                        &params[l.range(w)],
+                    let mut din = take(grads, inp);
+                    let r = dev.conv2d_backward(
+                        need.then_some(&mut din),
+                        dparams,
+                        l.range(w),
+                        l.range(b),
+                        t(grads, out),
+                        t(a, inp),
+                        params,
                         &s,
-                        &mut ws.scratch,
                     );
-                    ws.grads[inp] = din;
+                    grads[inp] = Some(din);
+                    r?;
                 }
                 Op::Norm { g, b, inp, out, stats } => {
-                    let t = ws.tensors[inp];
-                    let (dg, db) = pair(dparams, l, g, b);
-                    let mut din = std::mem::take(&mut ws.grads[inp]);
-                    groupnorm_backward(
+                    let tt = tensors[inp];
+                    let n = NormShape { b: bsz, c: tt.c, hw: tt.h * tt.w, groups: self.arch.groups };
+                    let mut din = take(grads, inp);
+                    let r = dev.groupnorm_backward(
                         &mut din,
-                        dg,
-                        db,
-                        &ws.grads[out],
-                        &a[inp],
-                        &a[stats],
-                        &params[l.range(g)],
-                        bsz,
-                        t.c,
-                        t.h * t.w,
-                        self.arch.groups,
+                        dparams,
+                        l.range(g),
+                        l.range(b),
+                        t(grads, out),
+                        t(a, inp),
+                        t(a, stats),
+                        params,
+                        n,
                     );
-                    ws.grads[inp] = din;
+                    grads[inp] = Some(din);
+                    r?;
                 }
                 Op::Film { inp, ss, out } => {
-                    let t = ws.tensors[inp];
-                    let mut din = std::mem::take(&mut ws.grads[inp]);
-                    let mut dss = std::mem::take(&mut ws.grads[ss]);
-                    film_backward(&mut din, &mut dss, &ws.grads[out], &a[inp], &a[ss], bsz, t.c, t.h * t.w);
-                    ws.grads[inp] = din;
-                    ws.grads[ss] = dss;
+                    let tt = tensors[inp];
+                    let (mut din, mut dss) = (take(grads, inp), take(grads, ss));
+                    let r = dev.film_backward(
+                        &mut din,
+                        &mut dss,
+                        t(grads, out),
+                        t(a, inp),
+                        t(a, ss),
+                        bsz,
+                        tt.c,
+                        tt.h * tt.w,
+                    );
+                    grads[inp] = Some(din);
+                    grads[ss] = Some(dss);
+                    r?;
                 }
                 Op::Silu { inp, out } => {
-                    let mut din = std::mem::take(&mut ws.grads[inp]);
-                    silu_backward(&mut din, &ws.grads[out], &a[inp]);
-                    ws.grads[inp] = din;
+                    let mut din = take(grads, inp);
+                    let r = dev.silu_backward(&mut din, t(grads, out), t(a, inp));
+                    grads[inp] = Some(din);
+                    r?;
                 }
                 Op::Add { a: x1, b: x2, out } => {
                     for src in [x1, x2] {
-                        let mut din = std::mem::take(&mut ws.grads[src]);
-                        accumulate(&mut din, &ws.grads[out]);
-                        ws.grads[src] = din;
+                        let mut din = take(grads, src);
+                        let r = dev.accumulate(&mut din, t(grads, out));
+                        grads[src] = Some(din);
+                        r?;
                     }
                 }
                 Op::Down { inp, out } => {
-                    let t = ws.tensors[inp];
-                    let mut din = std::mem::take(&mut ws.grads[inp]);
-                    down_backward(&mut din, &ws.grads[out], bsz * t.c, t.h, t.w);
-                    ws.grads[inp] = din;
+                    let tt = tensors[inp];
+                    let mut din = take(grads, inp);
+                    let r = dev.down_backward(&mut din, t(grads, out), bsz * tt.c, tt.h, tt.w);
+                    grads[inp] = Some(din);
+                    r?;
                 }
                 Op::Up { inp, out } => {
-                    let t = ws.tensors[inp];
-                    let mut din = std::mem::take(&mut ws.grads[inp]);
-                    up_backward(&mut din, &ws.grads[out], bsz * t.c, t.h, t.w);
-                    ws.grads[inp] = din;
+                    let tt = tensors[inp];
+                    let mut din = take(grads, inp);
+                    let r = dev.up_backward(&mut din, t(grads, out), bsz * tt.c, tt.h, tt.w);
+                    grads[inp] = Some(din);
+                    r?;
                 }
                 Op::Concat { a: x1, b: x2, out } => {
-                    let (t1, t2) = (ws.tensors[x1], ws.tensors[x2]);
-                    let mut d1 = std::mem::take(&mut ws.grads[x1]);
-                    let mut d2 = std::mem::take(&mut ws.grads[x2]);
-                    concat_backward(&mut d1, &mut d2, &ws.grads[out], t1.c, t2.c, bsz, t1.h * t1.w);
-                    ws.grads[x1] = d1;
-                    ws.grads[x2] = d2;
+                    let (t1, t2) = (tensors[x1], tensors[x2]);
+                    let (mut d1, mut d2) = (take(grads, x1), take(grads, x2));
+                    let r = dev.concat_backward(&mut d1, &mut d2, t(grads, out), t1.c, t2.c, bsz, t1.h * t1.w);
+                    grads[x1] = Some(d1);
+                    grads[x2] = Some(d2);
+                    r?;
                 }
             }
         }
-        if let Some(dx) = dx {
-            dx.copy_from_slice(&ws.grads[X]);
-        }
+        Ok(())
     }
 }
 

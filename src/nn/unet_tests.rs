@@ -1,5 +1,5 @@
 use crate::nn::gradcheck::{check_grad_at, pick_indices, rand_vec};
-use crate::nn::unet::{Arch, Network, Workspace};
+use crate::nn::unet::{Arch, CpuWorkspace as Workspace, Network};
 
 fn random_params(net: &Network, seed: u64) -> Vec<f64> {
     rand_vec(net.num_params(), seed).iter().map(|v| 0.5 * v).collect()
