@@ -172,3 +172,40 @@ fn info_describes_a_file_and_rejects_bad_ones() {
         assert!(err.contains(msg), "{err}");
     }
 }
+
+/// `--device cuda` without a usable GPU: one line naming the device, exit 2, no file, for
+/// every command with a CUDA path; `--device auto` falls back with a one-line notice.
+#[test]
+fn cuda_request_without_gpu_fails_on_one_line() {
+    if latdiff::backend::cuda_usable().is_ok() {
+        eprintln!("skipped: a CUDA device is present (cuda_parity covers it)");
+        return;
+    }
+    let cmds: &[&[&str]] = &[
+        &["hmc", "--lattice", "4", "--n-configs", "2", "--n-chains", "2", "--out", "out.h5"],
+        &["sample", "--model", "free:kappa=0.2", "--lattice", "8", "--n-configs", "2", "--out", "out.h5"],
+        &["bench", "sample", "--preset", "tiny", "--lattice", "8", "--seconds", "0.01"],
+        &["bench", "train", "--preset", "tiny", "--lattice", "8", "--batch", "2", "--seconds", "0.01"],
+    ];
+    for args in cmds {
+        let dir = tempfile::tempdir().unwrap();
+        let out = latdiff().current_dir(dir.path()).args(["--device", "cuda"]).args(*args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].contains("device cuda"), "{args:?}: {stderr}");
+        assert!(files_in(dir.path()).is_empty(), "{args:?} left files");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = latdiff()
+        .current_dir(dir.path())
+        .args(["--device", "auto", "sample", "--model", "free:kappa=0.2", "--lattice", "8", "--n-configs", "2"])
+        .args(["--steps", "10", "--out", "out.h5"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("device auto:")).count(), 1, "{stderr}");
+    assert_eq!(files_in(dir.path()), vec!["out.h5".to_string()]);
+}

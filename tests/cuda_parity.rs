@@ -431,3 +431,140 @@ fn adamw_matches_cpu() {
     assert_close("adamw v", &down(&be, &gpu.v), &cpu.v, 1e-5);
     assert_close("adamw ema", &down(&be, &gpu.ema), &cpu.ema, 1e-5);
 }
+
+// ------------------------------------------- whole network, training step, sampled batch
+//
+// Composites of many f32 kernels: cuBLAS and the CPU GEMM sum in different orders, so the
+// tolerance is 1e-4 relative (a layer alone is held to 1e-5 above).
+
+mod whole {
+    use super::*;
+    use latdiff::backend::cuda_nn::CudaOps;
+    use latdiff::backend::Device;
+    use latdiff::diffusion::engine::{self, Weights};
+    use latdiff::diffusion::model::NetworkScoreModel;
+    use latdiff::diffusion::sampler::{sample_batch, SamplerKind, SamplerSettings};
+    use latdiff::nn::{Arch, CpuOps, NetOps, Network, Workspace};
+
+    const TOL: f64 = 1e-4;
+
+    #[test]
+    fn network_forward_backward_matches_cpu() {
+        let Some(_) = gpu() else { return };
+        for (arch, b, h, w) in [(Arch::tiny(), 3, 8, 6), (Arch::small(), 2, 16, 8)] {
+            let net = Network::new(arch);
+            let p = net.init_params::<f32>(11);
+            let x = rand_f32(b * h * w, 12);
+            let sigma: Vec<f32> = (0..b).map(|i| 0.05 * 7.0f32.powi(i as i32)).collect();
+            let dout = rand_f32(b * h * w, 13);
+            let run = |dev_is_gpu: bool| -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+                fn go<B: NetOps<Elem = f32>>(
+                    mut dev: B,
+                    net: &Network,
+                    p: &[f32],
+                    x: &[f32],
+                    sigma: &[f32],
+                    dout: &[f32],
+                    (b, h, w): (usize, usize, usize),
+                ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+                    let pb = dev.upload_params(p).unwrap();
+                    let mut gb = dev.upload_params(&vec![0.0; p.len()]).unwrap();
+                    let mut ws = Workspace::on(dev, net, b, h, w).unwrap();
+                    ws.set_input(x).unwrap();
+                    net.forward_on(std::borrow::Borrow::borrow(&pb), sigma, &mut ws).unwrap();
+                    let mut y = vec![0.0; x.len()];
+                    ws.get_output(&mut y).unwrap();
+                    let gp: &mut B::Params = std::borrow::BorrowMut::borrow_mut(&mut gb);
+                    net.backward_on(std::borrow::Borrow::borrow(&pb), gp, true, dout, &mut ws).unwrap();
+                    let mut dx = vec![0.0; x.len()];
+                    ws.get_dinput(&mut dx).unwrap();
+                    let mut g = vec![0.0; p.len()];
+                    ws.dev.download_params(std::borrow::Borrow::borrow(&gb), &mut g).unwrap();
+                    (y, g, dx)
+                }
+                if dev_is_gpu {
+                    go(CudaOps::new(0).unwrap(), &net, &p, &x, &sigma, &dout, (b, h, w))
+                } else {
+                    go(CpuOps::<f32>::default(), &net, &p, &x, &sigma, &dout, (b, h, w))
+                }
+            };
+            let (yc, gc, dxc) = run(false);
+            let (yg, gg, dxg) = run(true);
+            assert_close("network forward", &yg, &yc, TOL);
+            assert_close("network dparams", &gg, &gc, TOL);
+            assert_close("network dx", &dxg, &dxc, TOL);
+            // per tensor, so that a wrong layer is named
+            for e in &net.layout.entries {
+                assert_close(&format!("d{}", e.name), &gg[e.range()], &gc[e.range()], TOL);
+            }
+        }
+    }
+
+    /// Three steps of `latdiff train`'s engine (loss, gradient, AdamW + EMA) on both devices,
+    /// each fed the CPU's gradient so that the two parameter trajectories stay comparable.
+    #[test]
+    fn training_step_matches_cpu() {
+        let Some(_) = gpu() else { return };
+        let arch = Arch::tiny();
+        let (b, lat) = (4, Lattice::new(8, 8));
+        let n = b * lat.volume();
+        let p0 = Network::new(arch.clone()).init_params::<f32>(5);
+        let cfg =
+            AdamWConfig { warmup_steps: 2, total_steps: 10, weight_decay: 0.1, clip_norm: 1.0, ..Default::default() };
+        let mut cpu = engine::build(Device::Cpu, arch.clone(), &p0, Some((cfg.clone(), None))).unwrap();
+        let mut gpu = engine::build(Device::Cuda { ordinal: 0 }, arch, &p0, Some((cfg, None))).unwrap();
+        eprintln!("engine: {}", gpu.describe());
+        for step in 0..3u64 {
+            let phi0 = rand_f32(n, 20 + step);
+            let z = rand_f32(n, 30 + step);
+            let sigma: Vec<f32> = (0..b).map(|i| 0.02 * 10.0f32.powi(i as i32)).collect();
+            let (mut lc, mut lg) = (vec![0.0; b], vec![0.0; b]);
+            let (mut gc, mut gg) = (vec![0.0; p0.len()], vec![0.0; p0.len()]);
+            cpu.loss_and_grad(lat, &phi0, &z, &sigma, &mut lc, &mut gc).unwrap();
+            gpu.loss_and_grad(lat, &phi0, &z, &sigma, &mut lg, &mut gg).unwrap();
+            assert_close(&format!("step {step} per-sample loss"), &lg, &lc, TOL);
+            assert_close(&format!("step {step} gradient"), &gg, &gc, TOL);
+            let (ic, ig) = (cpu.update(&gc).unwrap(), gpu.update(&gc).unwrap());
+            assert!((ic.grad_norm - ig.grad_norm).abs() <= 1e-5 * ic.grad_norm, "gradient norm {ic:?} vs {ig:?}");
+            assert_eq!((ic.lr, ic.clip_scale > 0.0), (ig.lr, ig.clip_scale > 0.0));
+        }
+        let ((pc, oc), (pg, og)) = (cpu.state().unwrap(), gpu.state().unwrap());
+        assert_close("params after 3 steps", &pg, &pc, TOL);
+        assert_close("EMA after 3 steps", &og.ema, &oc.ema, TOL);
+        assert_close("Adam m after 3 steps", &og.m, &oc.m, TOL);
+        assert_close("Adam v after 3 steps", &og.v, &oc.v, TOL);
+        assert_eq!(og.step, 3);
+        // validation path (EMA weights)
+        let phi0 = rand_f32(n, 40);
+        let z = rand_f32(n, 41);
+        let sigma = vec![0.3f32; b];
+        let (mut lc, mut lg) = (vec![0.0; b], vec![0.0; b]);
+        cpu.losses(Weights::Ema, lat, &phi0, &z, &sigma, &mut lc).unwrap();
+        gpu.losses(Weights::Ema, lat, &phi0, &z, &sigma, &mut lg).unwrap();
+        assert_close("EMA validation loss", &lg, &lc, TOL);
+    }
+
+    /// `latdiff sample`'s batch (em sampler, path log-weights against a φ⁴ target) with the
+    /// network on the GPU against the CPU: same seeds, so the same noise.
+    #[test]
+    fn sampled_batch_matches_cpu() {
+        let Some(_) = gpu() else { return };
+        let arch = Arch::tiny();
+        let lat = Lattice::new(8, 8);
+        let params = Network::new(arch.clone()).init_params::<f32>(9);
+        let g: Vec<f64> = (0..lat.volume()).map(|i| 1.0 / (1.0 + lat.phat2(i / 8, i % 8))).collect();
+        let target = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.2, lambda: 0.02 });
+        let settings = SamplerSettings::new(SamplerKind::Em, 12, 0.05, 5.0);
+        let mut out = vec![];
+        for dev in [Device::Cpu, Device::Cuda { ordinal: 0 }] {
+            let m = NetworkScoreModel::from_parts(arch.clone(), &params, g.clone(), lat, "parity".into(), dev);
+            out.push(sample_batch(&m, Some(&target), lat, &settings, 3, 0, 5).unwrap());
+        }
+        assert_close("sampled configurations", &out[1].configs, &out[0].configs, TOL);
+        let (wc, wg) = (out[0].log_weight.clone().unwrap(), out[1].log_weight.clone().unwrap());
+        let spread = wc.iter().fold(0.0f64, |a, &w| a.max((w - wc[0]).abs())).max(1.0);
+        let dev = wc.iter().zip(&wg).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(dev < TOL * spread.max(wc.iter().map(|w| w.abs()).fold(0.0, f64::max)), "log-weights differ by {dev}");
+        eprintln!("ok: log-weights differ by at most {dev:.2e}");
+    }
+}
