@@ -57,24 +57,24 @@ fn notice(announce: bool, text: String) {
     }
 }
 
-/// Resolves the request for a command. `has_cuda_path` says whether the command has a CUDA
-/// implementation yet; `local_rank` picks the GPU of this rank on its node.
-pub fn select(req: DeviceRequest, has_cuda_path: bool, local_rank: usize, announce: bool) -> Result<Device> {
+/// Resolves the request for a command. `cuda_path` is `Err(why)` when the command, with
+/// these options, cannot run on a GPU; `local_rank` picks the GPU of this rank on its node.
+pub fn select(req: DeviceRequest, cuda_path: Result<(), &str>, local_rank: usize, announce: bool) -> Result<Device> {
     match req {
         DeviceRequest::Cpu => Ok(Device::Cpu),
         DeviceRequest::Cuda => {
             let n = cuda_usable().map_err(|e| anyhow::anyhow!("device cuda: {e}"))?;
-            if !has_cuda_path {
-                bail!("device cuda: this command has no CUDA implementation yet (use --device cpu)");
+            if let Err(why) = cuda_path {
+                bail!("device cuda: {why} (use --device cpu)");
             }
             Ok(Device::Cuda { ordinal: local_rank % n })
         }
         DeviceRequest::Auto => match cuda_usable() {
-            Ok(n) if has_cuda_path => Ok(Device::Cuda { ordinal: local_rank % n }),
+            Ok(n) if cuda_path.is_ok() => Ok(Device::Cuda { ordinal: local_rank % n }),
             Ok(_) => {
                 notice(
                     announce,
-                    "device auto: a GPU is present but this command runs on the CPU (no CUDA path yet)".into(),
+                    format!("device auto: a GPU is present but {}; running on the CPU", cuda_path.unwrap_err()),
                 );
                 Ok(Device::Cpu)
             }

@@ -62,7 +62,7 @@ pub struct BenchArgs {
 
 pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
     let comm = crate::dist::Comm::init();
-    let dev = backend::select(device, true, comm.node_local_rank(), !a.json).map_err(super::input_err)?;
+    let dev = backend::select(device, Ok(()), comm.node_local_rank(), !a.json).map_err(super::input_err)?;
     backend::announce();
     comm.configure_threads(None);
     match &a.what {

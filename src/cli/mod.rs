@@ -126,7 +126,7 @@ pub fn run_distributed<C>(
     cfg: anyhow::Result<C>,
     device: DeviceRequest,
     threads: Option<usize>,
-    has_cuda_path: impl FnOnce(&C) -> bool,
+    cuda_path: impl FnOnce(&C) -> Result<(), &'static str>,
     body: impl FnOnce(&C, &crate::dist::Comm, &crate::util::StopFlag, crate::backend::Device) -> anyhow::Result<()>,
 ) -> i32 {
     let cfg = match cfg.map_err(input_err) {
@@ -136,7 +136,7 @@ pub fn run_distributed<C>(
     let comm = crate::dist::Comm::init();
     comm.configure_threads(threads);
     let stop = crate::util::StopFlag::install();
-    let dev = match crate::backend::select(device, has_cuda_path(&cfg), comm.node_local_rank(), comm.is_root()) {
+    let dev = match crate::backend::select(device, cuda_path(&cfg), comm.node_local_rank(), comm.is_root()) {
         Ok(d) => d,
         Err(e) => return report(Err(input_err(e)), comm.rank()),
     };

@@ -8,7 +8,7 @@ pub fn run(opts: &TrainOptions, device: DeviceRequest, threads: Option<usize>) -
         TrainConfig::from_options(opts),
         device,
         threads,
-        |_| true,
+        |_| Ok(()),
         |cfg, comm, stop, dev| crate::diffusion::train::train(cfg, comm, stop, dev).map(|_| ()),
     )
 }
