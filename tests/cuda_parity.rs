@@ -7,6 +7,7 @@ use latdiff::backend::cuda::CudaBackend;
 use latdiff::backend::cuda_hmc::{reference_trajectory, CudaHmc};
 use latdiff::backend::{cuda_nn as g, cuda_usable, philox};
 use latdiff::lattice::Lattice;
+use latdiff::mc::engine::HmcSetup;
 use latdiff::mc::hmc::{Chain, HmcParams, Start};
 use latdiff::mc::Integrator;
 use latdiff::nn::conv::{conv2d_backward, conv2d_forward, ConvScratch, ConvShape};
@@ -65,7 +66,8 @@ fn phi4(lt: usize, lx: usize) -> Phi4 {
 
 fn engine(th: Phi4, integ: Integrator, n_chains: usize, jitter: f64) -> CudaHmc {
     let params = HmcParams { integrator: integ, n_md: 7, tau: 1.0, tau_jitter: jitter };
-    CudaHmc::new(0, th, params, 0, 42, Start::Hot, 0..n_chains).unwrap()
+    let setup = HmcSetup { theory: th, params, cluster_updates: 0, seed: 42, start: Start::Hot, chains: 0..n_chains };
+    CudaHmc::new(0, &setup).unwrap()
 }
 
 #[test]

@@ -17,8 +17,8 @@
 use super::cuda::CudaBackend;
 use super::philox;
 use crate::cuda_launch;
-use crate::mc::engine::{ChainRow, HmcEngine};
-use crate::mc::hmc::{Chain, HmcParams, Start, TrajectoryResult};
+use crate::mc::engine::{ChainRow, HmcEngine, HmcSetup};
+use crate::mc::hmc::{HmcParams, TrajectoryResult};
 use crate::mc::integrator::OMELYAN_LAMBDA;
 use crate::mc::Integrator;
 use crate::theory::Phi4;
@@ -52,15 +52,8 @@ fn drv<T>(what: &str, r: Result<T, cudarc::driver::DriverError>) -> Result<T> {
 }
 
 impl CudaHmc {
-    pub fn new(
-        ordinal: usize,
-        theory: Phi4,
-        params: HmcParams,
-        cluster_updates: usize,
-        seed: u64,
-        start: Start,
-        chains: std::ops::Range<usize>,
-    ) -> Result<Self> {
+    pub fn new(ordinal: usize, setup: &HmcSetup) -> Result<Self> {
+        let HmcSetup { theory, params, cluster_updates, seed, ref chains, .. } = *setup;
         if cluster_updates > 0 {
             bail!("device cuda: Wolff cluster updates run on the CPU only (use --cluster-updates 0 or --device cpu)");
         }
@@ -70,13 +63,9 @@ impl CudaHmc {
         let be = CudaBackend::new(ordinal)?;
         let v = theory.lattice.volume();
         let n = chains.len();
-        let mut init = Vec::with_capacity(n * v);
-        let mut hot = Vec::with_capacity(n);
-        for c in chains.clone() {
-            let ch = Chain::new(&theory, seed, c as u64, start);
-            init.extend_from_slice(&ch.phi);
-            hot.push(ch.hot_start);
-        }
+        let starts = setup.start_chains();
+        let init: Vec<f64> = starts.iter().flat_map(|c| c.phi.iter().copied()).collect();
+        let hot: Vec<bool> = starts.iter().map(|c| c.hot_start).collect();
         let s = &be.stream;
         let phi = drv("upload", s.clone_htod(&init))?;
         let mut h = CudaHmc {

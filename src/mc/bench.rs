@@ -51,7 +51,9 @@ pub fn engine_throughput(
     let lat = Lattice::square(l);
     let theory = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
     let params = HmcParams { integrator, n_md, tau: 1.0, tau_jitter: 0.0 };
-    let mut e = super::engine::build(device, theory, params, 0, 1, Start::Cold, 0..chains)?;
+    let setup =
+        super::engine::HmcSetup { theory, params, cluster_updates: 0, seed: 1, start: Start::Cold, chains: 0..chains };
+    let mut e = super::engine::build(device, &setup)?;
     e.advance(1)?;
     let t0 = std::time::Instant::now();
     let mut n_traj = 0;

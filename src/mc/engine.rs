@@ -43,6 +43,25 @@ pub trait HmcEngine {
     }
 }
 
+/// What every HMC engine is built from: theory, update parameters, and the chains (global
+/// indices) it holds with their seed and start.
+#[derive(Clone, Debug)]
+pub struct HmcSetup {
+    pub theory: Phi4,
+    pub params: HmcParams,
+    pub cluster_updates: usize,
+    pub seed: u64,
+    pub start: Start,
+    pub chains: std::ops::Range<usize>,
+}
+
+impl HmcSetup {
+    /// The start configurations: the same on every device for the same seed.
+    pub fn start_chains(&self) -> Vec<Chain> {
+        self.chains.clone().map(|c| Chain::new(&self.theory, self.seed, c as u64, self.start)).collect()
+    }
+}
+
 /// The CPU reference engine: chains spread over rayon's threads.
 pub struct CpuHmc {
     pub theory: Phi4,
@@ -52,16 +71,8 @@ pub struct CpuHmc {
 }
 
 impl CpuHmc {
-    pub fn new(
-        theory: Phi4,
-        params: HmcParams,
-        cluster_updates: usize,
-        seed: u64,
-        start: Start,
-        chains: std::ops::Range<usize>,
-    ) -> Self {
-        let chains = chains.map(|c| Chain::new(&theory, seed, c as u64, start)).collect();
-        CpuHmc { theory, params, cluster_updates, chains }
+    pub fn new(s: &HmcSetup) -> Self {
+        CpuHmc { theory: s.theory, params: s.params, cluster_updates: s.cluster_updates, chains: s.start_chains() }
     }
 }
 
@@ -93,26 +104,10 @@ impl HmcEngine for CpuHmc {
     }
 }
 
-/// Builds the engine for `device` holding chains `chains` (global indices).
-pub fn build(
-    device: Device,
-    theory: Phi4,
-    params: HmcParams,
-    cluster_updates: usize,
-    seed: u64,
-    start: Start,
-    chains: std::ops::Range<usize>,
-) -> Result<Box<dyn HmcEngine>> {
+/// Builds the engine for `device`.
+pub fn build(device: Device, setup: &HmcSetup) -> Result<Box<dyn HmcEngine>> {
     match device {
-        Device::Cpu => Ok(Box::new(CpuHmc::new(theory, params, cluster_updates, seed, start, chains))),
-        Device::Cuda { ordinal } => Ok(Box::new(crate::backend::cuda_hmc::CudaHmc::new(
-            ordinal,
-            theory,
-            params,
-            cluster_updates,
-            seed,
-            start,
-            chains,
-        )?)),
+        Device::Cpu => Ok(Box::new(CpuHmc::new(setup))),
+        Device::Cuda { ordinal } => Ok(Box::new(crate::backend::cuda_hmc::CudaHmc::new(ordinal, setup)?)),
     }
 }

@@ -4,7 +4,7 @@
 //! chain's evolution depends only on (seed, chain index), and rank 0 writes rows in
 //! (round, chain) order, so the file is bit-identical for any rank or thread count.
 
-use super::engine;
+use super::engine::{self, HmcSetup};
 use super::hmc::{Chain, HmcParams, TrajectoryResult};
 use super::therm::{ChainHistory, ThermReport};
 use crate::backend::Device;
@@ -80,7 +80,15 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
 
     let (c0, c1) = comm.block(cfg.n_chains);
     let counts = comm.block_counts(cfg.n_chains);
-    let mut engine = engine::build(device, theory, params, cfg.cluster_updates, cfg.seed, cfg.start, c0..c1)?;
+    let setup = HmcSetup {
+        theory,
+        params,
+        cluster_updates: cfg.cluster_updates,
+        seed: cfg.seed,
+        start: cfg.start,
+        chains: c0..c1,
+    };
+    let mut engine = engine::build(device, &setup)?;
     let mut hist: Vec<ChainHistory> =
         engine.hot_starts().into_iter().map(|hot_start| ChainHistory { hot_start, ..Default::default() }).collect();
 
