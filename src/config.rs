@@ -255,7 +255,7 @@ pub struct HmcOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// Output HDF5 file.
+    /// Output HDF5 file (its checkpoint is OUT.ckpt).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<PathBuf>,
@@ -263,6 +263,14 @@ pub struct HmcOptions {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "is_false")]
     pub force: bool,
+    /// Also checkpoint every N production rounds (0: only when stopped by SIGTERM/SIGUSR1).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the stopped run whose checkpoint is OUT.ckpt (with its stored configuration).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resume: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -289,6 +297,8 @@ pub struct HmcConfig {
     pub seed: u64,
     pub out: PathBuf,
     pub force: bool,
+    pub checkpoint_every: usize,
+    pub resume: bool,
 }
 
 impl Default for HmcConfig {
@@ -312,14 +322,23 @@ impl Default for HmcConfig {
             seed: 1,
             out: PathBuf::from("ensemble.h5"),
             force: false,
+            checkpoint_every: 0,
+            resume: false,
         }
     }
 }
 
 impl HmcConfig {
     pub fn from_options(flags: &HmcOptions) -> Result<Self> {
+        let out = flags.out.clone().unwrap_or_else(|| HmcConfig::default().out);
+        let ckpt = crate::mc::checkpoint::checkpoint_path(&out);
         let file: HmcOptions = match &flags.config {
             Some(p) => read_options_file(p)?,
+            // Resuming without a config file: the checkpoint's own stored configuration.
+            None if flags.resume && ckpt.exists() => {
+                let text = crate::mc::checkpoint::HmcCheckpoint::read_config(&ckpt)?;
+                toml::from_str(&text).map_err(|e| anyhow!("resume: stored config unreadable: {}", e.message()))?
+            }
             None => HmcOptions::default(),
         };
         check_finite([&file, flags], |o| {
@@ -381,8 +400,35 @@ impl HmcConfig {
             bail!("n_therm_max: {} is too small (at least 8)", self.n_therm_max);
         }
         crate::io::check_output_path(&self.out, self.force)?;
+        if self.resume {
+            let ckpt = crate::mc::checkpoint::checkpoint_path(&self.out);
+            let stored: HmcConfig = toml::from_str(&crate::mc::checkpoint::HmcCheckpoint::read_config(&ckpt)?)
+                .map_err(|e| anyhow!("resume: stored config unreadable: {}", e.message()))?;
+            if let Some((key, was, now)) = first_difference(&stored.run_identity(), &self.run_identity()) {
+                bail!(
+                    "resume: checkpoint '{}' was made with {key} = {was}, this run has {key} = {now}",
+                    ckpt.display()
+                );
+            }
+        }
         Ok(())
     }
+
+    /// The configuration without the keys that only steer this invocation: what must agree
+    /// between a checkpoint and the run resuming it.
+    fn run_identity(&self) -> HmcConfig {
+        HmcConfig { force: false, resume: false, checkpoint_every: 0, ..self.clone() }
+    }
+}
+
+/// The first key (in TOML order) whose values differ, with both values.
+fn first_difference<T: Serialize>(a: &T, b: &T) -> Option<(String, String, String)> {
+    let (ta, tb) = (toml::Table::try_from(a).ok()?, toml::Table::try_from(b).ok()?);
+    let keys: std::collections::BTreeSet<&String> = ta.keys().chain(tb.keys()).collect();
+    let show = |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
+    let diff =
+        keys.into_iter().find(|k| ta.get(*k) != tb.get(*k)).map(|k| (k.clone(), show(ta.get(k)), show(tb.get(k))));
+    diff
 }
 
 /// `latdiff train` options: flags and TOML keys (same names, `-` ↔ `_`).

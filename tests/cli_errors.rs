@@ -53,6 +53,7 @@ fn bad_inputs_are_named_on_one_line_and_leave_no_file() {
         (&[], Some("lattice = 8\nn_chains = -3\n"), "n_chains"),
         (&[], Some("this is not toml"), "run.toml"),
         (&[], Some("n_configs = 4\nn_chains = 8\n"), "n_chains"),
+        (&["--resume"], None, "resume"),
     ];
     for (args, config, key) in cases {
         let (code, stderr, files) = hmc_fails(args, *config);

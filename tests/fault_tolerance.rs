@@ -1,8 +1,11 @@
 //! Fault tolerance of real processes:
 //! * outputs are never half-written: a run killed (SIGKILL) while writing leaves the
-//!   previous file or none under the final name (only its hidden `.NAME.tmp.PID` remains);
+//!   previous file or none under the final name (only a hidden `.NAME.tmp.PID` or, for HMC,
+//!   `.NAME.partial` remains);
 //! * a rank that fails aborts the whole MPI job with the failing rank's message, never a
-//!   hang (every wait here has a deadline; a hang fails the test).
+//!   hang (every wait here has a deadline; a hang fails the test);
+//! * HMC stopped by a signal on any rank checkpoints; killed, it resumes from its last
+//!   checkpoint to the same ensemble.
 
 mod common;
 use common::{bin, latdiff, mpirun};
@@ -75,9 +78,9 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill -s {sig} {pid}");
 }
 
-/// Starts the long run writing `out` in `dir`, waits until its temporary file holds at
-/// least 1 MB of configurations (it is mid-write), SIGKILLs it; returns its pid.
-fn kill_while_writing(dir: &Path, out: &str, extra: &[&str]) -> u32 {
+/// Starts the long run writing `out` in `dir`, waits until its partial file holds at
+/// least 1 MB of configurations (it is mid-write), SIGKILLs it.
+fn kill_while_writing(dir: &Path, out: &str, extra: &[&str]) {
     let child = latdiff()
         .current_dir(dir)
         .args(["--threads", "1"])
@@ -89,23 +92,23 @@ fn kill_while_writing(dir: &Path, out: &str, extra: &[&str]) -> u32 {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let tmp = dir.join(format!(".{out}.tmp.{pid}"));
-    wait_for(Duration::from_secs(60), "the temporary file to grow past 1 MB", || {
+    let tmp = dir.join(format!(".{out}.partial"));
+    wait_for(Duration::from_secs(60), "the partial file to grow past 1 MB", || {
         std::fs::metadata(&tmp).map(|m| m.len() > 1 << 20).unwrap_or(false)
     });
     sigkill(pid);
     let out = wait_deadline(child, Duration::from_secs(20), "killed hmc");
     assert!(!out.status.success(), "a SIGKILLed run cannot succeed");
-    pid
 }
 
 #[test]
 fn sigkill_mid_write_leaves_no_file_under_the_final_name() {
     let dir = tempfile::tempdir().unwrap();
-    let pid = kill_while_writing(dir.path(), "ens.h5", &[]);
+    kill_while_writing(dir.path(), "ens.h5", &[]);
     let files = files_in(dir.path());
-    // A SIGKILLed run cannot clean up: only its hidden temporary file may remain.
-    assert_eq!(files, vec![format!(".ens.h5.tmp.{pid}")], "files left: {files:?}");
+    // A SIGKILLed run cannot clean up: only its hidden partial file may remain (no
+    // checkpoint refers to it: it checkpoints only on a signal or with --checkpoint-every).
+    assert_eq!(files, vec![".ens.h5.partial".to_string()], "files left: {files:?}");
     assert!(!dir.path().join("ens.h5").exists());
     // The next run is not disturbed by the stale temporary file.
     let st = latdiff()
@@ -128,13 +131,13 @@ fn sigkill_mid_overwrite_leaves_the_previous_file_intact() {
         .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let before = std::fs::read(dir.path().join("ens.h5")).unwrap();
-    let pid = kill_while_writing(dir.path(), "ens.h5", &["--force"]);
+    kill_while_writing(dir.path(), "ens.h5", &["--force"]);
     let after = std::fs::read(dir.path().join("ens.h5")).unwrap();
     assert!(before == after, "the previous ens.h5 changed ({} -> {} bytes)", before.len(), after.len());
     let info = latdiff().arg("info").arg(dir.path().join("ens.h5")).output().unwrap();
     assert!(info.status.success(), "previous file unreadable: {}", String::from_utf8_lossy(&info.stderr));
     let files = files_in(dir.path());
-    assert_eq!(files, vec![format!(".ens.h5.tmp.{pid}"), "ens.h5".to_string()], "files left: {files:?}");
+    assert_eq!(files, vec![".ens.h5.partial".to_string(), "ens.h5".to_string()], "files left: {files:?}");
 }
 
 // ---------------------------------------------------------------- MPI
@@ -210,10 +213,10 @@ fn mpi_one_rank_failing_validation_aborts_the_job() {
     assert!(!files.iter().any(|f| f == "ok.h5"), "a failed job left an output: {files:?}");
 }
 
-/// Rank 1 alone is stopped (SIGTERM) mid-run: it reports and calls MPI_Abort, which must
-/// end rank 0 too, with rank 1's message, and leave no output.
+/// Rank 1 alone is stopped (SIGTERM) mid-run: the ranks agree to stop at the same round,
+/// rank 0 writes the checkpoint, every rank exits 0, and no output appears.
 #[test]
-fn mpi_one_rank_stopping_mid_run_aborts_the_job() {
+fn mpi_one_rank_stopping_mid_run_checkpoints_the_job() {
     let dir = tempfile::tempdir().unwrap();
     let Some(child) = mpirun_hmc(dir.path(), &[LONG_HMC, &["--out", "ens.h5"]].concat()) else { return };
     let launcher = child.id();
@@ -222,17 +225,73 @@ fn mpi_one_rank_stopping_mid_run_aborts_the_job() {
         ranks = ranks_of(launcher);
         ranks.len() == 2
     });
-    // Mid-run: the root's temporary file is being written.
+    // Mid-run: the root's partial output is being written.
     wait_for(Duration::from_secs(60), "the run to start writing", || {
-        files_in(dir.path()).iter().any(|f| f.starts_with(".ens.h5.tmp."))
+        files_in(dir.path()).iter().any(|f| f == ".ens.h5.partial")
     });
     let rank1 = ranks.iter().find(|r| r.1 == 1).unwrap().0;
     signal(rank1, "TERM");
     let out = wait_deadline(child, Duration::from_secs(60), "job after rank 1 stopped");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "must fail: {err}");
-    assert!(err.contains("error [rank 1]: stopped by signal"), "rank 1's message missing: {err}");
+    assert!(out.status.success(), "a stop by signal is a clean exit: {err}");
+    assert!(err.contains("stopped by signal") && err.contains("--resume"), "no stop message: {err}");
+    assert!(dir.path().join("ens.h5.ckpt").exists(), "no checkpoint: {:?}", files_in(dir.path()));
     assert!(!dir.path().join("ens.h5").exists());
+}
+
+/// HMC with periodic checkpoints is SIGKILLed mid-run; `--resume` (here with another rank
+/// count: one process instead of two) continues from the last checkpoint, re-producing the
+/// rows written after it, and the file equals an uninterrupted run's row for row.
+#[test]
+fn sigkilled_hmc_resumes_to_the_same_ensemble() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = |out: &str| -> Vec<String> {
+        ["--threads", "1", "hmc", "--lattice", "24", "--n-configs", "6000", "--n-chains", "4", "--n-therm", "20"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(
+                ["--n-sep", "2", "--seed", "4", "--checkpoint-every", "50", "--out", out].iter().map(|s| s.to_string()),
+            )
+            .collect()
+    };
+    let o = latdiff().current_dir(d).args(args("straight.h5")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut cmd = match mpirun() {
+        Some(mut c) => {
+            c.args(["-n", "2"]).arg(bin());
+            c
+        }
+        None => latdiff(),
+    };
+    let child = cmd.current_dir(d).args(args("killed.h5")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let ckpt = d.join("killed.h5.ckpt");
+    wait_for(Duration::from_secs(60), "a checkpoint", || ckpt.exists());
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = child.id();
+    for (r, _) in ranks_of(pid) {
+        sigkill(r);
+    }
+    sigkill(pid);
+    let out = wait_deadline(child, Duration::from_secs(20), "killed hmc");
+    assert!(!out.status.success(), "the run finished before it could be killed: make it longer");
+    assert!(!d.join("killed.h5").exists());
+    let o = latdiff().current_dir(d).args(args("killed.h5")).arg("--resume").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("resuming from"), "{err}");
+    assert!(!ckpt.exists(), "the checkpoint of a completed run is removed");
+    let (a, b) = (
+        latdiff::io::Ensemble::open(&d.join("straight.h5")).unwrap(),
+        latdiff::io::Ensemble::open(&d.join("killed.h5")).unwrap(),
+    );
+    assert_eq!((a.n, b.n), (6000, 6000));
+    assert!(a.read_configs(0, a.n).unwrap() == b.read_configs(0, b.n).unwrap(), "configurations differ");
+    for col in ["action", "delta_h"] {
+        assert_eq!(a.read_f64(col).unwrap(), b.read_f64(col).unwrap(), "{col} differs");
+    }
+    assert_eq!(a.read_i64("trajectory").unwrap(), b.read_i64("trajectory").unwrap());
+    assert_eq!(a.attr_f64("acceptance"), b.attr_f64("acceptance"));
 }
 
 /// Rank 1 is SIGKILLed mid-run (a node or OOM kill): mpirun must end the job and name it.
@@ -247,7 +306,7 @@ fn mpi_one_rank_killed_aborts_the_job() {
         ranks.len() == 2
     });
     wait_for(Duration::from_secs(60), "the run to start writing", || {
-        files_in(dir.path()).iter().any(|f| f.starts_with(".ens.h5.tmp."))
+        files_in(dir.path()).iter().any(|f| f == ".ens.h5.partial")
     });
     let rank1 = ranks.iter().find(|r| r.1 == 1).unwrap().0;
     sigkill(rank1);

@@ -200,10 +200,10 @@ stray=$(find "$OUTDIR" -name '.*.tmp.*' -o -name '.launch-probe*')
 say "outputs checked: $(cd "$OUTDIR" && ls *.h5 *.txt *.json | tr '\n' ' ')"
 
 # ---- 3. USR1 to the batch shell: forwarded, program stops, job requeues itself --------
-# HMC does not checkpoint: with REQUEUE_ON_SIGNAL=1 it restarts from scratch. The rerun
-# is cancelled here; what is checked is the trap, the forwarding and the requeue.
-say "signal test: hmc (2 ranks) + scancel --signal=USR1 --batch"
-sig=$(L=48 N_CONFIGS=1000000 N_CHAINS=4 N_THERM=10 N_SEP=10 SEED=9 REQUEUE_ON_SIGNAL=1 \
+# HMC checkpoints on the signal and the requeued job resumes from it. The (long) rerun is
+# cancelled once it has resumed; bit-for-bit resumption is tests/fault_tolerance.rs's job.
+say "signal test: hmc (2 ranks) + scancel --signal=USR1 --batch -> checkpoint, requeue, --resume"
+sig=$(L=48 N_CONFIGS=1000000 N_CHAINS=4 N_THERM=10 N_SEP=10 SEED=9 \
   sbatch --parsable $SBATCH_ARGS $HMC_SBATCH_ARGS --chdir="$OUTDIR" \
   --export=ALL,LATDIFF_JOBSCRIPTS="$ROOT/jobscripts" "$ROOT/jobscripts/hmc.sbatch")
 wait_log "$sig" "^latdiff hmc: "    # the program's header: its signal handler is installed
@@ -214,10 +214,12 @@ grep -q "batch shell got SIGUSR1: forwarding" "$log" || fail "no forwarding in $
 grep -q "stopped by signal" "$log" || fail "the program did not report a stop by signal: $(tail -n 10 "$log")"
 grep -q "requeueing job $sig" "$log" || fail "no requeue message in $log"
 [ ! -e "$OUTDIR/hmc_L48_k${KAPPA}_l${LAMBDA}_s9.h5" ] || fail "a stopped HMC run left an output file"
-wait_log "$sig" "restart 1, binary"  # it started again
+[ -e "$OUTDIR/hmc_L48_k${KAPPA}_l${LAMBDA}_s9.h5.ckpt" ] || fail "the stopped HMC run left no checkpoint"
+wait_log "$sig" "^resuming from .*hmc_L48"  # it started again, from the checkpoint
 scancel "$sig"
 wait_final "$sig"
-say "USR1 forwarded, HMC stopped cleanly, job requeued and restarted"
+rm -f "$OUTDIR"/hmc_L48_*.ckpt "$OUTDIR"/.hmc_L48_*.partial
+say "USR1 forwarded, HMC checkpointed, job requeued and resumed"
 
 # ---- 4. train: checkpoint on USR1, requeue, resume to the end ------------------------
 if [ "$HAVE_TRAIN" = 1 ]; then

@@ -17,7 +17,7 @@
 use super::cuda::CudaBackend;
 use super::philox;
 use crate::cuda_launch;
-use crate::mc::engine::{ChainRow, HmcEngine, HmcSetup};
+use crate::mc::engine::{ChainRow, ChainState, HmcEngine, HmcSetup};
 use crate::mc::hmc::{HmcParams, TrajectoryResult};
 use crate::mc::integrator::OMELYAN_LAMBDA;
 use crate::mc::Integrator;
@@ -307,6 +307,44 @@ impl HmcEngine for CudaHmc {
     }
     fn peak_bytes_per_s(&self) -> Option<f64> {
         self.be.peak_bandwidth()
+    }
+    fn save(&mut self) -> Result<Vec<ChainState>> {
+        let phi = self.fields()?;
+        let v = self.theory.lattice.volume();
+        Ok(phi
+            .chunks(v)
+            .enumerate()
+            .map(|(c, p)| ChainState {
+                phi: p.to_vec(),
+                rng: [0; 4], // Philox: the stream is (seed, chain, trajectory), nothing to keep
+                n_traj: self.n_traj,
+                n_accept: self.n_accept[c],
+                action: self.action[c],
+                sum_phi: p.iter().sum(),
+                hot_start: self.hot[c],
+            })
+            .collect())
+    }
+    fn restore(&mut self, states: &[ChainState]) -> Result<()> {
+        anyhow::ensure!(
+            states.len() == self.n_chains,
+            "checkpoint holds {} chains, not {}",
+            states.len(),
+            self.n_chains
+        );
+        let n_traj = states.first().map_or(0, |s| s.n_traj);
+        anyhow::ensure!(
+            states.iter().all(|s| s.n_traj == n_traj),
+            "GPU chains advance together: unequal trajectory counts"
+        );
+        let phi: Vec<f64> = states.iter().flat_map(|s| s.phi.iter().copied()).collect();
+        anyhow::ensure!(phi.len() == self.phi.len(), "checkpoint fields do not match the lattice");
+        drv("upload checkpoint", self.be.stream.memcpy_htod(&phi, &mut self.phi))?;
+        self.n_traj = n_traj;
+        self.n_accept = states.iter().map(|s| s.n_accept).collect();
+        self.action = states.iter().map(|s| s.action).collect();
+        self.hot = states.iter().map(|s| s.hot_start).collect();
+        Ok(())
     }
     fn snapshot(&mut self) -> Result<Vec<ChainRow>> {
         let phi = self.fields()?;

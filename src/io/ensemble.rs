@@ -28,12 +28,73 @@ pub struct EnsembleWriter {
     f64_cols: Vec<(String, hdf5::Dataset)>,
     i64_cols: Vec<(String, hdf5::Dataset)>,
     n: usize,
+    /// Written at the fixed `.NAME.partial` and kept when unfinished (a checkpoint refers to it).
+    resumable: bool,
 }
 
 impl EnsembleWriter {
     /// `f64_columns` and `i64_columns` name the per-configuration columns besides /configs.
     pub fn create(path: &Path, lattice: Lattice, f64_columns: &[&str], i64_columns: &[&str]) -> Result<Self> {
-        let tmp = super::temp_path(path);
+        Self::create_at(path, super::temp_path(path), false, lattice, f64_columns, i64_columns)
+    }
+
+    /// As `create`, but written to `.NAME.partial` and kept when the run stops unfinished, so
+    /// that `reopen` can continue it.
+    pub fn create_resumable(path: &Path, lattice: Lattice, f64_columns: &[&str], i64_columns: &[&str]) -> Result<Self> {
+        Self::create_at(path, super::partial_path(path), true, lattice, f64_columns, i64_columns)
+    }
+
+    /// Continues the partial file of a resumable run after its first `rows` rows; rows beyond
+    /// (written after the last checkpoint) are dropped.
+    pub fn reopen(
+        path: &Path,
+        lattice: Lattice,
+        f64_columns: &[&str],
+        i64_columns: &[&str],
+        rows: usize,
+    ) -> Result<Self> {
+        let tmp = super::partial_path(path);
+        let file = super::h5_open_rw(&tmp)
+            .map_err(|e| anyhow::anyhow!("resume: cannot open the partial output '{}': {e}", tmp.display()))?;
+        let configs = file.dataset("configs")?;
+        let have = configs.shape().first().copied().unwrap_or(0);
+        if have < rows {
+            bail!("resume: the partial output '{}' has {have} rows, the checkpoint counts {rows}", tmp.display());
+        }
+        configs.resize((rows, lattice.lt, lattice.lx))?;
+        let mut f64_cols = Vec::new();
+        for name in f64_columns {
+            let d = file.dataset(name)?;
+            d.resize(rows)?;
+            f64_cols.push((name.to_string(), d));
+        }
+        let mut i64_cols = Vec::new();
+        for name in i64_columns {
+            let d = file.dataset(name)?;
+            d.resize(rows)?;
+            i64_cols.push((name.to_string(), d));
+        }
+        Ok(EnsembleWriter {
+            file: Some(file),
+            tmp,
+            path: path.to_path_buf(),
+            lattice,
+            configs: Some(configs),
+            f64_cols,
+            i64_cols,
+            n: rows,
+            resumable: true,
+        })
+    }
+
+    fn create_at(
+        path: &Path,
+        tmp: PathBuf,
+        resumable: bool,
+        lattice: Lattice,
+        f64_columns: &[&str],
+        i64_columns: &[&str],
+    ) -> Result<Self> {
         let file = super::h5_create(&tmp).with_context(|| format!("creating '{}'", tmp.display()))?;
         let (lt, lx) = (lattice.lt, lattice.lx);
         let configs =
@@ -57,7 +118,13 @@ impl EnsembleWriter {
             f64_cols,
             i64_cols,
             n: 0,
+            resumable,
         })
+    }
+
+    /// Pushes everything appended so far to disk (before a checkpoint refers to it).
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.file().flush()?)
     }
 
     pub fn file(&self) -> &hdf5::File {
@@ -132,10 +199,14 @@ impl EnsembleWriter {
 
 impl Drop for EnsembleWriter {
     fn drop(&mut self) {
-        // Not finished (error or panic): never leave a partial file behind.
+        // Not finished (error or panic): never leave a partial file behind, unless a
+        // checkpoint may refer to it.
         if let Some(f) = self.file.take() {
+            let _ = f.flush();
             drop(f);
-            let _ = std::fs::remove_file(&self.tmp);
+            if !self.resumable {
+                let _ = std::fs::remove_file(&self.tmp);
+            }
         }
     }
 }

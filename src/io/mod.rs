@@ -34,6 +34,20 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }
 
+/// `.NAME.partial`: where a resumable run (HMC) writes its output until it is complete. Unlike
+/// the per-process temporary it has a fixed name, so that a resumed run finds it.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial"))
+}
+
+/// Opens an existing HDF5 file for appending, without file locks (see `h5_open`).
+pub fn h5_open_rw(path: &Path) -> hdf5::Result<hdf5::File> {
+    let mut b = hdf5::File::with_options();
+    b.fapl().file_locking(false);
+    b.open_rw(path)
+}
+
 /// Opens an HDF5 file for reading without HDF5's file locks. Outputs only ever appear by
 /// rename once complete, so the locks protect nothing here; they do break on parallel file
 /// systems without flock, and a lock inherited by a child process across fork() blocks

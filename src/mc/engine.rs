@@ -23,6 +23,20 @@ pub struct ChainRow {
     pub n_traj: u64,
 }
 
+/// What a chain needs to continue bit for bit: its field, its random stream (xoshiro words
+/// on the CPU; the GPU's Philox stream is keyed by the trajectory count) and counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainState {
+    pub phi: Vec<f64>,
+    pub rng: [u64; 4],
+    pub n_traj: u64,
+    pub n_accept: u64,
+    /// Cached S and Σφ of `phi` (kept, not recomputed, so the continuation is bit-identical).
+    pub action: f64,
+    pub sum_phi: f64,
+    pub hot_start: bool,
+}
+
 pub trait HmcEngine {
     /// e.g. "cpu (8 threads)" or "cuda:0 NVIDIA H100 (compute_90)".
     fn describe(&self) -> String;
@@ -33,6 +47,10 @@ pub trait HmcEngine {
     fn advance(&mut self, k: usize) -> Result<Vec<Vec<TrajectoryResult>>>;
     /// Every chain's current configuration (f32) and counters, in chain order.
     fn snapshot(&mut self) -> Result<Vec<ChainRow>>;
+    /// Every chain's complete state, in chain order (checkpoints).
+    fn save(&mut self) -> Result<Vec<ChainState>>;
+    /// Continues from states `save` returned for the same chains.
+    fn restore(&mut self, states: &[ChainState]) -> Result<()>;
     /// Modelled DRAM bytes moved per lattice site per trajectory (for bandwidth figures).
     fn bytes_per_site_trajectory(&self) -> Option<f64> {
         None
@@ -101,6 +119,45 @@ impl HmcEngine for CpuHmc {
                 n_traj: c.n_traj,
             })
             .collect())
+    }
+    fn save(&mut self) -> Result<Vec<ChainState>> {
+        Ok(self
+            .chains
+            .iter()
+            .map(|c| ChainState {
+                phi: c.phi.clone(),
+                rng: crate::rng::state_words(&c.rng),
+                n_traj: c.n_traj,
+                n_accept: c.n_accept,
+                action: c.action,
+                sum_phi: c.sum_phi,
+                hot_start: c.hot_start,
+            })
+            .collect())
+    }
+    fn restore(&mut self, states: &[ChainState]) -> Result<()> {
+        anyhow::ensure!(
+            states.len() == self.chains.len(),
+            "checkpoint holds {} chains, not {}",
+            states.len(),
+            self.chains.len()
+        );
+        for (c, s) in self.chains.iter_mut().zip(states) {
+            anyhow::ensure!(
+                s.phi.len() == c.phi.len(),
+                "checkpoint field has {} sites, not {}",
+                s.phi.len(),
+                c.phi.len()
+            );
+            c.phi.copy_from_slice(&s.phi);
+            c.rng = crate::rng::from_state_words(s.rng);
+            c.n_traj = s.n_traj;
+            c.n_accept = s.n_accept;
+            c.action = s.action;
+            c.sum_phi = s.sum_phi;
+            c.hot_start = s.hot_start;
+        }
+        Ok(())
     }
 }
 

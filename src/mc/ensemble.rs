@@ -4,7 +4,8 @@
 //! chain's evolution depends only on (seed, chain index), and rank 0 writes rows in
 //! (round, chain) order, so the file is bit-identical for any rank or thread count.
 
-use super::engine::{self, HmcSetup};
+use super::checkpoint::{checkpoint_path, HmcCheckpoint, Phase};
+use super::engine::{self, ChainState, HmcEngine, HmcSetup};
 use super::hmc::{Chain, HmcParams, TrajectoryResult};
 use super::therm::{ChainHistory, ThermReport};
 use crate::backend::Device;
@@ -13,7 +14,7 @@ use crate::dist::Comm;
 use crate::io::{AttrValue, EnsembleWriter};
 use crate::theory::{Parametrisation, Phi4};
 use crate::util::{Progress, StopFlag};
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 /// Per-chain sums over production trajectories; summed in chain order on rank 0.
 #[derive(Clone, Copy, Debug, Default)]
@@ -39,6 +40,88 @@ impl TrajStats {
     fn to_vec(self) -> [f64; 6] {
         [self.n, self.accepted, self.exp_mdh, self.exp_mdh2, self.dh, self.dh2]
     }
+    fn from_array(a: [f64; 6]) -> Self {
+        TrajStats { n: a[0], accepted: a[1], exp_mdh: a[2], exp_mdh2: a[3], dh: a[4], dh2: a[5] }
+    }
+}
+
+/// Whether any rank was asked to stop: every rank takes the same decision at the same point,
+/// so that the checkpoint's collectives line up.
+fn stop_everywhere(comm: &Comm, stop: &StopFlag) -> bool {
+    let mut f = [f64::from(u8::from(stop.raised()))];
+    comm.all_reduce_sum(&mut f);
+    f[0] > 0.0
+}
+
+/// What a checkpoint records besides the chains (collective: every rank calls it).
+struct Progressed<'a> {
+    phase: Phase,
+    rows_written: usize,
+    report: Option<&'a ThermReport>,
+    hist: &'a [ChainHistory],
+    stats: &'a [TrajStats],
+    seconds: f64,
+}
+
+/// Gathers every chain's state to rank 0, which flushes the partial output and writes the
+/// checkpoint atomically.
+fn write_checkpoint(
+    cfg: &HmcConfig,
+    comm: &Comm,
+    engine: &mut dyn HmcEngine,
+    writer: Option<&EnsembleWriter>,
+    p: Progressed,
+) -> Result<()> {
+    let states = engine.save()?;
+    let v = cfg.lattice().volume();
+    let counts = comm.block_counts(cfg.n_chains);
+    let by = |k: usize| counts.iter().map(|c| c * k).collect::<Vec<_>>();
+    let phi: Vec<f64> = states.iter().flat_map(|c| c.phi.iter().copied()).collect();
+    let rng: Vec<u64> = states.iter().flat_map(|c| c.rng).collect();
+    let ints: Vec<i64> =
+        states.iter().flat_map(|c| [c.n_traj as i64, c.n_accept as i64, i64::from(c.hot_start)]).collect();
+    let cached: Vec<f64> = states.iter().flat_map(|c| [c.action, c.sum_phi]).collect();
+    let stats: Vec<f64> = p.stats.iter().flat_map(|s| s.to_vec()).collect();
+    let done = p.hist.first().map_or(0, |h| h.action_density.len());
+    let hist: Vec<f64> = p.hist.iter().flat_map(|h| h.action_density.iter().chain(&h.abs_m).copied()).collect();
+    let (phi, rng, ints) = (comm.gather(&phi, &by(v)), comm.gather(&rng, &by(4)), comm.gather(&ints, &by(3)));
+    let cached = comm.gather(&cached, &by(2));
+    let stats = if p.stats.is_empty() { vec![] } else { comm.gather(&stats, &by(6)) };
+    let hist = if done == 0 { vec![] } else { comm.gather(&hist, &by(2 * done)) };
+    let Some(w) = writer else { return Ok(()) };
+    w.flush()?;
+    let chains = (0..cfg.n_chains)
+        .map(|c| ChainState {
+            phi: phi[c * v..(c + 1) * v].to_vec(),
+            rng: std::array::from_fn(|k| rng[4 * c + k]),
+            n_traj: ints[3 * c] as u64,
+            n_accept: ints[3 * c + 1] as u64,
+            hot_start: ints[3 * c + 2] != 0,
+            action: cached[2 * c],
+            sum_phi: cached[2 * c + 1],
+        })
+        .collect::<Vec<_>>();
+    let ck = HmcCheckpoint {
+        config: crate::config::to_toml(cfg),
+        phase: p.phase,
+        rows_written: p.rows_written,
+        report: p.report.cloned(),
+        hist: (0..if done > 0 { cfg.n_chains } else { 0 })
+            .map(|c| {
+                let h = &hist[2 * done * c..2 * done * (c + 1)];
+                ChainHistory {
+                    hot_start: chains[c].hot_start,
+                    action_density: h[..done].to_vec(),
+                    abs_m: h[done..].to_vec(),
+                }
+            })
+            .collect(),
+        stats: stats.chunks(6).map(|x| std::array::from_fn(|k| x[k])).collect(),
+        chains,
+        seconds: p.seconds,
+        n_ranks: comm.size(),
+    };
+    ck.write(&checkpoint_path(&cfg.out))
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +134,8 @@ pub struct HmcSummary {
     pub therm: ThermReport,
     pub seconds: f64,
     pub trajectories: u64,
+    /// Stopped by a signal: a checkpoint was written instead of the output.
+    pub stopped: bool,
 }
 
 /// One Markov step of a chain: an HMC trajectory followed by the configured cluster flips.
@@ -89,14 +174,45 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         chains: c0..c1,
     };
     let mut engine = engine::build(device, &setup)?;
-    let mut hist: Vec<ChainHistory> =
-        engine.hot_starts().into_iter().map(|hot_start| ChainHistory { hot_start, ..Default::default() }).collect();
+    // A resumed run: every rank reads its own chains from the checkpoint.
+    let resumed = if cfg.resume { Some(HmcCheckpoint::read(&checkpoint_path(&cfg.out), c0..c1)?) } else { None };
+    if let Some(r) = &resumed {
+        engine.restore(&r.chains)?;
+    }
+    let seconds_before = resumed.as_ref().map_or(0.0, |r| r.seconds);
+    let elapsed = |t0: std::time::Instant| seconds_before + t0.elapsed().as_secs_f64();
+    let mut hist: Vec<ChainHistory> = match &resumed {
+        Some(r) if matches!(r.phase, Phase::Therm { .. }) => r.hist.clone(),
+        _ => {
+            engine.hot_starts().into_iter().map(|hot_start| ChainHistory { hot_start, ..Default::default() }).collect()
+        }
+    };
 
-    let mut writer = if root {
-        let w = EnsembleWriter::create(&cfg.out, lat, &["action", "delta_h"], &["chain", "trajectory"])?;
-        Some(w)
-    } else {
-        None
+    const F64_COLS: [&str; 2] = ["action", "delta_h"];
+    const I64_COLS: [&str; 2] = ["chain", "trajectory"];
+    let mut writer = match (&resumed, root) {
+        (_, false) => None,
+        (Some(r), true) => Some(EnsembleWriter::reopen(&cfg.out, lat, &F64_COLS, &I64_COLS, r.rows_written)?),
+        (None, true) => Some(EnsembleWriter::create_resumable(&cfg.out, lat, &F64_COLS, &I64_COLS)?),
+    };
+    let stopped = |what: String, seconds: f64| -> Result<HmcSummary> {
+        if root {
+            eprintln!(
+                "stopped by signal {what}: checkpoint written to {}; continue with --resume",
+                checkpoint_path(&cfg.out).display()
+            );
+        }
+        Ok(HmcSummary {
+            n_configs: 0,
+            acceptance: f64::NAN,
+            exp_mdh: f64::NAN,
+            exp_mdh_err: f64::NAN,
+            delta_h_rms: f64::NAN,
+            therm: ThermReport::default(),
+            seconds,
+            trajectories: 0,
+            stopped: true,
+        })
     };
 
     if root {
@@ -116,6 +232,17 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         if let Device::Cuda { .. } = device {
             eprintln!("device: {}", engine.describe());
         }
+        if let Some(r) = &resumed {
+            let at = match r.phase {
+                Phase::Therm { .. } => {
+                    format!("thermalisation, trajectory {}", hist.first().map_or(0, |h| h.action_density.len()))
+                }
+                Phase::Production { rounds_done } => {
+                    format!("production, round {rounds_done} ({} rows kept)", r.rows_written)
+                }
+            };
+            eprintln!("resuming from {} at {at}", checkpoint_path(&cfg.out).display());
+        }
     }
 
     // ---- thermalisation, checked ----
@@ -123,64 +250,89 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         NTherm::Fixed(n) => (n, false),
         NTherm::Auto => (200.min(cfg.n_therm_max), true),
     };
+    if let Some(Phase::Therm { target: t }) = resumed.as_ref().map(|r| r.phase) {
+        target = t;
+    }
     let vf = v as f64;
-    let mut progress = Progress::new("therm", target as u64, "traj", root);
-    let report = loop {
-        let done = hist.first().map_or(0, |h| h.action_density.len());
-        let todo = target - done;
-        let batch = 10.max(todo / 20).min(todo.max(1));
-        let mut left = todo;
-        while left > 0 {
-            let k = batch.min(left);
-            let res = engine.advance(k)?;
-            for (h, rs) in hist.iter_mut().zip(&res) {
-                for r in rs {
-                    h.action_density.push(r.action / vf);
-                    h.abs_m.push((r.sum_phi / vf).abs());
+    let done0 = hist.first().map_or(0, |h| h.action_density.len());
+    let mut progress = Progress::new("therm", target.saturating_sub(done0) as u64, "traj", root);
+    let resumed_report = match &resumed {
+        Some(HmcCheckpoint { phase: Phase::Production { .. }, report, .. }) => report.clone(),
+        _ => None,
+    };
+    let report = if let Some(r) = resumed_report {
+        r
+    } else {
+        loop {
+            let done = hist.first().map_or(0, |h| h.action_density.len());
+            let todo = target - done;
+            let batch = 10.max(todo / 20).min(todo.max(1));
+            let mut left = todo;
+            while left > 0 {
+                let k = batch.min(left);
+                let res = engine.advance(k)?;
+                for (h, rs) in hist.iter_mut().zip(&res) {
+                    for r in rs {
+                        h.action_density.push(r.action / vf);
+                        h.abs_m.push((r.sum_phi / vf).abs());
+                    }
+                }
+                left -= k;
+                progress.inc(k as u64);
+                if stop_everywhere(comm, stop) {
+                    let p = Progressed {
+                        phase: Phase::Therm { target },
+                        rows_written: 0,
+                        report: None,
+                        hist: &hist,
+                        stats: &[],
+                        seconds: elapsed(t0),
+                    };
+                    write_checkpoint(cfg, comm, engine.as_mut(), writer.as_ref(), p)?;
+                    progress.finish();
+                    return stopped(
+                        format!("during thermalisation ({} trajectories per chain)", target - left),
+                        elapsed(t0),
+                    );
                 }
             }
-            left -= k;
-            progress.inc(k as u64);
-            if stop.raised() {
-                bail!("stopped by signal during thermalisation (HMC runs restart from scratch; nothing was written)");
+            // Gather every chain's history to rank 0, which decides for all (deterministically).
+            let per = 1 + 2 * target;
+            let mut send = Vec::with_capacity(hist.len() * per);
+            for h in &hist {
+                send.push(f64::from(u8::from(h.hot_start)));
+                send.extend(&h.action_density);
+                send.extend(&h.abs_m);
             }
-        }
-        // Gather every chain's history to rank 0, which decides for all (deterministically).
-        let per = 1 + 2 * target;
-        let mut send = Vec::with_capacity(hist.len() * per);
-        for h in &hist {
-            send.push(f64::from(u8::from(h.hot_start)));
-            send.extend(&h.action_density);
-            send.extend(&h.abs_m);
-        }
-        let all = comm.gather(&send, &counts.iter().map(|c| c * per).collect::<Vec<_>>());
-        let mut msg = Vec::new();
-        if root {
-            let hs: Vec<ChainHistory> = all
-                .chunks(per)
-                .map(|c| ChainHistory {
-                    hot_start: c[0] != 0.0,
-                    action_density: c[1..1 + target].to_vec(),
-                    abs_m: c[1 + target..].to_vec(),
-                })
-                .collect();
-            let report = ThermReport::from_histories(&hs);
-            let more = auto && !report.ok() && target < cfg.n_therm_max;
-            msg = serde_json::to_vec(&(report, more))?;
-        }
-        comm.broadcast_bytes(&mut msg);
-        let (report, more): (ThermReport, bool) = serde_json::from_slice(&msg)?;
-        if !more {
-            break report;
-        }
-        if root {
-            eprintln!("thermalisation: {target} trajectories not yet in equilibrium, extending");
-            for l in report.lines() {
-                eprintln!("{l}");
+            let all = comm.gather(&send, &counts.iter().map(|c| c * per).collect::<Vec<_>>());
+            let mut msg = Vec::new();
+            if root {
+                let hs: Vec<ChainHistory> = all
+                    .chunks(per)
+                    .map(|c| ChainHistory {
+                        hot_start: c[0] != 0.0,
+                        action_density: c[1..1 + target].to_vec(),
+                        abs_m: c[1 + target..].to_vec(),
+                    })
+                    .collect();
+                let report = ThermReport::from_histories(&hs);
+                let more = auto && !report.ok() && target < cfg.n_therm_max;
+                msg = serde_json::to_vec(&(report, more))?;
             }
+            comm.broadcast_bytes(&mut msg);
+            let (report, more): (ThermReport, bool) = serde_json::from_slice(&msg)?;
+            if !more {
+                break report;
+            }
+            if root {
+                eprintln!("thermalisation: {target} trajectories not yet in equilibrium, extending");
+                for l in report.lines() {
+                    eprintln!("{l}");
+                }
+            }
+            target = (2 * target).min(cfg.n_therm_max);
+            progress = Progress::new("therm", (target - hist[0].action_density.len().min(target)) as u64, "traj", root);
         }
-        target = (2 * target).min(cfg.n_therm_max);
-        progress = Progress::new("therm", (target - hist[0].action_density.len().min(target)) as u64, "traj", root);
     };
     progress.finish();
     if root {
@@ -206,9 +358,14 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
 
     // ---- production ----
     let n_rounds = cfg.n_configs.div_ceil(cfg.n_chains);
-    let mut stats = vec![TrajStats::default(); engine.n_chains()];
-    let mut progress = Progress::new("hmc", (n_rounds * cfg.n_sep) as u64, "traj", root);
-    for round in 0..n_rounds {
+    let (mut stats, first_round) = match &resumed {
+        Some(r @ HmcCheckpoint { phase: Phase::Production { rounds_done }, .. }) => {
+            (r.stats.iter().map(|a| TrajStats::from_array(*a)).collect(), *rounds_done)
+        }
+        _ => (vec![TrajStats::default(); engine.n_chains()], 0),
+    };
+    let mut progress = Progress::new("hmc", ((n_rounds - first_round) * cfg.n_sep) as u64, "traj", root);
+    for round in first_round..n_rounds {
         let res = engine.advance(cfg.n_sep)?;
         for (st, rs) in stats.iter_mut().zip(&res) {
             rs.iter().for_each(|r| st.add(r));
@@ -235,12 +392,22 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
             w.append(&all32[..keep * v], &[&action, &dh], &[&chain, &traj])?;
         }
         progress.inc(cfg.n_sep as u64);
-        if stop.raised() {
-            bail!(
-                "stopped by signal after {} of {} rounds (HMC runs restart from scratch; the partial file was removed)",
-                round + 1,
-                n_rounds
-            );
+        let stopping = round + 1 < n_rounds && stop_everywhere(comm, stop);
+        let periodic = cfg.checkpoint_every > 0 && (round + 1) % cfg.checkpoint_every == 0 && round + 1 < n_rounds;
+        if stopping || periodic {
+            let p = Progressed {
+                phase: Phase::Production { rounds_done: round + 1 },
+                rows_written: cfg.n_configs.min((round + 1) * cfg.n_chains),
+                report: Some(&report),
+                hist: &[],
+                stats: &stats,
+                seconds: elapsed(t0),
+            };
+            write_checkpoint(cfg, comm, engine.as_mut(), writer.as_ref(), p)?;
+        }
+        if stopping {
+            progress.finish();
+            return stopped(format!("after {} of {n_rounds} rounds", round + 1), elapsed(t0));
         }
     }
     progress.finish();
@@ -263,8 +430,9 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         exp_mdh_err: ((tot[3] / n - exp_mdh * exp_mdh).max(0.0) / (n - 1.0).max(1.0)).sqrt(),
         delta_h_rms: (tot[5] / n).sqrt(),
         therm: report,
-        seconds: t0.elapsed().as_secs_f64(),
+        seconds: elapsed(t0),
         trajectories: tot[0] as u64,
+        stopped: false,
     };
 
     if let Some(w) = writer {
@@ -274,6 +442,8 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
             w.set_attr("rng", AttrValue::Str("philox4x32-10 (GPU); start configurations from xoshiro256++".into()))?;
         }
         w.finish()?;
+        // The run is complete: its checkpoint (if any) has served.
+        let _ = std::fs::remove_file(checkpoint_path(&cfg.out));
         eprintln!(
             "wrote {} configurations to {}: acceptance {:.4}, <exp(-dH)> = {:.4} ± {:.4}, rms dH {:.3e}, {:.1} s",
             cfg.n_configs,

@@ -2,6 +2,7 @@
 //! they integrate), HMC chains, and the ensemble driver shared by `latdiff hmc`.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod cluster;
 pub mod engine;
 pub mod ensemble;

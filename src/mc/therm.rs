@@ -108,7 +108,7 @@ pub fn start_comparison(observable: &str, series: &[&[f64]], hot: &[bool]) -> Op
 }
 
 /// The verdict on a thermalisation phase, logged and stored in the output file.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ThermReport {
     pub n_therm: usize,
     pub drift: Vec<Comparison>,
