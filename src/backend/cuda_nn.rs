@@ -585,6 +585,9 @@ impl crate::nn::NetOps for CudaOps {
     fn download_params(&mut self, src: &Buf, dst: &mut [f32]) -> Result<()> {
         drv("download parameters", self.be.stream.memcpy_dtoh(src, dst))
     }
+    fn copy_params(&mut self, dst: &mut Buf, src: &[f32]) -> Result<()> {
+        drv("upload parameters", self.be.stream.memcpy_htod(src, dst))
+    }
     fn zero_params(&mut self, p: &mut Buf) -> Result<()> {
         drv("memset", self.be.stream.memset_zeros(p))
     }

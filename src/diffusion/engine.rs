@@ -53,7 +53,9 @@ pub trait NetEngine: Send {
     ) -> Result<()>;
     /// out = s_θ(φ, σ) for a batch of B = sigma.len() configurations.
     fn score(&mut self, w: Weights, lat: Lattice, phi: &[f32], sigma: &[f32], out: &mut [f32]) -> Result<()>;
-    /// Host copies of the parameters and the optimiser state (checkpoints, checksums).
+    /// Host copy of the current parameters (cross-rank checksums).
+    fn params(&mut self) -> Result<Vec<f32>>;
+    /// Host copies of the parameters and the optimiser state (checkpoints).
     fn state(&mut self) -> Result<(Vec<f32>, AdamW<f32>)>;
 }
 
@@ -148,7 +150,7 @@ impl<B: NetOps<Elem = f32>> NetEngine for Engine<B> {
             return Err(anyhow!("this network was loaded without an optimiser"));
         };
         // The same gradient on every rank after the all-reduce: the device copy is replaced.
-        *g = self.dev.upload_params(grad)?;
+        self.dev.copy_params((*g).borrow_mut(), grad)?;
         self.dev.adamw_update(o, self.params.borrow_mut(), (*g).borrow())
     }
 
@@ -172,9 +174,14 @@ impl<B: NetOps<Elem = f32>> NetEngine for Engine<B> {
         score(&self.net, p, phi, sigma, out, &mut self.workspaces[i].2)
     }
 
-    fn state(&mut self) -> Result<(Vec<f32>, AdamW<f32>)> {
+    fn params(&mut self) -> Result<Vec<f32>> {
         let mut p = vec![0.0f32; self.net.num_params()];
         self.dev.download_params(self.params.borrow(), &mut p)?;
+        Ok(p)
+    }
+
+    fn state(&mut self) -> Result<(Vec<f32>, AdamW<f32>)> {
+        let p = self.params()?;
         let o = self.opt.as_ref().ok_or_else(|| anyhow!("this network was loaded without an optimiser"))?;
         let st = self.dev.adamw_state(o, &self.net.layout)?;
         Ok((p, st))

@@ -395,7 +395,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
             ),
         );
         if cfg.checksum_every > 0 && step % cfg.checksum_every == 0 && n_ranks > 1 {
-            let h = checksum20(&engine.state()?.0);
+            let h = checksum20(&engine.params()?);
             let mut c = [h, h * h];
             comm.all_reduce_sum(&mut c);
             let r = n_ranks as f64;

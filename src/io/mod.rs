@@ -34,6 +34,18 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }
 
+/// Writes a whole file atomically: `write` fills a temporary sibling, which is then renamed
+/// over `path` (a failed write removes the temporary and leaves any previous file).
+pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = temp_path(path);
+    if let Err(e) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path)
+        .map_err(|e| anyhow::anyhow!("renaming '{}' into '{}': {e}", tmp.display(), path.display()))
+}
+
 /// `.NAME.partial`: where a resumable run (HMC) writes its output until it is complete. Unlike
 /// the per-process temporary it has a fixed name, so that a resumed run finds it.
 pub fn partial_path(path: &Path) -> PathBuf {

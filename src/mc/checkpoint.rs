@@ -58,13 +58,7 @@ pub struct HmcCheckpoint {
 impl HmcCheckpoint {
     /// Writes atomically: a temporary sibling, then rename over any previous checkpoint.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let tmp = crate::io::temp_path(path);
-        let r = self.write_to(&tmp);
-        if let Err(e) = r {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming checkpoint into '{}'", path.display()))
+        crate::io::write_atomic(path, |tmp| self.write_to(tmp))
     }
 
     fn write_to(&self, path: &Path) -> Result<()> {

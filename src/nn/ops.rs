@@ -49,6 +49,8 @@ pub trait NetOps: Send {
     fn download(&mut self, src: &Self::Buf, dst: &mut [Self::Elem]) -> Result<()>;
     fn upload_params(&mut self, src: &[Self::Elem]) -> Result<Self::ParamBuf>;
     fn download_params(&mut self, src: &Self::Params, dst: &mut [Self::Elem]) -> Result<()>;
+    /// Overwrites an existing parameter-sized buffer from the host (no allocation).
+    fn copy_params(&mut self, dst: &mut Self::Params, src: &[Self::Elem]) -> Result<()>;
     fn zero_params(&mut self, p: &mut Self::Params) -> Result<()>;
     /// Grows the convolution scratch to fit `s` (done once per plan, before any step).
     fn reserve_conv(&mut self, s: &ConvShape) -> Result<()>;
@@ -225,6 +227,10 @@ impl<T: Float> NetOps for CpuOps<T> {
         Ok(src.to_vec())
     }
     fn download_params(&mut self, src: &[T], dst: &mut [T]) -> Result<()> {
+        dst.copy_from_slice(src);
+        Ok(())
+    }
+    fn copy_params(&mut self, dst: &mut [T], src: &[T]) -> Result<()> {
         dst.copy_from_slice(src);
         Ok(())
     }
