@@ -447,10 +447,14 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<PathBuf>,
-    /// Network preset: tiny, small, dmassq.
+    /// Network preset: local (default; no normalisation, receptive radius 7), tiny-local, tiny, small, dmassq.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
+    /// Score form: physics (prior from the action and G(p) plus a learnt correction; default) or plain.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_form: Option<String>,
     /// Optimiser steps in total.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -525,6 +529,7 @@ pub struct TrainConfig {
     pub data: PathBuf,
     pub out: PathBuf,
     pub preset: String,
+    pub score_form: String,
     pub steps: u64,
     pub batch: usize,
     pub lr: f64,
@@ -550,7 +555,8 @@ impl Default for TrainConfig {
         TrainConfig {
             data: PathBuf::new(),
             out: PathBuf::from("model.h5"),
-            preset: "small".into(),
+            preset: "local".into(),
+            score_form: "physics".into(),
             steps: 20000,
             batch: 64,
             lr: 1e-3,
@@ -611,8 +617,9 @@ impl TrainConfig {
             bail!("data: '{}' does not exist", self.data.display());
         }
         if crate::nn::Arch::preset(&self.preset).is_none() {
-            bail!("preset: '{}' is not one of tiny, small, dmassq", self.preset);
+            bail!("preset: '{}' is not one of {}", self.preset, crate::nn::Arch::PRESETS);
         }
+        crate::diffusion::form::ScoreForm::parse(&self.score_form).map_err(|e| anyhow!(e))?;
         if self.steps == 0 {
             bail!("steps: must be at least 1");
         }
@@ -659,7 +666,8 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Model file from `latdiff train`, or `free:kappa=K` / `free:m2=M` (exact free-field score).
+    /// Model file from `latdiff train`, `free:kappa=K` / `free:m2=M` (exact free-field score),
+    /// or `prior:ENSEMBLE.h5` (the physics prior alone: the baseline a network must beat).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -820,8 +828,9 @@ impl SampleConfig {
         if cfg.model.is_empty() {
             bail!("model: no model given (--model model.h5, or --model free:kappa=0.2)");
         }
-        if !cfg.model.starts_with("free:") && !Path::new(&cfg.model).exists() {
-            bail!("model: '{}' does not exist", cfg.model);
+        let path = cfg.model.strip_prefix("prior:").unwrap_or(&cfg.model);
+        if !cfg.model.starts_with("free:") && !Path::new(path).exists() {
+            bail!("model: '{path}' does not exist");
         }
         if let Some(l) = cfg.lattice {
             l.0.validate().map_err(|e| anyhow!(e))?;

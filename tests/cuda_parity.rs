@@ -444,7 +444,9 @@ mod whole {
     use latdiff::backend::cuda_nn::CudaOps;
     use latdiff::backend::Device;
     use latdiff::diffusion::engine::{self, Weights};
+    use latdiff::diffusion::form::ScoreForm;
     use latdiff::diffusion::model::NetworkScoreModel;
+    use latdiff::diffusion::objective::plain_dsm_inputs;
     use latdiff::diffusion::sampler::{sample_batch, SamplerKind, SamplerSettings};
     use latdiff::nn::{Arch, CpuOps, NetOps, Network, Workspace};
 
@@ -522,8 +524,9 @@ mod whole {
             let sigma: Vec<f32> = (0..b).map(|i| 0.02 * 10.0f32.powi(i as i32)).collect();
             let (mut lc, mut lg) = (vec![0.0; b], vec![0.0; b]);
             let (mut gc, mut gg) = (vec![0.0; p0.len()], vec![0.0; p0.len()]);
-            cpu.loss_and_grad(lat, &phi0, &z, &sigma, &mut lc, &mut gc).unwrap();
-            gpu.loss_and_grad(lat, &phi0, &z, &sigma, &mut lg, &mut gg).unwrap();
+            let (x, a, e) = plain_dsm_inputs(&phi0, &z, &sigma);
+            cpu.loss_and_grad(lat, &x, &sigma, &a, &e, &mut lc, &mut gc).unwrap();
+            gpu.loss_and_grad(lat, &x, &sigma, &a, &e, &mut lg, &mut gg).unwrap();
             assert_close(&format!("step {step} per-sample loss"), &lg, &lc, TOL);
             assert_close(&format!("step {step} gradient"), &gg, &gc, TOL);
             let (ic, ig) = (cpu.update(&gc).unwrap(), gpu.update(&gc).unwrap());
@@ -541,8 +544,9 @@ mod whole {
         let z = rand_f32(n, 41);
         let sigma = vec![0.3f32; b];
         let (mut lc, mut lg) = (vec![0.0; b], vec![0.0; b]);
-        cpu.losses(Weights::Ema, lat, &phi0, &z, &sigma, &mut lc).unwrap();
-        gpu.losses(Weights::Ema, lat, &phi0, &z, &sigma, &mut lg).unwrap();
+        let (x, a, e) = plain_dsm_inputs(&phi0, &z, &sigma);
+        cpu.losses(Weights::Ema, lat, &x, &sigma, &a, &e, &mut lc).unwrap();
+        gpu.losses(Weights::Ema, lat, &x, &sigma, &a, &e, &mut lg).unwrap();
         assert_close("EMA validation loss", &lg, &lc, TOL);
     }
 
@@ -559,7 +563,18 @@ mod whole {
         let settings = SamplerSettings::new(SamplerKind::Em, 12, 0.05, 5.0);
         let mut out = vec![];
         for dev in [Device::Cpu, Device::Cuda { ordinal: 0 }] {
-            let m = NetworkScoreModel::from_parts(arch.clone(), &params, g.clone(), lat, "parity".into(), dev);
+            // The physics form: the prior is host arithmetic, the network runs on `dev`.
+            let (form, theory) = (ScoreForm::Physics, target.param);
+            let m = NetworkScoreModel::from_parts(
+                arch.clone(),
+                form,
+                theory,
+                &params,
+                g.clone(),
+                lat,
+                "parity".into(),
+                dev,
+            );
             out.push(sample_batch(&m, Some(&target), lat, &settings, 3, 0, 5).unwrap());
         }
         assert_close("sampled configurations", &out[1].configs, &out[0].configs, TOL);

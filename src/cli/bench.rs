@@ -253,10 +253,12 @@ fn train_rows(
         let z: Vec<f32> = (0..n).map(|_| rng.random_range(-1.7..1.7f32)).collect();
         let sched = SigmaSchedule { sigma_min: 0.01, sigma_max: 10.0, t_eps: 1e-5 };
         let sigma: Vec<f32> = (0..b).map(|_| sched.sample(&mut rng) as f32).collect();
+        // The plain form's loss inputs: the network's cost does not depend on the form.
+        let (x, scale, offset) = crate::diffusion::objective::plain_dsm_inputs(&phi0, &z, &sigma);
         let mut per = vec![0.0f32; b];
         let (mut t_ar, mut steps) = (0.0, 0u64);
         let mut step = |grads: &mut Vec<f32>, t_ar: &mut f64| -> Result<()> {
-            eng.loss_and_grad(lat, &phi0, &z, &sigma, &mut per, grads)?;
+            eng.loss_and_grad(lat, &x, &sigma, &scale, &offset, &mut per, grads)?;
             let t = std::time::Instant::now();
             comm.all_reduce_sum(grads);
             *t_ar += t.elapsed().as_secs_f64();
@@ -300,12 +302,14 @@ fn sample_rows(
     steps: usize,
     seconds: f64,
 ) -> Result<Vec<serde_json::Value>> {
+    use crate::diffusion::form::ScoreForm;
     use crate::diffusion::generate::Timed;
     use crate::diffusion::model::{workspace_bytes_per_config, NetworkScoreModel};
     use crate::diffusion::sampler::{sample_batch, SamplerKind, SamplerSettings};
     use crate::diffusion::ScoreModel;
     use crate::lattice::Lattice;
     use crate::nn::{Arch, Network};
+    use crate::theory::Parametrisation;
     let mut rows = Vec::new();
     for name in presets {
         let arch = Arch::preset(name).ok_or_else(|| super::input_err(anyhow::anyhow!("preset: unknown '{name}'")))?;
@@ -318,7 +322,8 @@ fn sample_rows(
             // A free-field-like propagator for the matched kernel: its values do not change the cost.
             let g = (0..lat.volume()).map(|i| 1.0 / (1.0 + lat.phat2(i / l, i % l))).collect();
             let (fwd, _) = net.gemm_flops(1, l, l);
-            let inner = NetworkScoreModel::from_parts(arch.clone(), &params, g, lat, "bench".into(), dev);
+            let (form, theory) = (ScoreForm::Physics, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
+            let inner = NetworkScoreModel::from_parts(arch.clone(), form, theory, &params, g, lat, "bench".into(), dev);
             let model = Timed::new(&inner);
             let settings = SamplerSettings::new(SamplerKind::Em, steps, 0.01, 10.0);
             let t0 = std::time::Instant::now();

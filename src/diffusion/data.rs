@@ -19,15 +19,72 @@ pub struct Shard {
     pub lattice: Lattice,
     /// Number of training configurations (the held-out ones excluded).
     pub n_train: usize,
-    /// Global index of the first configuration held here.
+    /// Training position of the first configuration held here.
     pub start: usize,
     pub configs: Vec<f32>,
 }
 
-/// Training configurations are [0, n_train), held-out ones [n_train, n).
-pub fn split(n: usize, val_fraction: f64) -> (usize, usize) {
+/// Which rows of an ensemble train the network and which validate it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// Ensemble rows of the training configurations, ascending (training position → row).
+    pub train: Vec<usize>,
+    /// Ensemble rows of the held-out configurations, ascending.
+    pub val: Vec<usize>,
+    /// The held-out chains, when whole chains were held out.
+    pub val_chains: Vec<i64>,
+}
+
+impl Split {
+    pub fn n_train(&self) -> usize {
+        self.train.len()
+    }
+}
+
+/// Holds out whole Markov chains for validation: configurations of one chain are
+/// correlated, so rows of the training chains (e.g. their last rows) would validate the
+/// network on near-copies of its training data. The last ⌈val_fraction · n_chains⌉ chains
+/// (at least one, never all) are held out; `chain` is the ensemble's /chain column. Without
+/// it, or with a single chain, the last rows are held out instead (`val_chains` empty).
+/// At most 1024 held-out configurations are used.
+pub fn split(chain: Option<&[i64]>, n: usize, val_fraction: f64) -> Split {
+    let mut ids: Vec<i64> = chain.map(|c| c.to_vec()).unwrap_or_default();
+    ids.sort_unstable();
+    ids.dedup();
+    if val_fraction > 0.0 && ids.len() >= 2 {
+        let k = ((ids.len() as f64 * val_fraction).ceil() as usize).clamp(1, ids.len() - 1);
+        let held: Vec<i64> = ids[ids.len() - k..].to_vec();
+        let chain = chain.expect("chain column");
+        let (mut train, mut val) = (Vec::new(), Vec::new());
+        for (row, c) in chain.iter().enumerate() {
+            if held.binary_search(c).is_ok() {
+                val.push(row);
+            } else {
+                train.push(row);
+            }
+        }
+        val.truncate(1024);
+        return Split { train, val, val_chains: held };
+    }
     let n_val = if val_fraction > 0.0 { ((n as f64 * val_fraction).round() as usize).clamp(1, 1024) } else { 0 };
-    (n - n_val.min(n.saturating_sub(1)), n)
+    let n_train = n - n_val.min(n.saturating_sub(1));
+    Split { train: (0..n_train).collect(), val: (n_train..n).collect(), val_chains: Vec::new() }
+}
+
+/// The configurations of `rows` (ascending), read in contiguous runs.
+pub fn read_rows(e: &Ensemble, rows: &[usize]) -> Result<Vec<f32>> {
+    let v = e.lattice.volume();
+    let mut out = Vec::with_capacity(rows.len() * v);
+    let mut i = 0;
+    while i < rows.len() {
+        let mut j = i + 1;
+        while j < rows.len() && rows[j] == rows[j - 1] + 1 {
+            j += 1;
+        }
+        out.extend(e.read_configs(rows[i], rows[j - 1] + 1)?);
+        i = j;
+    }
+    Ok(out)
 }
 
 /// Stratum of batch slot `slot` among `batch` slots over `n_train` configurations.
@@ -36,19 +93,29 @@ pub fn stratum(n_train: usize, batch: usize, slot: usize) -> (usize, usize) {
 }
 
 impl Shard {
-    /// Reads the strata of slots [j0, j1).
-    pub fn read(e: &Ensemble, n_train: usize, batch: usize, j0: usize, j1: usize) -> Result<Self> {
+    /// Reads the strata of slots [j0, j1) (training positions, mapped to rows by `split`).
+    pub fn read(e: &Ensemble, split: &Split, batch: usize, j0: usize, j1: usize) -> Result<Self> {
+        let n_train = split.n_train();
         if n_train < batch {
             bail!("batch: {batch} exceeds the {n_train} training configurations");
         }
         let a = stratum(n_train, batch, j0).0;
         let b = stratum(n_train, batch, j1 - 1).1;
-        Ok(Shard { lattice: e.lattice, n_train, start: a, configs: e.read_configs(a, b)? })
+        // One read of the row span, keeping the training rows: held-out rows are a small
+        // fraction of it, and one read beats one per row.
+        let (r0, r1) = (split.train[a], split.train[b - 1] + 1);
+        let span = e.read_configs(r0, r1)?;
+        let v = e.lattice.volume();
+        let mut configs = Vec::with_capacity((b - a) * v);
+        for &r in &split.train[a..b] {
+            configs.extend_from_slice(&span[(r - r0) * v..][..v]);
+        }
+        Ok(Shard { lattice: e.lattice, n_train, start: a, configs })
     }
 
-    pub fn config(&self, global: usize) -> &[f32] {
+    pub fn config(&self, position: usize) -> &[f32] {
         let v = self.lattice.volume();
-        &self.configs[(global - self.start) * v..][..v]
+        &self.configs[(position - self.start) * v..][..v]
     }
 }
 
@@ -190,6 +257,23 @@ pub fn resample_two_point(g: &[f64], from: Lattice, to: Lattice) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows in (round, chain) order as `latdiff hmc` writes them: whole chains are held out.
+    #[test]
+    fn validation_holds_out_whole_chains() {
+        let chain: Vec<i64> = (0..40).map(|i| i % 8).collect();
+        let s = split(Some(&chain), 40, 0.2);
+        assert_eq!(s.val_chains, vec![6, 7]);
+        assert!(s.val.iter().all(|&r| chain[r] >= 6) && s.val.len() == 10);
+        assert!(s.train.iter().all(|&r| chain[r] < 6) && s.train.len() == 30);
+        // Never every chain, at least one.
+        assert_eq!(split(Some(&chain), 40, 0.01).val_chains, vec![7]);
+        assert_eq!(split(Some(&[0, 1, 0, 1]), 4, 0.49).val_chains, vec![1]);
+        // One chain (or no /chain column): the last rows.
+        let s = split(Some(&[3; 10]), 10, 0.2);
+        assert_eq!((s.train, s.val, s.val_chains), ((0..8).collect(), vec![8, 9], vec![]));
+        assert_eq!(split(None, 10, 0.0).val, Vec::<usize>::new());
+    }
 
     #[test]
     fn strata_tile_and_shards_are_contiguous() {

@@ -7,7 +7,7 @@
 //! Parameters, their gradient and the optimiser state live on the device; the host sees the
 //! gradient once per step (for the all-reduce) and the full state only at checkpoints.
 
-use super::objective::{dsm_loss_backward, dsm_loss_forward, score, DsmWorkspace};
+use super::objective::{dsm_loss_backward, dsm_loss_forward, network_output, DsmWorkspace};
 use crate::backend::Device;
 use crate::lattice::Lattice;
 use crate::nn::optim::{AdamW, AdamWConfig, StepInfo};
@@ -28,31 +28,38 @@ pub trait NetEngine: Send {
     /// e.g. "cpu (8 threads)" or "cuda:0 NVIDIA H100 (compute_90)".
     fn describe(&self) -> String;
     fn network(&self) -> &Network;
-    /// Writes ℓ_b of every configuration to `per_sample` and the gradient of their mean
-    /// loss to `grad` (host, overwritten), with the current weights. `lat` is the lattice.
+    /// Writes ℓ_b = Σ_x (a_b F_θ(φ_σ) + e_b)² of every configuration to `per_sample` and the
+    /// gradient of their mean to `grad` (host, overwritten), with the current weights;
+    /// `phi_sigma`, `scale` (a) and `offset` (e) come from the score form
+    /// (`form::ScoreParts::training_inputs`). `lat` is the lattice.
+    #[allow(clippy::too_many_arguments)]
     fn loss_and_grad(
         &mut self,
         lat: Lattice,
-        phi0: &[f32],
-        z: &[f32],
+        phi_sigma: &[f32],
         sigma: &[f32],
+        scale: &[f32],
+        offset: &[f32],
         per_sample: &mut [f32],
         grad: &mut [f32],
     ) -> Result<()>;
     /// One AdamW + EMA step with the (all-reduced) gradient `grad`.
     fn update(&mut self, grad: &[f32]) -> Result<StepInfo>;
     /// ℓ_b of every configuration, without gradients.
+    #[allow(clippy::too_many_arguments)]
     fn losses(
         &mut self,
         w: Weights,
         lat: Lattice,
-        phi0: &[f32],
-        z: &[f32],
+        phi_sigma: &[f32],
         sigma: &[f32],
+        scale: &[f32],
+        offset: &[f32],
         per_sample: &mut [f32],
     ) -> Result<()>;
-    /// out = s_θ(φ, σ) for a batch of B = sigma.len() configurations.
-    fn score(&mut self, w: Weights, lat: Lattice, phi: &[f32], sigma: &[f32], out: &mut [f32]) -> Result<()>;
+    /// out = F_θ(φ, σ), the raw network output, for a batch of B = sigma.len()
+    /// configurations (`form::ScoreParts::compose` makes it a score).
+    fn output(&mut self, w: Weights, lat: Lattice, phi: &[f32], sigma: &[f32], out: &mut [f32]) -> Result<()>;
     /// Host copy of the current parameters (cross-rank checksums).
     fn params(&mut self) -> Result<Vec<f32>>;
     /// Host copies of the parameters and the optimiser state (checkpoints).
@@ -129,9 +136,10 @@ impl<B: NetOps<Elem = f32>> NetEngine for Engine<B> {
     fn loss_and_grad(
         &mut self,
         lat: Lattice,
-        phi0: &[f32],
-        z: &[f32],
+        phi_sigma: &[f32],
         sigma: &[f32],
+        scale: &[f32],
+        offset: &[f32],
         per_sample: &mut [f32],
         grad: &mut [f32],
     ) -> Result<()> {
@@ -140,7 +148,7 @@ impl<B: NetOps<Elem = f32>> NetEngine for Engine<B> {
         self.dev.zero_params(g.borrow_mut())?;
         let ws = &mut self.workspaces[i].2;
         let p: &B::Params = self.params.borrow();
-        dsm_loss_forward(&self.net, p, phi0, z, sigma, per_sample, ws)?;
+        dsm_loss_forward(&self.net, p, phi_sigma, sigma, scale, offset, per_sample, ws)?;
         dsm_loss_backward(&self.net, p, g.borrow_mut(), ws)?;
         self.dev.download_params((*g).borrow(), grad)
     }
@@ -158,20 +166,22 @@ impl<B: NetOps<Elem = f32>> NetEngine for Engine<B> {
         &mut self,
         w: Weights,
         lat: Lattice,
-        phi0: &[f32],
-        z: &[f32],
+        phi_sigma: &[f32],
         sigma: &[f32],
+        scale: &[f32],
+        offset: &[f32],
         per_sample: &mut [f32],
     ) -> Result<()> {
         let i = self.workspace(sigma.len(), lat)?;
         let p = weights::<B>(&self.params, &self.opt, w)?;
-        dsm_loss_forward(&self.net, p, phi0, z, sigma, per_sample, &mut self.workspaces[i].2).map(|_| ())
+        let ws = &mut self.workspaces[i].2;
+        dsm_loss_forward(&self.net, p, phi_sigma, sigma, scale, offset, per_sample, ws).map(|_| ())
     }
 
-    fn score(&mut self, w: Weights, lat: Lattice, phi: &[f32], sigma: &[f32], out: &mut [f32]) -> Result<()> {
+    fn output(&mut self, w: Weights, lat: Lattice, phi: &[f32], sigma: &[f32], out: &mut [f32]) -> Result<()> {
         let i = self.workspace(sigma.len(), lat)?;
         let p = weights::<B>(&self.params, &self.opt, w)?;
-        score(&self.net, p, phi, sigma, out, &mut self.workspaces[i].2)
+        network_output(&self.net, p, phi, sigma, out, &mut self.workspaces[i].2)
     }
 
     fn params(&mut self) -> Result<Vec<f32>> {

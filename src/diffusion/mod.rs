@@ -7,10 +7,12 @@
 pub mod data;
 pub mod engine;
 pub mod fft;
+pub mod form;
 pub mod free;
 pub mod generate;
 pub mod model;
 pub mod objective;
+pub mod prior;
 pub mod sampler;
 pub mod train;
 

@@ -1,26 +1,34 @@
 //! A trained network as a `ScoreModel`, and model loading by name (`free:…` or a file).
 
 use super::engine::{self, NetEngine, Weights};
+use super::form::{ScoreForm, ScoreParts};
 use super::free::FreeScoreModel;
 use super::objective::{CpuDsmWorkspace, SigmaSchedule};
+use super::prior::PhysicsPrior;
 use super::ScoreModel;
 use crate::backend::Device;
 use crate::io::model::ModelFile;
 use crate::lattice::Lattice;
 use crate::nn::{Arch, Network};
-use crate::theory::Parametrisation;
+use crate::theory::{Parametrisation, Phi4};
 use anyhow::{anyhow, Result};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 pub struct NetworkScoreModel {
     pub arch: Arch,
     /// G(p) of the training data on `train_lattice` (the matched kernel's propagator).
     pub two_point: Vec<f64>,
     pub train_lattice: Lattice,
+    pub form: ScoreForm,
+    /// The training theory: the physics prior's action on every lattice.
+    theory: Parametrisation,
     label: String,
     /// The network with its weights on the chosen device, built at the first evaluation so
     /// that every input check comes before the device is touched.
     engine: Mutex<Slot>,
+    /// The score form's parts per sampling lattice (the prior needs G(p) resampled to it).
+    parts: Mutex<HashMap<Lattice, Arc<ScoreParts>>>,
 }
 
 enum Slot {
@@ -29,22 +37,30 @@ enum Slot {
 }
 
 impl NetworkScoreModel {
-    /// The EMA weights (used for sampling) unless `ema` is false, on `device`.
-    pub fn new(file: &ModelFile, ema: bool, device: Device) -> Self {
+    /// The EMA weights (used for sampling) unless `ema` is false, on `device`. Fails on a
+    /// score form this version does not know.
+    pub fn new(file: &ModelFile, ema: bool, device: Device) -> Result<Self> {
         let params = if ema { &file.ema } else { &file.params };
         let preset = file.attr("preset").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let form = model_form(file)?;
         let label = format!(
-            "network {preset} ({} parameters) trained on {} at step {}",
+            "network {preset}, {} score ({} parameters) trained on {} at step {}",
+            form.name(),
             params.len(),
             file.train_lattice,
             file.step
         );
-        Self::from_parts(file.arch.clone(), params, file.two_point.clone(), file.train_lattice, label, device)
+        let theory = file.theory()?;
+        let (arch, tp, lat) = (file.arch.clone(), file.two_point.clone(), file.train_lattice);
+        Ok(Self::from_parts(arch, form, theory, params, tp, lat, label, device))
     }
 
-    /// A network with given weights and data propagator (benchmarks use random weights).
+    /// A network with given weights, form and data propagator (benchmarks use random weights).
+    #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
         arch: Arch,
+        form: ScoreForm,
+        theory: Parametrisation,
         params: &[f32],
         two_point: Vec<f64>,
         train_lattice: Lattice,
@@ -52,7 +68,19 @@ impl NetworkScoreModel {
         device: Device,
     ) -> Self {
         let engine = Mutex::new(Slot::Pending(device, params.to_vec()));
-        NetworkScoreModel { arch, two_point, train_lattice, label, engine }
+        let parts = Mutex::new(HashMap::new());
+        NetworkScoreModel { arch, two_point, train_lattice, form, theory, label, engine, parts }
+    }
+
+    /// The score form's parts on `lat` (built once per lattice).
+    pub fn parts(&self, lat: Lattice) -> Result<Arc<ScoreParts>, String> {
+        let mut cache = self.parts.lock().map_err(|_| "a previous score evaluation panicked".to_string())?;
+        if let Some(p) = cache.get(&lat) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(score_parts(self.form, self.theory, self.arch.sigma_data, self.two_point(lat), lat)?);
+        cache.insert(lat, p.clone());
+        Ok(p)
     }
 
     fn with_engine<R>(&self, f: impl FnOnce(&mut dyn NetEngine) -> Result<R>) -> Result<R> {
@@ -78,14 +106,13 @@ impl ScoreModel for NetworkScoreModel {
     }
 
     fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
+        let parts = self.parts(lat)?;
         let phi32: Vec<f32> = phi.iter().map(|&x| x as f32).collect();
         let sig32: Vec<f32> = sigma.iter().map(|&x| x as f32).collect();
-        let mut s = vec![0.0f32; phi.len()];
-        self.with_engine(|e| e.score(Weights::Current, lat, &phi32, &sig32, &mut s))
+        let mut f = vec![0.0f32; phi.len()];
+        self.with_engine(|e| e.output(Weights::Current, lat, &phi32, &sig32, &mut f))
             .map_err(|e| format!("network: {e:#}"))?;
-        for (o, v) in out.iter_mut().zip(&s) {
-            *o = *v as f64;
-        }
+        parts.compose(phi, sigma, &f, out);
         Ok(())
     }
 
@@ -100,6 +127,27 @@ impl ScoreModel for NetworkScoreModel {
     fn describe(&self) -> String {
         self.label.clone()
     }
+}
+
+/// The score form a model file records (plain for files older than score forms).
+pub fn model_form(file: &ModelFile) -> Result<ScoreForm> {
+    let attr = file.attr("score_form").map(|v| v.as_str().map(str::to_string).unwrap_or_default());
+    ScoreForm::from_attr(attr.as_deref()).map_err(|e| anyhow!("model: {e}"))
+}
+
+/// The parts of `form` on `lat`: for the physics form, the prior of the training theory on
+/// `lat` with the data's two-point function `g` carried to `lat`.
+pub fn score_parts(
+    form: ScoreForm,
+    theory: Parametrisation,
+    sigma_data: f64,
+    g: Vec<f64>,
+    lat: Lattice,
+) -> Result<ScoreParts, String> {
+    Ok(match form {
+        ScoreForm::Plain => ScoreParts::Plain,
+        ScoreForm::Physics => ScoreParts::Physics { prior: PhysicsPrior::new(Phi4::new(lat, theory), g)?, sigma_data },
+    })
 }
 
 /// Bytes of network workspace per configuration of `arch` on `lat` (for batch sizing).
@@ -121,11 +169,77 @@ pub struct LoadedModel {
     pub stride: usize,
 }
 
-/// `free:kappa=0.2` / `free:m2=0.5` (exact analytic score) or a model file, with a network
+/// The physics prior alone, no network: the baseline a trained network must beat
+/// (`--model prior:ENSEMBLE.h5`, theory and G(p) from the ensemble).
+pub struct PriorScoreModel {
+    theory: Parametrisation,
+    two_point: Vec<f64>,
+    data_lattice: Lattice,
+    parts: Mutex<HashMap<Lattice, Arc<ScoreParts>>>,
+}
+
+impl PriorScoreModel {
+    pub fn new(theory: Parametrisation, two_point: Vec<f64>, data_lattice: Lattice) -> Self {
+        PriorScoreModel { theory, two_point, data_lattice, parts: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl ScoreModel for PriorScoreModel {
+    fn check_lattice(&self, lat: Lattice) -> Result<(), String> {
+        lat.validate()
+    }
+
+    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
+        let mut cache = self.parts.lock().map_err(|_| "a previous score evaluation panicked".to_string())?;
+        if !cache.contains_key(&lat) {
+            let p = score_parts(ScoreForm::Physics, self.theory, 1.0, self.two_point(lat), lat)?;
+            cache.insert(lat, Arc::new(p));
+        }
+        let parts = cache[&lat].clone();
+        drop(cache);
+        // A zero network output: the score is the prior's.
+        parts.compose(phi, sigma, &vec![0.0f32; phi.len()], out);
+        Ok(())
+    }
+
+    fn two_point(&self, lat: Lattice) -> Vec<f64> {
+        super::data::resample_two_point(&self.two_point, self.data_lattice, lat)
+    }
+
+    fn describe(&self) -> String {
+        format!("physics prior alone ({}; G(p) from {} data)", self.theory.describe(), self.data_lattice)
+    }
+}
+
+fn load_prior(spec: &str, path: &str) -> Result<LoadedModel> {
+    let ens = crate::io::Ensemble::open(std::path::Path::new(path))?;
+    let theory = ens.theory()?;
+    let lat = ens.lattice;
+    let configs = ens.read_configs(0, ens.n.min(1024))?;
+    let g = super::data::two_point(&configs, lat);
+    let (_, dmax) = super::data::field_scales(&configs[..ens.n.min(256) * lat.volume()], lat.volume());
+    let sigma_min = 0.01;
+    let schedule = SigmaSchedule { sigma_min, sigma_max: dmax.max(10.0 * sigma_min), t_eps: 1e-5 };
+    Ok(LoadedModel {
+        model: Box::new(PriorScoreModel::new(theory, g, lat)),
+        theory,
+        lattice: Some(lat),
+        schedule: Some(schedule),
+        spec: spec.into(),
+        file: None,
+        stride: 1,
+    })
+}
+
+/// `free:kappa=0.2` / `free:m2=0.5` (exact analytic score), `prior:ENSEMBLE.h5` (the physics
+/// prior of an ensemble's theory and two-point function) or a model file, with a network
 /// placed on `device`. A spec or file that cannot be read is bad input (`cli::InputError`);
 /// a device that fails is not.
 pub fn load(spec: &str, ema: bool, device: Device) -> Result<LoadedModel> {
     let input = crate::cli::input_err;
+    if let Some(path) = spec.strip_prefix("prior:") {
+        return load_prior(spec, path).map_err(|e| input(anyhow!("model: {e:#}")));
+    }
     if spec.starts_with("free:") {
         let m = FreeScoreModel::parse(spec).map_err(|e| input(anyhow!("model: {e}")))?;
         let theory = m.param();
@@ -144,6 +258,6 @@ pub fn load(spec: &str, ema: bool, device: Device) -> Result<LoadedModel> {
     let lattice = Some(file.train_lattice);
     let schedule = Some(file.schedule);
     let stride = file.arch.stride();
-    let m = NetworkScoreModel::new(&file, ema, device);
+    let m = NetworkScoreModel::new(&file, ema, device).map_err(input)?;
     Ok(LoadedModel { model: Box::new(m), theory, lattice, schedule, spec: spec.into(), file: Some(file), stride })
 }

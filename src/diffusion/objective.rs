@@ -1,11 +1,14 @@
-//! Score parametrisation and the denoising score-matching (DSM) loss.
+//! The network's side of the training objective: input preconditioning, the raw output
+//! F_θ and the denoising score-matching (DSM) loss in a form shared by every score form.
 //!
-//! s_θ(φ, σ) = F_θ(c_in(σ)·φ, log σ) / σ with c_in = 1/√(σ_data² + σ²) (Karras et al.
-//! preconditioning of the input; the 1/σ output scaling is Song et al.'s).
-//!
-//! Loss with weight λ(σ) = σ²: per configuration ℓ_b = Σ_x (σ_b s_θ(φ_σ, σ_b) + z)²
-//! summed over the V lattice sites, L = mean over the batch of ℓ_b. The zero network
-//! output therefore gives L ≈ V. Since σ·s = F the residual is simply F + z.
+//! The network sees x_in = c_in(σ)·φ with c_in = 1/√(σ_data² + σ²) (Karras et al.'s input
+//! preconditioning) and log σ. A score form (`diffusion::form`) turns F_θ into a score
+//! s = s_prior + (a(σ)/σ) F_θ and prepares, per configuration, the output scale a_b and the
+//! offset e_b = σ_b (s_prior − t_b) against the denoising target t_b, so that the loss with
+//! weight λ(σ) = σ² reads, per configuration,
+//!   ℓ_b = Σ_x σ_b² (s − t_b)² = Σ_x (a_b F_θ + e_b)²,
+//! summed over the V lattice sites, L = mean over the batch of ℓ_b. Plain DSM (s = F/σ,
+//! t = −z/σ) is a = 1, e = z: the zero network output gives L ≈ V.
 
 use crate::nn::{CpuOps, Float, NetOps, Network, Workspace};
 use anyhow::Result;
@@ -39,8 +42,10 @@ pub fn c_in(sigma_data: f64, sigma: f64) -> f64 {
 pub struct DsmWorkspace<B: NetOps> {
     pub net: Workspace<B>,
     x_in: Vec<B::Elem>,
-    /// F + z, kept for the backward pass.
+    /// a F + e, kept for the backward pass.
     resid: Vec<B::Elem>,
+    /// a_b per configuration, kept for the backward pass.
+    scale: Vec<B::Elem>,
     dout: Vec<B::Elem>,
 }
 
@@ -60,6 +65,7 @@ impl<B: NetOps> DsmWorkspace<B> {
             net: Workspace::on(dev, net, batch, h, w)?,
             x_in: vec![z; n],
             resid: vec![z; n],
+            scale: vec![z; batch],
             dout: vec![z; n],
         })
     }
@@ -75,20 +81,23 @@ fn scale_input<T: Float>(x_in: &mut [T], phi: &[T], sigma: &[T], sigma_data: f64
     }
 }
 
-/// F_θ(x_in, log σ) into `out` on the workspace's device.
-fn network<B: NetOps>(
+/// out[B,1,H,W] = F_θ(c_in(σ) φ, log σ) on the workspace's device: the network's raw output,
+/// which the score form (`diffusion::form`) turns into a score.
+pub fn network_output<B: NetOps>(
     net: &Network,
     params: &B::Params,
+    phi: &[B::Elem],
     sigma: &[B::Elem],
     out: &mut [B::Elem],
     ws: &mut DsmWorkspace<B>,
 ) -> Result<()> {
+    scale_input(&mut ws.x_in, phi, sigma, net.arch.sigma_data);
     ws.net.set_input(&ws.x_in)?;
     net.forward_on(params, sigma, &mut ws.net)?;
     ws.net.get_output(out)
 }
 
-/// score[B,1,H,W] = s_θ(φ, σ).
+/// score[B,1,H,W] = F_θ/σ: the plain score form (and the objective's tests).
 pub fn score<B: NetOps>(
     net: &Network,
     params: &B::Params,
@@ -97,8 +106,7 @@ pub fn score<B: NetOps>(
     score: &mut [B::Elem],
     ws: &mut DsmWorkspace<B>,
 ) -> Result<()> {
-    scale_input(&mut ws.x_in, phi, sigma, net.arch.sigma_data);
-    network(net, params, sigma, score, ws)?;
+    network_output(net, params, phi, sigma, score, ws)?;
     let v = phi.len() / sigma.len();
     for (b, s) in sigma.iter().enumerate() {
         let inv = B::Elem::ONE / *s;
@@ -107,34 +115,33 @@ pub fn score<B: NetOps>(
     Ok(())
 }
 
-/// DSM loss for φ_σ = φ0 + σ z. Writes ℓ_b to `per_sample` and returns L = mean_b ℓ_b.
+/// The loss ℓ_b = Σ_x (a_b F_θ(φ_σ, σ_b) + e_b)² for network inputs φ_σ (`phi_sigma`),
+/// output scales a_b and offsets e_b prepared by the score form (plain DSM: a = 1, e = z).
+/// Writes ℓ_b to `per_sample` and returns L = mean_b ℓ_b.
+#[allow(clippy::too_many_arguments)]
 pub fn dsm_loss_forward<B: NetOps>(
     net: &Network,
     params: &B::Params,
-    phi0: &[B::Elem],
-    z: &[B::Elem],
+    phi_sigma: &[B::Elem],
     sigma: &[B::Elem],
+    scale: &[B::Elem],
+    offset: &[B::Elem],
     per_sample: &mut [B::Elem],
     ws: &mut DsmWorkspace<B>,
 ) -> Result<B::Elem> {
     let bsz = sigma.len();
-    let v = phi0.len() / bsz;
-    // resid doubles as the φ_σ buffer before it receives F + z.
-    for (b, s) in sigma.iter().enumerate() {
-        for i in b * v..(b + 1) * v {
-            ws.resid[i] = phi0[i] + *s * z[i];
-        }
-    }
-    scale_input(&mut ws.x_in, &ws.resid, sigma, net.arch.sigma_data);
+    let v = phi_sigma.len() / bsz;
     let mut f = std::mem::take(&mut ws.resid);
-    let r = network(net, params, sigma, &mut f, ws);
+    let r = network_output(net, params, phi_sigma, sigma, &mut f, ws);
     ws.resid = f;
     r?;
+    ws.scale.copy_from_slice(scale);
     let mut total = B::Elem::ZERO;
     for b in 0..bsz {
         let mut l = B::Elem::ZERO;
+        let a = scale[b];
         for i in b * v..(b + 1) * v {
-            let r = ws.resid[i] + z[i];
+            let r = a * ws.resid[i] + offset[i];
             ws.resid[i] = r;
             l += r * r;
         }
@@ -152,10 +159,20 @@ pub fn dsm_loss_backward<B: NetOps>(
     ws: &mut DsmWorkspace<B>,
 ) -> Result<()> {
     let f = B::Elem::from_f64(2.0 / ws.net.batch as f64);
-    for (d, r) in ws.dout.iter_mut().zip(&ws.resid) {
-        *d = f * *r;
+    let v = ws.resid.len() / ws.net.batch;
+    for (b, a) in ws.scale.iter().enumerate() {
+        for i in b * v..(b + 1) * v {
+            ws.dout[i] = f * *a * ws.resid[i];
+        }
     }
     net.backward_on(params, dparams, false, &ws.dout, &mut ws.net)
+}
+
+/// Plain DSM inputs: φ_σ = φ_0 + σ z, a = 1, e = z (the residual σ s + z = F + z).
+pub fn plain_dsm_inputs<T: Float>(phi0: &[T], z: &[T], sigma: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let v = phi0.len() / sigma.len();
+    let x = phi0.iter().zip(z).enumerate().map(|(i, (p, z))| *p + sigma[i / v] * *z).collect();
+    (x, vec![T::ONE; sigma.len()], z.to_vec())
 }
 
 #[cfg(test)]
@@ -179,14 +196,18 @@ mod tests {
         let sigma = [0.3, 2.5];
         let mut ws = DsmWorkspace::new(&net, b, h, w);
         let mut ls = [0.0; 2];
-        let loss = dsm_loss_forward(&net, &p[..], &phi0, &z, &sigma, &mut ls, &mut ws).unwrap();
+        // A non-trivial output scale and offset, as the physics form has.
+        let x: Vec<f64> = phi0.iter().zip(&z).enumerate().map(|(i, (p, z))| p + sigma[i / (h * w)] * z).collect();
+        let a = [0.3, 1.7];
+        let e: Vec<f64> = z.iter().map(|z| 0.4 * z).collect();
+        let loss = dsm_loss_forward(&net, &p[..], &x, &sigma, &a, &e, &mut ls, &mut ws).unwrap();
         assert!((loss - 0.5 * (ls[0] + ls[1])).abs() < 1e-12);
         let mut g = vec![0.0; p.len()];
         dsm_loss_backward(&net, &p[..], &mut g[..], &mut ws).unwrap();
         let idx = (0..p.len()).step_by(p.len() / 60 + 1).collect::<Vec<_>>();
         crate::nn::gradcheck::check_grad_at("dsm", &mut p, &g, &idx, &mut |q: &[f64]| {
             let mut ls = [0.0; 2];
-            dsm_loss_forward(&net, q, &phi0, &z, &sigma, &mut ls, &mut ws).unwrap()
+            dsm_loss_forward(&net, q, &x, &sigma, &a, &e, &mut ls, &mut ws).unwrap()
         });
     }
 
@@ -200,7 +221,8 @@ mod tests {
         let z = rand_vec(b * h * w, 5);
         let mut ws = DsmWorkspace::new(&net, b, h, w);
         let mut ls = [0.0; 2];
-        dsm_loss_forward(&net, &p[..], &phi0, &z, &[0.5, 1.5], &mut ls, &mut ws).unwrap();
+        let (x, a, e) = plain_dsm_inputs(&phi0, &z, &[0.5, 1.5]);
+        dsm_loss_forward(&net, &p[..], &x, &[0.5, 1.5], &a, &e, &mut ls, &mut ws).unwrap();
         let z2: f64 = z[..16].iter().map(|v| v * v).sum();
         assert!((ls[0] - z2).abs() < 1e-12);
         let mut s = vec![0.0; b * h * w];

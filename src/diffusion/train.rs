@@ -8,6 +8,7 @@
 
 use super::data::{self, Shard};
 use super::engine::{self, NetEngine, Weights};
+use super::form::{ScoreForm, ScoreParts};
 use super::objective::SigmaSchedule;
 use crate::backend::Device;
 use crate::config::TrainConfig;
@@ -42,20 +43,33 @@ fn band(sched: &SigmaSchedule, sigma: f64) -> usize {
     ((t * 3.0).floor().max(0.0) as usize).min(2)
 }
 
-/// Fixed held-out noise draws, so validation losses are comparable between epochs and runs.
+/// Fixed held-out noise draws, so validation losses are comparable between epochs and runs;
+/// the loss inputs of the score form are prepared once.
 pub struct Validation {
     pub phi0: Vec<f32>,
-    pub z: Vec<f32>,
     pub sigma: Vec<f32>,
+    phi_sigma: Vec<f32>,
+    scale: Vec<f32>,
+    offset: Vec<f32>,
 }
 
 impl Validation {
-    pub fn new(configs: Vec<f32>, v: usize, sched: &SigmaSchedule, seed: u64) -> Self {
+    pub fn new(configs: Vec<f32>, v: usize, sched: &SigmaSchedule, seed: u64, parts: &ScoreParts) -> Self {
         let n = configs.len() / v;
         let mut rng = rng::stream(seed, Domain::Misc, 0x7661_6c);
-        let z = (0..n * v).map(|_| StandardNormal.sample(&mut rng)).map(|x: f64| x as f32).collect();
-        let sigma = (0..n).map(|_| sched.sample(&mut rng) as f32).collect();
-        Validation { phi0: configs, z, sigma }
+        let z: Vec<f32> = (0..n * v).map(|_| StandardNormal.sample(&mut rng)).map(|x: f64| x as f32).collect();
+        let sigma: Vec<f32> = (0..n).map(|_| sched.sample(&mut rng) as f32).collect();
+        let (phi_sigma, scale, offset) = parts.training_inputs(&configs, &z, &sigma);
+        Validation { phi0: configs, sigma, phi_sigma, scale, offset }
+    }
+
+    /// The prepared loss inputs (φ_σ, a, e).
+    pub fn inputs(&self) -> (&[f32], &[f32], &[f32]) {
+        (&self.phi_sigma, &self.scale, &self.offset)
+    }
+
+    pub fn empty() -> Self {
+        Validation { phi0: vec![], sigma: vec![], phi_sigma: vec![], scale: vec![], offset: vec![] }
     }
 
     pub fn len(&self) -> usize {
@@ -85,8 +99,8 @@ impl Validation {
         while a < n {
             let b = (a + chunk).min(n);
             let mut per = vec![0.0f32; b - a];
-            let (phi0, z) = (&self.phi0[a * v..b * v], &self.z[a * v..b * v]);
-            engine.losses(w, lat, phi0, z, &self.sigma[a..b], &mut per)?;
+            let (x, e) = (&self.phi_sigma[a * v..b * v], &self.offset[a * v..b * v]);
+            engine.losses(w, lat, x, &self.sigma[a..b], &self.scale[a..b], e, &mut per)?;
             for (i, l) in per.iter().enumerate() {
                 let bd = band(sched, self.sigma[a + i] as f64);
                 tot += *l as f64;
@@ -104,6 +118,7 @@ impl Validation {
 pub fn score_force_deviation(
     engine: &mut dyn NetEngine,
     w: Weights,
+    parts: &ScoreParts,
     theory: &Phi4,
     configs: &[f32],
     sigma_min: f64,
@@ -120,14 +135,16 @@ pub fn score_force_deviation(
     while a < n {
         let k = chunk.min(n - a);
         let sig = vec![sigma_min as f32; k];
-        let mut s = vec![0.0f32; k * v];
-        engine.score(w, lat, &configs[a * v..(a + k) * v], &sig, &mut s)?;
+        let mut f = vec![0.0f32; k * v];
+        engine.output(w, lat, &configs[a * v..(a + k) * v], &sig, &mut f)?;
+        let phi: Vec<f64> = configs[a * v..(a + k) * v].iter().map(|&x| x as f64).collect();
+        let mut s = vec![0.0; k * v];
+        parts.compose(&phi, &vec![sigma_min; k], &f, &mut s);
         let mut d = vec![0.0; v];
         for b in 0..k {
-            let phi: Vec<f64> = configs[(a + b) * v..][..v].iter().map(|&x| x as f64).collect();
-            theory.deriv(&phi, &mut d);
+            theory.deriv(&phi[b * v..][..v], &mut d);
             for x in 0..v {
-                num += (s[b * v + x] as f64 + d[x]).powi(2);
+                num += (s[b * v + x] + d[x]).powi(2);
                 den += d[x] * d[x];
             }
         }
@@ -167,7 +184,10 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     if cfg.batch < n_ranks || cfg.batch % n_ranks != 0 {
         return Err(input(anyhow!("batch: {} cannot be split evenly over {n_ranks} ranks", cfg.batch)));
     }
-    let (n_train, n_total) = data::split(ens.n, cfg.val_fraction);
+    let form = ScoreForm::parse(&cfg.score_form).map_err(|e| input(anyhow!(e)))?;
+    let chain = if ens.has("chain") { Some(ens.read_i64("chain")?) } else { None };
+    let split = data::split(chain.as_deref(), ens.n, cfg.val_fraction);
+    let n_train = split.n_train();
     if n_train < cfg.batch {
         return Err(input(anyhow!(
             "batch: {} exceeds the {n_train} training configurations in '{}'",
@@ -196,6 +216,14 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
         if m.train_lattice != lat {
             return Err(input(anyhow!("resume: checkpoint was trained on {}, data is {lat}", m.train_lattice)));
         }
+        let m_form = super::model::model_form(m).map_err(input)?;
+        if m_form != form {
+            return Err(input(anyhow!(
+                "resume: checkpoint has the {} score form, the configuration asks for {}",
+                m_form.name(),
+                form.name()
+            )));
+        }
     }
 
     if root {
@@ -204,8 +232,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
 
     // ---- data statistics: identical on every rank (same configurations, same arithmetic) ----
     let v = lat.volume();
-    let n_stat = n_train.min(256);
-    let stat_cfgs = ens.read_configs(0, n_stat)?;
+    let stat_cfgs = data::read_rows(&ens, &split.train[..n_train.min(256)])?;
     let (rms, dmax) = data::field_scales(&stat_cfgs, v);
     let mut arch = arch0;
     let (schedule, two_point) = match &resume {
@@ -216,11 +243,14 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
         None => {
             arch.sigma_data = if rms > 0.0 { rms } else { 1.0 };
             let sigma_max = if cfg.sigma_max > 0.0 { cfg.sigma_max } else { dmax.max(10.0 * cfg.sigma_min) };
-            let tp = if root { data::two_point(&ens.read_configs(0, n_train.min(1024))?, lat) } else { Vec::new() };
+            // Every rank needs G(p): the physics prior is part of each rank's objective.
+            let tp = data::two_point(&data::read_rows(&ens, &split.train[..n_train.min(1024)])?, lat);
             (SigmaSchedule { sigma_min: cfg.sigma_min, sigma_max, t_eps: 1e-5 }, tp)
         }
     };
     let net = Network::new(arch.clone());
+    let parts = super::model::score_parts(form, param, arch.sigma_data, two_point.clone(), lat)
+        .map_err(|e| input(anyhow!("data: {e}")))?;
     let opt_cfg = AdamWConfig {
         lr: cfg.lr,
         lr_min: cfg.lr_min,
@@ -235,7 +265,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     // ---- state: fresh or restored bit for bit ----
     let (j0, j1) = block_of(cfg.batch, n_ranks, rank);
     let b_local = j1 - j0;
-    let shard = Shard::read(&ens, n_train, cfg.batch, j0, j1)?;
+    let shard = Shard::read(&ens, &split, cfg.batch, j0, j1)?;
     let (params0, opt0, mut slots): (Vec<f32>, Option<AdamW<f32>>, Vec<Stream>) = match &resume {
         Some(m) => {
             let mut opt = AdamW::new(opt_cfg.clone(), &net.layout, &m.params);
@@ -259,20 +289,24 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
         eprintln!("train: checkpoint is already at step {start_step} of {}; nothing to do", cfg.steps);
     }
     let val = if root {
-        let cfgs = ens.read_configs(n_train, n_total)?;
-        Validation::new(cfgs, v, &schedule, cfg.seed)
+        Validation::new(data::read_rows(&ens, &split.val)?, v, &schedule, cfg.seed, &parts)
     } else {
-        Validation { phi0: vec![], z: vec![], sigma: vec![] }
+        Validation::empty()
+    };
+    let held_out = if split.val_chains.is_empty() {
+        format!("{} held out: last rows", split.val.len())
+    } else {
+        format!("{} held out: chains {:?}", split.val.len(), split.val_chains)
     };
 
     if root {
         eprintln!(
-            "latdiff train: {} ({} parameters) on {lat} from {} ({} train / {} held out), batch {} over {n_ranks} rank(s) on {}, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
+            "latdiff train: {} ({} parameters, {} score) on {lat} from {} ({} train / {held_out}), batch {} over {n_ranks} rank(s) on {}, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
             cfg.preset,
             net.num_params(),
+            form.name(),
             cfg.data.display(),
             n_train,
-            n_total - n_train,
             cfg.batch,
             engine.describe(),
             schedule.sigma_min,
@@ -299,6 +333,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     let mut stopped = false;
     let mut last_val = f64::NAN;
     let mut recent = (0.0f64, 0.0f64);
+    let mut last_grad_norm = f64::NAN;
     let write_checkpoint =
         |engine: &mut dyn NetEngine, slots: &[Stream], step: u64, extra: Vec<(String, AttrValue)>| -> Result<()> {
             // Every rank's slot streams, gathered in slot order.
@@ -334,6 +369,10 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
             m.set("theory", AttrValue::Str("phi4".into()));
             m.set("parametrisation", AttrValue::Str(param.name().into()));
             m.set("preset", AttrValue::Str(cfg.preset.clone()));
+            m.set("score_form", AttrValue::Str(form.name().into()));
+            if !split.val_chains.is_empty() {
+                m.set("val_chains", AttrValue::I64s(split.val_chains.clone()));
+            }
             m.set("sigma_data", AttrValue::F64(arch.sigma_data));
             m.set("steps", AttrValue::I64(cfg.steps as i64));
             m.set("seed", AttrValue::I64(cfg.seed as i64));
@@ -363,7 +402,8 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
             );
         }
         buf[np..].iter_mut().for_each(|g| *g = 0.0);
-        engine.loss_and_grad(lat, &phi0, &z, &sigma, &mut per, &mut buf[..np])?;
+        let (x, scale, offset) = parts.training_inputs(&phi0, &z, &sigma);
+        engine.loss_and_grad(lat, &x, &sigma, &scale, &offset, &mut per, &mut buf[..np])?;
         for (i, l) in per.iter().enumerate() {
             let bd = band(&schedule, sigma[i] as f64);
             buf[np + bd] += *l;
@@ -377,6 +417,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
         let inv = 1.0 / n_ranks as f32;
         buf[..np].iter_mut().for_each(|g| *g *= inv);
         let info = engine.update(&buf[..np])?;
+        last_grad_norm = info.grad_norm;
         step += 1;
         let loss = (buf[np] + buf[np + 1] + buf[np + 2]) as f64 / cfg.batch as f64;
         recent = (recent.0 + loss, recent.1 + 1.0);
@@ -430,12 +471,14 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     let elapsed = t0.elapsed().as_secs_f64();
 
     // ---- final checkpoint with diagnostics ----
-    let mut extra = vec![];
+    // The last step's global gradient norm: the same for any rank count (a sum instead of
+    // a mean over ranks would show here; AdamW's normalised update would hide it).
+    let mut extra = vec![("last_grad_norm".to_string(), AttrValue::F64(last_grad_norm))];
     if root && step >= cfg.steps {
         let (vl, vb) = val.loss(engine.as_mut(), Weights::Current, lat, cfg.batch, &schedule)?;
         let (vle, _) = val.loss(engine.as_mut(), Weights::Ema, lat, cfg.batch, &schedule)?;
         last_val = vl;
-        let dev = score_force_deviation(engine.as_mut(), Weights::Ema, &theory, &val.phi0, schedule.sigma_min)?;
+        let dev = score_force_deviation(engine.as_mut(), Weights::Ema, &parts, &theory, &val.phi0, schedule.sigma_min)?;
         eprintln!(
             "validation loss {vl:.4} (EMA weights {vle:.4}; sigma bands {:.3}/{:.3}/{:.3}); score at sigma_min vs exact force: relative deviation {dev:.3}",
             vb[0], vb[1], vb[2]

@@ -1,13 +1,19 @@
 //! Periodic U-Net score network F_θ(x, log σ) built from the layers of this module.
 //!
 //! Block structure (pre-activation residual unit, one 3×3 conv each):
-//!   h → GroupNorm → FiLM(scale, shift from the σ embedding) → SiLU → conv3×3 → + skip(h)
+//!   h → [GroupNorm] → FiLM(scale, shift from the σ embedding) → SiLU → conv3×3 → + skip(h)
 //! with skip = identity, or a 1×1 conv when the channel count changes. Down path: stem
 //! conv, `blocks_per_level` blocks per level, 2×2 average pool between levels. Up path:
 //! nearest up-sampling, concat with the down path's skip of that level, blocks. Head:
-//! GroupNorm → SiLU → conv3×3 to one channel. Every conv is periodic, so the network is
+//! [GroupNorm] → SiLU → conv3×3 to one channel. Every conv is periodic, so the network is
 //! fully convolutional on any H×W divisible by 2^(levels−1) (`Arch::stride`) and exactly
 //! equivariant under translations by multiples of that stride.
+//!
+//! GroupNorm (`Arch::norm`) normalises over the whole lattice per configuration, so with it
+//! the output at a site depends on volume-wide statistics (the magnetisation among them) and
+//! what the network learnt on one volume does not carry to another. Without it the network
+//! is local: the output at a site depends only on the input within
+//! `Arch::receptive_radius` sites (Chebyshev distance), on any lattice.
 
 use super::conv::ConvShape;
 use super::embed::fourier_frequencies;
@@ -27,6 +33,10 @@ pub struct Arch {
     pub blocks_per_level: usize,
     /// GroupNorm groups; must divide every normalised channel count (c_l and c_l + c_{l+1}).
     pub groups: usize,
+    /// Whether blocks and head normalise (GroupNorm over the whole lattice). Without it the
+    /// network is local (module docs). Files written before this option normalised.
+    #[serde(default = "normalised")]
+    pub norm: bool,
     pub embed_dim: usize,
     pub fourier_features: usize,
     /// Standard deviation of the fixed Fourier frequencies (in units of log σ).
@@ -48,7 +58,29 @@ impl Arch {
             fourier_scale: 1.0,
             fourier_seed: 0x5eed,
             sigma_data: 1.0,
+            norm: true,
         }
+    }
+
+    /// The local network of the physics-informed score (the default of `latdiff train`): no
+    /// normalisation, one down-sampling, receptive radius 7 < L/2 at the training lattice
+    /// L = 16, so the learnt correction is a local function of the field that transfers to
+    /// any volume.
+    pub fn local() -> Self {
+        Arch {
+            channels: vec![32, 64],
+            blocks_per_level: 1,
+            groups: 1,
+            embed_dim: 32,
+            fourier_features: 16,
+            norm: false,
+            ..Self::tiny()
+        }
+    }
+
+    /// CI-sized local network (`tiny` without normalisation).
+    pub fn tiny_local() -> Self {
+        Arch { norm: false, ..Self::tiny() }
     }
 
     pub fn small() -> Self {
@@ -79,14 +111,38 @@ impl Arch {
             "tiny" => Some(Self::tiny()),
             "small" => Some(Self::small()),
             "dmassq" => Some(Self::dmassq()),
+            "local" => Some(Self::local()),
+            "tiny-local" => Some(Self::tiny_local()),
             _ => None,
         }
+    }
+
+    pub const PRESETS: &'static str = "local, tiny-local, tiny, small, dmassq";
+
+    /// How far (Chebyshev distance, in sites) an input can influence an output of a network
+    /// without normalisation: a 3×3 conv at resolution stride s reaches s sites; a 2×2
+    /// pooling from stride s followed by the nearest up-sampling back to it, s more.
+    /// `None` with normalisation (then every site sees the whole lattice).
+    pub fn receptive_radius(&self) -> Option<usize> {
+        if self.norm {
+            return None;
+        }
+        let nl = self.channels.len();
+        let b = self.blocks_per_level;
+        // stem and head; down-path blocks; per pooled level its pool/up pair and up blocks.
+        let down: usize = (0..nl).map(|l| b << l).sum();
+        let up: usize = (0..nl - 1).map(|l| (1 << l) + (b << l)).sum();
+        Some(2 + down + up)
     }
 
     /// Lattice extents must be multiples of this; translations by it commute exactly.
     pub fn stride(&self) -> usize {
         1 << (self.channels.len() - 1)
     }
+}
+
+fn normalised() -> bool {
+    true
 }
 
 impl Default for Arch {
@@ -124,6 +180,7 @@ struct Plan {
     ops: Vec<Op>,
     out: usize,
     groups: usize,
+    norm: bool,
 }
 
 const X: usize = 0;
@@ -166,7 +223,7 @@ impl Plan {
     }
     fn block(&mut self, name: &str, inp: usize, emb: usize, cout: usize) -> usize {
         let t = self.tensors[inp];
-        let g = self.norm(&format!("{name}.norm"), inp);
+        let g = if self.norm { self.norm(&format!("{name}.norm"), inp) } else { inp };
         let ss = self.conv(&format!("{name}.film"), emb, 2 * t.c, 1, 0.1);
         let f = self.tensor(t.c, t.h, t.w);
         self.ops.push(Op::Film { inp: g, ss, out: f });
@@ -188,6 +245,7 @@ impl Plan {
             ops: vec![],
             out: 0,
             groups: arch.groups,
+            norm: arch.norm,
         };
         let x = p.tensor(1, h, w);
         debug_assert_eq!(x, X);
@@ -222,7 +280,7 @@ impl Plan {
                 hcur = p.block(&format!("up{l}.{j}"), hcur, emb, ch[l]);
             }
         }
-        let g = p.norm("head.norm", hcur);
+        let g = if p.norm { p.norm("head.norm", hcur) } else { hcur };
         let a = p.silu(g);
         p.out = p.conv("head.conv", a, 1, 3, 0.1);
         p

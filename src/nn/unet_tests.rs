@@ -171,3 +171,67 @@ fn f32_forward_agrees_with_f64() {
     let y32: Vec<f64> = y32.iter().map(|&a| a as f64).collect();
     assert!(rel_dev(&y32, &y64) < 1e-5, "{}", rel_dev(&y32, &y64));
 }
+
+/// Largest Chebyshev distance (periodic) at which the output moves when one input site
+/// moves, over every site of the pooled cell (the network is equivariant only under
+/// translations by the stride, so each offset within it is probed).
+fn measured_radius(arch: Arch, l: usize) -> usize {
+    let net = Network::new(arch.clone());
+    let p = random_params(&net, 41);
+    let mut ws = Workspace::new(&net, 1, l, l);
+    let x = rand_vec(l * l, 42);
+    let y = run(&net, &p, &x, &[0.7], &mut ws);
+    let dist = |a: usize, b: usize| {
+        let d = a.abs_diff(b);
+        d.min(l - d)
+    };
+    let mut r = 0;
+    for (t0, x0) in (0..arch.stride()).flat_map(|t| (0..arch.stride()).map(move |x| (t + l / 2, x + l / 2))) {
+        let mut xp = x.clone();
+        xp[t0 * l + x0] += 0.5;
+        let yp = run(&net, &p, &xp, &[0.7], &mut ws);
+        for t in 0..l {
+            for s in 0..l {
+                if yp[t * l + s] != y[t * l + s] {
+                    r = r.max(dist(t, t0).max(dist(s, x0)));
+                }
+            }
+        }
+    }
+    r
+}
+
+/// Without normalisation a site's output depends only on the input within the documented
+/// receptive radius (on a lattice large enough to see beyond it); with GroupNorm every site
+/// sees the whole lattice.
+#[test]
+fn local_network_output_depends_only_on_the_receptive_radius() {
+    for arch in [Arch::tiny_local(), Arch::local(), Arch { blocks_per_level: 2, ..Arch::local() }] {
+        let bound = arch.receptive_radius().unwrap();
+        let r = measured_radius(arch.clone(), 32);
+        println!("channels {:?}, {} blocks: measured radius {r}, bound {bound}", arch.channels, arch.blocks_per_level);
+        // The bound holds, and is tight (it is what the docs promise, not a loose figure).
+        assert!(r <= bound && r + 1 >= bound, "measured {r}, bound {bound}");
+    }
+    assert_eq!(Arch::local().receptive_radius(), Some(7));
+    assert_eq!(Arch::small().receptive_radius(), None);
+    assert_eq!(measured_radius(Arch::tiny(), 32), 16, "GroupNorm must make the network global");
+}
+
+/// A configuration tiled 2×2 gives the tiled output: what the local network learnt on L
+/// holds on 2L.
+#[test]
+fn local_network_output_on_a_tiled_lattice_is_the_tiled_output() {
+    let arch = Arch::local();
+    let net = Network::new(arch);
+    let p = random_params(&net, 43);
+    let l = 8;
+    let x = rand_vec(l * l, 44);
+    let y = run(&net, &p, &x, &[0.9], &mut Workspace::new(&net, 1, l, l));
+    let tiled: Vec<f64> = (0..4 * l * l).map(|i| x[((i / (2 * l)) % l) * l + (i % (2 * l)) % l]).collect();
+    let yt = run(&net, &p, &tiled, &[0.9], &mut Workspace::new(&net, 1, 2 * l, 2 * l));
+    for i in 0..4 * l * l {
+        let j = ((i / (2 * l)) % l) * l + (i % (2 * l)) % l;
+        assert!((yt[i] - y[j]).abs() <= 1e-12 * (1.0 + y[j].abs()), "site {i}: {} vs {}", yt[i], y[j]);
+    }
+}

@@ -1,0 +1,159 @@
+//! Score forms: how the network's raw output F_θ becomes a score, and the denoising target
+//! each form trains against.
+//!
+//! * `plain`: s = F_θ/σ, trained by plain DSM (target −z/σ). No knowledge of the action.
+//! * `physics` (default): s = s_prior(φ, σ) + (a(σ)/σ) F_θ, with the physics prior of
+//!   [`super::prior`] (exact at σ → 0 and σ → ∞) and the network's share
+//!   a(σ) = (σ²/(σ_data² + σ²))^{3/2}. The prior's error and the exact score's correction
+//!   are both O(σ²) at small σ, and a(σ)/σ = O(σ²) there, so the network can only correct
+//!   the prior at the rate at which it needs correcting: the score at σ_min is −∂S/∂φ up to
+//!   O(σ_min²), whatever the network learnt. At large σ, a → 1 as in the plain form. The
+//!   target is the reduced-variance combination of [`PhysicsPrior::denoising_offset`].
+
+use serde::{Deserialize, Serialize};
+
+use super::prior::PhysicsPrior;
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreForm {
+    Plain,
+    #[default]
+    Physics,
+}
+
+impl ScoreForm {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "plain" => Ok(ScoreForm::Plain),
+            "physics" => Ok(ScoreForm::Physics),
+            _ => Err(format!("score_form: '{s}' is not one of plain, physics")),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ScoreForm::Plain => "plain",
+            ScoreForm::Physics => "physics",
+        }
+    }
+
+    /// The form recorded in a model file; files written before forms existed are plain.
+    pub fn from_attr(attr: Option<&str>) -> Result<Self, String> {
+        match attr {
+            None => Ok(ScoreForm::Plain),
+            Some(s) => ScoreForm::parse(s).map_err(|_| {
+                format!(
+                    "score_form '{s}' of this model is unknown to latdiff {} (known: plain, physics)",
+                    crate::VERSION
+                )
+            }),
+        }
+    }
+}
+
+/// A score form with what it needs on one lattice.
+pub enum ScoreParts {
+    Plain,
+    Physics { prior: PhysicsPrior, sigma_data: f64 },
+}
+
+impl ScoreParts {
+    pub fn form(&self) -> ScoreForm {
+        match self {
+            ScoreParts::Plain => ScoreForm::Plain,
+            ScoreParts::Physics { .. } => ScoreForm::Physics,
+        }
+    }
+
+    /// a(σ): the network's share of σ·s.
+    pub fn output_scale(&self, sigma: f64) -> f64 {
+        match self {
+            ScoreParts::Plain => 1.0,
+            ScoreParts::Physics { sigma_data, .. } => {
+                let s2 = sigma * sigma;
+                (s2 / (sigma_data * sigma_data + s2)).powf(1.5)
+            }
+        }
+    }
+
+    /// The loss inputs for clean configurations φ_0, unit noise z and levels σ (f32, as the
+    /// network engine takes them): network inputs φ_σ = φ_0 + σ z, output scales a_b and
+    /// offsets e_b (see `objective`).
+    pub fn training_inputs(&self, phi0: &[f32], z: &[f32], sigma: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let prior = match self {
+            ScoreParts::Plain => return super::objective::plain_dsm_inputs(phi0, z, sigma),
+            ScoreParts::Physics { prior, .. } => prior,
+        };
+        let v = prior.lattice().volume();
+        assert_eq!(phi0.len(), sigma.len() * v, "training inputs: phi0 is not [B, {}]", prior.lattice());
+        let mut x = vec![0.0f32; phi0.len()];
+        let mut e = vec![0.0f32; phi0.len()];
+        x.par_chunks_mut(v)
+            .zip(e.par_chunks_mut(v))
+            .zip(phi0.par_chunks(v).zip(z.par_chunks(v)))
+            .zip(sigma.par_iter())
+            .for_each_init(
+                || (prior.work(), vec![0.0f64; 4 * v]),
+                |(ws, buf), (((x, e), (p0, zz)), &s)| {
+                    let s = s as f64;
+                    let (p64, rest) = buf.split_at_mut(v);
+                    let (z64, rest) = rest.split_at_mut(v);
+                    let (x64, e64) = rest.split_at_mut(v);
+                    for i in 0..v {
+                        p64[i] = p0[i] as f64;
+                        z64[i] = zz[i] as f64;
+                        x64[i] = p64[i] + s * z64[i];
+                    }
+                    prior.denoising_offset(x64, p64, z64, s, e64, ws);
+                    x.iter_mut().zip(x64.iter()).for_each(|(d, s)| *d = *s as f32);
+                    e.iter_mut().zip(e64.iter()).for_each(|(d, s)| *d = *s as f32);
+                },
+            );
+        let a = sigma.iter().map(|&s| self.output_scale(s as f64) as f32).collect();
+        (x, a, e)
+    }
+
+    /// out = s(φ, σ) from the network's raw output F (batch [B, L_t, L_x]).
+    pub fn compose(&self, phi: &[f64], sigma: &[f64], f: &[f32], out: &mut [f64]) {
+        let v = phi.len() / sigma.len().max(1);
+        if let ScoreParts::Physics { prior, .. } = self {
+            prior.score_batch(phi, sigma, out);
+        } else {
+            out.iter_mut().for_each(|o| *o = 0.0);
+        }
+        out.par_chunks_mut(v).zip(f.par_chunks(v)).zip(sigma.par_iter()).for_each(|((o, f), &s)| {
+            let c = self.output_scale(s) / s;
+            o.iter_mut().zip(f).for_each(|(o, f)| *o += c * *f as f64);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_names_and_file_attribute() {
+        assert_eq!(ScoreForm::parse("physics").unwrap(), ScoreForm::Physics);
+        assert_eq!(ScoreForm::parse(" plain").unwrap(), ScoreForm::Plain);
+        assert!(ScoreForm::parse("action").unwrap_err().contains("'action'"));
+        assert_eq!(ScoreForm::from_attr(None).unwrap(), ScoreForm::Plain);
+        let e = ScoreForm::from_attr(Some("flow")).unwrap_err();
+        assert!(e.contains("'flow'") && e.contains("unknown"), "{e}");
+        assert_eq!(ScoreForm::default(), ScoreForm::Physics);
+    }
+
+    #[test]
+    fn physics_output_scale_vanishes_like_sigma_cubed() {
+        let lat = crate::lattice::Lattice::new(4, 4);
+        let th = crate::theory::Phi4::new(lat, crate::theory::Parametrisation::Hopping { kappa: 0.2, lambda: 0.0 });
+        let prior = PhysicsPrior::new(th, vec![1.0; 16]).unwrap();
+        let p = ScoreParts::Physics { prior, sigma_data: 1.0 };
+        let r = p.output_scale(0.01) / p.output_scale(0.02);
+        assert!((r - 0.125).abs() < 1e-3, "{r}");
+        assert!((p.output_scale(1e4) - 1.0).abs() < 1e-6);
+        assert_eq!(ScoreParts::Plain.output_scale(0.01), 1.0);
+    }
+}
