@@ -75,7 +75,8 @@ fn production_chain_is_the_tested_one(weighted: &Path, chain: &Path) {
     use latdiff::diffusion::{generate::METROPOLIS_STREAM, sampler::independence_metropolis};
     let lw = Ensemble::open(weighted).unwrap().read_f64("log_weight").unwrap();
     let m = Ensemble::open(chain).unwrap();
-    let expect = independence_metropolis(&lw, &mut latdiff::rng::stream(1, latdiff::rng::Domain::Misc, METROPOLIS_STREAM));
+    let expect =
+        independence_metropolis(&lw, &mut latdiff::rng::stream(1, latdiff::rng::Domain::Misc, METROPOLIS_STREAM));
     let accepted: Vec<bool> = m.read_i64("accepted").unwrap().iter().map(|&a| a == 1).collect();
     assert_eq!(accepted, expect.accepted);
     let on: Vec<f64> = expect.indices.iter().map(|&i| lw[i]).collect();

@@ -322,9 +322,12 @@ mod tests {
         let o = Phi4Observables::new(lat, Parametrisation::Hopping { kappa: 0.1, lambda: 0.0 });
         let mut a = vec![0.0; o.primary_names().len()];
         a[M2] = 1.0; // χ = G̃(0) = V = 64
-        for (gp, defined, why) in
-            [(32.0, true, ""), (64.0, false, "does not fall off"), (100.0, false, "does not fall off"), (0.0, false, "<= 0")]
-        {
+        for (gp, defined, why) in [
+            (32.0, true, ""),
+            (64.0, false, "does not fall off"),
+            (100.0, false, "does not fall off"),
+            (0.0, false, "<= 0"),
+        ] {
             a[GP_X] = gp;
             a[GP_T] = gp;
             let xi = o.derived(&a)[XI2];

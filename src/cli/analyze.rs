@@ -439,10 +439,8 @@ pub fn table(results: &[FileAnalysis]) -> String {
     // Every value of an unreliable ensemble, and every σ involving one, carries the marker.
     let unreliable: Vec<bool> = results.iter().map(|r| r.analysis.unreliable().is_some()).collect();
     let mark = |bad: bool| if bad { " *" } else { "" };
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|(_, v)| v.iter().zip(&unreliable).map(|(x, bad)| cell(*x) + mark(*bad)).collect())
-        .collect();
+    let cells: Vec<Vec<String>> =
+        rows.iter().map(|(_, v)| v.iter().zip(&unreliable).map(|(x, bad)| cell(*x) + mark(*bad)).collect()).collect();
     let cw = cells.iter().flatten().map(|c| c.chars().count()).max().unwrap_or(10).max(12);
     let pad = |x: &str, w: usize| format!("{x}{}", " ".repeat(w.saturating_sub(x.chars().count())));
     let mut head = pad("observable", lw);
