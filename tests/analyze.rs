@@ -287,9 +287,12 @@ fn json_has_stable_keys_and_plots_are_written() {
     assert!(j.get("ess").is_none(), "ess only for weighted ensembles");
     assert_eq!(j["bin_size"], 5);
     assert_eq!(j["attributes"]["kappa"], 0.2);
+    for k in ["reliable", "min_ess", "unreliable_reason"] {
+        assert!(j.get(k).is_some(), "missing top-level key {k}");
+    }
     for k in ["m", "abs_m", "m2", "chi", "chi_abs", "binder", "phi2", "action_density", "xi2"] {
         let o = &j["observables"][k];
-        for f in ["mean", "err", "tau_int"] {
+        for f in ["mean", "err", "tau_int", "undefined_reason"] {
             assert!(o.get(f).is_some(), "observables.{k}.{f} missing: {o}");
         }
     }
@@ -337,4 +340,89 @@ fn chains_are_kept_apart() {
     // Bins within chains have means ≈ ±1: error ≈ 1/sqrt(G−1), G = 40 bins.
     let (ew, en) = (scalar(&jw, "m").1, scalar(&jn, "m").1);
     assert!(ew > 0.1 && en < 0.05, "with chains {ew}, without {en}");
+}
+
+/// Weights w_i = r^i, r = e^{−1/2}: Kish ESS = (1 + r)/(1 − r) ≈ 4.08 of 200 configurations.
+/// Such an ensemble is marked unreliable everywhere its numbers appear; an unweighted or a
+/// flat-weighted one is not.
+#[test]
+fn few_effective_samples_are_marked_unreliable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lat = Lattice::square(4);
+    let configs: Vec<Vec<f32>> =
+        (0..200).map(|i| (0..lat.volume()).map(|k| ((i * 31 + k * 7) % 11) as f32 * 0.1 - 0.5).collect()).collect();
+    let steep: Vec<f64> = (0..200).map(|i| -0.5 * i as f64).collect();
+    let bad = d.join("steep.h5");
+    write_file(&bad, lat, 0.2, 0.0, &configs, Some(&steep), None);
+    let good = d.join("flat.h5");
+    write_file(&good, lat, 0.2, 0.0, &configs, Some(&[0.0; 200]), None);
+    let plain = small_file(d, "plain.h5", lat, 0.2);
+
+    let r = (-0.5f64).exp();
+    let j = analyze_json(&[&bad], &[]);
+    assert!((j["ess"].as_f64().unwrap() - (1.0 + r) / (1.0 - r)).abs() < 1e-3, "ess {}", j["ess"]);
+    assert_eq!(j["reliable"], false);
+    assert_eq!(j["min_ess"], 50.0);
+    assert_eq!(j["unreliable_reason"], "ESS 4.1 < 50");
+    for ok in [&good, &plain] {
+        let j = analyze_json(&[ok], &[]);
+        assert_eq!(j["reliable"], true, "{}", ok.display());
+        assert!(j["unreliable_reason"].is_null());
+    }
+    // A σ against an unreliable ensemble is flagged, either way round.
+    for files in [[good.as_path(), bad.as_path()], [bad.as_path(), good.as_path()]] {
+        let c = &analyze_json(&files, &[])["comparison"][0];
+        assert_eq!(c["reliable"], false);
+        assert!(c["unreliable_reason"].as_str().unwrap().contains("steep.h5: ESS 4.1 < 50"), "{c}");
+    }
+    assert_eq!(analyze_json(&[&good, &plain], &[])["comparison"][0]["reliable"], true);
+
+    let out = analyze(&[good.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("unreliable: ESS 4.1 < 50"), "{table}");
+    assert!(table.contains("* unreliable: ESS 4.1 < 50 ([B] "), "{table}");
+    let chi = table.lines().find(|l| l.starts_with("chi =")).unwrap();
+    // The reference's value is clean; the unreliable value and the σ carry the marker.
+    assert_eq!(chi.matches(" *").count(), 2, "{chi}");
+    assert!(chi.trim_end().ends_with('*'), "{chi}");
+    let clean = analyze(&[good.to_str().unwrap(), plain.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&clean.stdout).contains('*'));
+
+    let figs = d.join("figs");
+    analyze_json(&[&good, &bad], &["--plot", figs.to_str().unwrap()]);
+    if latdiff::analysis::font_available() {
+        let svg = std::fs::read_to_string(figs.join("g_t.svg")).unwrap();
+        assert!(svg.contains("steep.h5 (ESS 4.1 &lt; 50: unreliable)"), "legend of g_t.svg");
+        assert!(svg.contains("flat.h5") && !svg.contains("flat.h5 ("));
+    }
+}
+
+/// φ = ±0.1 + cos(2πx/8): almost all fluctuation sits at p_min, G̃(p_min) = V/8 ≫ χ = 0.01 V,
+/// so the correlator grows with momentum and ξ₂ is undefined, with the reason given.
+#[test]
+fn xi2_is_undefined_where_the_correlator_does_not_fall_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = 8;
+    let lat = Lattice::square(l);
+    let configs: Vec<Vec<f32>> = (0..10)
+        .map(|i| {
+            let s = if i % 2 == 0 { 0.1 } else { -0.1 };
+            (0..l * l).map(|k| (s + (2.0 * PI * (k % l) as f64 / l as f64).cos()) as f32).collect()
+        })
+        .collect();
+    let path = dir.path().join("rising.h5");
+    write_file(&path, lat, 0.1, 0.0, &configs, None, None);
+    let j = analyze_json(&[&path], &[]);
+    let xi = &j["observables"]["xi2"];
+    assert!(xi["mean"].is_null() && xi["err"].is_null() && xi["tau_int"].is_null(), "{xi}");
+    assert!(xi["undefined_reason"].as_str().unwrap().contains("does not fall off"), "{xi}");
+    assert!(j["observables"]["chi"]["undefined_reason"].is_null());
+
+    let out = analyze(&[path.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table.lines().find(|l| l.starts_with("xi_2")).unwrap();
+    assert!(row.contains("undefined") && !row.contains('±'), "{row}");
+    assert!(table.contains("note: xi_2: G(p_min) ="), "{table}");
 }

@@ -70,6 +70,11 @@ pub trait Observables: Sync {
     /// Indices of the primaries whose Γ-method τ_int may set the jackknife bin size (the
     /// largest τ_int wins).
     fn binning_primaries(&self) -> Vec<usize>;
+    /// Why component `j` of [`Self::derived`] is undefined (NaN) at these means, in words
+    /// for the report; `None` leaves a generic "undefined".
+    fn undefined_reason(&self, _j: usize, _means: &[f64]) -> Option<String> {
+        None
+    }
 }
 
 /// Per-configuration primaries of an ensemble, column-major: `columns[k][i]` is primary k
@@ -140,6 +145,9 @@ pub struct ScalarEstimate {
     /// Γ-method τ_int of the linearised projection of f (1/2 when f does not fluctuate;
     /// NaN when f is undefined, e.g. NaN).
     pub tau_int: f64,
+    /// Why the value, or only its error, is undefined (NaN), e.g. ξ₂ of a correlator that
+    /// does not fall off; `None` when both are numbers.
+    pub undefined: Option<String>,
 }
 
 /// Mean and error of each component of an array-valued derived quantity.
@@ -171,6 +179,13 @@ impl Estimate {
     }
 }
 
+/// Fewest Kish effective samples for which reweighted estimates are reported as reliable.
+/// With a handful of effective samples the few largest weights decide every average, and
+/// the jackknife error only sees how those few move when a bin is left out, not the weight
+/// that was never sampled: it comes out confidently small while the value may be far off.
+/// 50 is a floor, not a guarantee.
+pub const MIN_RELIABLE_ESS: f64 = 50.0;
+
 /// Result of [`analyze`].
 #[derive(Debug, Clone)]
 pub struct Analysis {
@@ -200,6 +215,12 @@ impl Analysis {
     }
     pub fn gamma(&self, primary: &str) -> Option<&GammaResult> {
         self.primary_gamma.iter().find(|(n, _)| n == primary).map(|(_, g)| g)
+    }
+    /// `Some("ESS 3.2 < 50")` when the weights leave fewer than [`MIN_RELIABLE_ESS`]
+    /// effective samples: the reweighted values and their errors are not to be trusted.
+    pub fn unreliable(&self) -> Option<String> {
+        let e = self.ess?;
+        (!(e >= MIN_RELIABLE_ESS)).then(|| format!("ESS {e:.1} < {MIN_RELIABLE_ESS}"))
     }
 }
 
@@ -298,7 +319,14 @@ pub fn analyze(
                 let err = slice(&jk.err)[0];
                 let tau_int =
                     if n == 0 { f64::NAN } else { projected_tau(obs, off, &means, &spread, cols, &w_rel, &gamma_of) };
-                Estimate::Scalar(ScalarEstimate { mean, err, tau_int })
+                let undefined = if !mean.is_finite() {
+                    Some(obs.undefined_reason(off, &means).unwrap_or_else(|| "undefined".into()))
+                } else if err.is_nan() {
+                    Some("error undefined: the estimator is undefined in some jackknife samples".into())
+                } else {
+                    None
+                };
+                Estimate::Scalar(ScalarEstimate { mean, err, tau_int, undefined })
             }
             Some(x) => Estimate::Array(ArrayEstimate { x: x.clone(), mean: slice(&jk.value), err: slice(&jk.err) }),
         };

@@ -18,7 +18,9 @@
 //! * `binder` U_L = 1 − ⟨M⁴⟩ / (3 ⟨M²⟩²) (0 for Gaussian M, 2/3 for M = ±const);
 //! * `xi2` ξ₂ = sqrt(G̃(0)/G̃(p_min) − 1) / (2 sin(p_min/2)), p_min = 2π/L_x, with the
 //!   connected G̃(0) = χ and G̃(p_min) = ⟨gp_x⟩, averaged with ⟨gp_t⟩ on square lattices;
-//!   NaN (JSON null) when G̃(p_min) ≤ 0 or the ratio is < 1;
+//!   undefined (NaN, JSON null, with a reason) when G̃(p_min) ≤ 0 or the ratio is ≤ 1,
+//!   i.e. when the connected correlator does not fall off with momentum (e.g. the broken
+//!   phase): a zero or imaginary length is not a measurement;
 //! * `g_t` the connected zero-momentum correlator, t = 0..L_t−1:
 //!   G(t) = ⟨C(t)⟩ − L_x ⟨M⟩² = Σ_x ⟨φ(t, x) φ(0, 0)⟩_c, so Σ_t G(t) = χ;
 //! * `m_eff` for t = 1..=L_t/2: arccosh((G(t−1) + G(t+1)) / (2 G(t))), the cosh form that
@@ -43,6 +45,8 @@ pub const GP_X: usize = 6;
 pub const GP_T: usize = 7;
 /// First time-slice product C(0); C(t) is at `C_T + t` for t = 0..=L_t/2.
 pub const C_T: usize = 8;
+/// Index of ξ₂ in the output of `derived`.
+const XI2: usize = 8;
 
 /// φ⁴ observables on one lattice with one set of couplings.
 #[derive(Clone, Debug)]
@@ -186,10 +190,10 @@ impl Observables for Phi4Observables {
         let chi = vf * (a[M2] - a[M] * a[M]);
         let chi_abs = vf * (a[M2] - a[ABS_M] * a[ABS_M]);
         let binder = 1.0 - a[M4] / (3.0 * a[M2] * a[M2]);
-        let gp = if self.lat.is_square() { 0.5 * (a[GP_X] + a[GP_T]) } else { a[GP_X] };
+        let gp = self.g_p_min(a);
         let ratio = chi / gp;
         let xi2 =
-            if gp > 0.0 && ratio >= 1.0 { (ratio - 1.0).sqrt() / (2.0 * (self.p_min() / 2.0).sin()) } else { f64::NAN };
+            if gp > 0.0 && ratio > 1.0 { (ratio - 1.0).sqrt() / (2.0 * (self.p_min() / 2.0).sin()) } else { f64::NAN };
         let disc = lx as f64 * a[M] * a[M];
         let g: Vec<f64> = (0..lt).map(|t| a[C_T + t.min(lt - t)] - disc).collect();
         let mut out = vec![a[M], a[ABS_M], a[M2], chi, chi_abs, binder, a[PHI2], a[ACTION_DENSITY], xi2];
@@ -206,6 +210,34 @@ impl Observables for Phi4Observables {
 
     fn binning_primaries(&self) -> Vec<usize> {
         vec![ABS_M, M2, ACTION_DENSITY]
+    }
+
+    fn undefined_reason(&self, j: usize, a: &[f64]) -> Option<String> {
+        if j != XI2 {
+            return None;
+        }
+        let gp = self.g_p_min(a);
+        let chi = self.lat.volume() as f64 * (a[M2] - a[M] * a[M]);
+        if !(gp > 0.0) {
+            Some(format!("G(p_min) = {gp:.4e} <= 0: no fluctuation at the lowest momentum"))
+        } else if !(chi / gp > 1.0) {
+            Some(format!(
+                "G(p_min) = {gp:.4e} >= G(0) = chi = {chi:.4e}: the connected correlator does not fall off with momentum (e.g. broken phase)"
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+impl Phi4Observables {
+    /// G̃(p_min) from the means, averaged over both directions on square lattices.
+    fn g_p_min(&self, a: &[f64]) -> f64 {
+        if self.lat.is_square() {
+            0.5 * (a[GP_X] + a[GP_T])
+        } else {
+            a[GP_X]
+        }
     }
 }
 
@@ -280,5 +312,30 @@ mod tests {
         // χ = V; G̃(p_x) = V/4, G̃(p_t) = 0, averaged: V/8; ξ₂ = sqrt(8 − 1)/(2 sin(π/L)).
         let xi = 7f64.sqrt() / (2.0 * (PI / l as f64).sin());
         assert!((d[8] - xi).abs() < 1e-10 * xi, "{} vs {xi}", d[8]);
+    }
+
+    /// ξ₂ is a length only where G̃(p) falls off from p = 0 to p_min; at and beyond equality
+    /// (a zero or imaginary length) it is undefined, and says why.
+    #[test]
+    fn xi2_undefined_unless_the_correlator_falls_off() {
+        let lat = Lattice::square(8);
+        let o = Phi4Observables::new(lat, Parametrisation::Hopping { kappa: 0.1, lambda: 0.0 });
+        let mut a = vec![0.0; o.primary_names().len()];
+        a[M2] = 1.0; // χ = G̃(0) = V = 64
+        for (gp, defined, why) in [
+            (32.0, true, ""),
+            (64.0, false, "does not fall off"),
+            (100.0, false, "does not fall off"),
+            (0.0, false, "<= 0"),
+        ] {
+            a[GP_X] = gp;
+            a[GP_T] = gp;
+            let xi = o.derived(&a)[XI2];
+            assert_eq!(xi.is_finite(), defined, "G(p_min) = {gp}: xi2 = {xi}");
+            let reason = o.undefined_reason(XI2, &a);
+            assert_eq!(reason.is_none(), defined, "G(p_min) = {gp}: {reason:?}");
+            assert!(reason.unwrap_or_default().contains(why));
+        }
+        assert_eq!(o.undefined_reason(XI2 - 1, &a), None);
     }
 }

@@ -3,7 +3,7 @@
 //! Definitions, normalisations and error methods: `analysis::phi4_obs`,
 //! `analysis::observables` and README.md ("Analysis (latdiff analyze)").
 
-use crate::analysis::observables::{self, dense_chain_ids, Analysis, Estimate};
+use crate::analysis::observables::{self, dense_chain_ids, Analysis, Estimate, MIN_RELIABLE_ESS};
 use crate::analysis::{plot, stats, Phi4Observables};
 use crate::io::{AttrValue, Ensemble};
 use crate::theory::Parametrisation;
@@ -229,7 +229,12 @@ pub fn file_json(r: &FileAnalysis) -> Value {
     let mut obs = Map::new();
     for (spec, est) in &a.quantities {
         let v = match est {
-            Estimate::Scalar(s) => json!({"mean": num(s.mean), "err": num(s.err), "tau_int": num(s.tau_int)}),
+            Estimate::Scalar(s) => json!({
+                "mean": num(s.mean),
+                "err": num(s.err),
+                "tau_int": num(s.tau_int),
+                "undefined_reason": s.undefined,
+            }),
             Estimate::Array(x) => json!({"t": nums(&x.x), "mean": nums(&x.mean), "err": nums(&x.err)}),
         };
         obs.insert(spec.key.clone(), v);
@@ -245,6 +250,9 @@ pub fn file_json(r: &FileAnalysis) -> Value {
         "n_bins": a.n_bins,
         "binning": {"primary": a.binning.0, "tau_int": num(a.binning.1)},
         "warnings": warnings(r),
+        "reliable": a.unreliable().is_none(),
+        "min_ess": MIN_RELIABLE_ESS,
+        "unreliable_reason": a.unreliable(),
     });
     if let Some(e) = a.ess {
         o["ess"] = num(e);
@@ -292,10 +300,17 @@ pub fn to_json(results: &[FileAnalysis]) -> Value {
                 };
                 obs.insert(spec.key.clone(), v);
             }
+            // A σ from an unreliable ensemble is no evidence of agreement (or disagreement).
+            let why: Vec<String> = [reference, r]
+                .iter()
+                .filter_map(|x| x.analysis.unreliable().map(|u| format!("{}: {u}", x.path.display())))
+                .collect();
             json!({
                 "file": r.path.display().to_string(),
                 "reference": reference.path.display().to_string(),
                 "observables": obs,
+                "reliable": why.is_empty(),
+                "unreliable_reason": (!why.is_empty()).then(|| why.join("; ")),
             })
         })
         .collect();
@@ -311,6 +326,9 @@ pub fn to_json(results: &[FileAnalysis]) -> Value {
 pub fn fmt_pm(mean: f64, err: f64) -> String {
     if !mean.is_finite() {
         return "undefined".into();
+    }
+    if err.is_nan() {
+        return format!("{mean:.6e} ± undefined");
     }
     if !(err.is_finite() && err > 0.0) {
         return format!("{mean:.6e} ± 0");
@@ -366,6 +384,12 @@ pub fn table(results: &[FileAnalysis]) -> String {
             let _ = write!(s, ", ESS {e:.1} (ESS/N = {:.4})", e / a.n_configs.max(1) as f64);
         }
         s.push('\n');
+        if let Some(u) = a.unreliable() {
+            let _ = writeln!(
+                s,
+                "    unreliable: {u}: the reweighted values rest on a handful of configurations; their errors and sigmas are not trustworthy"
+            );
+        }
         for w in warnings(r) {
             let _ = writeln!(s, "    warning: {w}");
         }
@@ -412,7 +436,11 @@ pub fn table(results: &[FileAnalysis]) -> String {
             _ => fmt_pm(m, e),
         }
     };
-    let cells: Vec<Vec<String>> = rows.iter().map(|(_, v)| v.iter().map(|x| cell(*x)).collect()).collect();
+    // Every value of an unreliable ensemble, and every σ involving one, carries the marker.
+    let unreliable: Vec<bool> = results.iter().map(|r| r.analysis.unreliable().is_some()).collect();
+    let mark = |bad: bool| if bad { " *" } else { "" };
+    let cells: Vec<Vec<String>> =
+        rows.iter().map(|(_, v)| v.iter().zip(&unreliable).map(|(x, bad)| cell(*x) + mark(*bad)).collect()).collect();
     let cw = cells.iter().flatten().map(|c| c.chars().count()).max().unwrap_or(10).max(12);
     let pad = |x: &str, w: usize| format!("{x}{}", " ".repeat(w.saturating_sub(x.chars().count())));
     let mut head = pad("observable", lw);
@@ -430,11 +458,27 @@ pub fn table(results: &[FileAnalysis]) -> String {
             line += "  ";
             line += &pad(c, cw);
         }
-        for v in &vals[1..] {
+        for (v, bad) in vals[1..].iter().zip(&unreliable[1..]) {
             let d = sigma(vals[0].0, vals[0].1, v.0, v.1);
-            line += &if d.is_nan() { "  n/a".to_string() } else { format!("  {d:+.2}") };
+            let d = if d.is_nan() { "n/a".to_string() } else { format!("{d:+.2}") };
+            line += &format!("  {}", pad(&(d + mark(unreliable[0] || *bad)), "B-A /sigma".len()));
         }
         let _ = writeln!(s, "{}", line.trim_end());
+    }
+    let mut notes = String::new();
+    for (i, r) in results.iter().enumerate() {
+        if let Some(u) = r.analysis.unreliable() {
+            let _ = writeln!(notes, "* unreliable: {u} ({}{})", tag(i), r.path.display());
+        }
+        for (spec, e) in &r.analysis.quantities {
+            if let Some(why) = e.scalar().and_then(|x| x.undefined.as_ref()) {
+                let _ = writeln!(notes, "note: {}{}: {why}", tag(i), spec.label);
+            }
+        }
+    }
+    if !notes.is_empty() {
+        s.push('\n');
+        s += &notes;
     }
     s
 }
@@ -442,7 +486,12 @@ pub fn table(results: &[FileAnalysis]) -> String {
 // ---------------------------------------------------------------- figures
 
 fn label_of(r: &FileAnalysis) -> String {
-    r.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| r.path.display().to_string())
+    let name =
+        r.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| r.path.display().to_string());
+    match r.analysis.unreliable() {
+        Some(u) => format!("{name} ({u}: unreliable)"),
+        None => name,
+    }
 }
 
 /// hist_m, hist_action_density, g_t (log y) and rho_abs_m, each as PNG + SVG.
@@ -481,4 +530,18 @@ pub fn write_plots(dir: &Path, results: &[FileAnalysis]) -> Result<()> {
         labels.iter().zip(&rho).map(|(l, (x, y))| (l.as_str(), &x[..], &y[..])).collect();
     plot::line_plot(dir, "rho_abs_m", "Autocorrelation of |M|", "t (configurations)", "rho(t)", &series)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_pm;
+
+    /// An undefined error must not read as an exact value.
+    #[test]
+    fn undefined_error_is_not_shown_as_zero() {
+        assert_eq!(fmt_pm(1.25, f64::NAN), "1.250000e0 ± undefined");
+        assert_eq!(fmt_pm(1.25, 0.0), "1.250000e0 ± 0");
+        assert_eq!(fmt_pm(f64::NAN, 0.1), "undefined");
+        assert_eq!(fmt_pm(1.2346, 0.012), "1.235 ± 0.012");
+    }
 }

@@ -5,7 +5,7 @@
 //! receives every round's samples in index order: the file is the same for any rank count.
 
 use super::model::{self, LoadedModel};
-use super::sampler::{sample_batch, Kernel, SamplerKind, SamplerSettings};
+use super::sampler::{sample_batch, Imh, Kernel, SamplerKind, SamplerSettings};
 use super::ScoreModel;
 use crate::backend::Device;
 use crate::cli::input_err;
@@ -22,6 +22,11 @@ use anyhow::{anyhow, bail, Result};
 use rand::RngExt;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Index of the `Domain::Misc` stream whose uniforms decide the `--metropolis` chain (one
+/// per proposal, in index order, the first included): with the proposals' log-weights this
+/// reproduces the chain through `sampler::independence_metropolis`.
+pub const METROPOLIS_STREAM: u64 = 0x494d48;
 
 /// Times the score evaluations, to report the share of sampling spent in the network.
 pub struct Timed<'a> {
@@ -170,9 +175,10 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     let mut writer = if root { Some(EnsembleWriter::create(&cfg.out, lat, &cols, &icols)?) } else { None };
 
     let refine = HmcParams { integrator: Integrator::Omelyan, n_md: 10, tau: 1.0, tau_jitter: 0.2 };
-    let mut imh_rng = rng::stream(cfg.seed, Domain::Misc, 0x494d48);
-    let mut imh_state: Option<(Vec<f32>, f64, f64, i64)> = None; // config, log w, action, index
-    let mut n_acc = 0usize;
+    let mut imh_rng = rng::stream(cfg.seed, Domain::Misc, METROPOLIS_STREAM);
+    let mut imh = Imh::new();
+    // The configuration, action and index of the proposal the chain sits on.
+    let mut imh_state: Option<(Vec<f32>, f64, i64)> = None;
     let mut all_log_w: Vec<f64> = Vec::new();
     let per_round = b * nr;
     let n_rounds = cfg.n_configs.div_ceil(per_round);
@@ -234,21 +240,16 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
                 let (mut out, mut oa, mut olw, mut ot, mut oacc) =
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for i in 0..n {
-                    let u: f64 = imh_rng.random();
-                    let accept = match &imh_state {
-                        None => true,
-                        Some((_, lw0, _, _)) => lw[i].is_finite() && (lw[i] >= *lw0 || u < (lw[i] - lw0).exp()),
-                    };
-                    if accept {
-                        imh_state = Some((all32[i * v..][..v].to_vec(), lw[i], act[i], idx[i]));
-                        n_acc += 1;
+                    let moved = imh.step(lw[i], imh_rng.random());
+                    if moved {
+                        imh_state = Some((all32[i * v..][..v].to_vec(), act[i], idx[i]));
                     }
-                    let (c, l, a, j) = imh_state.as_ref().unwrap();
+                    let (c, a, j) = imh_state.as_ref().expect("the first proposal starts the chain");
                     out.extend_from_slice(c);
                     oa.push(*a);
-                    olw.push(*l);
+                    olw.push(imh.log_weight().expect("the first proposal starts the chain"));
                     ot.push(*j);
-                    oacc.push(i64::from(accept));
+                    oacc.push(i64::from(moved));
                 }
                 w.append(&out, &[&oa, &olw], &[&zeros, &ot, &oacc])?;
             } else if weighted {
@@ -289,7 +290,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
             s.log_w_std = Some((all_log_w.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt());
         }
         if cfg.metropolis {
-            s.acceptance = Some(n_acc as f64 / cfg.n_configs as f64);
+            s.acceptance = Some(imh.acceptance());
         }
         write_attrs(&w, cfg, &p, comm, &s)?;
         w.finish()?;

@@ -407,46 +407,100 @@ pub fn sample_batch(
     Ok(SampleBatch { lattice: lat, configs: phi, log_weight, score_calls: calls })
 }
 
+/// Independence Metropolis fed one proposal at a time: what `latdiff sample --metropolis`
+/// streams over its batches and what [`independence_metropolis`] runs over a slice, so the
+/// production chain is the tested one.
+///
+/// The chain starts on the first proposal whatever its weight (it has to sit somewhere);
+/// that start is not an acceptance. Afterwards proposal log w replaces the current log w₀
+/// with probability min(1, e^{log w − log w₀}), except:
+/// * NaN log w is never accepted (a broken weight says nothing about the target);
+/// * a chain sitting on NaN or −∞ (no weight at all) moves to the first proposal with
+///   log w > −∞, so a bad start cannot trap it;
+/// * +∞ is always accepted, also from +∞: an overflowed weight dominates everything finite,
+///   and the chain stays there until another +∞ comes, which the acceptance rate shows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Imh {
+    /// log w of the proposal the chain sits on; `None` before the first proposal.
+    current: Option<f64>,
+    proposals: usize,
+    accepted: usize,
+}
+
+impl Imh {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Offers the next proposal with log-weight `log_w`, deciding with the uniform `u` in
+    /// [0, 1) (unused for the first proposal and outside the Metropolis ratio). Returns
+    /// whether the chain now sits on this proposal: true for the start, which is not
+    /// counted as an acceptance.
+    pub fn step(&mut self, log_w: f64, u: f64) -> bool {
+        let Some(current) = self.current else {
+            self.current = Some(log_w);
+            return true;
+        };
+        self.proposals += 1;
+        let accept = if log_w.is_nan() {
+            false
+        } else if log_w == f64::INFINITY {
+            true
+        } else if current.is_nan() || current == f64::NEG_INFINITY {
+            log_w > f64::NEG_INFINITY
+        } else {
+            u < (log_w - current).exp()
+        };
+        if accept {
+            self.current = Some(log_w);
+            self.accepted += 1;
+        }
+        accept
+    }
+
+    /// log w of the proposal the chain sits on (`None` before the first).
+    pub fn log_weight(&self) -> Option<f64> {
+        self.current
+    }
+
+    /// Accepted over offered proposals after the start; 1 when none were offered yet.
+    pub fn acceptance(&self) -> f64 {
+        if self.proposals == 0 {
+            1.0
+        } else {
+            self.accepted as f64 / self.proposals as f64
+        }
+    }
+}
+
 /// Result of [`independence_metropolis`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImhChain {
     /// indices[i]: the proposal the chain sits on after step i (indices[0] = 0).
     pub indices: Vec<usize>,
-    /// accepted[i]: whether proposal i was accepted (accepted[0] = true: the start).
+    /// accepted[i]: whether the chain moved to proposal i (accepted[0] = true: the start).
     pub accepted: Vec<bool>,
-    /// Fraction of proposals 1..n accepted (1 when there are none).
+    /// Fraction of proposals 1..n accepted (the start is not an acceptance; 1 when n ≤ 1).
     pub acceptance: f64,
 }
 
-/// Independence Metropolis over the proposals in their order: start on proposal 0, then
-/// move to proposal i with probability min(1, w_i/w_current). One uniform is drawn per
-/// proposal 1..n whatever the outcome, so the chain is a deterministic function of the
-/// weights and the stream. NaN log-weights count as −∞ (never accepted, unless the chain
-/// starts on one).
+/// [`Imh`] over the proposals in their order. One uniform is drawn per proposal, the start
+/// included, whatever the outcome, as the streamed `latdiff sample --metropolis` does: the
+/// chain is a deterministic function of the weights and the stream.
 pub fn independence_metropolis<R: Rng + ?Sized>(log_w: &[f64], rng: &mut R) -> ImhChain {
-    let n = log_w.len();
-    let lw = |i: usize| if log_w[i].is_nan() { f64::NEG_INFINITY } else { log_w[i] };
-    let mut indices = Vec::with_capacity(n);
-    let mut accepted = Vec::with_capacity(n);
-    if n == 0 {
-        return ImhChain { indices, accepted, acceptance: 1.0 };
-    }
-    let (mut cur, mut n_acc) = (0usize, 0usize);
-    indices.push(0);
-    accepted.push(true);
-    for i in 1..n {
-        let u: f64 = rng.random();
-        let (new, old) = (lw(i), lw(cur));
-        let acc = if old == f64::NEG_INFINITY { new > f64::NEG_INFINITY } else { u < (new - old).exp() };
-        if acc {
+    let mut imh = Imh::new();
+    let mut cur = 0;
+    let mut indices = Vec::with_capacity(log_w.len());
+    let mut accepted = Vec::with_capacity(log_w.len());
+    for (i, &lw) in log_w.iter().enumerate() {
+        let moved = imh.step(lw, rng.random());
+        if moved {
             cur = i;
-            n_acc += 1;
         }
         indices.push(cur);
-        accepted.push(acc);
+        accepted.push(moved);
     }
-    let acceptance = if n > 1 { n_acc as f64 / (n - 1) as f64 } else { 1.0 };
-    ImhChain { indices, accepted, acceptance }
+    ImhChain { indices, accepted, acceptance: imh.acceptance() }
 }
 
 #[cfg(test)]

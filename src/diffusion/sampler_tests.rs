@@ -322,3 +322,42 @@ fn independence_metropolis_rules() {
     assert!((g.mean - 0.75).abs() < 4.0 * g.err, "{} ± {}", g.mean, g.err);
     assert!(independence_metropolis(&[], &mut rng).indices.is_empty());
 }
+
+/// The streamed chain's edge cases, each of which the old inline copy in `generate.rs` got
+/// wrong: a NaN start trapped the chain, +∞ was rejected, and the start counted as an
+/// acceptance.
+#[test]
+fn imh_steps_past_broken_weights_and_does_not_count_the_start() {
+    // The start is taken whatever u, and is not an acceptance.
+    let mut c = Imh::new();
+    assert_eq!(c.acceptance(), 1.0);
+    assert!(c.step(0.0, 0.999));
+    assert!(!c.step(-50.0, 0.5));
+    assert_eq!((c.log_weight(), c.acceptance()), (Some(0.0), 0.0));
+
+    // A NaN start moves to the first proposal with a weight; NaN and −∞ are never taken.
+    let mut c = Imh::new();
+    assert!(c.step(f64::NAN, 0.0));
+    assert!(!c.step(f64::NAN, 0.0));
+    assert!(!c.step(f64::NEG_INFINITY, 0.0));
+    assert!(c.step(-2.0, 0.999));
+    assert!(!c.step(f64::NAN, 0.0));
+    assert_eq!(c.log_weight(), Some(-2.0));
+    assert!((c.acceptance() - 0.25).abs() < 1e-15);
+
+    // +∞ is taken from a finite state and from +∞, and nothing finite leaves it.
+    let mut c = Imh::new();
+    c.step(0.0, 0.0);
+    assert!(c.step(f64::INFINITY, 0.999));
+    assert!(!c.step(700.0, 0.0));
+    assert!(c.step(f64::INFINITY, 0.999));
+    assert_eq!(c.log_weight(), Some(f64::INFINITY));
+
+    // The slice version is the same chain.
+    let lw = [f64::NAN, 1.0, f64::INFINITY, 3.0];
+    let chain = independence_metropolis(&lw, &mut crate::rng::stream(5, Domain::Misc, 0));
+    assert_eq!(chain.indices, vec![0, 1, 2, 2]);
+    assert_eq!(chain.accepted, vec![true, true, true, false]);
+    assert!((chain.acceptance - 2.0 / 3.0).abs() < 1e-15);
+    assert_eq!(independence_metropolis(&[0.0, -50.0], &mut crate::rng::stream(5, Domain::Misc, 0)).acceptance, 0.0);
+}
