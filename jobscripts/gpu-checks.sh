@@ -18,6 +18,22 @@ else
   LATS=32,64,128,256,512; NETL=(32 64 128); N=2048; STEPS=1000; SECS=5
 fi
 
+# Fails unless every scalar observable of the comparison in analyze's JSON ($1) is within
+# 4 combined standard errors and the comparison is reliable (enough effective samples).
+within_4_sigma() {
+  "$PYTHON" - "$1" <<'PY'
+import json, math, sys
+c = json.load(open(sys.argv[1]))["comparison"][0]
+bad = [f"{k}: {v['sigma']:+.2f} sigma" for k, v in c["observables"].items()
+       if isinstance(v, dict) and isinstance(v.get("sigma"), (int, float)) and abs(v["sigma"]) > 4]
+if not c.get("reliable", True):
+    bad.append("unreliable: " + str(c.get("unreliable_reason")))
+if bad:
+    sys.exit(f"error: {c['file']} vs {c['reference']} beyond 4 sigma: " + "; ".join(bad))
+print(f"ok: {c['file']} within 4 sigma of {c['reference']}")
+PY
+}
+
 stage "build"
 cargo build --release 2>&1 | tail -1
 BIN=$PWD/target/release/latdiff
@@ -37,14 +53,18 @@ T="--lattice 16 --kappa 0.26 --lambda 0.022 --n-configs $N --n-chains 64 --n-sep
 "$BIN" --device cuda hmc $T --out "$OUT/hmc_gpu.h5" --force
 "$BIN" --device cpu hmc $T --out "$OUT/hmc_cpu.h5" --force
 "$BIN" analyze "$OUT/hmc_cpu.h5" "$OUT/hmc_gpu.h5" | tee "$OUT/hmc_compare.txt"
+"$BIN" analyze "$OUT/hmc_cpu.h5" "$OUT/hmc_gpu.h5" --json > "$OUT/hmc_compare.json"
+within_4_sigma "$OUT/hmc_compare.json"
 
 stage "train and sample on the GPU, compared with the HMC ensemble"
-"$BIN" --device cuda train --data "$OUT/hmc_gpu.h5" --out "$OUT/model.h5" --preset small \
+"$BIN" --device cuda train --data "$OUT/hmc_gpu.h5" --out "$OUT/model.h5" --preset local \
   --steps "$STEPS" --batch 32 --lr 2e-3 --seed 1 --force
 "$BIN" info "$OUT/model.h5" | tee "$OUT/model_info.txt"
 "$BIN" --device cuda sample --model "$OUT/model.h5" --n-configs "$N" --steps 100 --seed 2 \
   --out "$OUT/gen_gpu.h5" --force
 "$BIN" analyze "$OUT/hmc_cpu.h5" "$OUT/gen_gpu.h5" | tee "$OUT/gen_compare.txt"
+"$BIN" analyze "$OUT/hmc_cpu.h5" "$OUT/gen_gpu.h5" --json > "$OUT/gen_compare.json"
+within_4_sigma "$OUT/gen_compare.json"
 
 stage "benchmarks (record in BENCHMARKS.md with the GPU's name)"
 "$BIN" --device cuda bench hmc --lattice "$LATS" --seconds "$SECS" | tee "$OUT/bench_hmc.txt"

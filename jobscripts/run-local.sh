@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The main job on a built-in small default, on one workstation: installs what is missing,
 # builds, and runs the whole pipeline with 2 MPI ranks, everything in one output folder:
-#   HMC at L = 16 -> train a score network -> sample at L = 16 and L = 32 with exact
-#   weights -> HMC at L = 32 -> `latdiff analyze` comparison tables and plots.
+#   HMC at L = 16 -> train the physics-informed score network (local preset) -> sample at
+#   L = 16 and L = 32 with exact weights -> HMC at L = 32 -> `latdiff analyze` comparison
+#   tables and plots.
 #   bash jobscripts/run-local.sh [OUT_DIR]
-# Environment: RANKS (2), KAPPA (0.27), LAMBDA (0.022), PRESET (small), STEPS (1500),
+# Environment: RANKS (2), KAPPA (0.27), LAMBDA (0.022), PRESET (local), STEPS (2500),
 # N_CONFIGS (1024), SAMPLE_STEPS (100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +14,8 @@ OUT=${1:-out/local}
 RANKS=${RANKS:-2}
 KAPPA=${KAPPA:-0.27}
 LAMBDA=${LAMBDA:-0.022}
-PRESET=${PRESET:-small}
-STEPS=${STEPS:-1500}
+PRESET=${PRESET:-local}
+STEPS=${STEPS:-2500}
 N_CONFIGS=${N_CONFIGS:-1024}
 SAMPLE_STEPS=${SAMPLE_STEPS:-100}
 mkdir -p "$OUT"
@@ -38,7 +39,7 @@ $MPI "$BIN" train --data "$OUT/hmc_L16.h5" --out "$OUT/model.h5" --preset "$PRES
 stage "sample at L = 16 and at L = 32 (twice the training lattice), with path weights"
 $MPI "$BIN" sample --model "$OUT/model.h5" --lattice 16 --n-configs "$N_CONFIGS" \
   --steps "$SAMPLE_STEPS" --seed 2 --out "$OUT/gen_L16.h5" --force
-$MPI "$BIN" sample --model "$OUT/model.h5" --lattice 32 --n-configs $(( N_CONFIGS / 2 )) \
+$MPI "$BIN" sample --model "$OUT/model.h5" --lattice 32 --n-configs $(( N_CONFIGS / 4 )) \
   --steps "$SAMPLE_STEPS" --seed 3 --out "$OUT/gen_L32.h5" --force
 
 stage "HMC reference at L = 32"

@@ -137,48 +137,71 @@ fn one_and_two_ranks_write_the_same_samples() {
     assert_eq!(b.attr_f64("n_ranks"), Some(2.0));
 }
 
-/// Train the tiny network on a small HMC ensemble, sample on the training lattice and on
-/// twice its size, reweight: ⟨|M|⟩ agrees with HMC within 4 errors.
+/// Train the tiny local network (physics form, the default) on a small HMC ensemble, sample
+/// on the training lattice and on twice its size, reweight: ⟨|M|⟩ and ⟨φ²⟩ agree with HMC
+/// within 4 errors at both sizes, and the ESS stays above a floor (fixed seeds: the figures
+/// are deterministic; the floors are about half the measured values).
 #[test]
 fn tiny_trained_model_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let run = HmcRun {
-        lattice: Lattice::square(8),
-        kappa: Some(0.22),
-        lambda: 0.02,
-        n_chains: 16,
-        per_chain: 128,
-        n_therm: 200,
-        n_sep: 2,
-        cluster_updates: 2,
-        ..Default::default()
+    let hmc = |l: usize, per_chain: usize, name: &str| {
+        let run = HmcRun {
+            lattice: Lattice::square(l),
+            kappa: Some(0.22),
+            lambda: 0.02,
+            n_chains: 16,
+            per_chain,
+            n_therm: 200,
+            n_sep: 2,
+            cluster_updates: 2,
+            ..Default::default()
+        };
+        latdiff::mc::ensemble::run(
+            &run.config(&d.join(name)),
+            &latdiff::dist::Comm::single(),
+            &latdiff::util::StopFlag::none(),
+        )
+        .unwrap();
     };
-    latdiff::mc::ensemble::run(
-        &run.config(&d.join("hmc.h5")),
-        &latdiff::dist::Comm::single(),
-        &latdiff::util::StopFlag::none(),
-    )
-    .unwrap();
+    hmc(8, 128, "hmc.h5");
+    hmc(16, 64, "hmc16.h5");
     let o = latdiff()
         .current_dir(d)
         .args([
-            "train", "--data", "hmc.h5", "--out", "m.h5", "--preset", "tiny", "--steps", "800", "--batch", "32",
-            "--lr", "3e-3",
+            "train",
+            "--data",
+            "hmc.h5",
+            "--out",
+            "m.h5",
+            "--preset",
+            "tiny-local",
+            "--steps",
+            "800",
+            "--batch",
+            "32",
+            "--lr",
+            "3e-3",
         ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    sample(d, &["--model", "m.h5", "--n-configs", "2048", "--steps", "40", "--out", "gen.h5"]);
-    sample(d, &["--model", "m.h5", "--lattice", "16", "--n-configs", "64", "--steps", "40", "--out", "gen16.h5"]);
+    sample(d, &["--model", "m.h5", "--n-configs", "1024", "--steps", "40", "--out", "gen.h5"]);
+    sample(d, &["--model", "m.h5", "--lattice", "16", "--n-configs", "256", "--steps", "40", "--out", "gen16.h5"]);
     let g16 = Ensemble::open(&d.join("gen16.h5")).unwrap();
     assert_eq!(g16.lattice, Lattice::square(16));
-    let h = analyze(d, "hmc.h5");
-    let g = analyze(d, "gen.h5");
-    let ess = g["ess_fraction"].as_f64().unwrap();
-    eprintln!("tiny model at L=8: ESS/N = {ess:.4}, std(log w) = {:?}", g["attributes"]["log_weight_std"]);
-    assert_agree("<|M|> HMC vs reweighted diffusion", obs(&h, "abs_m"), obs(&g, "abs_m"), 4.0);
-    assert!(obs(&g, "abs_m").1 < 0.5 * obs(&g, "abs_m").0, "the reweighted estimate must be informative");
+    // Measured (2026-12-02): ESS/N 0.95 at L = 8, 0.73 at L = 16 (the plain form: 0.06 at L = 8).
+    for (hmc, gen, floor) in [("hmc.h5", "gen.h5", 0.5), ("hmc16.h5", "gen16.h5", 0.35)] {
+        let (h, g) = (analyze(d, hmc), analyze(d, gen));
+        let ess = g["ess_fraction"].as_f64().unwrap();
+        eprintln!("tiny-local model on {gen}: ESS/N = {ess:.4}, std(log w) = {:?}", g["attributes"]["log_weight_std"]);
+        for key in ["abs_m", "phi2"] {
+            eprintln!("  {key}: HMC {:?}, reweighted {:?}", obs(&h, key), obs(&g, key));
+            assert_agree(&format!("{key} HMC vs reweighted diffusion ({gen})"), obs(&h, key), obs(&g, key), 4.0);
+        }
+        assert!(ess >= floor, "{gen}: ESS/N {ess} below {floor}");
+        assert!(obs(&g, "abs_m").1 < 0.5 * obs(&g, "abs_m").0, "the reweighted estimate must be informative");
+    }
 }
 
 #[test]
