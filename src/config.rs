@@ -587,7 +587,13 @@ impl TrainConfig {
             None if flags.resume && out.exists() => {
                 let m = crate::io::model::ModelFile::read(&out).map_err(|e| anyhow!("resume: {e}"))?;
                 let text = m.attr("config").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                toml::from_str(&text).map_err(|e| anyhow!("resume: stored config unreadable: {}", e.message()))?
+                let mut o: TrainOptions =
+                    toml::from_str(&text).map_err(|e| anyhow!("resume: stored config unreadable: {}", e.message()))?;
+                // Checkpoints older than score forms are plain, whatever today's default is.
+                if o.score_form.is_none() {
+                    o.score_form = Some(crate::diffusion::model::model_form(&m)?.name().to_string());
+                }
+                o
             }
             None => TrainOptions::default(),
         };

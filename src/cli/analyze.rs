@@ -368,14 +368,18 @@ pub fn table(results: &[FileAnalysis]) -> String {
         );
         let _ = write!(
             s,
-            "    {} configs in {} chain(s), generator {}, jackknife bin {} ({} bins; max tau_int {:.2} from {})",
+            "    {} configs in {} chain(s), generator {}, jackknife bin {} ({} bins; {})",
             a.n_configs,
             a.n_chains,
             attr_of(r, "generator").unwrap_or("?".into()),
             a.bin_size,
             a.n_bins,
-            a.binning.1,
-            a.binning.0
+            // Independent samples (one chain of proposals) have no autocorrelation to report.
+            if a.binning.0.is_empty() {
+                "independent samples".to_string()
+            } else {
+                format!("max tau_int {:.2} from {}", a.binning.1, a.binning.0)
+            }
         );
         if let Some(acc) = attr_of(r, "acceptance") {
             let _ = write!(s, ", acceptance {acc}");

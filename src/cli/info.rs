@@ -93,8 +93,13 @@ fn model_info(a: &InfoArgs, m: &crate::io::model::ModelFile) -> Result<()> {
     let theory = m.theory().map(|p| format!("phi4 ({}, {})", p.name(), p.describe())).unwrap_or_else(|e| e.to_string());
     println!("  trained on    {} from {}", theory, s("data"));
     println!("  lattice       {} (runs on any multiple of {} per direction)", m.train_lattice, m.arch.stride());
+    let form = crate::diffusion::model::model_form(m).map(|f| f.name().to_string()).unwrap_or_else(|e| e.to_string());
+    let reach = match m.arch.receptive_radius() {
+        Some(r) => format!("local, receptive radius {r}"),
+        None => "GroupNorm: sees the whole lattice".into(),
+    };
     println!(
-        "  network       preset {}, channels {:?}, {} blocks/level, {} parameters",
+        "  network       preset {}, {form} score, channels {:?}, {} blocks/level, {} parameters ({reach})",
         s("preset"),
         m.arch.channels,
         m.arch.blocks_per_level,
@@ -115,6 +120,9 @@ fn model_info(a: &InfoArgs, m: &crate::io::model::ModelFile) -> Result<()> {
     if let Some(v) = m.attr("val_loss") {
         println!("  validation    loss {v} (EMA {}), per sigma band {}", s("val_loss_ema"), s("val_loss_bands"));
         println!("  score check   |s(phi, sigma_min) + dS/dphi| / |dS/dphi| = {}", s("score_force_rel_dev"));
+    }
+    if let Some(c) = m.attr("val_chains") {
+        println!("  held out      chains {c} (whole chains)");
     }
     println!("  seed          {}   latdiff {}", s("seed"), s("latdiff_version"));
     if a.config {

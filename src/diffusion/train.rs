@@ -486,6 +486,17 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
         extra.push(("val_loss".to_string(), AttrValue::F64(vl)));
         extra.push(("val_loss_ema".to_string(), AttrValue::F64(vle)));
         extra.push(("val_loss_bands".to_string(), AttrValue::F64s(vb.to_vec())));
+        // In the units of the path weights: with weight σ² and log-uniform σ the loss is
+        // ∫ E σ²|s − t|² d ln σ / ln(σ_max/σ_min) ≥ the score error's share of the KL
+        // divergence between the sampler's and the forward path measures (the target's own
+        // variance is the excess), so each third of ln σ bounds its KL contribution (nats).
+        let third = (schedule.sigma_max / schedule.sigma_min).ln() / 3.0;
+        let kl: Vec<f64> = vb.iter().map(|b| b * third).collect();
+        eprintln!(
+            "path KL bound per sigma band (nats; the KL is var(log w)/2 for small spreads): {:.3}/{:.3}/{:.3}",
+            kl[0], kl[1], kl[2]
+        );
+        extra.push(("val_kl_bound_bands".to_string(), AttrValue::F64s(kl)));
         extra.push(("score_force_rel_dev".to_string(), AttrValue::F64(dev)));
     }
     write_checkpoint(engine.as_mut(), &slots, step, extra)?;
