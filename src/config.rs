@@ -357,6 +357,7 @@ impl HmcConfig {
             }
         }
         cfg.validate()?;
+        check_config_not_out(&flags.config, &cfg.out)?;
         Ok(cfg)
     }
 
@@ -419,6 +420,11 @@ impl HmcConfig {
     fn run_identity(&self) -> HmcConfig {
         HmcConfig { force: false, resume: false, checkpoint_every: 0, ..self.clone() }
     }
+}
+
+/// The `--config` file is an input too: an output over it would replace it mid-run.
+fn check_config_not_out(config: &Option<PathBuf>, out: &Path) -> Result<()> {
+    config.as_deref().map_or(Ok(()), |c| crate::io::check_not_input(out, c, "config file"))
 }
 
 /// The first key (in TOML order) whose values differ, with both values.
@@ -611,6 +617,7 @@ impl TrainConfig {
         })?;
         let cfg: TrainConfig = merge(&file, flags)?;
         cfg.validate()?;
+        check_config_not_out(&flags.config, &cfg.out)?;
         Ok(cfg)
     }
 
@@ -653,6 +660,7 @@ impl TrainConfig {
         if self.checkpoint_every == 0 {
             bail!("checkpoint_every: must be at least 1");
         }
+        crate::io::check_not_input(&self.out, &self.data, "training data")?;
         if self.resume {
             if !self.out.exists() {
                 bail!("resume: no checkpoint at '{}'", self.out.display());
@@ -858,6 +866,10 @@ impl SampleConfig {
         if cfg.max_memory == 0 {
             bail!("max_memory: must be at least 1 MiB");
         }
+        if !cfg.model.starts_with("free:") {
+            crate::io::check_not_input(&cfg.out, Path::new(path), "model")?;
+        }
+        check_config_not_out(&flags.config, &cfg.out)?;
         crate::io::check_output_path(&cfg.out, cfg.force)?;
         Ok(cfg)
     }

@@ -1,7 +1,8 @@
 //! Fault tolerance of real processes:
 //! * outputs are never half-written: a run killed (SIGKILL) while writing leaves the
-//!   previous file or none under the final name (only a hidden `.NAME.tmp.PID` or, for HMC,
-//!   `.NAME.partial` remains);
+//!   previous file or none under the final name (only a hidden `.NAME.tmp.HOST.PID` or, for
+//!   HMC, `.NAME.partial` remains, with the output's lock file `.NAME.lock`, which the kernel
+//!   unlocked when the run died);
 //! * a rank that fails aborts the whole MPI job with the failing rank's message, never a
 //!   hang (every wait here has a deadline; a hang fails the test);
 //! * HMC stopped by a signal on any rank checkpoints; killed, it resumes from its last
@@ -107,10 +108,11 @@ fn sigkill_mid_write_leaves_no_file_under_the_final_name() {
     kill_while_writing(dir.path(), "ens.h5", &[]);
     let files = files_in(dir.path());
     // A SIGKILLed run cannot clean up: only its hidden partial file may remain (no
-    // checkpoint refers to it: it checkpoints only on a signal or with --checkpoint-every).
-    assert_eq!(files, vec![".ens.h5.partial".to_string()], "files left: {files:?}");
+    // checkpoint refers to it: it checkpoints only on a signal or with --checkpoint-every),
+    // and its lock file, no longer locked.
+    assert_eq!(files, vec![".ens.h5.lock".to_string(), ".ens.h5.partial".to_string()], "files left: {files:?}");
     assert!(!dir.path().join("ens.h5").exists());
-    // The next run is not disturbed by the stale temporary file.
+    // The next run is not disturbed by the stale temporary and lock files.
     let st = latdiff()
         .current_dir(dir.path())
         .args(["hmc", "--lattice", "4", "--n-configs", "4", "--n-chains", "2", "--n-therm", "5", "--out", "ens.h5"])
@@ -137,7 +139,8 @@ fn sigkill_mid_overwrite_leaves_the_previous_file_intact() {
     let info = latdiff().arg("info").arg(dir.path().join("ens.h5")).output().unwrap();
     assert!(info.status.success(), "previous file unreadable: {}", String::from_utf8_lossy(&info.stderr));
     let files = files_in(dir.path());
-    assert_eq!(files, vec![".ens.h5.partial".to_string(), "ens.h5".to_string()], "files left: {files:?}");
+    let left = [".ens.h5.lock", ".ens.h5.partial", "ens.h5"].map(String::from).to_vec();
+    assert_eq!(files, left, "files left: {files:?}");
 }
 
 // ---------------------------------------------------------------- MPI

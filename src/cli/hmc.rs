@@ -8,6 +8,7 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
         HmcConfig::from_options(opts),
         device,
         threads,
+        |cfg| super::Output { path: cfg.out.clone(), replace: cfg.force },
         // One GPU per rank (its node-local index picks it). Wolff flips are CPU-only, so with
         // them `auto` stays on the CPU and `cuda` is refused.
         |cfg| match cfg.cluster_updates {

@@ -117,15 +117,23 @@ pub fn report(r: anyhow::Result<()>, rank: usize) -> i32 {
     }
 }
 
+/// The output a command writes, as its frame locks it: the path, and whether an existing
+/// file there may be replaced (`--force`, or a training checkpoint being resumed).
+pub struct Output {
+    pub path: std::path::PathBuf,
+    pub replace: bool,
+}
+
 /// The frame shared by the MPI commands: configuration checked before MPI starts and
-/// before any file exists, then MPI, thread share, signal flag and device, then `body`.
-/// Bad input is found identically on every rank and reported once (exit 2); any other
-/// failure may be one rank's alone, so it ends the whole job rather than leave the other
-/// ranks waiting in a collective.
+/// before any file exists, then MPI, the output's lock, thread share, signal flag and
+/// device, then `body`. Bad input is found identically on every rank and reported once
+/// (exit 2); any other failure may be one rank's alone, so it ends the whole job rather
+/// than leave the other ranks waiting in a collective.
 pub fn run_distributed<C>(
     cfg: anyhow::Result<C>,
     device: DeviceRequest,
     threads: Option<usize>,
+    output: impl FnOnce(&C) -> Output,
     cuda_path: impl FnOnce(&C) -> Result<(), &'static str>,
     body: impl FnOnce(&C, &crate::dist::Comm, &crate::util::StopFlag, crate::backend::Device) -> anyhow::Result<()>,
 ) -> i32 {
@@ -134,6 +142,11 @@ pub fn run_distributed<C>(
         Err(e) => return report(Err(e), 0),
     };
     let comm = crate::dist::Comm::init();
+    // Held until `body` has renamed its output into place; dropped on every return below.
+    let _lock = match lock_output(&output(&cfg), &comm) {
+        Ok(l) => l,
+        Err(e) => return report(Err(e), comm.rank()),
+    };
     comm.configure_threads(threads);
     let stop = crate::util::StopFlag::install();
     let dev = match crate::backend::select(device, cuda_path(&cfg), comm.node_local_rank(), comm.is_root()) {
@@ -145,4 +158,30 @@ pub fn run_distributed<C>(
         comm.abort(code);
     }
     code
+}
+
+/// Rank 0 takes the output's lock (`io::lock`); every rank learns the outcome, so a refusal
+/// is bad input on all of them and none is left waiting in a collective.
+fn lock_output(out: &Output, comm: &crate::dist::Comm) -> anyhow::Result<Option<crate::io::OutputLock>> {
+    let mut refusal = Vec::new();
+    let lock = if comm.is_root() {
+        // The output is checked again under the lock: a run that held it until a moment
+        // ago may have renamed its file into place since this run's first check.
+        match crate::io::OutputLock::acquire(&out.path)
+            .and_then(|l| crate::io::check_output_path(&out.path, out.replace).map(|()| l))
+        {
+            Ok(l) => Some(l),
+            Err(e) => {
+                refusal = format!("{e:#}").into_bytes();
+                None
+            }
+        }
+    } else {
+        None
+    };
+    comm.broadcast_bytes(&mut refusal);
+    if !refusal.is_empty() {
+        return Err(input_err(anyhow::anyhow!("{}", String::from_utf8_lossy(&refusal))));
+    }
+    Ok(lock)
 }

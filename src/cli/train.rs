@@ -8,6 +8,7 @@ pub fn run(opts: &TrainOptions, device: DeviceRequest, threads: Option<usize>) -
         TrainConfig::from_options(opts),
         device,
         threads,
+        |cfg| super::Output { path: cfg.out.clone(), replace: cfg.force || cfg.resume },
         |_| Ok(()),
         |cfg, comm, stop, dev| crate::diffusion::train::train(cfg, comm, stop, dev).map(|_| ()),
     )

@@ -38,9 +38,17 @@ enum Slot {
 
 impl NetworkScoreModel {
     /// The EMA weights (used for sampling) unless `ema` is false, on `device`. Fails on a
-    /// score form this version does not know.
+    /// score form this version does not know, and on non-finite weights (a diverged
+    /// training): they would give NaN configurations and weights, not an error.
     pub fn new(file: &ModelFile, ema: bool, device: Device) -> Result<Self> {
         let params = if ema { &file.ema } else { &file.params };
+        if let Some(i) = params.iter().position(|x| !x.is_finite()) {
+            return Err(anyhow!(
+                "model: its {} weights are not finite (parameter {i} is {}): the training diverged",
+                if ema { "EMA" } else { "current (--no-ema)" },
+                params[i]
+            ));
+        }
         let preset = file.attr("preset").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         let form = model_form(file)?;
         let label = format!(

@@ -27,6 +27,23 @@ use rand_distr::{Distribution, StandardNormal};
 /// Scalars appended to the gradient buffer: loss sum and count in 3 σ bands, stop flag.
 const N_EXTRA: usize = 7;
 
+/// Consecutive steps with a non-finite loss or gradient after which training stops as
+/// diverged (exit code 1, no model written). Such a step is skipped, parameters unchanged:
+/// an isolated overflow costs one batch, while K in a row means the parameters themselves
+/// no longer give finite losses and more steps cannot help.
+pub const MAX_NONFINITE_STEPS: u64 = 5;
+
+/// An update from a finite gradient can still overflow: a checkpoint with non-finite
+/// weights is refused, so the last good one on disk is never replaced by it.
+fn check_finite_weights(params: &[f32], ema: &[f32], step: u64) -> Result<()> {
+    if params.iter().chain(ema).any(|x| !x.is_finite()) {
+        bail!(
+            "training diverged at step {step}: non-finite parameters; no model written (the last checkpoint on disk, if any, is kept)"
+        );
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 pub struct TrainSummary {
     pub steps_done: u64,
@@ -334,6 +351,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     let mut last_val = f64::NAN;
     let mut recent = (0.0f64, 0.0f64);
     let mut last_grad_norm = f64::NAN;
+    let mut nonfinite_run = 0u64;
     let write_checkpoint =
         |engine: &mut dyn NetEngine, slots: &[Stream], step: u64, extra: Vec<(String, AttrValue)>| -> Result<()> {
             // Every rank's slot streams, gathered in slot order.
@@ -349,6 +367,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
                 return Ok(());
             }
             let (params, opt) = engine.state()?;
+            check_finite_weights(&params, &opt.ema, step)?;
             let mut m = ModelFile {
                 arch: arch.clone(),
                 layout: net.layout.clone(),
@@ -416,9 +435,28 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
         // Each rank's gradient is of its own slots' mean: the global mean is their average.
         let inv = 1.0 / n_ranks as f32;
         buf[..np].iter_mut().for_each(|g| *g *= inv);
+        // The all-reduced buffer is the same on every rank, so every rank skips, and stops
+        // at, the same step.
+        step += 1;
+        if !buf[..np + 3].iter().all(|x| x.is_finite()) {
+            nonfinite_run += 1;
+            if nonfinite_run >= MAX_NONFINITE_STEPS {
+                bail!(
+                    "training diverged: non-finite loss or gradient for {MAX_NONFINITE_STEPS} consecutive steps (steps {}-{step}); no model written (the last checkpoint on disk, if any, is kept)",
+                    step + 1 - MAX_NONFINITE_STEPS
+                );
+            }
+            progress.inc_with(1, &format!("non-finite loss or gradient at step {step}: step skipped"));
+            // No update, validation, checksum or checkpoint for a skipped step; a stop still stops.
+            if buf[np + 6] > 0.0 {
+                stopped = true;
+                break;
+            }
+            continue;
+        }
+        nonfinite_run = 0;
         let info = engine.update(&buf[..np])?;
         last_grad_norm = info.grad_norm;
-        step += 1;
         let loss = (buf[np] + buf[np + 1] + buf[np + 2]) as f64 / cfg.batch as f64;
         recent = (recent.0 + loss, recent.1 + 1.0);
         let bands: [f64; 3] = std::array::from_fn(|i| buf[np + i] as f64 / (buf[np + 3 + i] as f64).max(1.0));

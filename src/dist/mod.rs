@@ -118,7 +118,10 @@ impl Comm {
                 let mut len = [bytes.len() as u64];
                 root.broadcast_into(&mut len[..]);
                 bytes.resize(len[0] as usize, 0);
-                root.broadcast_into(&mut bytes[..]);
+                // MPI refuses the dangling pointer of an empty Vec (MPI_ERR_ARG).
+                if !bytes.is_empty() {
+                    root.broadcast_into(&mut bytes[..]);
+                }
             }
         }
         let _ = bytes;
