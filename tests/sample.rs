@@ -190,6 +190,11 @@ fn tiny_trained_model_end_to_end() {
     sample(d, &["--model", "m.h5", "--lattice", "16", "--n-configs", "256", "--steps", "40", "--out", "gen16.h5"]);
     let g16 = Ensemble::open(&d.join("gen16.h5")).unwrap();
     assert_eq!(g16.lattice, Lattice::square(16));
+    // The prior alone at twice the data's lattice: G(p) carried over must not create an
+    // anti-restoring force (a spuriously small G(p) once turned every weight into NaN).
+    sample(d, &["--model", "prior:hmc.h5", "--lattice", "16", "--n-configs", "64", "--steps", "40", "--out", "p16.h5"]);
+    let lw = Ensemble::open(&d.join("p16.h5")).unwrap().read_f64("log_weight").unwrap();
+    assert!(lw.iter().all(|w| w.is_finite()), "non-finite log-weights from the prior at L = 16");
     // Measured (2026-12-02): ESS/N 0.95 at L = 8, 0.73 at L = 16 (the plain form: 0.06 at L = 8).
     for (hmc, gen, floor) in [("hmc.h5", "gen.h5", 0.5), ("hmc16.h5", "gen16.h5", 0.35)] {
         let (h, g) = (analyze(d, hmc), analyze(d, gen));

@@ -254,9 +254,60 @@ pub fn resample_two_point(g: &[f64], from: Lattice, to: Lattice) -> Vec<f64> {
     out
 }
 
+/// G(p) measured on `from`, carried to `to` by taking each momentum's nearest measured
+/// momentum (rounded towards zero at ties, so that G stays even, G(−p) = G(p)). Unlike
+/// [`resample_two_point`] it never produces a near-zero G(p): the physics prior subtracts
+/// ½φᵀG⁻¹φ, and one spuriously small G(p) there is an anti-restoring force that blows the
+/// sampler up. Exact when `to == from`.
+pub fn nearest_momentum_two_point(g: &[f64], from: Lattice, to: Lattice) -> Vec<f64> {
+    if to == from {
+        return g.to_vec();
+    }
+    let nearest = |n: usize, l_to: usize, l_from: usize| -> usize {
+        let signed = if n <= l_to / 2 { n as f64 } else { n as f64 - l_to as f64 };
+        let x = signed * l_from as f64 / l_to as f64;
+        // Round half towards zero: symmetric under n → −n.
+        let r = x.signum() * (x.abs() - 0.5).ceil().max(0.0);
+        (r as i64).rem_euclid(l_from as i64) as usize
+    };
+    let mut out = Vec::with_capacity(to.volume());
+    for nt in 0..to.lt {
+        for nx in 0..to.lx {
+            out.push(g[nearest(nt, to.lt, from.lt) * from.lx + nearest(nx, to.lx, from.lx)]);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_momentum_two_point_is_even_positive_and_exact_on_its_lattice() {
+        let from = Lattice::new(4, 6);
+        let g: Vec<f64> = (0..24)
+            .map(|i| {
+                // Exactly even: the cosines of ±p from the same folded index.
+                let (nt, nx) = ((i / 6).min(4 - i / 6), (i % 6).min(6 - i % 6));
+                let (ct, cx) =
+                    ((nt as f64 * std::f64::consts::PI / 2.0).cos(), (nx as f64 * std::f64::consts::PI / 3.0).cos());
+                1.0 / (2.2 - ct - cx)
+            })
+            .collect();
+        assert_eq!(nearest_momentum_two_point(&g, from, from), g);
+        let to = Lattice::new(8, 12);
+        let h = nearest_momentum_two_point(&g, from, to);
+        for nt in 0..8 {
+            for nx in 0..12 {
+                let m = ((8 - nt) % 8) * 12 + (12 - nx) % 12;
+                assert_eq!(h[nt * 12 + nx], h[m], "G(-p) = G(p) at ({nt}, {nx})");
+            }
+        }
+        // Momenta present on both lattices keep their value; every value is a measured one.
+        assert_eq!(h[2 * 12 + 2], g[6 + 1]);
+        assert!(h.iter().all(|x| g.contains(x)));
+    }
 
     /// Rows in (round, chain) order as `latdiff hmc` writes them: whole chains are held out.
     #[test]

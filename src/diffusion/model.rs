@@ -129,7 +129,11 @@ impl ScoreModel for NetworkScoreModel {
     }
 
     fn two_point(&self, lat: Lattice) -> Vec<f64> {
-        super::data::resample_two_point(&self.two_point, self.train_lattice, lat)
+        match self.form {
+            ScoreForm::Plain => super::data::resample_two_point(&self.two_point, self.train_lattice, lat),
+            // The prior needs a G(p) without spurious near-zeros (see the function).
+            ScoreForm::Physics => super::data::nearest_momentum_two_point(&self.two_point, self.train_lattice, lat),
+        }
     }
 
     fn describe(&self) -> String {
@@ -211,7 +215,7 @@ impl ScoreModel for PriorScoreModel {
     }
 
     fn two_point(&self, lat: Lattice) -> Vec<f64> {
-        super::data::resample_two_point(&self.two_point, self.data_lattice, lat)
+        super::data::nearest_momentum_two_point(&self.two_point, self.data_lattice, lat)
     }
 
     fn describe(&self) -> String {
