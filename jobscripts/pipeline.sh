@@ -3,7 +3,7 @@
 #   hmc -> train -> sample -> analyze   (each starts only when the previous succeeded:
 #                                        --dependency=afterok; a failure cancels the rest)
 #   bash jobscripts/pipeline.sh
-#   L=32 KAPPA=0.27 PRESET=small STEPS=50000 SAMPLER=pc OUTDIR=$SCRATCH/run1 bash jobscripts/pipeline.sh
+#   L=32 KAPPA=0.27 PRESET=local STEPS=50000 SAMPLER=pc OUTDIR=$SCRATCH/run1 bash jobscripts/pipeline.sh
 # Every variable of the stage scripts is passed on (sbatch exports the environment); the
 # file names are fixed here once (DATA, MODEL, GEN, ANALYZE_OUT) so all stages agree.
 #
@@ -34,7 +34,7 @@ L=${L:-16}
 LAMBDA=${LAMBDA:-0.022}
 if [ -n "${M2:-}" ]; then TAG=L${L}_m2${M2}_l${LAMBDA}; else TAG=L${L}_k${KAPPA:-0.27}_l${LAMBDA}; fi
 SEED=${SEED:-1}
-PRESET=${PRESET:-small}
+PRESET=${PRESET:-local}
 SAMPLER=${SAMPLER:-em}
 SAMPLE_STEPS=${SAMPLE_STEPS:-100}
 mh=""

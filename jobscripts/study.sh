@@ -28,7 +28,7 @@ for K in $KAPPAS; do
   echo "== kappa = $K: HMC + clusters training ensemble at L = 32"
   $MPI "$BIN" hmc --lattice 32 $T --n-configs "$N_TRAIN" --n-chains 32 --n-sep 4 --seed 1 --out "$D/train_L32.h5" --force
   echo "== kappa = $K: train '$PRESET' ($STEPS steps)"
-  $MPI "$BIN" train --data "$D/train_L32.h5" --out "$D/model.h5" --preset "$PRESET" --steps "$STEPS" \
+  $MPI "$BIN" train --data "$D/train_L32.h5" --out "$D/model.h5" --preset "$PRESET" --score-form "${SCORE_FORM:-plain}" --steps "$STEPS" \
     --batch 32 --lr 2e-3 --seed 1 --force
   for L in 32 64 128; do
     case $L in 32) NG=512 ;; 64) NG=256 ;; 128) NG=64 ;; esac
