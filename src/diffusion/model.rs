@@ -27,8 +27,8 @@ pub struct NetworkScoreModel {
     /// The network with its weights on the chosen device, built at the first evaluation so
     /// that every input check comes before the device is touched.
     engine: Mutex<Slot>,
-    /// The score form's parts per sampling lattice (the prior needs G(p) resampled to it).
-    parts: Mutex<HashMap<Lattice, Arc<ScoreParts>>>,
+    /// The score form's parts per sampling lattice (the prior needs G(p) carried to it).
+    parts: PartsCache,
 }
 
 enum Slot {
@@ -76,19 +76,13 @@ impl NetworkScoreModel {
         device: Device,
     ) -> Self {
         let engine = Mutex::new(Slot::Pending(device, params.to_vec()));
-        let parts = Mutex::new(HashMap::new());
+        let parts = PartsCache::default();
         NetworkScoreModel { arch, two_point, train_lattice, form, theory, label, engine, parts }
     }
 
     /// The score form's parts on `lat` (built once per lattice).
     pub fn parts(&self, lat: Lattice) -> Result<Arc<ScoreParts>, String> {
-        let mut cache = self.parts.lock().map_err(|_| "a previous score evaluation panicked".to_string())?;
-        if let Some(p) = cache.get(&lat) {
-            return Ok(p.clone());
-        }
-        let p = Arc::new(score_parts(self.form, self.theory, self.arch.sigma_data, self.two_point(lat), lat)?);
-        cache.insert(lat, p.clone());
-        Ok(p)
+        self.parts.get(lat, || score_parts(self.form, self.theory, self.arch.sigma_data, self.two_point(lat), lat))
     }
 
     fn with_engine<R>(&self, f: impl FnOnce(&mut dyn NetEngine) -> Result<R>) -> Result<R> {
@@ -141,6 +135,23 @@ impl ScoreModel for NetworkScoreModel {
     }
 }
 
+/// A score form's parts per lattice, built at first use (sampling on several lattices, or
+/// from several threads, shares them).
+#[derive(Default)]
+struct PartsCache(Mutex<HashMap<Lattice, Arc<ScoreParts>>>);
+
+impl PartsCache {
+    fn get(&self, lat: Lattice, build: impl FnOnce() -> Result<ScoreParts, String>) -> Result<Arc<ScoreParts>, String> {
+        let mut cache = self.0.lock().map_err(|_| "a previous score evaluation panicked".to_string())?;
+        if let Some(p) = cache.get(&lat) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(build()?);
+        cache.insert(lat, p.clone());
+        Ok(p)
+    }
+}
+
 /// The score form a model file records (plain for files older than score forms).
 pub fn model_form(file: &ModelFile) -> Result<ScoreForm> {
     let attr = file.attr("score_form").map(|v| v.as_str().map(str::to_string).unwrap_or_default());
@@ -187,12 +198,12 @@ pub struct PriorScoreModel {
     theory: Parametrisation,
     two_point: Vec<f64>,
     data_lattice: Lattice,
-    parts: Mutex<HashMap<Lattice, Arc<ScoreParts>>>,
+    parts: PartsCache,
 }
 
 impl PriorScoreModel {
     pub fn new(theory: Parametrisation, two_point: Vec<f64>, data_lattice: Lattice) -> Self {
-        PriorScoreModel { theory, two_point, data_lattice, parts: Mutex::new(HashMap::new()) }
+        PriorScoreModel { theory, two_point, data_lattice, parts: PartsCache::default() }
     }
 }
 
@@ -202,13 +213,8 @@ impl ScoreModel for PriorScoreModel {
     }
 
     fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
-        let mut cache = self.parts.lock().map_err(|_| "a previous score evaluation panicked".to_string())?;
-        if !cache.contains_key(&lat) {
-            let p = score_parts(ScoreForm::Physics, self.theory, 1.0, self.two_point(lat), lat)?;
-            cache.insert(lat, Arc::new(p));
-        }
-        let parts = cache[&lat].clone();
-        drop(cache);
+        let parts =
+            self.parts.get(lat, || score_parts(ScoreForm::Physics, self.theory, 1.0, self.two_point(lat), lat))?;
         // A zero network output: the score is the prior's.
         parts.compose(phi, sigma, &vec![0.0f32; phi.len()], out);
         Ok(())
