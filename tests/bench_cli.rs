@@ -25,3 +25,17 @@ fn bench_reports_json_figures() {
     let share = r["outside_network_share"].as_f64().unwrap();
     assert!((0.0..1.0).contains(&share), "{s}");
 }
+
+/// A lattice the network cannot take is one line and exit 2, before any benchmark runs
+/// (it was a panic with exit 101).
+#[test]
+fn bench_sample_refuses_a_lattice_the_network_cannot_take() {
+    let o = latdiff()
+        .args(["--device", "cpu", "bench", "sample", "--preset", "tiny", "--lattice", "8,15", "--seconds", "0.05"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("lattice: 15"), "{err}");
+}

@@ -310,6 +310,14 @@ fn sample_rows(
     use crate::lattice::Lattice;
     use crate::nn::{Arch, Network};
     use crate::theory::Parametrisation;
+    // Every (preset, lattice) is checked before the first one runs.
+    for name in presets {
+        let arch = Arch::preset(name).ok_or_else(|| super::input_err(anyhow::anyhow!("preset: unknown '{name}'")))?;
+        if let Some(&l) = lattices.iter().find(|&&l| l == 0 || l % arch.stride() != 0) {
+            let e = anyhow::anyhow!("lattice: {l} is not a positive multiple of {} (preset '{name}')", arch.stride());
+            return Err(super::input_err(e));
+        }
+    }
     let mut rows = Vec::new();
     for name in presets {
         let arch = Arch::preset(name).ok_or_else(|| super::input_err(anyhow::anyhow!("preset: unknown '{name}'")))?;
