@@ -60,13 +60,6 @@ pub enum ScoreParts {
 }
 
 impl ScoreParts {
-    pub fn form(&self) -> ScoreForm {
-        match self {
-            ScoreParts::Plain => ScoreForm::Plain,
-            ScoreParts::Physics { .. } => ScoreForm::Physics,
-        }
-    }
-
     /// a(σ): the network's share of σ·s.
     pub fn output_scale(&self, sigma: f64) -> f64 {
         match self {
@@ -155,5 +148,18 @@ mod tests {
         assert!((r - 0.125).abs() < 1e-3, "{r}");
         assert!((p.output_scale(1e4) - 1.0).abs() < 1e-6);
         assert_eq!(ScoreParts::Plain.output_scale(0.01), 1.0);
+    }
+
+    /// The plain form's score is the network output over σ, per configuration.
+    #[test]
+    fn plain_score_is_output_over_sigma() {
+        let f: Vec<f32> = (0..8).map(|i| 0.3 * i as f32 - 1.0).collect();
+        let (phi, sigma) = (vec![0.7; 8], [0.5, 1.5]);
+        let mut s = vec![f64::NAN; 8];
+        ScoreParts::Plain.compose(&phi, &sigma, &f, &mut s);
+        for i in 0..8 {
+            let want = f[i] as f64 / sigma[i / 4];
+            assert!((s[i] - want).abs() < 1e-12 * (1.0 + want.abs()), "{i}: {} vs {want}", s[i]);
+        }
     }
 }

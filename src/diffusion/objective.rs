@@ -97,24 +97,6 @@ pub fn network_output<B: NetOps>(
     ws.net.get_output(out)
 }
 
-/// score[B,1,H,W] = F_θ/σ: the plain score form (and the objective's tests).
-pub fn score<B: NetOps>(
-    net: &Network,
-    params: &B::Params,
-    phi: &[B::Elem],
-    sigma: &[B::Elem],
-    score: &mut [B::Elem],
-    ws: &mut DsmWorkspace<B>,
-) -> Result<()> {
-    network_output(net, params, phi, sigma, score, ws)?;
-    let v = phi.len() / sigma.len();
-    for (b, s) in sigma.iter().enumerate() {
-        let inv = B::Elem::ONE / *s;
-        score[b * v..][..v].iter_mut().for_each(|o| *o *= inv);
-    }
-    Ok(())
-}
-
 /// The loss ℓ_b = Σ_x (a_b F_θ(φ_σ, σ_b) + e_b)² for network inputs φ_σ (`phi_sigma`),
 /// output scales a_b and offsets e_b prepared by the score form (plain DSM: a = 1, e = z).
 /// Writes ℓ_b to `per_sample` and returns L = mean_b ℓ_b.
@@ -212,7 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn score_is_output_over_sigma_and_zero_output_loss_is_sum_z2() {
+    fn network_sees_preconditioned_input_and_zero_output_loss_is_sum_z2() {
         let net = Network::new(Arch::tiny());
         let (b, h, w) = (2, 4, 4);
         let mut p = net.init_params::<f64>(3);
@@ -225,14 +207,12 @@ mod tests {
         dsm_loss_forward(&net, &p[..], &x, &[0.5, 1.5], &a, &e, &mut ls, &mut ws).unwrap();
         let z2: f64 = z[..16].iter().map(|v| v * v).sum();
         assert!((ls[0] - z2).abs() < 1e-12);
-        let mut s = vec![0.0; b * h * w];
+        let mut out = vec![0.0; b * h * w];
         let q = net.init_params::<f64>(3);
-        score(&net, &q[..], &phi0, &[0.5, 1.5], &mut s, &mut ws).unwrap();
+        network_output(&net, &q[..], &phi0, &[0.5, 1.5], &mut out, &mut ws).unwrap();
         let mut f = vec![0.0; b * h * w];
         let x_in: Vec<f64> = (0..b * h * w).map(|i| phi0[i] * c_in(1.0, [0.5, 1.5][i / 16])).collect();
         net.forward(&q, &x_in, &[0.5, 1.5], &mut f, &mut ws.net);
-        for i in 0..b * h * w {
-            assert!((s[i] - f[i] / [0.5, 1.5][i / 16]).abs() < 1e-12);
-        }
+        assert!(out.iter().zip(&f).all(|(a, b)| (a - b).abs() < 1e-12));
     }
 }
