@@ -174,6 +174,7 @@ pub fn resolve_theory(kappa: Option<f64>, m2: Option<f64>, lambda: Option<f64>) 
             finite("lambda", lambda)?;
         }
     }
+    check_representable(&p)?;
     let lambda = p.lambda();
     if lambda < 0.0 {
         bail!("lambda: {lambda} is negative (the action would be unbounded below)");
@@ -182,6 +183,24 @@ pub fn resolve_theory(kappa: Option<f64>, m2: Option<f64>, lambda: Option<f64>) 
         bail!("{}: the free theory (lambda = 0) is unstable here (needs kappa < 1/4, or m2 > 0)", p.describe());
     }
     Ok(p)
+}
+
+/// Couplings so large that the action of a start configuration overflows f64 would let a
+/// run start and fill its output with NaN: refused here, naming the couplings.
+fn check_representable(p: &Parametrisation) -> Result<()> {
+    let th = crate::theory::Phi4::new(Lattice::square(2), *p);
+    for phi in [th.classical_vacuum(), 1.0] {
+        let (s, _) = th.action_and_sum(&[phi; 4]);
+        if !s.is_finite() {
+            // Debug prints 1e200 as such (Display writes all 201 digits).
+            let couplings = match *p {
+                Parametrisation::Hopping { kappa, lambda } => format!("kappa = {kappa:?}, lambda = {lambda:?}"),
+                Parametrisation::Mass { m2, lambda } => format!("m2 = {m2:?}, lambda = {lambda:?}"),
+            };
+            bail!("{couplings}: the action of a constant field {phi:.3e} overflows (couplings out of range)");
+        }
+    }
+    Ok(())
 }
 
 /// `latdiff hmc` options: flags and TOML keys (same names, `-` ↔ `_`).
@@ -271,6 +290,10 @@ pub struct HmcOptions {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "is_false")]
     pub resume: bool,
+    /// Memory limit per rank in MiB (default: 80 % of the node's available memory shared by its ranks).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<usize>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -299,6 +322,8 @@ pub struct HmcConfig {
     pub force: bool,
     pub checkpoint_every: usize,
     pub resume: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<usize>,
 }
 
 impl Default for HmcConfig {
@@ -324,6 +349,7 @@ impl Default for HmcConfig {
             force: false,
             checkpoint_every: 0,
             resume: false,
+            max_memory: None,
         }
     }
 }
@@ -400,6 +426,7 @@ impl HmcConfig {
         if self.n_therm_max < 8 {
             bail!("n_therm_max: {} is too small (at least 8)", self.n_therm_max);
         }
+        self.check_bounds()?;
         crate::io::check_output_path(&self.out, self.force)?;
         if self.resume {
             let ckpt = crate::mc::checkpoint::checkpoint_path(&self.out);
@@ -415,11 +442,33 @@ impl HmcConfig {
         Ok(())
     }
 
+    fn check_bounds(&self) -> Result<()> {
+        use crate::limits::{bound, MAX_CHAINS, MAX_CONFIGS, MAX_STEPS, MAX_TRAJECTORIES};
+        bound("n_configs", self.n_configs as u64, MAX_CONFIGS)?;
+        bound("n_chains", self.n_chains as u64, MAX_CHAINS)?;
+        if let NTherm::Fixed(n) = self.n_therm {
+            bound("n_therm", n as u64, MAX_TRAJECTORIES)?;
+        }
+        bound("n_therm_max", self.n_therm_max as u64, MAX_TRAJECTORIES)?;
+        bound("n_sep", self.n_sep as u64, MAX_TRAJECTORIES)?;
+        bound("n_md", self.n_md as u64, MAX_STEPS)?;
+        bound("cluster_updates", self.cluster_updates as u64, MAX_TRAJECTORIES)?;
+        check_max_memory(self.max_memory)
+    }
+
     /// The configuration without the keys that only steer this invocation: what must agree
     /// between a checkpoint and the run resuming it.
     fn run_identity(&self) -> HmcConfig {
-        HmcConfig { force: false, resume: false, checkpoint_every: 0, ..self.clone() }
+        HmcConfig { force: false, resume: false, checkpoint_every: 0, max_memory: None, ..self.clone() }
     }
+}
+
+fn check_max_memory(m: Option<usize>) -> Result<()> {
+    if m == Some(0) {
+        bail!("max_memory: must be at least 1 MiB");
+    }
+    // MiB to bytes must not overflow.
+    crate::limits::bound("max_memory", m.unwrap_or(0) as u64, 1 << 40)
 }
 
 /// The `--config` file is an input too: an output over it would replace it mid-run.
@@ -527,6 +576,10 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "is_false")]
     pub force: bool,
+    /// Memory limit per rank in MiB (default: 80 % of the node's available memory shared by its ranks).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<usize>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -554,6 +607,8 @@ pub struct TrainConfig {
     pub seed: u64,
     pub resume: bool,
     pub force: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -580,6 +635,7 @@ impl Default for TrainConfig {
             seed: 1,
             resume: false,
             force: false,
+            max_memory: None,
         }
     }
 }
@@ -660,6 +716,13 @@ impl TrainConfig {
         if self.checkpoint_every == 0 {
             bail!("checkpoint_every: must be at least 1");
         }
+        {
+            use crate::limits::{bound, MAX_BATCH, MAX_CONFIGS};
+            bound("steps", self.steps, MAX_CONFIGS)?;
+            bound("warmup", self.warmup, MAX_CONFIGS)?;
+            bound("batch", self.batch as u64, MAX_BATCH)?;
+        }
+        check_max_memory(self.max_memory)?;
         crate::io::check_not_input(&self.out, &self.data, "training data")?;
         if self.resume {
             if !self.out.exists() {
@@ -742,11 +805,11 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_ema: bool,
-    /// Memory budget per rank in MiB (sets the batch size).
+    /// Memory limit per rank in MiB; also sizes the batch (default: 80 % of the node's available memory shared by its ranks, batches sized for at most 2048 MiB).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_memory: Option<usize>,
-    /// Configurations per batch (overrides --max-memory).
+    /// Configurations per batch (overrides the batch sizing by memory).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
@@ -786,7 +849,8 @@ pub struct SampleConfig {
     pub metropolis: bool,
     pub hmc_refine: usize,
     pub no_ema: bool,
-    pub max_memory: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
     pub seed: u64,
@@ -813,7 +877,7 @@ impl Default for SampleConfig {
             metropolis: false,
             hmc_refine: 0,
             no_ema: false,
-            max_memory: 2048,
+            max_memory: None,
             batch: None,
             seed: 1,
             out: PathBuf::from("generated.h5"),
@@ -863,8 +927,14 @@ impl SampleConfig {
         if cfg.batch == Some(0) {
             bail!("batch: must be at least 1");
         }
-        if cfg.max_memory == 0 {
-            bail!("max_memory: must be at least 1 MiB");
+        check_max_memory(cfg.max_memory)?;
+        {
+            use crate::limits::{bound, MAX_BATCH, MAX_CONFIGS, MAX_STEPS, MAX_TRAJECTORIES};
+            bound("n_configs", cfg.n_configs as u64, MAX_CONFIGS)?;
+            bound("steps", cfg.steps as u64, MAX_STEPS)?;
+            bound("corrector_steps", cfg.corrector_steps as u64, MAX_TRAJECTORIES)?;
+            bound("hmc_refine", cfg.hmc_refine as u64, MAX_TRAJECTORIES)?;
+            bound("batch", cfg.batch.unwrap_or(1) as u64, MAX_BATCH)?;
         }
         if !cfg.model.starts_with("free:") {
             crate::io::check_not_input(&cfg.out, Path::new(path), "model")?;

@@ -13,6 +13,7 @@ pub mod diffusion;
 pub mod dist;
 pub mod io;
 pub mod lattice;
+pub mod limits;
 pub mod mc;
 pub mod nn;
 pub mod rng;
