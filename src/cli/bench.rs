@@ -17,35 +17,43 @@ pub enum BenchWhat {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// MD steps per trajectory.
         #[arg(long, default_value_t = 10)]
         n_md: usize,
     },
     /// Training samples/s and GEMM GFLOP/s per preset (run under mpirun for several ranks).
     Train {
+        /// Network presets to measure.
         #[arg(long, value_delimiter = ',', default_value = "tiny,small,dmassq")]
         preset: Vec<String>,
+        /// Lattice size (L×L).
         #[arg(long, default_value_t = 32)]
         lattice: usize,
         /// Global batch (split over ranks).
         #[arg(long, default_value_t = 64)]
         batch: usize,
+        /// Seconds per measurement.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
     /// Sampling configurations/s and network evaluations/s per preset and lattice size.
     Sample {
+        /// Network presets to measure.
         #[arg(long, value_delimiter = ',', default_value = "tiny,small,dmassq")]
         preset: Vec<String>,
+        /// Lattice sizes (L×L).
         #[arg(long, value_delimiter = ',', default_value = "32,64,128")]
         lattice: Vec<usize>,
         /// Reverse steps per sample.
         #[arg(long, default_value_t = 10)]
         steps: usize,
+        /// Seconds per measurement.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
     /// All of the above with their default sizes, as one report.
     All {
+        /// Seconds per measurement.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
@@ -60,7 +68,23 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// The lattice and step bounds of the run commands (README, Limits): a benchmark of an
+/// absurd size must be refused as fast as a run of one.
+fn check_sizes(what: &BenchWhat) -> Result<()> {
+    let (lattices, steps): (Vec<usize>, usize) = match what {
+        BenchWhat::Hmc { lattice, n_md, .. } => (lattice.clone(), *n_md),
+        BenchWhat::Train { lattice, .. } => (vec![*lattice], 1),
+        BenchWhat::Sample { lattice, steps, .. } => (lattice.clone(), *steps),
+        BenchWhat::All { .. } => (vec![], 1),
+    };
+    for l in lattices {
+        crate::lattice::Lattice::square(l).validate().map_err(|e| super::input_err(anyhow::anyhow!(e)))?;
+    }
+    crate::limits::bound("steps", steps as u64, crate::limits::MAX_STEPS).map_err(super::input_err)
+}
+
 pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
+    check_sizes(&a.what)?;
     let comm = crate::dist::Comm::init();
     let dev = backend::select(device, Ok(()), comm.node_local_rank(), !a.json).map_err(super::input_err)?;
     backend::announce();

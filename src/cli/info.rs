@@ -18,6 +18,9 @@ pub fn run(a: &InfoArgs) -> Result<()> {
         if let Ok(m) = crate::io::model::ModelFile::read(&a.file) {
             return model_info(a, &m);
         }
+        if let Some(f) = hmc_checkpoint(&a.file) {
+            return checkpoint_info(a, &f);
+        }
     }
     let e = Ensemble::open(&a.file).map_err(super::input_err)?;
     let s = |k: &str| e.attr_str(k).unwrap_or_else(|| "?".into());
@@ -60,6 +63,9 @@ pub fn run(a: &InfoArgs) -> Result<()> {
             (false, _) => "NO: see therm_report".to_string(),
         };
         println!("  thermalised   {verdict}");
+    }
+    if s("generator") == "diffusion" {
+        diffusion_info(&e);
     }
     println!("  seed          {}   ranks {}   latdiff {}", f("seed"), f("n_ranks"), s("latdiff_version"));
     // Quick look at the action density, streamed in chunks.
@@ -129,6 +135,75 @@ fn model_info(a: &InfoArgs, m: &crate::io::model::ModelFile) -> Result<()> {
         if let Some(AttrValue::Str(c)) = m.attr("config") {
             println!("\n# stored configuration\n{c}");
         }
+    }
+    Ok(())
+}
+
+/// A sampled ensemble: the model and sampler it came from, and how far its weights can be
+/// trusted (ESS), as `latdiff sample` recorded them.
+fn diffusion_info(e: &Ensemble) {
+    let s = |k: &str| e.attr_str(k).unwrap_or_else(|| "?".into());
+    let f = |k: &str| e.attr(k).map(|v| v.to_string()).unwrap_or_else(|_| "?".into());
+    let g = |k: &str| e.attr_f64(k).map_or("?".to_string(), |x| format!("{x:.4e}"));
+    println!("  model         {} ({}; model theory {})", s("model"), s("model_description"), s("model_theory"));
+    println!(
+        "  sampler       {}, {} kernel, {} steps, sigma in [{}, {}], hmc_refine {}",
+        s("sampler"),
+        s("kernel"),
+        f("steps"),
+        g("sigma_min"),
+        g("sigma_max"),
+        f("hmc_refine")
+    );
+    if let Some(ess) = e.attr_f64("ess") {
+        let n = e.n.max(1) as f64;
+        let trust = if ess < 50.0 { "  <-- fewer than 50: reweighted results unreliable" } else { "" };
+        let std = e.attr_f64("log_weight_std").map_or("?".to_string(), |x| format!("{x:.3}"));
+        println!("  weights       ESS {ess:.1} of {} (ESS/N {:.4}), std(log w) {std}{trust}", e.n, ess / n);
+    } else {
+        println!("  weights       none (the {} sampler has no path weights)", s("sampler"));
+    }
+    if e.attr_f64("metropolis") == Some(1.0) {
+        println!("  metropolis    independence chain, acceptance {}", f("acceptance"));
+    }
+    if e.attr_f64("stopped_by_signal") == Some(1.0) {
+        println!("  stopped       by a signal after {} of {} requested configurations", e.n, f("n_requested"));
+    }
+}
+
+/// The file if it is an HMC checkpoint (`OUT.ckpt`).
+fn hmc_checkpoint(path: &std::path::Path) -> Option<hdf5::File> {
+    let f = crate::io::h5_open(path).ok()?;
+    let kind = crate::io::attrs::read_attr(&f, "kind").ok()?;
+    (kind.as_str() == Some("latdiff-hmc-checkpoint")).then_some(f)
+}
+
+fn checkpoint_info(a: &InfoArgs, f: &hdf5::File) -> Result<()> {
+    let attr = |k: &str| crate::io::attrs::read_attr(f, k).ok();
+    let s = |k: &str| attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    let config = attr("config").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let cfg: Option<crate::config::HmcConfig> = toml::from_str(&config).ok();
+    println!("{}", a.file.display());
+    println!("  kind          HMC checkpoint (latdiff hmc; continue with --resume)");
+    if let Some(c) = &cfg {
+        let theory = c.theory().map(|p| p.describe()).unwrap_or_else(|e| e.to_string());
+        println!("  run           phi4 {theory} on {}, {} chains, output {}", c.lattice(), c.n_chains, c.out.display());
+    }
+    let at = match attr("phase").and_then(|v| v.as_str().map(str::to_string)).as_deref() {
+        Some("therm") => format!("thermalisation (target {} trajectories per chain)", s("therm_target")),
+        Some("production") => format!(
+            "production, {} rounds done, {} of {} configurations written",
+            s("rounds_done"),
+            s("rows_written"),
+            cfg.as_ref().map_or("?".to_string(), |c| c.n_configs.to_string())
+        ),
+        _ => "unknown phase".into(),
+    };
+    println!("  stopped in    {at}");
+    let secs = attr("seconds").map(|v| v.to_string().parse::<f64>().unwrap_or(f64::NAN)).unwrap_or(f64::NAN);
+    println!("  time so far   {secs:.1} s on {} rank(s)   latdiff {}", s("n_ranks"), s("latdiff_version"));
+    if a.config {
+        println!("\n# stored configuration\n{config}");
     }
     Ok(())
 }

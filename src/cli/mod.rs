@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod help;
 pub mod hmc;
 pub mod info;
 pub mod sample;
@@ -59,7 +60,7 @@ pub fn input_err(e: anyhow::Error) -> anyhow::Error {
 }
 
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli = match help::parse() {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -72,9 +73,7 @@ pub fn main() -> i32 {
                 let _ = e.print();
                 return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 };
             }
-            // One line: clap's first line names the flag and the bad value.
-            let text = e.render().to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            eprintln!("{}", help::one_line(&e));
             return 2;
         }
     };

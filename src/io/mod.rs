@@ -21,6 +21,10 @@ pub fn check_output_path(path: &Path, force: bool) -> Result<()> {
     if path.as_os_str().is_empty() {
         bail!("out: empty output path");
     }
+    // Even with --force: the run would end by failing to rename its file over a directory.
+    if path.is_dir() {
+        bail!("out: '{}' is a directory; name a file (e.g. '{}')", path.display(), path.join("out.h5").display());
+    }
     if path.exists() && !force {
         bail!("out: '{}' exists (use --force to overwrite)", path.display());
     }
