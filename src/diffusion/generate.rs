@@ -32,11 +32,21 @@ pub const METROPOLIS_STREAM: u64 = 0x494d48;
 pub struct Timed<'a> {
     inner: &'a dyn ScoreModel,
     nanos: AtomicU64,
+    stop: Option<&'a StopFlag>,
 }
+
+/// What a score evaluation refused after a stop signal: the batch it belongs to is dropped.
+const INTERRUPTED: &str = "interrupted by a stop signal";
 
 impl<'a> Timed<'a> {
     pub fn new(inner: &'a dyn ScoreModel) -> Self {
-        Timed { inner, nanos: AtomicU64::new(0) }
+        Timed { inner, nanos: AtomicU64::new(0), stop: None }
+    }
+
+    /// Every score evaluation fails once `stop` is raised: a batch of a huge lattice takes
+    /// minutes, longer than a stop signal's grace period.
+    pub fn stopping_on(self, stop: &'a StopFlag) -> Self {
+        Timed { stop: Some(stop), ..self }
     }
 
     /// Seconds spent in `score` so far.
@@ -50,6 +60,9 @@ impl ScoreModel for Timed<'_> {
         self.inner.check_lattice(lat)
     }
     fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
+        if self.stop.is_some_and(StopFlag::raised) {
+            return Err(INTERRUPTED.into());
+        }
         let t = std::time::Instant::now();
         let r = self.inner.score(lat, phi, sigma, out);
         self.nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -177,7 +190,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     let (lat, v) = (p.lattice, p.lattice.volume());
     let target = Phi4::new(lat, p.target);
     let weighted = p.settings.has_weights();
-    let timed = Timed::new(p.loaded.model.as_ref());
+    let timed = Timed::new(p.loaded.model.as_ref()).stopping_on(stop);
     let (r, nr) = (comm.rank(), comm.size());
     let b = p.batch.min(cfg.n_configs.div_ceil(nr)).max(1);
     if root {
@@ -217,20 +230,22 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     let mut progress = Progress::new("sample", cfg.n_configs as u64, "configs", root);
     let t0 = std::time::Instant::now();
     let mut evals = 0usize;
+    let mut n_done = 0usize;
     for round in 0..n_rounds {
         let first = round * per_round + r * b;
         let k = b.min(cfg.n_configs.saturating_sub(first));
-        let (mut cfgs, mut logw) = if k > 0 {
-            let sb = sample_batch(
-                &timed,
-                weighted.then_some(&target as &dyn Action),
-                lat,
-                &p.settings,
-                cfg.seed,
-                first as u64,
-                k,
-            )
-            .map_err(|e| anyhow!(e))?;
+        let batch = (k > 0).then(|| {
+            let t = weighted.then_some(&target as &dyn Action);
+            sample_batch(&timed, t, lat, &p.settings, cfg.seed, first as u64, k)
+        });
+        // A batch interrupted on any rank drops the whole round on every rank.
+        let mut interrupted = [f64::from(u8::from(matches!(&batch, Some(Err(e)) if e == INTERRUPTED)))];
+        comm.all_reduce_sum(&mut interrupted);
+        if interrupted[0] > 0.0 {
+            break;
+        }
+        let (mut cfgs, mut logw) = if let Some(sb) = batch {
+            let sb = sb.map_err(|e| anyhow!(e))?;
             evals += sb.network_evaluations();
             (sb.configs, sb.log_weight.unwrap_or_else(|| vec![0.0; k]))
         } else {
@@ -290,22 +305,27 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
                 w.append(&all32, &[&act], &[&zeros, &idx])?;
             }
         }
-        progress.inc(counts.iter().sum::<usize>() as u64);
-        if stop.raised() {
-            bail!(
-                "stopped by signal after {} of {} configurations (sampling restarts from scratch; nothing was written)",
-                (round + 1) * per_round,
-                cfg.n_configs
-            );
+        let done = counts.iter().sum::<usize>();
+        progress.inc(done as u64);
+        n_done += done;
+        // Every rank decides together (a rank stopping alone would leave the others in the
+        // next round's gather); what is done is kept as a complete, shorter ensemble.
+        let mut flag = [f64::from(u8::from(stop.raised()))];
+        comm.all_reduce_sum(&mut flag);
+        if flag[0] > 0.0 && round + 1 < n_rounds {
+            break;
         }
     }
     progress.finish();
+    if n_done == 0 {
+        bail!("stopped by signal before the first round of configurations was complete: nothing was written");
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let mut ev = [evals as f64, timed.seconds()];
     comm.all_reduce_sum(&mut ev);
     let network_share = ev[1] / (seconds * nr as f64);
     let mut s = SampleSummary {
-        n: cfg.n_configs,
+        n: n_done,
         seconds,
         ess_fraction: None,
         log_w_std: None,
@@ -326,11 +346,17 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         }
         write_attrs(&w, cfg, &p, comm, &s)?;
         w.finish()?;
+        if n_done < cfg.n_configs {
+            eprintln!(
+                "stopped by signal after {n_done} of {} configurations: those are kept as a complete, shorter ensemble (attribute stopped_by_signal = 1, n_requested)",
+                cfg.n_configs
+            );
+        }
         eprintln!(
             "wrote {} configurations to {}: {:.2} configs/s, {:.1} network evaluations/s ({:.0}% of the time in the network){}{}{}",
-            cfg.n_configs,
+            n_done,
             cfg.out.display(),
-            cfg.n_configs as f64 / seconds,
+            n_done as f64 / seconds,
             s.network_evals_per_s,
             100.0 * network_share,
             s.ess_fraction.map(|e| format!(", ESS/N = {e:.4}")).unwrap_or_default(),
@@ -367,6 +393,9 @@ fn write_attrs(w: &EnsembleWriter, cfg: &SampleConfig, p: &Plan, comm: &Comm, s:
     w.set_attr("seed", AttrValue::I64(cfg.seed as i64))?;
     w.set_attr("n_ranks", AttrValue::I64(comm.size() as i64))?;
     w.set_attr("n_chains", AttrValue::I64(1))?;
+    // A run stopped by SIGTERM/SIGUSR1 keeps what it made: say so, and how much was asked.
+    w.set_attr("n_requested", AttrValue::I64(cfg.n_configs as i64))?;
+    w.set_attr("stopped_by_signal", AttrValue::I64(i64::from(s.n < cfg.n_configs)))?;
     if let Some(e) = s.ess_fraction {
         w.set_attr("ess_fraction", AttrValue::F64(e))?;
         w.set_attr("ess", AttrValue::F64(e * s.n as f64))?;
