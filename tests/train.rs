@@ -160,6 +160,7 @@ fn physics_form_learns_on_top_of_the_prior() {
         m.theory().unwrap(),
         m.arch.sigma_data,
         m.two_point.clone(),
+        &m.magnetisation,
         lat,
     )
     .unwrap();

@@ -105,6 +105,13 @@ fn model_info(a: &InfoArgs, m: &crate::io::model::ModelFile) -> Result<()> {
         m.arch.blocks_per_level,
         m.params.len()
     );
+    if form == "physics" {
+        let zm = match m.magnetisation.len() {
+            0 => "Gaussian zero mode (file older than the magnetisation marginal)".to_string(),
+            n => format!("zero mode from {n} training magnetisations on {}", m.train_lattice),
+        };
+        println!("  prior         action + G(p), {zm}");
+    }
     println!(
         "  diffusion     VE SDE, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
         m.schedule.sigma_min, m.schedule.sigma_max, m.arch.sigma_data

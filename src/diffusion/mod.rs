@@ -15,6 +15,7 @@ pub mod objective;
 pub mod prior;
 pub mod sampler;
 pub mod train;
+pub mod zero_mode;
 
 use crate::lattice::Lattice;
 

@@ -4,6 +4,8 @@
 //!   /params, /ema, /adam_m, /adam_v   float32 [P]   flat buffers sharing one layout
 //!   /slot_rng                         uint64  [B, 4] the batch-slot random streams
 //!   /two_point                        float64 [L_t, L_x] G(p) of the training data
+//!   /magnetisation                    float64 [N]   the training data's m = Σφ/V (physics
+//!                                     form; absent in files written before it)
 //!   /data_attrs                       group: the training ensemble's attributes
 //! Root attributes: arch, layout, optimiser, schedule (JSON), step, steps, config (TOML),
 //! data, theory couplings, train_lattice, sigma_data, seed, n_ranks, latdiff_version,
@@ -31,6 +33,8 @@ pub struct ModelFile {
     pub schedule: SigmaSchedule,
     pub train_lattice: Lattice,
     pub two_point: Vec<f64>,
+    /// The training configurations' magnetisations (empty: none stored).
+    pub magnetisation: Vec<f64>,
     pub data_attrs: Vec<(String, AttrValue)>,
     /// Everything else stored as root attributes (config, theory, diagnostics, ...).
     pub attrs: Vec<(String, AttrValue)>,
@@ -88,6 +92,9 @@ impl ModelFile {
         let tp =
             ndarray::Array2::from_shape_vec((self.train_lattice.lt, self.train_lattice.lx), self.two_point.clone())?;
         f.new_dataset_builder().with_data(&tp).create("two_point")?;
+        if !self.magnetisation.is_empty() {
+            f.new_dataset_builder().with_data(self.magnetisation.as_slice()).create("magnetisation")?;
+        }
         let g = f.create_group("data_attrs")?;
         for (k, v) in &self.data_attrs {
             attrs::write_attr(&g, k, v)?;
@@ -151,6 +158,10 @@ impl ModelFile {
             schedule,
             train_lattice: lat,
             two_point: f.dataset("two_point")?.read_raw::<f64>()?,
+            magnetisation: match f.dataset("magnetisation") {
+                Ok(d) => d.read_raw::<f64>()?,
+                Err(_) => Vec::new(),
+            },
             data_attrs: attrs::read_all(&g)?,
             attrs,
         })
