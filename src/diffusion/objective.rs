@@ -94,21 +94,7 @@ pub fn network_output<B: NetOps>(
     scale_input(&mut ws.x_in, phi, sigma, net.arch.sigma_data);
     ws.net.set_input(&ws.x_in)?;
     net.forward_on(params, sigma, &mut ws.net)?;
-    ws.net.get_output(out)?;
-    if net.arch.zero_mean_output {
-        remove_lattice_means(out, sigma.len());
-    }
-    Ok(())
-}
-
-/// x_b ← x_b − mean(x_b) for each of the `batch` configurations: the orthogonal projection
-/// off the zero mode, its own adjoint, so the backward pass applies it to dL/d(output) too.
-fn remove_lattice_means<T: Float>(x: &mut [T], batch: usize) {
-    let v = x.len() / batch.max(1);
-    for c in x.chunks_exact_mut(v) {
-        let mean = c.iter().fold(T::ZERO, |a, b| a + *b) / T::from_f64(v as f64);
-        c.iter_mut().for_each(|x| *x = *x - mean);
-    }
+    ws.net.get_output(out)
 }
 
 /// The loss ℓ_b = Σ_x (a_b F_θ(φ_σ, σ_b) + e_b)² for network inputs φ_σ (`phi_sigma`),
@@ -161,9 +147,6 @@ pub fn dsm_loss_backward<B: NetOps>(
             ws.dout[i] = f * *a * ws.resid[i];
         }
     }
-    if net.arch.zero_mean_output {
-        remove_lattice_means(&mut ws.dout, ws.net.batch);
-    }
     net.backward_on(params, dparams, false, &ws.dout, &mut ws.net)
 }
 
@@ -187,13 +170,7 @@ mod tests {
 
     #[test]
     fn dsm_loss_gradient_matches_finite_differences() {
-        for zero_mean_output in [false, true] {
-            dsm_loss_gradient_check(Arch { zero_mean_output, ..Arch::tiny() });
-        }
-    }
-
-    fn dsm_loss_gradient_check(arch: Arch) {
-        let net = Network::new(arch);
+        let net = Network::new(Arch::tiny());
         let (b, h, w) = (2, 4, 6);
         let mut p: Vec<f64> = rand_vec(net.num_params(), 1).iter().map(|v| 0.5 * v).collect();
         let phi0 = rand_vec(b * h * w, 2);
@@ -210,12 +187,6 @@ mod tests {
         let mut g = vec![0.0; p.len()];
         dsm_loss_backward(&net, &p[..], &mut g[..], &mut ws).unwrap();
         let idx = (0..p.len()).step_by(p.len() / 60 + 1).collect::<Vec<_>>();
-        if net.arch.zero_mean_output {
-            let mut out = vec![0.0; b * h * w];
-            network_output(&net, &p[..], &x, &sigma, &mut out, &mut ws).unwrap();
-            let mean = out[..h * w].iter().sum::<f64>() / (h * w) as f64;
-            assert!(mean.abs() < 1e-12, "zero-mean output has mean {mean}");
-        }
         crate::nn::gradcheck::check_grad_at("dsm", &mut p, &g, &idx, &mut |q: &[f64]| {
             let mut ls = [0.0; 2];
             dsm_loss_forward(&net, q, &x, &sigma, &a, &e, &mut ls, &mut ws).unwrap()

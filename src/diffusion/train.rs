@@ -255,7 +255,6 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     let (schedule, two_point, magnetisation) = match &resume {
         Some(m) => {
             arch.sigma_data = m.arch.sigma_data;
-            arch.zero_mean_output = m.arch.zero_mean_output;
             (m.schedule, m.two_point.clone(), m.magnetisation.clone())
         }
         None => {
@@ -271,11 +270,6 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
             (SigmaSchedule { sigma_min: cfg.sigma_min, sigma_max, t_eps: 1e-5 }, data::two_point(&rows, lat), m)
         }
     };
-    // The prior's exact zero mode carries the magnetisation; the network only the rest
-    // (a resumed checkpoint keeps its own arch).
-    if resume.is_none() {
-        arch.zero_mean_output = !magnetisation.is_empty();
-    }
     let net = Network::new(arch.clone());
     let parts = super::model::score_parts(form, param, arch.sigma_data, two_point.clone(), &magnetisation, lat)
         .map_err(|e| input(anyhow!("data: {e}")))?;

@@ -44,12 +44,6 @@ pub struct Arch {
     pub fourier_seed: u64,
     /// σ_data of the input preconditioning c_in = 1/√(σ_data² + σ²).
     pub sigma_data: f64,
-    /// Whether the output has its lattice mean removed (applied by the objective, on the
-    /// host, for every device): the physics form sets it when its prior carries the exact
-    /// marginal of the magnetisation, so that a local network cannot bias the one global
-    /// mode it cannot see. The output is then local up to a uniform shift.
-    #[serde(default)]
-    pub zero_mean_output: bool,
 }
 
 impl Arch {
@@ -65,7 +59,6 @@ impl Arch {
             fourier_seed: 0x5eed,
             sigma_data: 1.0,
             norm: true,
-            zero_mean_output: false,
         }
     }
 
