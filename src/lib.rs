@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod diffusion;
 pub mod dist;
+pub mod error;
 pub mod io;
 pub mod lattice;
 pub mod mc;
