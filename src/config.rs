@@ -591,7 +591,7 @@ impl TrainConfig {
             Some(p) => read_options_file(p)?,
             // Resuming without a config file: the checkpoint's own stored configuration.
             None if flags.resume && out.exists() => {
-                let m = crate::io::model::ModelFile::read(&out).map_err(|e| anyhow!("resume: {e}"))?;
+                let m = crate::diffusion::model_file::ModelFile::read(&out).map_err(|e| anyhow!("resume: {e}"))?;
                 let text = m.attr("config").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
                 let mut o: TrainOptions =
                     toml::from_str(&text).map_err(|e| anyhow!("resume: stored config unreadable: {}", e.message()))?;

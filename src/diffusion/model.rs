@@ -3,11 +3,11 @@
 use super::engine::{self, NetEngine, Weights};
 use super::form::{ScoreForm, ScoreParts};
 use super::free::FreeScoreModel;
+use super::model_file::ModelFile;
 use super::objective::{CpuDsmWorkspace, SigmaSchedule};
 use super::prior::PhysicsPrior;
 use super::ScoreModel;
 use crate::backend::Device;
-use crate::io::model::ModelFile;
 use crate::lattice::Lattice;
 use crate::nn::{Arch, Network};
 use crate::theory::{Parametrisation, Phi4};

@@ -9,11 +9,11 @@
 use super::data::{self, Shard};
 use super::engine::{self, NetEngine, Weights};
 use super::form::{ScoreForm, ScoreParts};
+use super::model_file::ModelFile;
 use super::objective::SigmaSchedule;
 use crate::backend::Device;
 use crate::config::TrainConfig;
 use crate::dist::{block_of, Comm};
-use crate::io::model::ModelFile;
 use crate::io::{AttrValue, Ensemble};
 use crate::lattice::Lattice;
 use crate::nn::optim::{AdamW, AdamWConfig};
