@@ -6,8 +6,6 @@
 //! output file (`config` attribute) and is itself a valid `--config` file.
 
 use crate::lattice::Lattice;
-use crate::mc::hmc::Start;
-use crate::mc::Integrator;
 use crate::theory::Parametrisation;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
@@ -85,6 +83,138 @@ impl<'de> Deserialize<'de> for NTherm {
             Raw::N(n) if n >= 0 => Ok(NTherm::Fixed(n as usize)),
             Raw::N(n) => Err(serde::de::Error::custom(format!("n_therm: {n} is negative"))),
             Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+// Named choices of the options. They are plain data (a name, its parsing and printing), so
+// they live here, below the layers that act on them (`mc`, `diffusion`, which re-export
+// them where they were before): config imports nothing above `theory` and `nn`.
+
+/// MD integrator of HMC (`mc::integrator`, where its algorithm is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Integrator {
+    /// Leapfrog (velocity Verlet): one force evaluation per step, ΔH = O(dt²).
+    Leapfrog,
+    /// Omelyan's second-order minimum-norm scheme: two force evaluations per step and a
+    /// ~10× smaller error constant, so larger steps at the same acceptance.
+    Omelyan,
+}
+
+impl Integrator {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Integrator::Leapfrog => "leapfrog",
+            Integrator::Omelyan => "omelyan",
+        }
+    }
+}
+
+/// HMC start configuration (`mc::hmc::Chain::new`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// Ordered: every site at the classical vacuum, sign drawn per chain (so ⟨M⟩ = 0 over chains).
+    Cold,
+    /// Random: independent unit Gaussians per site.
+    Hot,
+    /// Even chains cold, odd chains hot; thermalisation compares the two groups.
+    Mixed,
+}
+
+/// How the network's output becomes a score (`diffusion::form`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreForm {
+    Plain,
+    #[default]
+    Physics,
+}
+
+impl ScoreForm {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "plain" => Ok(ScoreForm::Plain),
+            "physics" => Ok(ScoreForm::Physics),
+            _ => Err(format!("score_form: '{s}' is not one of plain, physics")),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ScoreForm::Plain => "plain",
+            ScoreForm::Physics => "physics",
+        }
+    }
+
+    /// The form recorded in a model file; files written before forms existed are plain.
+    pub fn from_attr(attr: Option<&str>) -> Result<Self, String> {
+        match attr {
+            None => Ok(ScoreForm::Plain),
+            Some(s) => ScoreForm::parse(s).map_err(|_| {
+                format!(
+                    "score_form '{s}' of this model is unknown to latdiff {} (known: plain, physics)",
+                    crate::VERSION
+                )
+            }),
+        }
+    }
+}
+
+/// Which integrator of the reverse process (`diffusion::sampler`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    /// Reverse SDE, one kernel step per noise level; exact path weights.
+    Em,
+    /// Predictor (as `Em`) plus Langevin corrector steps; raw samples.
+    Pc,
+    /// Probability-flow ODE, Heun; raw samples.
+    Ode,
+}
+
+impl SamplerKind {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "em" => Ok(SamplerKind::Em),
+            "pc" => Ok(SamplerKind::Pc),
+            "ode" => Ok(SamplerKind::Ode),
+            _ => Err(format!("sampler: '{s}' is not one of em, pc, ode")),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            SamplerKind::Em => "em",
+            SamplerKind::Pc => "pc",
+            SamplerKind::Ode => "ode",
+        }
+    }
+}
+
+/// Covariance of the reverse step and of the start distribution (see `diffusion::sampler`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernel {
+    /// Σ_k = Δ_k I, φ_N ~ N(0, σ_max² I).
+    Em,
+    /// Σ_k(p) = Δ_k (G + σ_{k−1}²)/(G + σ_k²), φ_N ~ N(0, G + σ_max²).
+    #[default]
+    Matched,
+}
+
+impl Kernel {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "em" => Ok(Kernel::Em),
+            "matched" => Ok(Kernel::Matched),
+            _ => Err(format!("kernel: '{s}' is not one of em, matched")),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kernel::Em => "em",
+            Kernel::Matched => "matched",
         }
     }
 }
@@ -632,7 +762,7 @@ impl TrainConfig {
         if crate::nn::Arch::preset(&self.preset).is_none() {
             bail!("preset: '{}' is not one of {}", self.preset, crate::nn::Arch::PRESETS);
         }
-        crate::diffusion::form::ScoreForm::parse(&self.score_form).map_err(|e| anyhow!(e))?;
+        ScoreForm::parse(&self.score_form).map_err(|e| anyhow!(e))?;
         if self.steps == 0 {
             bail!("steps: must be at least 1");
         }
@@ -855,8 +985,8 @@ impl SampleConfig {
         if cfg.steps == 0 {
             bail!("steps: must be at least 1");
         }
-        crate::diffusion::sampler::SamplerKind::parse(&cfg.sampler).map_err(|e| anyhow!(e))?;
-        crate::diffusion::sampler::Kernel::parse(&cfg.kernel).map_err(|e| anyhow!(e))?;
+        SamplerKind::parse(&cfg.sampler).map_err(|e| anyhow!(e))?;
+        Kernel::parse(&cfg.kernel).map_err(|e| anyhow!(e))?;
         if cfg.metropolis && cfg.sampler != "em" {
             bail!("metropolis: needs path weights, which only the em sampler has (sampler = {})", cfg.sampler);
         }
