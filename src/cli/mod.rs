@@ -111,6 +111,11 @@ pub struct Output {
     pub replace: bool,
 }
 
+/// The `--config` file is an input too: an output over it would replace it mid-run.
+fn check_config_not_out(config: &Option<std::path::PathBuf>, out: &std::path::Path) -> anyhow::Result<()> {
+    config.as_deref().map_or(Ok(()), |c| crate::io::check_not_input(out, c, "config file"))
+}
+
 /// The frame shared by the MPI commands: configuration checked before MPI starts and
 /// before any file exists, then MPI, the output's lock, thread share, signal flag and
 /// device, then `body`. Bad input is found identically on every rank and reported once
