@@ -34,7 +34,7 @@ fi
 echo "== build without MPI (single-process binary must still build and run)"
 cargo build --release --no-default-features 2>&1 | tail -1
 mkdir -p target/nompi-check
-cp target/release/latdiff target/nompi-check/latdiff
+cp "${CARGO_TARGET_DIR:-target}/release/latdiff" target/nompi-check/latdiff
 target/nompi-check/latdiff hmc --lattice 4 --n-configs 4 --n-chains 2 --n-therm 10 --out target/nompi-check/check.h5 --force 2>/dev/null
 target/nompi-check/latdiff info target/nompi-check/check.h5 >/dev/null
 echo "all test stages passed"

@@ -15,7 +15,7 @@ pub struct InfoArgs {
 
 pub fn run(a: &InfoArgs) -> Result<()> {
     if crate::io::ensemble::is_hdf5(&a.file) {
-        if let Ok(m) = crate::io::model::ModelFile::read(&a.file) {
+        if let Ok(m) = crate::diffusion::model_file::ModelFile::read(&a.file) {
             return model_info(a, &m);
         }
     }
@@ -86,7 +86,7 @@ pub fn run(a: &InfoArgs) -> Result<()> {
     Ok(())
 }
 
-fn model_info(a: &InfoArgs, m: &crate::io::model::ModelFile) -> Result<()> {
+fn model_info(a: &InfoArgs, m: &crate::diffusion::model_file::ModelFile) -> Result<()> {
     let s = |k: &str| m.attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     println!("{}", a.file.display());
     println!("  kind          score model (latdiff train)");

@@ -11,6 +11,7 @@ pub mod form;
 pub mod free;
 pub mod generate;
 pub mod model;
+pub mod model_file;
 pub mod objective;
 pub mod prior;
 pub mod sampler;

@@ -3,12 +3,12 @@
 use super::engine::{self, NetEngine, Weights};
 use super::form::{ScoreForm, ScoreParts};
 use super::free::FreeScoreModel;
+use super::model_file::ModelFile;
 use super::objective::{CpuDsmWorkspace, SigmaSchedule};
 use super::prior::PhysicsPrior;
 use super::zero_mode::ZeroModeMarginal;
 use super::ScoreModel;
 use crate::backend::Device;
-use crate::io::model::ModelFile;
 use crate::lattice::Lattice;
 use crate::nn::{Arch, Network};
 use crate::theory::{Parametrisation, Phi4};
@@ -277,10 +277,10 @@ fn load_prior(spec: &str, path: &str) -> Result<LoadedModel> {
 
 /// `free:kappa=0.2` / `free:m2=0.5` (exact analytic score), `prior:ENSEMBLE.h5` (the physics
 /// prior of an ensemble's theory and two-point function) or a model file, with a network
-/// placed on `device`. A spec or file that cannot be read is bad input (`cli::InputError`);
+/// placed on `device`. A spec or file that cannot be read is bad input (`error::InputError`);
 /// a device that fails is not.
 pub fn load(spec: &str, ema: bool, device: Device) -> Result<LoadedModel> {
-    let input = crate::cli::input_err;
+    let input = crate::error::input_err;
     if let Some(path) = spec.strip_prefix("prior:") {
         return load_prior(spec, path).map_err(|e| input(anyhow!("model: {e:#}")));
     }

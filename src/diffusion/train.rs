@@ -9,11 +9,11 @@
 use super::data::{self, Shard};
 use super::engine::{self, NetEngine, Weights};
 use super::form::{ScoreForm, ScoreParts};
+use super::model_file::ModelFile;
 use super::objective::SigmaSchedule;
 use crate::backend::Device;
 use crate::config::TrainConfig;
 use crate::dist::{block_of, Comm};
-use crate::io::model::ModelFile;
 use crate::io::{AttrValue, Ensemble};
 use crate::lattice::Lattice;
 use crate::nn::optim::{AdamW, AdamWConfig};
@@ -183,7 +183,7 @@ fn checksum20(params: &[f32]) -> f64 {
 pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<TrainSummary> {
     let root = comm.is_root();
     let (rank, n_ranks) = (comm.rank(), comm.size());
-    let input = crate::cli::input_err;
+    let input = crate::error::input_err;
 
     // ---- everything that can be wrong with the input, before any work ----
     let ens = Ensemble::open(&cfg.data).map_err(input)?;

@@ -11,8 +11,8 @@
 //! data, theory couplings, train_lattice, sigma_data, seed, n_ranks, latdiff_version,
 //! finished, and the diagnostics (validation loss, score-vs-force deviation).
 
-use super::attrs::{self, AttrValue};
-use crate::diffusion::objective::SigmaSchedule;
+use super::objective::SigmaSchedule;
+use crate::io::attrs::{self, AttrValue};
 use crate::lattice::Lattice;
 use crate::nn::optim::AdamWConfig;
 use crate::nn::{Arch, ParamLayout};
@@ -76,11 +76,11 @@ impl ModelFile {
 
     /// Writes atomically: a temporary sibling, then rename over any previous checkpoint.
     pub fn write(&self, path: &Path) -> Result<()> {
-        super::write_atomic(path, |tmp| self.write_to(tmp))
+        crate::io::write_atomic(path, |tmp| self.write_to(tmp))
     }
 
     fn write_to(&self, path: &Path) -> Result<()> {
-        let f = super::h5_create(path).with_context(|| format!("creating '{}'", path.display()))?;
+        let f = crate::io::h5_create(path).with_context(|| format!("creating '{}'", path.display()))?;
         for (name, v) in
             [("params", &self.params), ("ema", &self.ema), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)]
         {
@@ -119,7 +119,7 @@ impl ModelFile {
         if !path.exists() {
             bail!("{}: no such file", path.display());
         }
-        let f = super::h5_open(path).map_err(|_| anyhow!("{}: not an HDF5 file", path.display()))?;
+        let f = crate::io::h5_open(path).map_err(|_| anyhow!("{}: not an HDF5 file", path.display()))?;
         let kind = attrs::read_attr(&f, "kind").ok().and_then(|v| v.as_str().map(str::to_string));
         if kind.as_deref() != Some("latdiff-model") {
             bail!("{}: not a latdiff model file", path.display());
