@@ -310,6 +310,7 @@ pub fn resolve_theory(kappa: Option<f64>, m2: Option<f64>, lambda: Option<f64>) 
             finite("lambda", lambda)?;
         }
     }
+    check_representable(&p)?;
     let lambda = p.lambda();
     if lambda < 0.0 {
         bail!("lambda: {lambda} is negative (the action would be unbounded below)");
@@ -318,6 +319,24 @@ pub fn resolve_theory(kappa: Option<f64>, m2: Option<f64>, lambda: Option<f64>) 
         bail!("{}: the free theory (lambda = 0) is unstable here (needs kappa < 1/4, or m2 > 0)", p.describe());
     }
     Ok(p)
+}
+
+/// Couplings so large that the action of a start configuration overflows f64 would let a
+/// run start and fill its output with NaN: refused here, naming the couplings.
+fn check_representable(p: &Parametrisation) -> Result<()> {
+    let th = crate::theory::Phi4::new(Lattice::square(2), *p);
+    for phi in [th.classical_vacuum(), 1.0] {
+        let (s, _) = th.action_and_sum(&[phi; 4]);
+        if !s.is_finite() {
+            // Debug prints 1e200 as such (Display writes all 201 digits).
+            let couplings = match *p {
+                Parametrisation::Hopping { kappa, lambda } => format!("kappa = {kappa:?}, lambda = {lambda:?}"),
+                Parametrisation::Mass { m2, lambda } => format!("m2 = {m2:?}, lambda = {lambda:?}"),
+            };
+            bail!("{couplings}: the action of a constant field {phi:.3e} overflows (couplings out of range)");
+        }
+    }
+    Ok(())
 }
 
 /// `latdiff hmc` options: flags and TOML keys (same names, `-` ↔ `_`).
@@ -407,6 +426,10 @@ pub struct HmcOptions {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "is_false")]
     pub resume: bool,
+    /// Memory limit per rank in MiB (default: 80 % of the node's available memory shared by its ranks).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<usize>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -435,6 +458,8 @@ pub struct HmcConfig {
     pub force: bool,
     pub checkpoint_every: usize,
     pub resume: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<usize>,
 }
 
 impl Default for HmcConfig {
@@ -460,6 +485,7 @@ impl Default for HmcConfig {
             force: false,
             checkpoint_every: 0,
             resume: false,
+            max_memory: None,
         }
     }
 }
@@ -528,6 +554,7 @@ impl HmcConfig {
         if self.n_therm_max < 8 {
             bail!("n_therm_max: {} is too small (at least 8)", self.n_therm_max);
         }
+        self.check_bounds()?;
         Ok(())
     }
 
@@ -540,10 +567,24 @@ impl HmcConfig {
         Ok(())
     }
 
+    fn check_bounds(&self) -> Result<()> {
+        use crate::limits::{bound, MAX_CHAINS, MAX_CONFIGS, MAX_STEPS, MAX_TRAJECTORIES};
+        bound("n_configs", self.n_configs as u64, MAX_CONFIGS)?;
+        bound("n_chains", self.n_chains as u64, MAX_CHAINS)?;
+        if let NTherm::Fixed(n) = self.n_therm {
+            bound("n_therm", n as u64, MAX_TRAJECTORIES)?;
+        }
+        bound("n_therm_max", self.n_therm_max as u64, MAX_TRAJECTORIES)?;
+        bound("n_sep", self.n_sep as u64, MAX_TRAJECTORIES)?;
+        bound("n_md", self.n_md as u64, MAX_STEPS)?;
+        bound("cluster_updates", self.cluster_updates as u64, MAX_TRAJECTORIES)?;
+        check_max_memory(self.max_memory)
+    }
+
     /// The configuration without the keys that only steer this invocation: what must agree
     /// between a checkpoint and the run resuming it.
     fn run_identity(&self) -> HmcConfig {
-        HmcConfig { force: false, resume: false, checkpoint_every: 0, ..self.clone() }
+        HmcConfig { force: false, resume: false, checkpoint_every: 0, max_memory: None, ..self.clone() }
     }
 }
 
@@ -551,6 +592,14 @@ impl HmcConfig {
 /// file layer of a resumed run) or as the resolved configuration it was.
 pub fn stored_config<T: DeserializeOwned>(text: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| anyhow!("resume: stored config unreadable: {}", e.message()))
+}
+
+fn check_max_memory(m: Option<usize>) -> Result<()> {
+    if m == Some(0) {
+        bail!("max_memory: must be at least 1 MiB");
+    }
+    // MiB to bytes must not overflow.
+    crate::limits::bound("max_memory", m.unwrap_or(0) as u64, 1 << 40)
 }
 
 /// The first key (in TOML order) whose values differ, with both values.
@@ -653,6 +702,10 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "is_false")]
     pub force: bool,
+    /// Memory limit per rank in MiB (default: 80 % of the node's available memory shared by its ranks).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<usize>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -680,6 +733,8 @@ pub struct TrainConfig {
     pub seed: u64,
     pub resume: bool,
     pub force: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -706,6 +761,7 @@ impl Default for TrainConfig {
             seed: 1,
             resume: false,
             force: false,
+            max_memory: None,
         }
     }
 }
@@ -771,6 +827,13 @@ impl TrainConfig {
         if self.checkpoint_every == 0 {
             bail!("checkpoint_every: must be at least 1");
         }
+        {
+            use crate::limits::{bound, MAX_BATCH, MAX_CONFIGS};
+            bound("steps", self.steps, MAX_CONFIGS)?;
+            bound("warmup", self.warmup, MAX_CONFIGS)?;
+            bound("batch", self.batch as u64, MAX_BATCH)?;
+        }
+        check_max_memory(self.max_memory)?;
         Ok(())
     }
 }
@@ -845,11 +908,11 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_ema: bool,
-    /// Memory budget per rank in MiB (sets the batch size).
+    /// Memory limit per rank in MiB; also sizes the batch (default: 80 % of the node's available memory shared by its ranks, batches sized for at most 2048 MiB).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_memory: Option<usize>,
-    /// Configurations per batch (overrides --max-memory).
+    /// Configurations per batch (overrides the batch sizing by memory).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
@@ -889,7 +952,8 @@ pub struct SampleConfig {
     pub metropolis: bool,
     pub hmc_refine: usize,
     pub no_ema: bool,
-    pub max_memory: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
     pub seed: u64,
@@ -916,7 +980,7 @@ impl Default for SampleConfig {
             metropolis: false,
             hmc_refine: 0,
             no_ema: false,
-            max_memory: 2048,
+            max_memory: None,
             batch: None,
             seed: 1,
             out: PathBuf::from("generated.h5"),
@@ -964,8 +1028,14 @@ impl SampleConfig {
         if cfg.batch == Some(0) {
             bail!("batch: must be at least 1");
         }
-        if cfg.max_memory == 0 {
-            bail!("max_memory: must be at least 1 MiB");
+        check_max_memory(cfg.max_memory)?;
+        {
+            use crate::limits::{bound, MAX_BATCH, MAX_CONFIGS, MAX_STEPS, MAX_TRAJECTORIES};
+            bound("n_configs", cfg.n_configs as u64, MAX_CONFIGS)?;
+            bound("steps", cfg.steps as u64, MAX_STEPS)?;
+            bound("corrector_steps", cfg.corrector_steps as u64, MAX_TRAJECTORIES)?;
+            bound("hmc_refine", cfg.hmc_refine as u64, MAX_TRAJECTORIES)?;
+            bound("batch", cfg.batch.unwrap_or(1) as u64, MAX_BATCH)?;
         }
         Ok(cfg)
     }

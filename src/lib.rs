@@ -16,6 +16,7 @@ pub mod dist;
 pub mod error;
 pub mod io;
 pub mod lattice;
+pub mod limits;
 pub mod mc;
 pub mod nn;
 pub mod rng;

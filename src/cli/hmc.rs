@@ -18,8 +18,19 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
             _ => Err("Wolff cluster updates run on the CPU only (--cluster-updates 0 runs HMC on the GPU)"),
         },
         |cfg, comm, stop, dev| {
+            let local = comm.block_counts(cfg.n_chains)[comm.rank()];
+            let (bytes, what) =
+                crate::mc::memory::estimate(cfg, local, comm.is_root(), rayon::current_num_threads());
+            crate::limits::check(comm, bytes, &what, cfg.max_memory)?;
             crate::backend::announce();
-            crate::mc::ensemble::run_on(cfg, comm, stop, dev).map(|_| ())
+            let r = crate::mc::ensemble::run_on(cfg, comm, stop, dev).map(|_| ());
+            // The partial output is kept for a checkpoint that refers to it; a run that
+            // failed before writing one would leave only debris.
+            let ckpt = crate::mc::checkpoint::checkpoint_path(&cfg.out);
+            if r.is_err() && comm.is_root() && !ckpt.exists() {
+                let _ = std::fs::remove_file(crate::io::partial_path(&cfg.out));
+            }
+            r
         },
     )
 }

@@ -52,14 +52,14 @@ pub fn run(a: &InfoArgs) -> Result<()> {
             f("exp_minus_delta_h_err"),
             f("delta_h_rms")
         );
-        println!(
-            "  thermalised   {}",
-            if e.attr_f64("therm_ok") == Some(1.0) {
-                "yes (drift check passed)"
-            } else {
-                "NO: drift check failed, see therm_report"
-            }
-        );
+        let report: Option<crate::mc::therm::ThermReport> =
+            e.attr_str("therm_report").and_then(|t| serde_json::from_str(&t).ok());
+        let verdict = match (e.attr_f64("therm_ok") == Some(1.0), report) {
+            (true, _) => "yes (drift check passed)".to_string(),
+            (false, Some(r)) if !r.failures().is_empty() => format!("NO: {}", r.failures().join("; ")),
+            (false, _) => "NO: see therm_report".to_string(),
+        };
+        println!("  thermalised   {verdict}");
     }
     println!("  seed          {}   ranks {}   latdiff {}", f("seed"), f("n_ranks"), s("latdiff_version"));
     // Quick look at the action density, streamed in chunks.

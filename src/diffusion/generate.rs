@@ -86,7 +86,7 @@ pub struct Plan {
     pub batch: usize,
 }
 
-pub fn plan(cfg: &SampleConfig, device: Device) -> Result<Plan> {
+pub fn plan(cfg: &SampleConfig, device: Device, comm: &Comm) -> Result<Plan> {
     let loaded = model::load(&cfg.model, !cfg.no_ema, device)?;
     let lattice = match (cfg.lattice, loaded.lattice) {
         (Some(l), _) => l.0,
@@ -94,6 +94,7 @@ pub fn plan(cfg: &SampleConfig, device: Device) -> Result<Plan> {
         (None, None) => return Err(input_err(anyhow!("lattice: required with an analytic model ({})", cfg.model))),
     };
     loaded.model.check_lattice(lattice).map_err(|e| input_err(anyhow!(e)))?;
+    let batch = batch_within_budget(cfg, &loaded, lattice, comm)?;
     // Target theory: the model's, with whatever couplings the flags give instead.
     let target = if cfg.kappa.is_none() && cfg.m2.is_none() && cfg.lambda.is_none() {
         loaded.theory
@@ -125,19 +126,50 @@ pub fn plan(cfg: &SampleConfig, device: Device) -> Result<Plan> {
     settings.corrector_steps = cfg.corrector_steps;
     settings.snr = cfg.snr;
     settings.validate().map_err(|e| input_err(anyhow!(e)))?;
-    let batch = match cfg.batch {
-        Some(b) => b,
-        None => {
-            let per = loaded.file.as_ref().map_or(0, |f| model::workspace_bytes_per_config(&f.arch, lattice))
-                + 16 * 8 * lattice.volume();
-            ((cfg.max_memory << 20) / per.max(1)).clamp(1, 256)
-        }
-    };
     Ok(Plan { loaded, lattice, target, settings, batch })
 }
 
+/// Without `--max-memory`, batches are sized for at most this much per rank (more buys
+/// little speed), or the default budget where that is smaller.
+const DEFAULT_BATCH_MIB: u64 = 2048;
+
+/// The batch (`--batch`, or the largest that fits the sizing budget), checked against every
+/// rank's memory budget before anything lattice-sized is allocated. Rank 0's sizing budget
+/// is used on every rank: the rounds' layout needs one batch size.
+fn batch_within_budget(cfg: &SampleConfig, loaded: &LoadedModel, lattice: Lattice, comm: &Comm) -> Result<usize> {
+    let shape = super::memory::SampleShape {
+        arch: loaded.file.as_ref().map(|f| &f.arch),
+        n_params: loaded.file.as_ref().map_or(0, |f| f.params.len()),
+        lattice,
+        n_configs: cfg.n_configs,
+        ranks: comm.size(),
+        threads: rayon::current_num_threads(),
+        hmc_refine: cfg.hmc_refine > 0,
+        root: comm.is_root(),
+    };
+    let batch = match cfg.batch {
+        Some(b) => b,
+        None => {
+            let limit = crate::limits::budget(cfg.max_memory, comm.node_local_size());
+            let sizing = match (cfg.max_memory, limit) {
+                (Some(m), _) => (m as u64) << 20,
+                (None, Some(b)) => b.bytes.min(DEFAULT_BATCH_MIB << 20),
+                (None, None) => DEFAULT_BATCH_MIB << 20,
+            };
+            let mut bytes = sizing.to_le_bytes().to_vec();
+            comm.broadcast_bytes(&mut bytes);
+            // Sized as rank 0, which also holds the gathered rows, so that all agree.
+            let as_root = super::memory::SampleShape { root: true, ..shape };
+            as_root.batch_for(u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")))
+        }
+    };
+    let (bytes, what) = shape.bytes(batch.min(cfg.n_configs.div_ceil(comm.size())).max(1));
+    crate::limits::check(comm, bytes, &what, cfg.max_memory)?;
+    Ok(batch)
+}
+
 pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<SampleSummary> {
-    let p = plan(cfg, device)?;
+    let p = plan(cfg, device, comm)?;
     let root = comm.is_root();
     if root {
         crate::backend::announce();

@@ -195,9 +195,18 @@ pub fn score_parts(
     })
 }
 
-/// Bytes of network workspace per configuration of `arch` on `lat` (for batch sizing).
+/// Bytes of network workspace per configuration of `arch` on `lat` (for batch sizing and
+/// the memory estimate). Every buffer is a fixed part (the σ embedding) plus a part
+/// proportional to the sites, so two small workspaces give the line through both: the
+/// workspace of a lattice too large to allocate is never built to be measured.
 pub fn workspace_bytes_per_config(arch: &crate::nn::Arch, lat: Lattice) -> usize {
-    CpuDsmWorkspace::<f32>::new(&Network::new(arch.clone()), 1, lat.lt, lat.lx).net.bytes()
+    let net = Network::new(arch.clone());
+    let s = 2 * arch.stride();
+    let at = |l: usize| CpuDsmWorkspace::<f32>::new(&net, 1, l, l).net.bytes() as f64;
+    let (v0, v1) = ((s * s) as f64, (4 * s * s) as f64);
+    let (b0, b1) = (at(s), at(2 * s));
+    let per_site = (b1 - b0) / (v1 - v0);
+    (b0 + per_site * (lat.volume() as f64 - v0)).max(0.0) as usize
 }
 
 /// A loaded model with what the sampler needs besides the score.

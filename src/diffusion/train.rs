@@ -180,6 +180,24 @@ fn checksum20(params: &[f32]) -> f64 {
     ((h ^ (h >> 20) ^ (h >> 40)) & 0xF_FFFF) as f64
 }
 
+/// Refuses (as bad input, on every rank) a run whose estimate exceeds a rank's budget,
+/// before the data are read.
+fn check_memory(cfg: &TrainConfig, comm: &Comm, arch: &Arch, ens: &Ensemble, split: &data::Split) -> Result<()> {
+    let (j0, j1) = block_of(cfg.batch, comm.size(), comm.rank());
+    let shape = super::memory::TrainShape {
+        arch,
+        lattice: ens.lattice,
+        n_rows: ens.n,
+        n_train: split.n_train(),
+        n_val: split.val.len(),
+        batch: cfg.batch,
+        local: j1 - j0,
+        root: comm.is_root(),
+    };
+    let (bytes, what) = super::memory::train_bytes(&shape);
+    crate::limits::check(comm, bytes, &what, cfg.max_memory)
+}
+
 pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<TrainSummary> {
     let root = comm.is_root();
     let (rank, n_ranks) = (comm.rank(), comm.size());
@@ -243,6 +261,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
         }
     }
 
+    check_memory(cfg, comm, &arch0, &ens, &split)?;
     if root {
         crate::backend::announce();
     }

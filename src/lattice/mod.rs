@@ -2,6 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Largest extent per direction (README, Limits).
+pub const MAX_EXTENT: usize = 65536;
+/// Largest volume: a configuration is one HDF5 chunk, and chunks must stay below 4 GiB
+/// (2^28 f32 sites are 1 GiB; a chain's f64 fields are 2 GiB each).
+pub const MAX_VOLUME: usize = 1 << 28;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Lattice {
     pub lt: usize,
@@ -44,6 +50,17 @@ impl Lattice {
         if self.lt < 2 || self.lx < 2 {
             return Err(format!("lattice: {}x{} is too small (each extent must be at least 2)", self.lt, self.lx));
         }
+        if self.lt.max(self.lx) > MAX_EXTENT {
+            return Err(format!("lattice: {}x{} exceeds the largest extent {MAX_EXTENT}", self.lt, self.lx));
+        }
+        if self.lt * self.lx > MAX_VOLUME {
+            return Err(format!(
+                "lattice: {}x{} has {} sites, over the largest volume {MAX_VOLUME} (2^28)",
+                self.lt,
+                self.lx,
+                self.lt * self.lx
+            ));
+        }
         Ok(())
     }
 
@@ -80,5 +97,8 @@ mod tests {
         assert_eq!(Lattice::parse("16x32").unwrap(), Lattice::new(16, 32));
         assert!(Lattice::parse("1").unwrap_err().contains("too small"));
         assert!(Lattice::parse("abc").is_err());
+        assert!(Lattice::parse("4x100000000").unwrap_err().contains("largest extent"));
+        assert!(Lattice::parse("65536x8192").unwrap_err().contains("largest volume"));
+        assert!(Lattice::parse("65536x4096").is_ok());
     }
 }

@@ -7,10 +7,11 @@
 //! GPU with Philox random numbers: its ensembles differ bit-wise from the CPU's but sample
 //! the same distribution.
 
-use super::ensemble::update;
+use super::ensemble::{update, update_until};
 use super::hmc::{Chain, HmcParams, Start, TrajectoryResult};
 use crate::backend::Device;
 use crate::theory::Phi4;
+use crate::util::StopFlag;
 use anyhow::Result;
 use rayon::prelude::*;
 
@@ -45,6 +46,17 @@ pub trait HmcEngine {
     fn hot_starts(&self) -> Vec<bool>;
     /// `k` Markov updates of every chain; `result[chain][i]` is update i of that chain.
     fn advance(&mut self, k: usize) -> Result<Vec<Vec<TrajectoryResult>>>;
+    /// As `advance`, but None when `stop` was raised before all `k` updates were done: the
+    /// chains are then in no defined state until `restore`d. Engines that cannot stop early
+    /// (`interruptible` false) advance fully.
+    fn advance_until(&mut self, k: usize, stop: &StopFlag) -> Result<Option<Vec<Vec<TrajectoryResult>>>> {
+        let _ = stop;
+        self.advance(k).map(Some)
+    }
+    /// Whether `advance_until` may give up (the driver then saves the chains first).
+    fn interruptible(&self) -> bool {
+        false
+    }
     /// Every chain's current configuration (f32) and counters, in chain order.
     fn snapshot(&mut self) -> Result<Vec<ChainRow>>;
     /// Every chain's complete state, in chain order (checkpoints).
@@ -107,6 +119,19 @@ impl HmcEngine for CpuHmc {
     fn advance(&mut self, k: usize) -> Result<Vec<Vec<TrajectoryResult>>> {
         let (th, p, cl) = (&self.theory, &self.params, self.cluster_updates);
         Ok(self.chains.par_iter_mut().map(|c| (0..k).map(|_| update(c, th, p, cl)).collect()).collect())
+    }
+    fn advance_until(&mut self, k: usize, stop: &StopFlag) -> Result<Option<Vec<Vec<TrajectoryResult>>>> {
+        let (th, p, cl) = (&self.theory, &self.params, self.cluster_updates);
+        let raised = || stop.raised();
+        let res: Vec<Option<Vec<TrajectoryResult>>> = self
+            .chains
+            .par_iter_mut()
+            .map(|c| (0..k).map(|_| update_until(c, th, p, cl, &raised)).collect())
+            .collect();
+        Ok(res.into_iter().collect())
+    }
+    fn interruptible(&self) -> bool {
+        true
     }
     fn snapshot(&mut self) -> Result<Vec<ChainRow>> {
         Ok(self

@@ -138,14 +138,65 @@ pub struct HmcSummary {
     pub stopped: bool,
 }
 
+/// Acceptance over every chain's last quarter of `n_therm` thermalisation trajectories
+/// (collective); None when this process ran none of them (resumed at the end).
+fn last_quarter_acceptance(accepted: &[Vec<bool>], n_therm: usize, comm: &Comm) -> Option<f64> {
+    let q = n_therm.div_ceil(4);
+    let mut sums = [0.0; 2];
+    for a in accepted {
+        let tail = &a[a.len().saturating_sub(q)..];
+        sums[0] += tail.iter().filter(|&&x| x).count() as f64;
+        sums[1] += tail.len() as f64;
+    }
+    comm.all_reduce_sum(&mut sums);
+    (sums[1] > 0.0).then(|| sums[0] / sums[1])
+}
+
 /// One Markov step of a chain: an HMC trajectory followed by the configured cluster flips.
 pub fn update(chain: &mut Chain, theory: &Phi4, params: &HmcParams, cluster_updates: usize) -> TrajectoryResult {
-    let r = chain.trajectory(theory, params);
+    update_until(chain, theory, params, cluster_updates, &|| false).expect("never stopped")
+}
+
+/// As `update`, but None when `stop()` interrupts it (before or during the trajectory).
+pub fn update_until(
+    chain: &mut Chain,
+    theory: &Phi4,
+    params: &HmcParams,
+    cluster_updates: usize,
+    stop: &impl Fn() -> bool,
+) -> Option<TrajectoryResult> {
+    if stop() {
+        return None;
+    }
+    let r = chain.trajectory_until(theory, params, stop)?;
     if cluster_updates == 0 {
-        return r;
+        return Some(r);
     }
     super::cluster::wolff_updates(chain, theory, cluster_updates);
-    TrajectoryResult { action: chain.action, sum_phi: chain.sum_phi, ..r }
+    Some(TrajectoryResult { action: chain.action, sum_phi: chain.sum_phi, ..r })
+}
+
+/// `k` updates of every chain, or None on every rank when a stop signal interrupted them
+/// on any rank: the chains are then rolled back to where the batch began, so a checkpoint
+/// written now continues bit for bit. Without this a signal waits for the whole batch, which
+/// for long trajectories or huge lattices outlasts Slurm's grace period.
+fn advance_or_stop(
+    engine: &mut dyn HmcEngine,
+    k: usize,
+    comm: &Comm,
+    stop: &StopFlag,
+) -> Result<Option<Vec<Vec<TrajectoryResult>>>> {
+    let saved = if engine.interruptible() { Some(engine.save()?) } else { None };
+    let res = engine.advance_until(k, stop)?;
+    let mut gave_up = [f64::from(u8::from(res.is_none()))];
+    comm.all_reduce_sum(&mut gave_up);
+    if gave_up[0] == 0.0 {
+        return Ok(res);
+    }
+    if let Some(s) = saved {
+        engine.restore(&s)?;
+    }
+    Ok(None)
 }
 
 pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> {
@@ -217,7 +268,7 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
 
     if root {
         eprintln!(
-            "latdiff hmc: phi4 {} ({}) on {lat}, {} chains over {} rank(s) x {} thread(s), {} {}x{} tau={}, cluster flips/traj {}",
+            "latdiff hmc: phi4 {} ({}) on {lat}, {} chains over {} rank(s) x {} thread(s), {} n_md={} ({} force evaluations) tau={}, cluster flips/traj {}",
             param.describe(),
             param.name(),
             cfg.n_chains,
@@ -260,7 +311,10 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         Some(HmcCheckpoint { phase: Phase::Production { .. }, report, .. }) => report.clone(),
         _ => None,
     };
-    let report = if let Some(r) = resumed_report {
+    // Per chain, whether each thermalisation trajectory of this process was accepted (not
+    // checkpointed: after a resume the verdict sees the trajectories run since).
+    let mut accepted: Vec<Vec<bool>> = vec![Vec::new(); engine.n_chains()];
+    let mut report = if let Some(r) = resumed_report {
         r
     } else {
         loop {
@@ -270,16 +324,20 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
             let mut left = todo;
             while left > 0 {
                 let k = batch.min(left);
-                let res = engine.advance(k)?;
-                for (h, rs) in hist.iter_mut().zip(&res) {
-                    for r in rs {
-                        h.action_density.push(r.action / vf);
-                        h.abs_m.push((r.sum_phi / vf).abs());
+                let res = advance_or_stop(engine.as_mut(), k, comm, stop)?;
+                if let Some(res) = &res {
+                    for ((h, a), rs) in hist.iter_mut().zip(&mut accepted).zip(res) {
+                        for r in rs {
+                            h.action_density.push(r.action / vf);
+                            h.abs_m.push((r.sum_phi / vf).abs());
+                            a.push(r.accepted);
+                        }
                     }
+                    left -= k;
+                    progress.inc(k as u64);
                 }
-                left -= k;
-                progress.inc(k as u64);
-                if stop_everywhere(comm, stop) {
+                // `res` is None on every rank or on none, so all take part in the collective.
+                if res.is_none() || stop_everywhere(comm, stop) {
                     let p = Progressed {
                         phase: Phase::Therm { target },
                         rows_written: 0,
@@ -316,7 +374,7 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
                     })
                     .collect();
                 let report = ThermReport::from_histories(&hs);
-                let more = auto && !report.ok() && target < cfg.n_therm_max;
+                let more = auto && !report.equilibrated() && target < cfg.n_therm_max;
                 msg = serde_json::to_vec(&(report, more))?;
             }
             comm.broadcast_bytes(&mut msg);
@@ -335,6 +393,9 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         }
     };
     progress.finish();
+    if report.acceptance.is_none() {
+        report.acceptance = last_quarter_acceptance(&accepted, report.n_therm, comm);
+    }
     if root {
         eprintln!("thermalisation: {} trajectories per chain", report.n_therm);
         for l in report.lines() {
@@ -345,6 +406,15 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
                 "WARNING: thermalisation has NOT converged: the observables still drift between the last two quarters. \
                  The ensemble is not in equilibrium; use a longer --n-therm (or auto with a larger --n-therm-max), \
                  an ordered start, or --cluster-updates near criticality."
+            );
+        }
+        if report.low_acceptance() {
+            eprintln!(
+                "WARNING: HMC acceptance {:.4} over the last quarter of thermalisation is below {} %: the chains \
+                 barely move, and the drift check cannot see that. The ensemble is NOT thermalised; use more \
+                 MD steps (--n-md) or a shorter trajectory (--tau).",
+                report.acceptance.unwrap_or(0.0),
+                100.0 * super::therm::LOW_ACCEPTANCE
             );
         }
         if report.starts_disagree() {
@@ -366,7 +436,20 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     };
     let mut progress = Progress::new("hmc", ((n_rounds - first_round) * cfg.n_sep) as u64, "traj", root);
     for round in first_round..n_rounds {
-        let res = engine.advance(cfg.n_sep)?;
+        // An interrupted round was rolled back: the checkpoint is taken before it.
+        let Some(res) = advance_or_stop(engine.as_mut(), cfg.n_sep, comm, stop)? else {
+            let p = Progressed {
+                phase: Phase::Production { rounds_done: round },
+                rows_written: cfg.n_configs.min(round * cfg.n_chains),
+                report: Some(&report),
+                hist: &[],
+                stats: &stats,
+                seconds: elapsed(t0),
+            };
+            write_checkpoint(cfg, comm, engine.as_mut(), writer.as_ref(), p)?;
+            progress.finish();
+            return stopped(format!("during round {} of {n_rounds} (redone on --resume)", round + 1), elapsed(t0));
+        };
         for (st, rs) in stats.iter_mut().zip(&res) {
             rs.iter().for_each(|r| st.add(r));
         }
@@ -444,6 +527,14 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         w.finish()?;
         // The run is complete: its checkpoint (if any) has served.
         let _ = std::fs::remove_file(checkpoint_path(&cfg.out));
+        if summary.acceptance < super::therm::LOW_ACCEPTANCE {
+            eprintln!(
+                "WARNING: production acceptance {:.4} is below {} %: successive configurations are (nearly) \
+                 identical; do not use this ensemble.",
+                summary.acceptance,
+                100.0 * super::therm::LOW_ACCEPTANCE
+            );
+        }
         eprintln!(
             "wrote {} configurations to {}: acceptance {:.4}, <exp(-dH)> = {:.4} ± {:.4}, rms dH {:.3e}, {:.1} s",
             cfg.n_configs,
@@ -500,7 +591,7 @@ fn write_attrs(
     w.set_attr(
         "update_mix",
         AttrValue::Str(format!(
-            "1 HMC trajectory ({} x{} tau={}) + {} Wolff cluster flips per update",
+            "1 HMC trajectory ({} n_md={} tau={}) + {} Wolff cluster flips per update",
             cfg.integrator.name(),
             cfg.n_md,
             cfg.tau,

@@ -98,6 +98,17 @@ impl Chain {
     }
 
     pub fn trajectory(&mut self, theory: &Phi4, params: &HmcParams) -> TrajectoryResult {
+        self.trajectory_until(theory, params, &|| false).expect("never stopped")
+    }
+
+    /// As `trajectory`, but None when `stop()` interrupts the MD: the field is put back,
+    /// the random stream is not (the caller restores a saved chain to continue exactly).
+    pub fn trajectory_until(
+        &mut self,
+        theory: &Phi4,
+        params: &HmcParams,
+        stop: &impl Fn() -> bool,
+    ) -> Option<TrajectoryResult> {
         let u_tau: f64 = self.rng.random();
         let tau = params.tau * (1.0 - params.tau_jitter * u_tau);
         for p in self.mom.iter_mut() {
@@ -105,7 +116,10 @@ impl Chain {
         }
         let kinetic0 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>();
         self.phi_old.copy_from_slice(&self.phi);
-        params.integrator.integrate(theory, &mut self.phi, &mut self.mom, params.n_md, tau);
+        if !params.integrator.integrate_until(theory, &mut self.phi, &mut self.mom, params.n_md, tau, stop) {
+            self.phi.copy_from_slice(&self.phi_old);
+            return None;
+        }
         let kinetic1 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>();
         let (s1, m1) = theory.action_and_sum(&self.phi);
         let delta_h = (s1 + kinetic1) - (self.action + kinetic0);
@@ -120,6 +134,6 @@ impl Chain {
             self.phi.copy_from_slice(&self.phi_old);
         }
         self.n_traj += 1;
-        TrajectoryResult { delta_h, accepted, action: self.action, sum_phi: self.sum_phi }
+        Some(TrajectoryResult { delta_h, accepted, action: self.action, sum_phi: self.sum_phi })
     }
 }

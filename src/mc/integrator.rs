@@ -24,11 +24,29 @@ impl Integrator {
     /// Integrates (φ, p) over time `tau` in `n_md` steps. Consecutive steps' boundary kicks
     /// are merged, so leapfrog costs n_md + 1 force evaluations and Omelyan 2 n_md + 1.
     pub fn integrate<A: Action + ?Sized>(&self, action: &A, phi: &mut [f64], mom: &mut [f64], n_md: usize, tau: f64) {
+        self.integrate_until(action, phi, mom, n_md, tau, &|| false);
+    }
+
+    /// As `integrate`, but gives up (returning false, with φ and p mid-trajectory) as soon
+    /// as `stop()` says so, checked every step: one trajectory of a huge lattice or of very
+    /// many steps must not hold a stop signal for minutes.
+    pub fn integrate_until<A: Action + ?Sized>(
+        &self,
+        action: &A,
+        phi: &mut [f64],
+        mom: &mut [f64],
+        n_md: usize,
+        tau: f64,
+        stop: &impl Fn() -> bool,
+    ) -> bool {
         let dt = tau / n_md as f64;
         match self {
             Integrator::Leapfrog => {
                 action.kick(phi, mom, 0.5 * dt);
                 for step in 0..n_md {
+                    if stop() {
+                        return false;
+                    }
                     drift(phi, mom, dt);
                     let eps = if step + 1 == n_md { 0.5 * dt } else { dt };
                     action.kick(phi, mom, eps);
@@ -38,6 +56,9 @@ impl Integrator {
                 let l = OMELYAN_LAMBDA;
                 action.kick(phi, mom, l * dt);
                 for step in 0..n_md {
+                    if stop() {
+                        return false;
+                    }
                     drift(phi, mom, 0.5 * dt);
                     action.kick(phi, mom, (1.0 - 2.0 * l) * dt);
                     drift(phi, mom, 0.5 * dt);
@@ -46,6 +67,7 @@ impl Integrator {
                 }
             }
         }
+        true
     }
 }
 
@@ -107,6 +129,27 @@ mod tests {
             acc += (hamiltonian(&th, &phi, &mom) - h0).powi(2);
         }
         (acc / n as f64).sqrt()
+    }
+
+    /// A raised stop gives up within one step; an unraised one changes nothing.
+    #[test]
+    fn stop_is_checked_every_step() {
+        for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
+            let (th, phi0, mom0) = setup(5);
+            let (mut a, mut pa) = (phi0.clone(), mom0.clone());
+            integ.integrate(&th, &mut a, &mut pa, 13, 0.7);
+            let (mut b, mut pb) = (phi0.clone(), mom0.clone());
+            assert!(integ.integrate_until(&th, &mut b, &mut pb, 13, 0.7, &|| false));
+            assert_eq!((a, pa), (b, pb));
+            let steps = std::cell::Cell::new(0);
+            let stop = || {
+                steps.set(steps.get() + 1);
+                steps.get() > 3
+            };
+            let (mut c, mut pc) = (phi0.clone(), mom0.clone());
+            assert!(!integ.integrate_until(&th, &mut c, &mut pc, usize::MAX, 0.7, &stop));
+            assert_eq!(steps.get(), 4, "{integ:?}");
+        }
     }
 
     /// ⟨ΔH²⟩^{1/2} ∝ dt² for both second-order schemes, with a smaller constant for Omelyan.

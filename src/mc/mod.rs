@@ -9,6 +9,7 @@ pub mod engine;
 pub mod ensemble;
 pub mod hmc;
 pub mod integrator;
+pub mod memory;
 pub mod therm;
 
 pub use hmc::{Chain, HmcParams, TrajectoryResult};

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 /// Differences beyond this many standard errors count as drift.
 pub const DRIFT_SIGMAS: f64 = 3.0;
 
+/// HMC acceptance below this over the last quarter of thermalisation fails the verdict:
+/// chains that (almost) never move pass the drift check trivially.
+pub const LOW_ACCEPTANCE: f64 = 0.05;
+
 /// Per-chain history of the thermalisation phase.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ChainHistory {
@@ -113,6 +117,9 @@ pub struct ThermReport {
     pub n_therm: usize,
     pub drift: Vec<Comparison>,
     pub starts: Vec<Comparison>,
+    /// HMC acceptance over the last quarter (absent in reports written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<f64>,
 }
 
 impl ThermReport {
@@ -131,7 +138,7 @@ impl ThermReport {
         } else {
             Vec::new()
         };
-        ThermReport { n_therm, drift, starts }
+        ThermReport { n_therm, drift, starts, acceptance: None }
     }
 
     pub fn drifting(&self) -> bool {
@@ -142,8 +149,37 @@ impl ThermReport {
         self.starts.iter().any(Comparison::fails)
     }
 
+    pub fn low_acceptance(&self) -> bool {
+        self.acceptance.is_some_and(|a| a < LOW_ACCEPTANCE)
+    }
+
+    /// The verdict stored as `therm_ok`. Not what `auto` extends on: more trajectories do
+    /// not raise the acceptance.
     pub fn ok(&self) -> bool {
+        self.equilibrated() && !self.low_acceptance()
+    }
+
+    pub fn equilibrated(&self) -> bool {
         !self.drifting() && !self.starts_disagree()
+    }
+
+    /// Why `ok` is false, in words (empty when it is true).
+    pub fn failures(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.drifting() {
+            v.push("the drift check failed".to_string());
+        }
+        if self.starts_disagree() {
+            v.push("cold and hot starts disagree".to_string());
+        }
+        if self.low_acceptance() {
+            v.push(format!(
+                "acceptance {:.4} is below {} %",
+                self.acceptance.unwrap_or(0.0),
+                100.0 * LOW_ACCEPTANCE
+            ));
+        }
+        v
     }
 
     pub fn lines(&self) -> Vec<String> {
@@ -161,7 +197,11 @@ impl ThermReport {
         };
         let drift = self.drift.iter().map(|c| line(c, "3rd quarter", "4th quarter", "  <-- STILL DRIFTING"));
         let starts = self.starts.iter().map(|c| line(c, "cold starts", "hot starts", "  <-- STARTS DISAGREE"));
-        drift.chain(starts).collect()
+        let acc = self.acceptance.map(|a| {
+            let alarm = if self.low_acceptance() { "  <-- ACCEPTANCE TOO LOW" } else { "" };
+            format!("  {:<15} {a:.4} over the last quarter{alarm}", "acceptance")
+        });
+        drift.chain(starts).chain(acc).collect()
     }
 }
 
@@ -199,5 +239,21 @@ mod tests {
         let r = ThermReport::from_histories(&hist);
         assert!(r.starts_disagree());
         assert!(!r.drifting());
+    }
+
+    /// Chains that never move pass the drift check; the acceptance fails the verdict.
+    #[test]
+    fn frozen_chains_fail_on_acceptance() {
+        let hist: Vec<ChainHistory> = (0..8)
+            .map(|c| ChainHistory { hot_start: false, action_density: vec![c as f64; 100], abs_m: vec![1.0; 100] })
+            .collect();
+        let mut r = ThermReport::from_histories(&hist);
+        assert!(r.ok());
+        r.acceptance = Some(0.0);
+        assert!(!r.ok() && r.equilibrated() && r.low_acceptance());
+        assert!(r.failures()[0].contains("acceptance 0.0000"), "{:?}", r.failures());
+        assert!(r.lines().last().unwrap().contains("ACCEPTANCE TOO LOW"));
+        r.acceptance = Some(0.5);
+        assert!(r.ok() && r.failures().is_empty());
     }
 }
