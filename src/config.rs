@@ -4,10 +4,14 @@
 //! schema (every field optional, unknown keys refused), and one resolved struct with every
 //! value filled in. The resolved struct serialises to TOML: that text is stored in every
 //! output file (`config` attribute) and is itself a valid `--config` file.
+//!
+//! Plain data and parsing, below every layer that uses it (docs/architecture.md): it
+//! imports nothing above `theory` and `nn`, and touches the file system only to read its
+//! TOML file and to check that named inputs exist. What needs the outputs or a checkpoint
+//! (resuming from a stored configuration, output checks) is the command's, in
+//! `cli::{hmc, train, sample}::resolve`.
 
 use crate::lattice::Lattice;
-use crate::mc::hmc::Start;
-use crate::mc::Integrator;
 use crate::theory::Parametrisation;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
@@ -85,6 +89,138 @@ impl<'de> Deserialize<'de> for NTherm {
             Raw::N(n) if n >= 0 => Ok(NTherm::Fixed(n as usize)),
             Raw::N(n) => Err(serde::de::Error::custom(format!("n_therm: {n} is negative"))),
             Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+// Named choices of the options. They are plain data (a name, its parsing and printing), so
+// they live here, below the layers that act on them (`mc`, `diffusion`, which re-export
+// them where they were before): config imports nothing above `theory` and `nn`.
+
+/// MD integrator of HMC (`mc::integrator`, where its algorithm is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Integrator {
+    /// Leapfrog (velocity Verlet): one force evaluation per step, ΔH = O(dt²).
+    Leapfrog,
+    /// Omelyan's second-order minimum-norm scheme: two force evaluations per step and a
+    /// ~10× smaller error constant, so larger steps at the same acceptance.
+    Omelyan,
+}
+
+impl Integrator {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Integrator::Leapfrog => "leapfrog",
+            Integrator::Omelyan => "omelyan",
+        }
+    }
+}
+
+/// HMC start configuration (`mc::hmc::Chain::new`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// Ordered: every site at the classical vacuum, sign drawn per chain (so ⟨M⟩ = 0 over chains).
+    Cold,
+    /// Random: independent unit Gaussians per site.
+    Hot,
+    /// Even chains cold, odd chains hot; thermalisation compares the two groups.
+    Mixed,
+}
+
+/// How the network's output becomes a score (`diffusion::form`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreForm {
+    Plain,
+    #[default]
+    Physics,
+}
+
+impl ScoreForm {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "plain" => Ok(ScoreForm::Plain),
+            "physics" => Ok(ScoreForm::Physics),
+            _ => Err(format!("score_form: '{s}' is not one of plain, physics")),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ScoreForm::Plain => "plain",
+            ScoreForm::Physics => "physics",
+        }
+    }
+
+    /// The form recorded in a model file; files written before forms existed are plain.
+    pub fn from_attr(attr: Option<&str>) -> Result<Self, String> {
+        match attr {
+            None => Ok(ScoreForm::Plain),
+            Some(s) => ScoreForm::parse(s).map_err(|_| {
+                format!(
+                    "score_form '{s}' of this model is unknown to latdiff {} (known: plain, physics)",
+                    crate::VERSION
+                )
+            }),
+        }
+    }
+}
+
+/// Which integrator of the reverse process (`diffusion::sampler`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    /// Reverse SDE, one kernel step per noise level; exact path weights.
+    Em,
+    /// Predictor (as `Em`) plus Langevin corrector steps; raw samples.
+    Pc,
+    /// Probability-flow ODE, Heun; raw samples.
+    Ode,
+}
+
+impl SamplerKind {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "em" => Ok(SamplerKind::Em),
+            "pc" => Ok(SamplerKind::Pc),
+            "ode" => Ok(SamplerKind::Ode),
+            _ => Err(format!("sampler: '{s}' is not one of em, pc, ode")),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            SamplerKind::Em => "em",
+            SamplerKind::Pc => "pc",
+            SamplerKind::Ode => "ode",
+        }
+    }
+}
+
+/// Covariance of the reverse step and of the start distribution (see `diffusion::sampler`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernel {
+    /// Σ_k = Δ_k I, φ_N ~ N(0, σ_max² I).
+    Em,
+    /// Σ_k(p) = Δ_k (G + σ_{k−1}²)/(G + σ_k²), φ_N ~ N(0, G + σ_max²).
+    #[default]
+    Matched,
+}
+
+impl Kernel {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "em" => Ok(Kernel::Em),
+            "matched" => Ok(Kernel::Matched),
+            _ => Err(format!("kernel: '{s}' is not one of em, matched")),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kernel::Em => "em",
+            Kernel::Matched => "matched",
         }
     }
 }
@@ -355,22 +491,14 @@ impl Default for HmcConfig {
 }
 
 impl HmcConfig {
-    pub fn from_options(flags: &HmcOptions) -> Result<Self> {
-        let out = flags.out.clone().unwrap_or_else(|| HmcConfig::default().out);
-        let ckpt = crate::mc::checkpoint::checkpoint_path(&out);
-        let file: HmcOptions = match &flags.config {
-            Some(p) => read_options_file(p)?,
-            // Resuming without a config file: the checkpoint's own stored configuration.
-            None if flags.resume && ckpt.exists() => {
-                let text = crate::mc::checkpoint::HmcCheckpoint::read_config(&ckpt)?;
-                toml::from_str(&text).map_err(|e| anyhow!("resume: stored config unreadable: {}", e.message()))?
-            }
-            None => HmcOptions::default(),
-        };
-        check_finite([&file, flags], |o| {
+    /// Flags over `file` over defaults, checked. `file` is the `--config` file or, resuming
+    /// without one, the checkpoint's stored configuration: `cli::hmc::resolve` reads it, and
+    /// checks the output and the checkpoint afterwards (config reads no HDF5 file).
+    pub fn from_layers(file: &HmcOptions, flags: &HmcOptions) -> Result<Self> {
+        check_finite([file, flags], |o| {
             vec![("kappa", o.kappa), ("m2", o.m2), ("lambda", o.lambda), ("tau", o.tau), ("tau_jitter", o.tau_jitter)]
         })?;
-        let mut cfg: HmcConfig = merge(&file, flags)?;
+        let mut cfg: HmcConfig = merge(file, flags)?;
         // Record the resolved theory explicitly (defaults included) in the stored config.
         match cfg.theory()? {
             Parametrisation::Hopping { kappa, lambda } => {
@@ -383,7 +511,6 @@ impl HmcConfig {
             }
         }
         cfg.validate()?;
-        check_config_not_out(&flags.config, &cfg.out)?;
         Ok(cfg)
     }
 
@@ -395,6 +522,7 @@ impl HmcConfig {
         self.lattice.0
     }
 
+    /// Checks that need no file.
     pub fn validate(&self) -> Result<()> {
         self.lattice.0.validate().map_err(|e| anyhow!(e))?;
         self.theory()?;
@@ -427,17 +555,14 @@ impl HmcConfig {
             bail!("n_therm_max: {} is too small (at least 8)", self.n_therm_max);
         }
         self.check_bounds()?;
-        crate::io::check_output_path(&self.out, self.force)?;
-        if self.resume {
-            let ckpt = crate::mc::checkpoint::checkpoint_path(&self.out);
-            let stored: HmcConfig = toml::from_str(&crate::mc::checkpoint::HmcCheckpoint::read_config(&ckpt)?)
-                .map_err(|e| anyhow!("resume: stored config unreadable: {}", e.message()))?;
-            if let Some((key, was, now)) = first_difference(&stored.run_identity(), &self.run_identity()) {
-                bail!(
-                    "resume: checkpoint '{}' was made with {key} = {was}, this run has {key} = {now}",
-                    ckpt.display()
-                );
-            }
+        Ok(())
+    }
+
+    /// Resuming: this run against `stored`, the configuration in its checkpoint `ckpt`.
+    pub fn check_resumes(&self, stored: &str, ckpt: &Path) -> Result<()> {
+        let stored: HmcConfig = stored_config(stored)?;
+        if let Some((key, was, now)) = first_difference(&stored.run_identity(), &self.run_identity()) {
+            bail!("resume: checkpoint '{}' was made with {key} = {was}, this run has {key} = {now}", ckpt.display());
         }
         Ok(())
     }
@@ -463,17 +588,18 @@ impl HmcConfig {
     }
 }
 
+/// A configuration stored in a checkpoint (its `config` attribute), read as options (the
+/// file layer of a resumed run) or as the resolved configuration it was.
+pub fn stored_config<T: DeserializeOwned>(text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| anyhow!("resume: stored config unreadable: {}", e.message()))
+}
+
 fn check_max_memory(m: Option<usize>) -> Result<()> {
     if m == Some(0) {
         bail!("max_memory: must be at least 1 MiB");
     }
     // MiB to bytes must not overflow.
     crate::limits::bound("max_memory", m.unwrap_or(0) as u64, 1 << 40)
-}
-
-/// The `--config` file is an input too: an output over it would replace it mid-run.
-fn check_config_not_out(config: &Option<PathBuf>, out: &Path) -> Result<()> {
-    config.as_deref().map_or(Ok(()), |c| crate::io::check_not_input(out, c, "config file"))
 }
 
 /// The first key (in TOML order) whose values differ, with both values.
@@ -641,25 +767,11 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    pub fn from_options(flags: &TrainOptions) -> Result<Self> {
-        let out = flags.out.clone().unwrap_or_else(|| TrainConfig::default().out);
-        let file: TrainOptions = match &flags.config {
-            Some(p) => read_options_file(p)?,
-            // Resuming without a config file: the checkpoint's own stored configuration.
-            None if flags.resume && out.exists() => {
-                let m = crate::io::model::ModelFile::read(&out).map_err(|e| anyhow!("resume: {e}"))?;
-                let text = m.attr("config").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                let mut o: TrainOptions =
-                    toml::from_str(&text).map_err(|e| anyhow!("resume: stored config unreadable: {}", e.message()))?;
-                // Checkpoints older than score forms are plain, whatever today's default is.
-                if o.score_form.is_none() {
-                    o.score_form = Some(crate::diffusion::model::model_form(&m)?.name().to_string());
-                }
-                o
-            }
-            None => TrainOptions::default(),
-        };
-        check_finite([&file, flags], |o| {
+    /// Flags over `file` over defaults, checked. `file` is the `--config` file or, resuming
+    /// without one, the checkpoint's stored configuration: `cli::train::resolve` reads it, and
+    /// checks the output afterwards (config reads no HDF5 file).
+    pub fn from_layers(file: &TrainOptions, flags: &TrainOptions) -> Result<Self> {
+        check_finite([file, flags], |o| {
             vec![
                 ("lr", o.lr),
                 ("lr_min", o.lr_min),
@@ -671,9 +783,8 @@ impl TrainConfig {
                 ("val_fraction", o.val_fraction),
             ]
         })?;
-        let cfg: TrainConfig = merge(&file, flags)?;
+        let cfg: TrainConfig = merge(file, flags)?;
         cfg.validate()?;
-        check_config_not_out(&flags.config, &cfg.out)?;
         Ok(cfg)
     }
 
@@ -688,7 +799,7 @@ impl TrainConfig {
         if crate::nn::Arch::preset(&self.preset).is_none() {
             bail!("preset: '{}' is not one of {}", self.preset, crate::nn::Arch::PRESETS);
         }
-        crate::diffusion::form::ScoreForm::parse(&self.score_form).map_err(|e| anyhow!(e))?;
+        ScoreForm::parse(&self.score_form).map_err(|e| anyhow!(e))?;
         if self.steps == 0 {
             bail!("steps: must be at least 1");
         }
@@ -723,14 +834,6 @@ impl TrainConfig {
             bound("batch", self.batch as u64, MAX_BATCH)?;
         }
         check_max_memory(self.max_memory)?;
-        crate::io::check_not_input(&self.out, &self.data, "training data")?;
-        if self.resume {
-            if !self.out.exists() {
-                bail!("resume: no checkpoint at '{}'", self.out.display());
-            }
-        } else {
-            crate::io::check_output_path(&self.out, self.force)?;
-        }
         Ok(())
     }
 }
@@ -887,12 +990,10 @@ impl Default for SampleConfig {
 }
 
 impl SampleConfig {
-    pub fn from_options(flags: &SampleOptions) -> Result<Self> {
-        let file: SampleOptions = match &flags.config {
-            Some(p) => read_options_file(p)?,
-            None => SampleOptions::default(),
-        };
-        check_finite([&file, flags], |o| {
+    /// Flags over `file` (the `--config` file, which `cli::sample::resolve` reads) over
+    /// defaults, checked; the output is checked by the caller afterwards.
+    pub fn from_layers(file: &SampleOptions, flags: &SampleOptions) -> Result<Self> {
+        check_finite([file, flags], |o| {
             vec![
                 ("kappa", o.kappa),
                 ("m2", o.m2),
@@ -902,11 +1003,11 @@ impl SampleConfig {
                 ("snr", o.snr),
             ]
         })?;
-        let cfg: SampleConfig = merge(&file, flags)?;
+        let cfg: SampleConfig = merge(file, flags)?;
         if cfg.model.is_empty() {
             bail!("model: no model given (--model model.h5, or --model free:kappa=0.2)");
         }
-        let path = cfg.model.strip_prefix("prior:").unwrap_or(&cfg.model);
+        let path = cfg.model_path();
         if !cfg.model.starts_with("free:") && !Path::new(path).exists() {
             bail!("model: '{path}' does not exist");
         }
@@ -919,8 +1020,8 @@ impl SampleConfig {
         if cfg.steps == 0 {
             bail!("steps: must be at least 1");
         }
-        crate::diffusion::sampler::SamplerKind::parse(&cfg.sampler).map_err(|e| anyhow!(e))?;
-        crate::diffusion::sampler::Kernel::parse(&cfg.kernel).map_err(|e| anyhow!(e))?;
+        SamplerKind::parse(&cfg.sampler).map_err(|e| anyhow!(e))?;
+        Kernel::parse(&cfg.kernel).map_err(|e| anyhow!(e))?;
         if cfg.metropolis && cfg.sampler != "em" {
             bail!("metropolis: needs path weights, which only the em sampler has (sampler = {})", cfg.sampler);
         }
@@ -936,11 +1037,11 @@ impl SampleConfig {
             bound("hmc_refine", cfg.hmc_refine as u64, MAX_TRAJECTORIES)?;
             bound("batch", cfg.batch.unwrap_or(1) as u64, MAX_BATCH)?;
         }
-        if !cfg.model.starts_with("free:") {
-            crate::io::check_not_input(&cfg.out, Path::new(path), "model")?;
-        }
-        check_config_not_out(&flags.config, &cfg.out)?;
-        crate::io::check_output_path(&cfg.out, cfg.force)?;
         Ok(cfg)
+    }
+
+    /// The model's file (`prior:` stripped); meaningless for `free:` models.
+    pub fn model_path(&self) -> &str {
+        self.model.strip_prefix("prior:").unwrap_or(&self.model)
     }
 }

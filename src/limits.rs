@@ -114,7 +114,7 @@ pub fn check(comm: &Comm, estimate: u64, what: &str, max_memory_mib: Option<usiz
     if line.is_empty() {
         return Ok(());
     }
-    Err(crate::cli::input_err(anyhow::anyhow!("{}", String::from_utf8_lossy(&line))))
+    Err(crate::error::input_err(anyhow::anyhow!("{}", String::from_utf8_lossy(&line))))
 }
 
 /// The one line refusing `estimate` over `budget`, or None when it fits.

@@ -4,7 +4,7 @@
 
 use cudarc::driver::CudaSlice;
 use latdiff::backend::cuda::CudaBackend;
-use latdiff::backend::cuda_hmc::{reference_trajectory, CudaHmc};
+use latdiff::mc::cuda_hmc::{reference_trajectory, CudaHmc};
 use latdiff::backend::{cuda_nn as g, cuda_usable, philox};
 use latdiff::lattice::Lattice;
 use latdiff::mc::engine::HmcSetup;

@@ -4,15 +4,16 @@
 mod common;
 use common::*;
 use latdiff::backend::Device;
-use latdiff::config::{TrainConfig, TrainOptions};
+use latdiff::cli::train::resolve;
+use latdiff::config::TrainOptions;
 use latdiff::diffusion::engine::{self, Weights};
 use latdiff::diffusion::form::{ScoreForm, ScoreParts};
 use latdiff::diffusion::free::FreeScoreModel;
+use latdiff::diffusion::model_file::ModelFile;
 use latdiff::diffusion::objective::SigmaSchedule;
 use latdiff::diffusion::train::{train, Validation};
 use latdiff::diffusion::ScoreModel;
 use latdiff::dist::Comm;
-use latdiff::io::model::ModelFile;
 use latdiff::io::Ensemble;
 use latdiff::lattice::Lattice;
 use latdiff::nn::Network;
@@ -62,7 +63,7 @@ fn tiny_network_learns_the_free_field_score() {
     o.sigma_max = Some(9.0);
     o.lr = Some(3e-3);
     o.val_fraction = Some(0.1);
-    let cfg = TrainConfig::from_options(&o).unwrap();
+    let cfg = resolve(&o).unwrap();
     train(&cfg, &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
 
     let m = ModelFile::read(&out).unwrap();
@@ -143,7 +144,7 @@ fn physics_form_learns_on_top_of_the_prior() {
     o.score_form = Some("physics".into());
     o.lr = Some(3e-3);
     o.val_fraction = Some(0.1);
-    let cfg = TrainConfig::from_options(&o).unwrap();
+    let cfg = resolve(&o).unwrap();
     train(&cfg, &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
 
     let m = ModelFile::read(&out).unwrap();
@@ -160,6 +161,7 @@ fn physics_form_learns_on_top_of_the_prior() {
         m.theory().unwrap(),
         m.arch.sigma_data,
         m.two_point.clone(),
+        &m.magnetisation,
         lat,
     )
     .unwrap();
@@ -187,11 +189,11 @@ fn resume_is_bit_for_bit() {
     let straight = dir.path().join("straight.h5");
     let mut o = opts(&data, &straight, 10, 8);
     o.checkpoint_every = Some(5);
-    train(&TrainConfig::from_options(&o).unwrap(), &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
+    train(&resolve(&o).unwrap(), &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
 
     let split = dir.path().join("split.h5");
     let o5 = opts(&data, &split, 10, 8);
-    let mut cfg5 = TrainConfig::from_options(&o5).unwrap();
+    let mut cfg5 = resolve(&o5).unwrap();
     cfg5.checkpoint_every = 5;
     // Stop after 5 steps as a signal would: raise the flag once the first checkpoint exists.
     let stop = StopFlag::none();
@@ -211,7 +213,7 @@ fn resume_is_bit_for_bit() {
     let mut orr = opts(&data, &split, 10, 8);
     orr.resume = true;
     orr.force = false;
-    let r2 = train(&TrainConfig::from_options(&orr).unwrap(), &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
+    let r2 = train(&resolve(&orr).unwrap(), &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
     assert!(r2.finished);
     let (a, b) = (ModelFile::read(&straight).unwrap(), ModelFile::read(&split).unwrap());
     assert_eq!(a.step, 10);

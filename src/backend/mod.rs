@@ -4,7 +4,6 @@
 use anyhow::{bail, Result};
 
 pub mod cuda;
-pub mod cuda_hmc;
 pub mod cuda_nn;
 pub mod kernels;
 pub mod philox;

@@ -1,11 +1,13 @@
 //! `latdiff hmc`.
 
 use crate::backend::DeviceRequest;
-use crate::config::{HmcConfig, HmcOptions};
+use crate::config::{read_options_file, stored_config, HmcConfig, HmcOptions};
+use crate::mc::checkpoint::{checkpoint_path, HmcCheckpoint};
+use anyhow::Result;
 
 pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> i32 {
     super::run_distributed(
-        HmcConfig::from_options(opts),
+        resolve(opts),
         device,
         threads,
         |cfg| super::Output { path: cfg.out.clone(), replace: cfg.force },
@@ -31,4 +33,27 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
             r
         },
     )
+}
+
+/// The run's configuration: flags over the `--config` file (or, resuming without one, the
+/// checkpoint's stored configuration) over defaults; then the checks that need the files:
+/// the output may be written, a resumed run matches its checkpoint, the output is not the
+/// `--config` file.
+pub fn resolve(flags: &HmcOptions) -> Result<HmcConfig> {
+    let out = flags.out.clone().unwrap_or_else(|| HmcConfig::default().out);
+    let ckpt = checkpoint_path(&out);
+    let file: HmcOptions = match &flags.config {
+        Some(p) => read_options_file(p)?,
+        // Resuming without a config file: the checkpoint's own stored configuration.
+        None if flags.resume && ckpt.exists() => stored_config(&HmcCheckpoint::read_config(&ckpt)?)?,
+        None => HmcOptions::default(),
+    };
+    let cfg = HmcConfig::from_layers(&file, flags)?;
+    crate::io::check_output_path(&cfg.out, cfg.force)?;
+    if cfg.resume {
+        let ckpt = checkpoint_path(&cfg.out);
+        cfg.check_resumes(&HmcCheckpoint::read_config(&ckpt)?, &ckpt)?;
+    }
+    super::check_config_not_out(&flags.config, &cfg.out)?;
+    Ok(cfg)
 }

@@ -15,7 +15,7 @@ pub struct InfoArgs {
 
 pub fn run(a: &InfoArgs) -> Result<()> {
     if crate::io::ensemble::is_hdf5(&a.file) {
-        if let Ok(m) = crate::io::model::ModelFile::read(&a.file) {
+        if let Ok(m) = crate::diffusion::model_file::ModelFile::read(&a.file) {
             return model_info(a, &m);
         }
         if let Some(f) = hmc_checkpoint(&a.file) {
@@ -92,7 +92,7 @@ pub fn run(a: &InfoArgs) -> Result<()> {
     Ok(())
 }
 
-fn model_info(a: &InfoArgs, m: &crate::io::model::ModelFile) -> Result<()> {
+fn model_info(a: &InfoArgs, m: &crate::diffusion::model_file::ModelFile) -> Result<()> {
     let s = |k: &str| m.attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     println!("{}", a.file.display());
     println!("  kind          score model (latdiff train)");
@@ -111,6 +111,13 @@ fn model_info(a: &InfoArgs, m: &crate::io::model::ModelFile) -> Result<()> {
         m.arch.blocks_per_level,
         m.params.len()
     );
+    if form == "physics" {
+        let zm = match m.magnetisation.len() {
+            0 => "Gaussian zero mode (file older than the magnetisation marginal)".to_string(),
+            n => format!("zero mode from {n} training magnetisations on {}", m.train_lattice),
+        };
+        println!("  prior         action + G(p), {zm}");
+    }
     println!(
         "  diffusion     VE SDE, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
         m.schedule.sigma_min, m.schedule.sigma_max, m.arch.sigma_data

@@ -43,21 +43,8 @@ pub enum Command {
     Analyze(analyze::AnalyzeArgs),
 }
 
-/// Errors found before any work: the same on every rank, printed once, exit code 2.
-#[derive(Debug)]
-pub struct InputError(pub anyhow::Error);
-
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
-    }
-}
-impl std::error::Error for InputError {}
-
-/// Wraps a validation error so `main` reports it as bad input.
-pub fn input_err(e: anyhow::Error) -> anyhow::Error {
-    anyhow::Error::new(InputError(e))
-}
+// Bad input is raised by every layer, so its type lives at the bottom (`crate::error`).
+pub use crate::error::{input_err, InputError};
 
 pub fn main() -> i32 {
     let cli = match help::parse() {
@@ -121,6 +108,11 @@ pub fn report(r: anyhow::Result<()>, rank: usize) -> i32 {
 pub struct Output {
     pub path: std::path::PathBuf,
     pub replace: bool,
+}
+
+/// The `--config` file is an input too: an output over it would replace it mid-run.
+fn check_config_not_out(config: &Option<std::path::PathBuf>, out: &std::path::Path) -> anyhow::Result<()> {
+    config.as_deref().map_or(Ok(()), |c| crate::io::check_not_input(out, c, "config file"))
 }
 
 /// The frame shared by the MPI commands: configuration checked before MPI starts and

@@ -1,15 +1,33 @@
 //! `latdiff sample`.
 
 use crate::backend::DeviceRequest;
-use crate::config::{SampleConfig, SampleOptions};
+use crate::config::{read_options_file, SampleConfig, SampleOptions};
+use anyhow::Result;
+use std::path::Path;
 
 pub fn run(opts: &SampleOptions, device: DeviceRequest, threads: Option<usize>) -> i32 {
     super::run_distributed(
-        SampleConfig::from_options(opts),
+        resolve(opts),
         device,
         threads,
         |cfg| super::Output { path: cfg.out.clone(), replace: cfg.force },
         |_| Ok(()),
         |cfg, comm, stop, dev| crate::diffusion::generate::run(cfg, comm, stop, dev).map(|_| ()),
     )
+}
+
+/// The run's configuration: flags over the `--config` file over defaults; then the checks
+/// that need the files: the output is not the model nor the `--config` file, and may be written.
+pub fn resolve(flags: &SampleOptions) -> Result<SampleConfig> {
+    let file: SampleOptions = match &flags.config {
+        Some(p) => read_options_file(p)?,
+        None => SampleOptions::default(),
+    };
+    let cfg = SampleConfig::from_layers(&file, flags)?;
+    if !cfg.model.starts_with("free:") {
+        crate::io::check_not_input(&cfg.out, Path::new(cfg.model_path()), "model")?;
+    }
+    super::check_config_not_out(&flags.config, &cfg.out)?;
+    crate::io::check_output_path(&cfg.out, cfg.force)?;
+    Ok(cfg)
 }

@@ -1,15 +1,52 @@
 //! `latdiff train`.
 
 use crate::backend::DeviceRequest;
-use crate::config::{TrainConfig, TrainOptions};
+use crate::config::{read_options_file, stored_config, TrainConfig, TrainOptions};
+use crate::diffusion::model::model_form;
+use crate::diffusion::model_file::ModelFile;
+use anyhow::{anyhow, bail, Result};
 
 pub fn run(opts: &TrainOptions, device: DeviceRequest, threads: Option<usize>) -> i32 {
     super::run_distributed(
-        TrainConfig::from_options(opts),
+        resolve(opts),
         device,
         threads,
         |cfg| super::Output { path: cfg.out.clone(), replace: cfg.force || cfg.resume },
         |_| Ok(()),
         |cfg, comm, stop, dev| crate::diffusion::train::train(cfg, comm, stop, dev).map(|_| ()),
     )
+}
+
+/// The run's configuration: flags over the `--config` file (or, resuming without one, the
+/// checkpoint's stored configuration) over defaults; then the checks that need the files:
+/// the output is not the training data, may be written (or, resuming, exists), and is not
+/// the `--config` file.
+pub fn resolve(flags: &TrainOptions) -> Result<TrainConfig> {
+    let out = flags.out.clone().unwrap_or_else(|| TrainConfig::default().out);
+    let file: TrainOptions = match &flags.config {
+        Some(p) => read_options_file(p)?,
+        // Resuming without a config file: the checkpoint's own stored configuration.
+        None if flags.resume && out.exists() => {
+            let m = ModelFile::read(&out).map_err(|e| anyhow!("resume: {e}"))?;
+            let text = m.attr("config").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let mut o: TrainOptions = stored_config(&text)?;
+            // Checkpoints older than score forms are plain, whatever today's default is.
+            if o.score_form.is_none() {
+                o.score_form = Some(model_form(&m)?.name().to_string());
+            }
+            o
+        }
+        None => TrainOptions::default(),
+    };
+    let cfg = TrainConfig::from_layers(&file, flags)?;
+    crate::io::check_not_input(&cfg.out, &cfg.data, "training data")?;
+    if cfg.resume {
+        if !cfg.out.exists() {
+            bail!("resume: no checkpoint at '{}'", cfg.out.display());
+        }
+    } else {
+        crate::io::check_output_path(&cfg.out, cfg.force)?;
+    }
+    super::check_config_not_out(&flags.config, &cfg.out)?;
+    Ok(cfg)
 }

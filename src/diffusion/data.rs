@@ -205,6 +205,12 @@ pub fn two_point(configs: &[f32], lat: Lattice) -> Vec<f64> {
     g
 }
 
+/// m = Σφ/V of each configuration.
+pub fn magnetisations(configs: &[f32], lat: Lattice) -> Vec<f64> {
+    let v = lat.volume();
+    configs.chunks_exact(v).map(|c| c.iter().map(|&x| x as f64).sum::<f64>() / v as f64).collect()
+}
+
 /// Two-point function G(p) measured on `from`, carried to the lattice `to`: the
 /// position-space G(x) within half of each extent of the origin (zero beyond),
 /// transformed on `to`, and kept positive. Exact only when `to == from`.

@@ -10,48 +10,11 @@
 //!   O(σ_min²), whatever the network learnt. At large σ, a → 1 as in the plain form. The
 //!   target is the reduced-variance combination of [`PhysicsPrior::denoising_offset`].
 
-use serde::{Deserialize, Serialize};
-
 use super::prior::PhysicsPrior;
 use rayon::prelude::*;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScoreForm {
-    Plain,
-    #[default]
-    Physics,
-}
-
-impl ScoreForm {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "plain" => Ok(ScoreForm::Plain),
-            "physics" => Ok(ScoreForm::Physics),
-            _ => Err(format!("score_form: '{s}' is not one of plain, physics")),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            ScoreForm::Plain => "plain",
-            ScoreForm::Physics => "physics",
-        }
-    }
-
-    /// The form recorded in a model file; files written before forms existed are plain.
-    pub fn from_attr(attr: Option<&str>) -> Result<Self, String> {
-        match attr {
-            None => Ok(ScoreForm::Plain),
-            Some(s) => ScoreForm::parse(s).map_err(|_| {
-                format!(
-                    "score_form '{s}' of this model is unknown to latdiff {} (known: plain, physics)",
-                    crate::VERSION
-                )
-            }),
-        }
-    }
-}
+/// Named in the options, so config's (plain data).
+pub use crate::config::ScoreForm;
 
 /// A score form with what it needs on one lattice.
 pub enum ScoreParts {

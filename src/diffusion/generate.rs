@@ -8,7 +8,7 @@ use super::model::{self, LoadedModel};
 use super::sampler::{sample_batch, Imh, Kernel, SamplerKind, SamplerSettings};
 use super::ScoreModel;
 use crate::backend::Device;
-use crate::cli::input_err;
+use crate::error::input_err;
 use crate::config::{resolve_theory, SampleConfig};
 use crate::dist::Comm;
 use crate::io::{AttrValue, EnsembleWriter};

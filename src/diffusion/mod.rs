@@ -12,10 +12,12 @@ pub mod free;
 pub mod generate;
 pub mod memory;
 pub mod model;
+pub mod model_file;
 pub mod objective;
 pub mod prior;
 pub mod sampler;
 pub mod train;
+pub mod zero_mode;
 
 use crate::lattice::Lattice;
 

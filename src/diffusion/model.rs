@@ -3,11 +3,12 @@
 use super::engine::{self, NetEngine, Weights};
 use super::form::{ScoreForm, ScoreParts};
 use super::free::FreeScoreModel;
+use super::model_file::ModelFile;
 use super::objective::{CpuDsmWorkspace, SigmaSchedule};
 use super::prior::PhysicsPrior;
+use super::zero_mode::ZeroModeMarginal;
 use super::ScoreModel;
 use crate::backend::Device;
-use crate::io::model::ModelFile;
 use crate::lattice::Lattice;
 use crate::nn::{Arch, Network};
 use crate::theory::{Parametrisation, Phi4};
@@ -20,6 +21,9 @@ pub struct NetworkScoreModel {
     /// G(p) of the training data on `train_lattice` (the matched kernel's propagator).
     pub two_point: Vec<f64>,
     pub train_lattice: Lattice,
+    /// The training data's magnetisations: the prior's zero mode on `train_lattice`
+    /// (empty in files written before it, which keep the Gaussian zero mode).
+    pub magnetisation: Vec<f64>,
     pub form: ScoreForm,
     /// The training theory: the physics prior's action on every lattice.
     theory: Parametrisation,
@@ -60,7 +64,8 @@ impl NetworkScoreModel {
         );
         let theory = file.theory()?;
         let (arch, tp, lat) = (file.arch.clone(), file.two_point.clone(), file.train_lattice);
-        Ok(Self::from_parts(arch, form, theory, params, tp, lat, label, device))
+        Ok(Self::from_parts(arch, form, theory, params, tp, lat, label, device)
+            .with_magnetisation(file.magnetisation.clone()))
     }
 
     /// A network with given weights, form and data propagator (benchmarks use random weights).
@@ -77,12 +82,20 @@ impl NetworkScoreModel {
     ) -> Self {
         let engine = Mutex::new(Slot::Pending(device, params.to_vec()));
         let parts = PartsCache::default();
-        NetworkScoreModel { arch, two_point, train_lattice, form, theory, label, engine, parts }
+        let magnetisation = Vec::new();
+        NetworkScoreModel { arch, two_point, train_lattice, magnetisation, form, theory, label, engine, parts }
+    }
+
+    /// The model with its training data's magnetisations (see the field).
+    pub fn with_magnetisation(mut self, magnetisation: Vec<f64>) -> Self {
+        self.magnetisation = magnetisation;
+        self
     }
 
     /// The score form's parts on `lat` (built once per lattice).
     pub fn parts(&self, lat: Lattice) -> Result<Arc<ScoreParts>, String> {
-        self.parts.get(lat, || score_parts(self.form, self.theory, self.arch.sigma_data, self.two_point(lat), lat))
+        let m = if lat == self.train_lattice { &self.magnetisation[..] } else { &[] };
+        self.parts.get(lat, || score_parts(self.form, self.theory, self.arch.sigma_data, self.two_point(lat), m, lat))
     }
 
     fn with_engine<R>(&self, f: impl FnOnce(&mut dyn NetEngine) -> Result<R>) -> Result<R> {
@@ -159,17 +172,26 @@ pub fn model_form(file: &ModelFile) -> Result<ScoreForm> {
 }
 
 /// The parts of `form` on `lat`: for the physics form, the prior of the training theory on
-/// `lat` with the data's two-point function `g` carried to `lat`.
+/// `lat` with the data's two-point function `g` carried to `lat`, and with the exact
+/// zero-mode marginal of the magnetisations `m` measured on `lat` (none if empty: the
+/// marginal depends on the volume, so other lattices keep the Gaussian zero mode).
 pub fn score_parts(
     form: ScoreForm,
     theory: Parametrisation,
     sigma_data: f64,
     g: Vec<f64>,
+    m: &[f64],
     lat: Lattice,
 ) -> Result<ScoreParts, String> {
     Ok(match form {
         ScoreForm::Plain => ScoreParts::Plain,
-        ScoreForm::Physics => ScoreParts::Physics { prior: PhysicsPrior::new(Phi4::new(lat, theory), g)?, sigma_data },
+        ScoreForm::Physics => {
+            let mut prior = PhysicsPrior::new(Phi4::new(lat, theory), g)?;
+            if !m.is_empty() {
+                prior = prior.with_zero_mode(ZeroModeMarginal::new(m, lat.volume())?)?;
+            }
+            ScoreParts::Physics { prior, sigma_data }
+        }
     })
 }
 
@@ -206,13 +228,15 @@ pub struct LoadedModel {
 pub struct PriorScoreModel {
     theory: Parametrisation,
     two_point: Vec<f64>,
+    /// The data's magnetisations: the zero mode on `data_lattice`.
+    magnetisation: Vec<f64>,
     data_lattice: Lattice,
     parts: PartsCache,
 }
 
 impl PriorScoreModel {
-    pub fn new(theory: Parametrisation, two_point: Vec<f64>, data_lattice: Lattice) -> Self {
-        PriorScoreModel { theory, two_point, data_lattice, parts: PartsCache::default() }
+    pub fn new(theory: Parametrisation, two_point: Vec<f64>, magnetisation: Vec<f64>, data_lattice: Lattice) -> Self {
+        PriorScoreModel { theory, two_point, magnetisation, data_lattice, parts: PartsCache::default() }
     }
 }
 
@@ -222,8 +246,9 @@ impl ScoreModel for PriorScoreModel {
     }
 
     fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
+        let m = if lat == self.data_lattice { &self.magnetisation[..] } else { &[] };
         let parts =
-            self.parts.get(lat, || score_parts(ScoreForm::Physics, self.theory, 1.0, self.two_point(lat), lat))?;
+            self.parts.get(lat, || score_parts(ScoreForm::Physics, self.theory, 1.0, self.two_point(lat), m, lat))?;
         // A zero network output: the score is the prior's.
         parts.compose(phi, sigma, &vec![0.0f32; phi.len()], out);
         Ok(())
@@ -244,11 +269,12 @@ fn load_prior(spec: &str, path: &str) -> Result<LoadedModel> {
     let lat = ens.lattice;
     let configs = ens.read_configs(0, ens.n.min(1024))?;
     let g = super::data::two_point(&configs, lat);
+    let m = super::data::magnetisations(&configs, lat);
     let (_, dmax) = super::data::field_scales(&configs[..ens.n.min(256) * lat.volume()], lat.volume());
     let sigma_min = 0.01;
     let schedule = SigmaSchedule { sigma_min, sigma_max: dmax.max(10.0 * sigma_min), t_eps: 1e-5 };
     Ok(LoadedModel {
-        model: Box::new(PriorScoreModel::new(theory, g, lat)),
+        model: Box::new(PriorScoreModel::new(theory, g, m, lat)),
         theory,
         lattice: Some(lat),
         schedule: Some(schedule),
@@ -260,10 +286,10 @@ fn load_prior(spec: &str, path: &str) -> Result<LoadedModel> {
 
 /// `free:kappa=0.2` / `free:m2=0.5` (exact analytic score), `prior:ENSEMBLE.h5` (the physics
 /// prior of an ensemble's theory and two-point function) or a model file, with a network
-/// placed on `device`. A spec or file that cannot be read is bad input (`cli::InputError`);
+/// placed on `device`. A spec or file that cannot be read is bad input (`error::InputError`);
 /// a device that fails is not.
 pub fn load(spec: &str, ema: bool, device: Device) -> Result<LoadedModel> {
-    let input = crate::cli::input_err;
+    let input = crate::error::input_err;
     if let Some(path) = spec.strip_prefix("prior:") {
         return load_prior(spec, path).map_err(|e| input(anyhow!("model: {e:#}")));
     }

@@ -22,12 +22,24 @@
 //!
 //! S_prior is a known scalar, so it can also serve as an intermediate target of a
 //! sequential Monte Carlo sampler; `action` evaluates it.
+//!
+//! With the data's magnetisations (on the training lattice), the Gaussian's zero mode is
+//! replaced by the exact noised marginal K_σ(m) of the magnetisation m = Σφ/V
+//! ([`super::zero_mode`]): writing ½ φᵀ(G + σ²)⁻¹φ = ½ V m²/(G(0) + σ²) + ⊥ (the p ≠ 0 part),
+//!
+//!   S_prior = K_σ(m) + ⊥_σ + w(σ) [S − K_0(m) − ⊥_0],
+//!
+//! still S at σ = 0, and at large σ the exact double-peaked law of m times the Gaussian of
+//! the other modes. In between, S's own dependence on m enters with weight w only after
+//! K_0 (≈ −log p(m)) is subtracted, so the m-marginal stays close to K_σ: the Gaussian form
+//! instead let w·S carry the un-noised double well into every σ.
 
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::fft::{self, Fft2, Fft2Work};
+use super::zero_mode::ZeroModeMarginal;
 use crate::lattice::Lattice;
 use crate::theory::{Action, Phi4};
 
@@ -39,6 +51,8 @@ pub struct PhysicsPrior {
     g: Vec<f64>,
     /// c = 1/(2q), the local variance scale of w(σ).
     c_local: f64,
+    /// The magnetisation's exact marginal, replacing the Gaussian zero mode when present.
+    zero_mode: Option<ZeroModeMarginal>,
 }
 
 /// Per-thread scratch of the prior.
@@ -59,7 +73,26 @@ impl PhysicsPrior {
         if !(q > 0.0) {
             return Err(format!("physics prior: the site term q = {q} of {} is not positive", theory.param.describe()));
         }
-        Ok(PhysicsPrior { theory, fft: fft::plan(lat), g, c_local: 0.5 / q })
+        Ok(PhysicsPrior { theory, fft: fft::plan(lat), g, c_local: 0.5 / q, zero_mode: None })
+    }
+
+    /// The prior with the exact noised marginal of the magnetisation in place of the
+    /// Gaussian zero mode (module docs). The marginal must be one of this lattice's volume.
+    pub fn with_zero_mode(mut self, zero_mode: ZeroModeMarginal) -> Result<Self, String> {
+        let lat = self.lattice();
+        if zero_mode.volume() != lat.volume() {
+            return Err(format!(
+                "physics prior: magnetisations of volume {} do not describe {lat} (volume {})",
+                zero_mode.volume(),
+                lat.volume()
+            ));
+        }
+        self.zero_mode = Some(zero_mode);
+        Ok(self)
+    }
+
+    pub fn zero_mode(&self) -> Option<&ZeroModeMarginal> {
+        self.zero_mode.as_ref()
     }
 
     pub fn lattice(&self) -> Lattice {
@@ -91,6 +124,20 @@ impl PhysicsPrior {
         for (d, g) in d.iter_mut().zip(&self.g) {
             *d = 1.0 / (g + s2) - w / g;
         }
+        if self.zero_mode.is_some() {
+            // p = 0 is index 0; K_σ − w K_0 takes its place.
+            d[0] = 0.0;
+        }
+    }
+
+    /// (K_σ(m) − w K_0(m), its derivative in m) for m = mean(φ); zero without a zero mode.
+    fn zero_mode_part(&self, phi: &[f64], sigma: f64) -> (f64, f64) {
+        let Some(zm) = &self.zero_mode else { return (0.0, 0.0) };
+        let m = phi.iter().sum::<f64>() / phi.len() as f64;
+        let w = self.weight(sigma);
+        let (k_s, dk_s) = zm.potential(m, sigma);
+        let (k_0, dk_0) = zm.potential(m, 0.0);
+        (k_s - w * k_0, dk_s - w * dk_0)
     }
 
     /// out = s_prior(φ, σ) for one configuration.
@@ -104,6 +151,12 @@ impl PhysicsPrior {
             self.theory.deriv(phi, &mut ws.d);
             out.iter_mut().zip(&ws.d).for_each(|(o, f)| *o -= w * f);
         }
+        // ∂m/∂φ_x = 1/V: the zero mode's force is uniform.
+        let (_, dk) = self.zero_mode_part(phi, sigma);
+        if dk != 0.0 {
+            let shift = dk / phi.len() as f64;
+            out.iter_mut().for_each(|o| *o -= shift);
+        }
     }
 
     /// S_prior(φ, σ) for one configuration.
@@ -113,7 +166,7 @@ impl PhysicsPrior {
         // φᵀ D φ = (1/V) Σ_p D(p) |φ̃_p|² and power_spectrum gives |φ̃_p|²/V.
         let quad: f64 = ws.d.iter().zip(&ws.power).map(|(d, p)| d * p).sum();
         let w = self.weight(sigma);
-        0.5 * quad + if w > 0.0 { w * self.theory.action(phi) } else { 0.0 }
+        0.5 * quad + if w > 0.0 { w * self.theory.action(phi) } else { 0.0 } + self.zero_mode_part(phi, sigma).0
     }
 
     /// out[b] = s_prior(φ_b, σ_b) for a batch [B, L_t, L_x].
@@ -232,31 +285,62 @@ mod tests {
         }
     }
 
-    /// The prior is the gradient of its action (what lets SMC use it as a target).
+    /// A prior with the zero-mode marginal of some double-peaked magnetisations.
+    fn with_zero_mode(lat: Lattice) -> PhysicsPrior {
+        let m: Vec<f64> = normals(64, 9).iter().map(|z| 0.4 + 0.1 * z).collect();
+        interacting(lat).with_zero_mode(ZeroModeMarginal::new(&m, lat.volume()).unwrap()).unwrap()
+    }
+
+    /// The prior is the gradient of its action (what lets SMC use it as a target), with
+    /// and without the zero-mode marginal; at σ = 0 its action is S either way.
     #[test]
     fn prior_score_is_minus_gradient_of_prior_action() {
         let lat = Lattice::new(4, 6);
-        let prior = interacting(lat);
         let v = lat.volume();
-        let phi: Vec<f64> = normals(v, 3).iter().map(|x| 1.2 * x).collect();
-        let mut ws = prior.work();
-        for sigma in [0.05, 0.6, 3.0] {
-            let mut s = vec![0.0; v];
-            prior.score(&phi, sigma, &mut s, &mut ws);
-            let h = 1e-5;
-            for x in 0..v {
-                let mut p = phi.clone();
-                p[x] += h;
-                let sp = prior.action(&p, sigma, &mut ws);
-                p[x] -= 2.0 * h;
-                let sm = prior.action(&p, sigma, &mut ws);
-                let fd = -(sp - sm) / (2.0 * h);
-                assert!((fd - s[x]).abs() < 1e-6 * (1.0 + fd.abs()), "σ {sigma} site {x}: fd {fd} vs {}", s[x]);
+        // A shifted field: the magnetisation sits between the peaks, where K' is large.
+        let phi: Vec<f64> = normals(v, 3).iter().map(|x| 0.2 + 1.2 * x).collect();
+        for prior in [interacting(lat), with_zero_mode(lat)] {
+            let mut ws = prior.work();
+            for sigma in [0.05, 0.6, 3.0] {
+                let mut s = vec![0.0; v];
+                prior.score(&phi, sigma, &mut s, &mut ws);
+                let h = 1e-5;
+                for x in 0..v {
+                    let mut p = phi.clone();
+                    p[x] += h;
+                    let sp = prior.action(&p, sigma, &mut ws);
+                    p[x] -= 2.0 * h;
+                    let sm = prior.action(&p, sigma, &mut ws);
+                    let fd = -(sp - sm) / (2.0 * h);
+                    assert!((fd - s[x]).abs() < 1e-6 * (1.0 + fd.abs()), "σ {sigma} site {x}: fd {fd} vs {}", s[x]);
+                }
             }
+            let s0 = prior.action(&phi, 0.0, &mut ws);
+            assert!((s0 - prior.theory().action(&phi)).abs() < 1e-9 * s0.abs());
         }
-        // σ = 0: S_prior = S exactly.
-        let s0 = prior.action(&phi, 0.0, &mut ws);
-        assert!((s0 - prior.theory().action(&phi)).abs() < 1e-9 * s0.abs());
+    }
+
+    /// At large σ the zero mode's force is the exact marginal's, −K_σ'(m)/V per site (the
+    /// Gaussian's p = 0 force would be −V m/(G(0) + σ²) per V: a single peak).
+    #[test]
+    fn zero_mode_force_is_the_marginal_at_large_sigma() {
+        let lat = Lattice::new(4, 6);
+        let v = lat.volume();
+        let prior = with_zero_mode(lat);
+        let phi: Vec<f64> = normals(v, 6).iter().map(|x| 0.3 + x).collect();
+        let m = phi.iter().sum::<f64>() / v as f64;
+        for sigma in [60.0, 200.0] {
+            let mut s = vec![0.0; v];
+            prior.score(&phi, sigma, &mut s, &mut prior.work());
+            let mean = s.iter().sum::<f64>() / v as f64;
+            let want = -prior.zero_mode().unwrap().potential(m, sigma).1 / v as f64;
+            // w(σ) ≤ 1e-5 here: the interacting part's share of the mean.
+            assert!((mean - want).abs() < 1e-3 * want.abs(), "σ {sigma}: {mean} vs {want}");
+        }
+        // A zero mode of another volume is refused.
+        let zm = ZeroModeMarginal::new(&[0.1, 0.2, 0.3, 0.4].repeat(5), 16).unwrap();
+        let e = interacting(lat).with_zero_mode(zm).err().expect("volume mismatch accepted");
+        assert!(e.contains("volume 16"), "{e}");
     }
 
     /// For Gaussian data the combined target is the exact score: the offset e vanishes

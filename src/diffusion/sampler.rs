@@ -59,62 +59,8 @@ use crate::theory::Action;
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
-/// Which integrator of the reverse process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SamplerKind {
-    /// Reverse SDE, one kernel step per noise level; exact path weights.
-    Em,
-    /// Predictor (as `Em`) plus Langevin corrector steps; raw samples.
-    Pc,
-    /// Probability-flow ODE, Heun; raw samples.
-    Ode,
-}
-
-impl SamplerKind {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "em" => Ok(SamplerKind::Em),
-            "pc" => Ok(SamplerKind::Pc),
-            "ode" => Ok(SamplerKind::Ode),
-            _ => Err(format!("sampler: '{s}' is not one of em, pc, ode")),
-        }
-    }
-    pub fn name(&self) -> &'static str {
-        match self {
-            SamplerKind::Em => "em",
-            SamplerKind::Pc => "pc",
-            SamplerKind::Ode => "ode",
-        }
-    }
-}
-
-/// Covariance of the reverse step and of the start distribution (see the module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kernel {
-    /// Σ_k = Δ_k I, φ_N ~ N(0, σ_max² I).
-    Em,
-    /// Σ_k(p) = Δ_k (G + σ_{k−1}²)/(G + σ_k²), φ_N ~ N(0, G + σ_max²).
-    #[default]
-    Matched,
-}
-
-impl Kernel {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "em" => Ok(Kernel::Em),
-            "matched" => Ok(Kernel::Matched),
-            _ => Err(format!("kernel: '{s}' is not one of em, matched")),
-        }
-    }
-    pub fn name(&self) -> &'static str {
-        match self {
-            Kernel::Em => "em",
-            Kernel::Matched => "matched",
-        }
-    }
-}
+/// Named in the options, so config's (plain data).
+pub use crate::config::{Kernel, SamplerKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SamplerSettings {

@@ -9,11 +9,11 @@
 use super::data::{self, Shard};
 use super::engine::{self, NetEngine, Weights};
 use super::form::{ScoreForm, ScoreParts};
+use super::model_file::ModelFile;
 use super::objective::SigmaSchedule;
 use crate::backend::Device;
 use crate::config::TrainConfig;
 use crate::dist::{block_of, Comm};
-use crate::io::model::ModelFile;
 use crate::io::{AttrValue, Ensemble};
 use crate::lattice::Lattice;
 use crate::nn::optim::{AdamW, AdamWConfig};
@@ -201,7 +201,7 @@ fn check_memory(cfg: &TrainConfig, comm: &Comm, arch: &Arch, ens: &Ensemble, spl
 pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<TrainSummary> {
     let root = comm.is_root();
     let (rank, n_ranks) = (comm.rank(), comm.size());
-    let input = crate::cli::input_err;
+    let input = crate::error::input_err;
 
     // ---- everything that can be wrong with the input, before any work ----
     let ens = Ensemble::open(&cfg.data).map_err(input)?;
@@ -271,21 +271,26 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     let stat_cfgs = data::read_rows(&ens, &split.train[..n_train.min(256)])?;
     let (rms, dmax) = data::field_scales(&stat_cfgs, v);
     let mut arch = arch0;
-    let (schedule, two_point) = match &resume {
+    let (schedule, two_point, magnetisation) = match &resume {
         Some(m) => {
             arch.sigma_data = m.arch.sigma_data;
-            (m.schedule, m.two_point.clone())
+            (m.schedule, m.two_point.clone(), m.magnetisation.clone())
         }
         None => {
             arch.sigma_data = if rms > 0.0 { rms } else { 1.0 };
             let sigma_max = if cfg.sigma_max > 0.0 { cfg.sigma_max } else { dmax.max(10.0 * cfg.sigma_min) };
-            // Every rank needs G(p): the physics prior is part of each rank's objective.
-            let tp = data::two_point(&data::read_rows(&ens, &split.train[..n_train.min(1024)])?, lat);
-            (SigmaSchedule { sigma_min: cfg.sigma_min, sigma_max, t_eps: 1e-5 }, tp)
+            // Every rank needs G(p) and the magnetisations: the physics prior is part of
+            // each rank's objective.
+            let rows = data::read_rows(&ens, &split.train[..n_train.min(1024)])?;
+            let m = match form {
+                ScoreForm::Physics => data::magnetisations(&rows, lat),
+                ScoreForm::Plain => Vec::new(),
+            };
+            (SigmaSchedule { sigma_min: cfg.sigma_min, sigma_max, t_eps: 1e-5 }, data::two_point(&rows, lat), m)
         }
     };
     let net = Network::new(arch.clone());
-    let parts = super::model::score_parts(form, param, arch.sigma_data, two_point.clone(), lat)
+    let parts = super::model::score_parts(form, param, arch.sigma_data, two_point.clone(), &magnetisation, lat)
         .map_err(|e| input(anyhow!("data: {e}")))?;
     let opt_cfg = AdamWConfig {
         lr: cfg.lr,
@@ -400,6 +405,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
                 schedule,
                 train_lattice: lat,
                 two_point: two_point.clone(),
+                magnetisation: magnetisation.clone(),
                 data_attrs: ens.attrs()?,
                 attrs: Vec::new(),
             };

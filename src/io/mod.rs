@@ -5,7 +5,6 @@
 pub mod attrs;
 pub mod ensemble;
 pub mod lock;
-pub mod model;
 
 pub use attrs::AttrValue;
 pub use ensemble::{Ensemble, EnsembleWriter};

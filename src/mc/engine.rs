@@ -3,7 +3,7 @@
 //! The ensemble driver (`mc::ensemble`) and the benchmarks are written once against
 //! [`HmcEngine`]; the device is chosen once, when the engine is built ([`build`]). The CPU
 //! engine runs the reference code (`Chain::trajectory` + Wolff flips, xoshiro streams, rayon
-//! over chains). The CUDA engine (`backend::cuda_hmc`) runs every chain's trajectory on the
+//! over chains). The CUDA engine (`mc::cuda_hmc`) runs every chain's trajectory on the
 //! GPU with Philox random numbers: its ensembles differ bit-wise from the CPU's but sample
 //! the same distribution.
 
@@ -190,6 +190,6 @@ impl HmcEngine for CpuHmc {
 pub fn build(device: Device, setup: &HmcSetup) -> Result<Box<dyn HmcEngine>> {
     match device {
         Device::Cpu => Ok(Box::new(CpuHmc::new(setup))),
-        Device::Cuda { ordinal } => Ok(Box::new(crate::backend::cuda_hmc::CudaHmc::new(ordinal, setup)?)),
+        Device::Cuda { ordinal } => Ok(Box::new(super::cuda_hmc::CudaHmc::new(ordinal, setup)?)),
     }
 }

@@ -20,16 +20,8 @@ pub struct HmcParams {
     pub tau_jitter: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Start {
-    /// Ordered: every site at the classical vacuum, sign drawn per chain (so ⟨M⟩ = 0 over chains).
-    Cold,
-    /// Random: independent unit Gaussians per site.
-    Hot,
-    /// Even chains cold, odd chains hot; thermalisation compares the two groups.
-    Mixed,
-}
+/// Named in the options, so config's (plain data).
+pub use crate::config::Start;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TrajectoryResult {

@@ -4,29 +4,15 @@
 //! integrated by any of them.
 
 use crate::theory::Action;
-use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Integrator {
-    /// Leapfrog (velocity Verlet): one force evaluation per step, ΔH = O(dt²).
-    Leapfrog,
-    /// Omelyan's second-order minimum-norm scheme: two force evaluations per step and a
-    /// ~10× smaller error constant, so larger steps at the same acceptance.
-    Omelyan,
-}
+/// The integrator is named in the options, so its enum is config's (plain data); its
+/// algorithm is here.
+pub use crate::config::Integrator;
 
 /// Omelyan, Mryglod, Folk (2003) 2MN parameter, minimising the norm of the leading error.
 pub const OMELYAN_LAMBDA: f64 = 0.193_183_327_503_783_6;
 
 impl Integrator {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Integrator::Leapfrog => "leapfrog",
-            Integrator::Omelyan => "omelyan",
-        }
-    }
-
     /// Force evaluations per trajectory of `n_md` steps (for cost accounting).
     pub fn force_evals(&self, n_md: usize) -> usize {
         match self {

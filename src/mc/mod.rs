@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod cluster;
+pub mod cuda_hmc;
 pub mod engine;
 pub mod ensemble;
 pub mod hmc;

@@ -95,7 +95,7 @@ impl HmcRun {
             force: true,
             ..Default::default()
         };
-        HmcConfig::from_options(&o).unwrap()
+        latdiff::cli::hmc::resolve(&o).unwrap()
     }
 
     /// Runs in-process (single rank) and returns the per-chain observables.

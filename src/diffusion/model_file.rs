@@ -4,13 +4,15 @@
 //!   /params, /ema, /adam_m, /adam_v   float32 [P]   flat buffers sharing one layout
 //!   /slot_rng                         uint64  [B, 4] the batch-slot random streams
 //!   /two_point                        float64 [L_t, L_x] G(p) of the training data
+//!   /magnetisation                    float64 [N]   the training data's m = Σφ/V (physics
+//!                                     form; absent in files written before it)
 //!   /data_attrs                       group: the training ensemble's attributes
 //! Root attributes: arch, layout, optimiser, schedule (JSON), step, steps, config (TOML),
 //! data, theory couplings, train_lattice, sigma_data, seed, n_ranks, latdiff_version,
 //! finished, and the diagnostics (validation loss, score-vs-force deviation).
 
-use super::attrs::{self, AttrValue};
-use crate::diffusion::objective::SigmaSchedule;
+use super::objective::SigmaSchedule;
+use crate::io::attrs::{self, AttrValue};
 use crate::lattice::Lattice;
 use crate::nn::optim::AdamWConfig;
 use crate::nn::{Arch, ParamLayout};
@@ -31,6 +33,8 @@ pub struct ModelFile {
     pub schedule: SigmaSchedule,
     pub train_lattice: Lattice,
     pub two_point: Vec<f64>,
+    /// The training configurations' magnetisations (empty: none stored).
+    pub magnetisation: Vec<f64>,
     pub data_attrs: Vec<(String, AttrValue)>,
     /// Everything else stored as root attributes (config, theory, diagnostics, ...).
     pub attrs: Vec<(String, AttrValue)>,
@@ -72,11 +76,11 @@ impl ModelFile {
 
     /// Writes atomically: a temporary sibling, then rename over any previous checkpoint.
     pub fn write(&self, path: &Path) -> Result<()> {
-        super::write_atomic(path, |tmp| self.write_to(tmp))
+        crate::io::write_atomic(path, |tmp| self.write_to(tmp))
     }
 
     fn write_to(&self, path: &Path) -> Result<()> {
-        let f = super::h5_create(path).with_context(|| format!("creating '{}'", path.display()))?;
+        let f = crate::io::h5_create(path).with_context(|| format!("creating '{}'", path.display()))?;
         for (name, v) in
             [("params", &self.params), ("ema", &self.ema), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)]
         {
@@ -88,6 +92,9 @@ impl ModelFile {
         let tp =
             ndarray::Array2::from_shape_vec((self.train_lattice.lt, self.train_lattice.lx), self.two_point.clone())?;
         f.new_dataset_builder().with_data(&tp).create("two_point")?;
+        if !self.magnetisation.is_empty() {
+            f.new_dataset_builder().with_data(self.magnetisation.as_slice()).create("magnetisation")?;
+        }
         let g = f.create_group("data_attrs")?;
         for (k, v) in &self.data_attrs {
             attrs::write_attr(&g, k, v)?;
@@ -112,7 +119,7 @@ impl ModelFile {
         if !path.exists() {
             bail!("{}: no such file", path.display());
         }
-        let f = super::h5_open(path).map_err(|_| anyhow!("{}: not an HDF5 file", path.display()))?;
+        let f = crate::io::h5_open(path).map_err(|_| anyhow!("{}: not an HDF5 file", path.display()))?;
         let kind = attrs::read_attr(&f, "kind").ok().and_then(|v| v.as_str().map(str::to_string));
         if kind.as_deref() != Some("latdiff-model") {
             bail!("{}: not a latdiff model file", path.display());
@@ -151,6 +158,10 @@ impl ModelFile {
             schedule,
             train_lattice: lat,
             two_point: f.dataset("two_point")?.read_raw::<f64>()?,
+            magnetisation: match f.dataset("magnetisation") {
+                Ok(d) => d.read_raw::<f64>()?,
+                Err(_) => Vec::new(),
+            },
             data_attrs: attrs::read_all(&g)?,
             attrs,
         })

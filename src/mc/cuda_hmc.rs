@@ -14,13 +14,13 @@
 //! given fields and momenta with the CPU code, and whole trajectories with
 //! [`reference_trajectory`], the same Philox-driven algorithm on the CPU.
 
-use super::cuda::CudaBackend;
-use super::philox;
+use super::engine::{ChainRow, ChainState, HmcEngine, HmcSetup};
+use super::hmc::{HmcParams, TrajectoryResult};
+use super::integrator::OMELYAN_LAMBDA;
+use super::Integrator;
+use crate::backend::cuda::CudaBackend;
+use crate::backend::philox;
 use crate::cuda_launch;
-use crate::mc::engine::{ChainRow, ChainState, HmcEngine, HmcSetup};
-use crate::mc::hmc::{HmcParams, TrajectoryResult};
-use crate::mc::integrator::OMELYAN_LAMBDA;
-use crate::mc::Integrator;
 use crate::theory::Phi4;
 use anyhow::{anyhow, bail, Result};
 use cudarc::driver::CudaSlice;
