@@ -178,6 +178,9 @@ pub enum SamplerKind {
     Pc,
     /// Probability-flow ODE, Heun; raw samples.
     Ode,
+    /// Sequential Monte Carlo along the em/matched path (`diffusion::smc`): replicas of
+    /// weighted, resampled and rejuvenated particles.
+    Smc,
 }
 
 impl SamplerKind {
@@ -186,7 +189,8 @@ impl SamplerKind {
             "em" => Ok(SamplerKind::Em),
             "pc" => Ok(SamplerKind::Pc),
             "ode" => Ok(SamplerKind::Ode),
-            _ => Err(format!("sampler: '{s}' is not one of em, pc, ode")),
+            "smc" => Ok(SamplerKind::Smc),
+            _ => Err(format!("sampler: '{s}' is not one of em, pc, ode, smc")),
         }
     }
     pub fn name(&self) -> &'static str {
@@ -194,6 +198,7 @@ impl SamplerKind {
             SamplerKind::Em => "em",
             SamplerKind::Pc => "pc",
             SamplerKind::Ode => "ode",
+            SamplerKind::Smc => "smc",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod fft;
 pub mod form;
 pub mod free;
 pub mod generate;
+pub mod kernel;
 pub mod model;
 pub mod model_file;
 pub mod objective;
