@@ -13,8 +13,6 @@ use crate::config::{resolve_theory, SampleConfig};
 use crate::dist::Comm;
 use crate::io::{AttrValue, EnsembleWriter};
 use crate::lattice::Lattice;
-use crate::mc::hmc::{Chain, HmcParams};
-use crate::mc::Integrator;
 use crate::rng::{self, Domain};
 use crate::theory::{Action, Parametrisation, Phi4};
 use crate::util::{Progress, StopFlag};
@@ -174,7 +172,6 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         if cfg.metropolis { vec!["chain", "trajectory", "accepted"] } else { vec!["chain", "trajectory"] };
     let mut writer = if root { Some(EnsembleWriter::create(&cfg.out, lat, &cols, &icols)?) } else { None };
 
-    let refine = HmcParams { integrator: Integrator::Omelyan, n_md: 10, tau: 1.0, tau_jitter: 0.2 };
     let mut imh_rng = rng::stream(cfg.seed, Domain::Misc, METROPOLIS_STREAM);
     let mut imh = Imh::new();
     // The configuration, action and index of the proposal the chain sits on.
@@ -204,17 +201,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         } else {
             (Vec::new(), Vec::new())
         };
-        if cfg.hmc_refine > 0 && k > 0 {
-            cfgs.par_chunks_mut(v).enumerate().for_each(|(i, phi)| {
-                let idx = (first + i) as u64;
-                let rng = rng::stream(cfg.seed, Domain::HmcChain, (1u64 << 40) + idx);
-                let mut c = Chain::restore(&target, idx, phi.to_vec(), rng, 0, 0);
-                for _ in 0..cfg.hmc_refine {
-                    c.trajectory(&target, &refine);
-                }
-                phi.copy_from_slice(&c.phi);
-            });
-        }
+        super::refine::hmc_refine(&target, &mut cfgs, cfg.seed, first as u64, cfg.hmc_refine);
         let actions: Vec<f64> = cfgs.par_chunks(v).map(|c| target.action(c)).collect();
         let c32: Vec<f32> = cfgs.iter().map(|&x| x as f32).collect();
         let counts: Vec<usize> =

@@ -15,6 +15,7 @@ pub mod model;
 pub mod model_file;
 pub mod objective;
 pub mod prior;
+pub mod refine;
 pub mod sampler;
 pub mod train;
 pub mod zero_mode;
