@@ -800,7 +800,8 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_configs: Option<usize>,
-    /// em (reverse SDE, weighted), pc (predictor-corrector), ode (probability flow, Heun).
+    /// em (reverse SDE, weighted), pc (predictor-corrector), ode (probability flow, Heun),
+    /// smc (sequential Monte Carlo along the em path: replicas, resampling, MALA).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampler: Option<String>,
@@ -850,6 +851,18 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_ema: bool,
+    /// SMC: independent replicas, --n-configs split evenly over them (default: one per MPI rank).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<usize>,
+    /// SMC: resample when the ESS falls below this fraction of a replica's particles (0: never).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resample_ess: Option<f64>,
+    /// SMC: MALA steps on the level's target after each resampling.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejuvenate: Option<usize>,
     /// Memory budget per rank in MiB (sets the batch size).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -894,6 +907,10 @@ pub struct SampleConfig {
     pub metropolis: bool,
     pub hmc_refine: usize,
     pub no_ema: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<usize>,
+    pub resample_ess: f64,
+    pub rejuvenate: usize,
     pub max_memory: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
@@ -921,6 +938,9 @@ impl Default for SampleConfig {
             metropolis: false,
             hmc_refine: 0,
             no_ema: false,
+            replicas: None,
+            resample_ess: 0.5,
+            rejuvenate: 5,
             max_memory: 2048,
             batch: None,
             seed: 1,
@@ -942,9 +962,11 @@ impl SampleConfig {
                 ("sigma_min", o.sigma_min),
                 ("sigma_max", o.sigma_max),
                 ("snr", o.snr),
+                ("resample_ess", o.resample_ess),
             ]
         })?;
         let cfg: SampleConfig = merge(file, flags)?;
+        cfg.check_smc()?;
         if cfg.model.is_empty() {
             bail!("model: no model given (--model model.h5, or --model free:kappa=0.2)");
         }
@@ -978,5 +1000,22 @@ impl SampleConfig {
     /// The model's file (`prior:` stripped); meaningless for `free:` models.
     pub fn model_path(&self) -> &str {
         self.model.strip_prefix("prior:").unwrap_or(&self.model)
+    }
+
+    /// The SMC keys: in range, and replicas only where they mean something.
+    fn check_smc(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.resample_ess) {
+            bail!("resample_ess: {} is not a fraction in [0, 1]", self.resample_ess);
+        }
+        match self.replicas {
+            Some(_) if self.sampler != "smc" => {
+                bail!("replicas: only the smc sampler has replicas (sampler = {})", self.sampler)
+            }
+            Some(0) => bail!("replicas: must be at least 1"),
+            Some(r) if self.n_configs % r != 0 => {
+                bail!("replicas: n_configs = {} is not a multiple of replicas = {r}", self.n_configs)
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -136,6 +136,9 @@ pub fn plan(cfg: &SampleConfig, device: Device) -> Result<Plan> {
 
 pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<SampleSummary> {
     let p = plan(cfg, device)?;
+    if p.settings.sampler == SamplerKind::Smc {
+        return super::smc::driver::run(cfg, comm, stop, p);
+    }
     let root = comm.is_root();
     if root {
         crate::backend::announce();
@@ -296,7 +299,13 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     Ok(s)
 }
 
-fn write_attrs(w: &EnsembleWriter, cfg: &SampleConfig, p: &Plan, comm: &Comm, s: &SampleSummary) -> Result<()> {
+pub(crate) fn write_attrs(
+    w: &EnsembleWriter,
+    cfg: &SampleConfig,
+    p: &Plan,
+    comm: &Comm,
+    s: &SampleSummary,
+) -> Result<()> {
     crate::mc::ensemble::theory_attrs(w, &p.target, p.lattice)?;
     w.set_attr("generator", AttrValue::Str("diffusion".into()))?;
     w.set_attr("model", AttrValue::Str(cfg.model.clone()))?;
