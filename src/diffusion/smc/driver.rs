@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Result};
 
 use super::levels::Levels;
 use super::{run_replica, LevelRecord, Replica, SmcSettings};
-use crate::cli::input_err;
+use crate::error::input_err;
 use crate::config::SampleConfig;
 use crate::diffusion::generate::{write_attrs, Plan, SampleSummary, Timed};
 use crate::diffusion::kernel::ReverseKernel;
