@@ -63,7 +63,7 @@ fn one_and_two_ranks_write_the_same_smc_file() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (a, b) = (Ensemble::open(&d.join("r1.h5")).unwrap(), Ensemble::open(&d.join("r2.h5")).unwrap());
     assert_eq!(a.n, 48);
-    assert_eq!(a.read_configs(0, 48).unwrap(), b.read_configs(0, 48).unwrap());
+    assert!(a.read_configs(0, 48).unwrap() == b.read_configs(0, 48).unwrap(), "the configurations differ");
     for col in ["action", "log_weight"] {
         assert_eq!(a.read_f64(col).unwrap(), b.read_f64(col).unwrap(), "/{col}");
     }

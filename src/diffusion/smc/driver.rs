@@ -9,11 +9,11 @@ use anyhow::{anyhow, bail, Result};
 
 use super::levels::Levels;
 use super::{run_replica, LevelRecord, Replica, SmcSettings};
-use crate::error::input_err;
 use crate::config::SampleConfig;
 use crate::diffusion::generate::{write_attrs, Plan, SampleSummary, Timed};
 use crate::diffusion::kernel::ReverseKernel;
 use crate::dist::Comm;
+use crate::error::input_err;
 use crate::io::EnsembleWriter;
 use crate::theory::{Action, Phi4};
 use crate::util::{Progress, StopFlag};
@@ -97,103 +97,152 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
 pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<SampleSummary> {
     let s = setup(cfg, comm, &p)?;
     let (root, rank, n_ranks) = (comm.is_root(), comm.rank(), comm.size());
-    let (lat, v, n) = (p.lattice, p.lattice.volume(), s.settings.n_particles);
     if root {
-        crate::backend::announce();
-        eprintln!(
-            "latdiff sample: {} on {lat}, target phi4 {} ({}), smc sampler ({} kernel, {} steps, sigma in [{:.3e}, {:.3e}]): {} replicas x {n} particles over {n_ranks} rank(s), resample below ESS/N {}, {} MALA steps after each; intermediate targets from {}; model on {}",
-            p.loaded.model.describe(),
-            p.target.describe(),
-            p.target.name(),
-            p.settings.kernel.name(),
-            p.settings.n_steps,
-            p.settings.sigma_min,
-            p.settings.sigma_max,
-            s.n_replicas,
-            s.settings.resample_ess,
-            s.settings.rejuvenate,
-            s.levels.describe(),
-            p.loaded.model.device()
-        );
+        announce(&p, &s, n_ranks);
     }
     let timed = Timed::new(p.loaded.model.as_ref());
-    let mut writer = if root {
-        Some(EnsembleWriter::create(
-            &cfg.out,
-            lat,
-            &["action", "log_weight"],
-            &["chain", "trajectory", "replica", "ancestor"],
-        )?)
-    } else {
-        None
-    };
+    let columns = (&["action", "log_weight"][..], &["chain", "trajectory", "replica", "ancestor"][..]);
+    let mut writer = root.then(|| EnsembleWriter::create(&cfg.out, p.lattice, columns.0, columns.1)).transpose()?;
     let mut stats = Vec::with_capacity(s.n_replicas);
     let mut progress = Progress::new("sample", cfg.n_configs as u64, "configs", root);
     let t0 = std::time::Instant::now();
-    let n_rounds = s.n_replicas.div_ceil(n_ranks);
-    let stats_len = 3 + LEVEL_FIELDS * p.settings.n_steps;
-    for round in 0..n_rounds {
+    for round in 0..s.n_replicas.div_ceil(n_ranks) {
         let replica = round * n_ranks + rank;
         let mine = (replica < s.n_replicas).then(|| run_one(&timed, &s, cfg, replica)).transpose()?;
-        let present: Vec<usize> = (0..n_ranks).map(|q| usize::from(round * n_ranks + q < s.n_replicas)).collect();
-        let counts = |per: usize| present.iter().map(|c| c * per).collect::<Vec<_>>();
-        let (c32, rows, ancestors, st) = match &mine {
-            Some(r) => pack(r),
-            None => (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
-        };
-        let all32 = comm.gather(&c32, &counts(n * v));
-        let all_rows = comm.gather(&rows, &counts(2 * n));
-        let all_anc = comm.gather(&ancestors, &counts(n));
-        let all_st = comm.gather(&st, &counts(stats_len));
+        let round = Round::gather(comm, &s, p.settings.n_steps, round, mine.as_ref());
         if let Some(w) = writer.as_mut() {
-            for j in 0..present.iter().sum::<usize>() {
-                let replica = round * n_ranks + j;
-                let rows = &all_rows[2 * n * j..][..2 * n];
-                let (act, lw): (Vec<f64>, Vec<f64>) = rows.chunks(2).map(|x| (x[0], x[1])).unzip();
-                let rep = vec![replica as i64; n];
-                let idx: Vec<i64> = (0..n).map(|i| (replica * n + i) as i64).collect();
-                w.append(&all32[n * v * j..][..n * v], &[&act, &lw], &[&rep, &idx, &rep, &all_anc[n * j..][..n]])?;
-                stats.push(ReplicaStats::from_f64s(&all_st[stats_len * j..][..stats_len]));
-            }
+            round.append(w, &mut stats)?;
         }
-        progress.inc((present.iter().sum::<usize>() * n) as u64);
+        progress.inc((round.count * s.settings.n_particles) as u64);
         if stop.raised() {
             bail!(
                 "stopped by signal after {} of {} replicas (sampling restarts from scratch; nothing was written)",
-                ((round + 1) * n_ranks).min(s.n_replicas),
+                round.first + round.count,
                 s.n_replicas
             );
         }
     }
     progress.finish();
-    let seconds = t0.elapsed().as_secs_f64();
-    let mut ev = [(cfg.n_configs * p.settings.n_steps) as f64 / n_ranks as f64, timed.seconds()];
+    let summary = summarise(cfg, comm, &p, t0.elapsed().as_secs_f64(), timed.seconds());
+    match writer {
+        Some(w) => finish(w, cfg, comm, &p, &s, &stats, summary),
+        None => Ok(summary),
+    }
+}
+
+fn announce(p: &Plan, s: &Setup, n_ranks: usize) {
+    crate::backend::announce();
+    eprintln!(
+        "latdiff sample: {} on {}, target phi4 {} ({}), smc sampler ({} kernel, {} steps, sigma in [{:.3e}, {:.3e}]): {} replicas x {} particles over {n_ranks} rank(s), resample below ESS/N {}, {} MALA steps after each; intermediate targets from {}; model on {}",
+        p.loaded.model.describe(),
+        p.lattice,
+        p.target.describe(),
+        p.target.name(),
+        p.settings.kernel.name(),
+        p.settings.n_steps,
+        p.settings.sigma_min,
+        p.settings.sigma_max,
+        s.n_replicas,
+        s.settings.n_particles,
+        s.settings.resample_ess,
+        s.settings.rejuvenate,
+        s.levels.describe(),
+        p.loaded.model.device()
+    );
+}
+
+/// One round's replicas gathered on rank 0 (empty elsewhere), in replica order.
+struct Round {
+    first: usize,
+    count: usize,
+    n_particles: usize,
+    stats_len: usize,
+    configs: Vec<f32>,
+    /// [action, normalised log w] per particle.
+    rows: Vec<f64>,
+    ancestors: Vec<i64>,
+    stats: Vec<f64>,
+}
+
+impl Round {
+    fn gather(comm: &Comm, s: &Setup, n_steps: usize, round: usize, mine: Option<&Replica>) -> Self {
+        let (n_ranks, n) = (comm.size(), s.settings.n_particles);
+        let v = s.target.lattice.volume();
+        let stats_len = 3 + LEVEL_FIELDS * n_steps;
+        let present: Vec<usize> = (0..n_ranks).map(|q| usize::from(round * n_ranks + q < s.n_replicas)).collect();
+        let counts = |per: usize| present.iter().map(|c| c * per).collect::<Vec<_>>();
+        let (c32, rows, ancestors, st) = mine.map(pack).unwrap_or_default();
+        Round {
+            first: round * n_ranks,
+            count: present.iter().sum(),
+            n_particles: n,
+            stats_len,
+            configs: comm.gather(&c32, &counts(n * v)),
+            rows: comm.gather(&rows, &counts(2 * n)),
+            ancestors: comm.gather(&ancestors, &counts(n)),
+            stats: comm.gather(&st, &counts(stats_len)),
+        }
+    }
+
+    /// Appends the round's particles to the file and its replicas' figures to `stats`.
+    fn append(&self, w: &mut EnsembleWriter, stats: &mut Vec<ReplicaStats>) -> Result<()> {
+        let n = self.n_particles;
+        let v = self.configs.len() / (n * self.count).max(1);
+        for j in 0..self.count {
+            let replica = self.first + j;
+            let (act, lw): (Vec<f64>, Vec<f64>) =
+                self.rows[2 * n * j..][..2 * n].chunks(2).map(|x| (x[0], x[1])).unzip();
+            let rep = vec![replica as i64; n];
+            let idx: Vec<i64> = (0..n).map(|i| (replica * n + i) as i64).collect();
+            let anc = &self.ancestors[n * j..][..n];
+            w.append(&self.configs[n * v * j..][..n * v], &[&act, &lw], &[&rep, &idx, &rep, anc])?;
+            stats.push(ReplicaStats::from_f64s(&self.stats[self.stats_len * j..][..self.stats_len]));
+        }
+        Ok(())
+    }
+}
+
+/// Rates and the network's share of the time, summed over ranks.
+fn summarise(cfg: &SampleConfig, comm: &Comm, p: &Plan, seconds: f64, network_seconds: f64) -> SampleSummary {
+    let n_ranks = comm.size() as f64;
+    let mut ev = [(cfg.n_configs * p.settings.n_steps) as f64 / n_ranks, network_seconds];
     comm.all_reduce_sum(&mut ev);
-    let mut summary = SampleSummary {
+    SampleSummary {
         n: cfg.n_configs,
         seconds,
         ess_fraction: None,
         log_w_std: None,
         acceptance: None,
-        network_share: ev[1] / (seconds * n_ranks as f64),
+        network_share: ev[1] / (seconds * n_ranks),
         network_evals_per_s: ev[0] / seconds,
-    };
-    if let Some(w) = writer {
-        let report = super::report::Report::new(&stats, n);
-        summary.ess_fraction = Some(report.final_ess_fraction);
-        write_attrs(&w, cfg, &p, comm, &summary)?;
-        report.write_attrs(&w, &s.settings, &s.levels.describe())?;
-        w.finish()?;
-        eprintln!(
-            "wrote {} configurations ({} replicas x {n} particles) to {}: {:.2} configs/s ({:.0}% of the time in the network); {}",
-            cfg.n_configs,
-            s.n_replicas,
-            cfg.out.display(),
-            cfg.n_configs as f64 / seconds,
-            100.0 * summary.network_share,
-            report.summary_line()
-        );
     }
+}
+
+/// Rank 0: the attributes, the file under its name, the summary line.
+fn finish(
+    w: EnsembleWriter,
+    cfg: &SampleConfig,
+    comm: &Comm,
+    p: &Plan,
+    s: &Setup,
+    stats: &[ReplicaStats],
+    mut summary: SampleSummary,
+) -> Result<SampleSummary> {
+    let report = super::report::Report::new(stats, s.settings.n_particles);
+    summary.ess_fraction = Some(report.final_ess_fraction);
+    write_attrs(&w, cfg, p, comm, &summary)?;
+    report.write_attrs(&w, &s.settings, &s.levels.describe())?;
+    w.finish()?;
+    eprintln!(
+        "wrote {} configurations ({} replicas x {} particles) to {}: {:.2} configs/s ({:.0}% of the time in the network); {}",
+        cfg.n_configs,
+        s.n_replicas,
+        s.settings.n_particles,
+        cfg.out.display(),
+        cfg.n_configs as f64 / summary.seconds,
+        100.0 * summary.network_share,
+        report.summary_line()
+    );
     Ok(summary)
 }
 
