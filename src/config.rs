@@ -178,6 +178,9 @@ pub enum SamplerKind {
     Pc,
     /// Probability-flow ODE, Heun; raw samples.
     Ode,
+    /// Sequential Monte Carlo along the em/matched path (`diffusion::smc`): replicas of
+    /// weighted, resampled and rejuvenated particles.
+    Smc,
 }
 
 impl SamplerKind {
@@ -186,7 +189,8 @@ impl SamplerKind {
             "em" => Ok(SamplerKind::Em),
             "pc" => Ok(SamplerKind::Pc),
             "ode" => Ok(SamplerKind::Ode),
-            _ => Err(format!("sampler: '{s}' is not one of em, pc, ode")),
+            "smc" => Ok(SamplerKind::Smc),
+            _ => Err(format!("sampler: '{s}' is not one of em, pc, ode, smc")),
         }
     }
     pub fn name(&self) -> &'static str {
@@ -194,6 +198,7 @@ impl SamplerKind {
             SamplerKind::Em => "em",
             SamplerKind::Pc => "pc",
             SamplerKind::Ode => "ode",
+            SamplerKind::Smc => "smc",
         }
     }
 }
@@ -858,7 +863,8 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_configs: Option<usize>,
-    /// em (reverse SDE, weighted), pc (predictor-corrector), ode (probability flow, Heun).
+    /// em (reverse SDE, weighted), pc (predictor-corrector), ode (probability flow, Heun),
+    /// smc (sequential Monte Carlo along the em path: replicas, resampling, MALA).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampler: Option<String>,
@@ -908,6 +914,18 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_ema: bool,
+    /// SMC: independent replicas, --n-configs split evenly over them (default: one per MPI rank).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<usize>,
+    /// SMC: resample when the ESS falls below this fraction of a replica's particles (0: never).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resample_ess: Option<f64>,
+    /// SMC: MALA steps on the level's target after each resampling.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejuvenate: Option<usize>,
     /// Memory limit per rank in MiB; also sizes the batch (default: 80 % of the node's available memory shared by its ranks, batches sized for at most 2048 MiB).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -953,6 +971,10 @@ pub struct SampleConfig {
     pub hmc_refine: usize,
     pub no_ema: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<usize>,
+    pub resample_ess: f64,
+    pub rejuvenate: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_memory: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
@@ -980,6 +1002,9 @@ impl Default for SampleConfig {
             metropolis: false,
             hmc_refine: 0,
             no_ema: false,
+            replicas: None,
+            resample_ess: 0.5,
+            rejuvenate: 5,
             max_memory: None,
             batch: None,
             seed: 1,
@@ -1001,9 +1026,11 @@ impl SampleConfig {
                 ("sigma_min", o.sigma_min),
                 ("sigma_max", o.sigma_max),
                 ("snr", o.snr),
+                ("resample_ess", o.resample_ess),
             ]
         })?;
         let cfg: SampleConfig = merge(file, flags)?;
+        cfg.check_smc()?;
         if cfg.model.is_empty() {
             bail!("model: no model given (--model model.h5, or --model free:kappa=0.2)");
         }
@@ -1043,5 +1070,22 @@ impl SampleConfig {
     /// The model's file (`prior:` stripped); meaningless for `free:` models.
     pub fn model_path(&self) -> &str {
         self.model.strip_prefix("prior:").unwrap_or(&self.model)
+    }
+
+    /// The SMC keys: in range, and replicas only where they mean something.
+    fn check_smc(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.resample_ess) {
+            bail!("resample_ess: {} is not a fraction in [0, 1]", self.resample_ess);
+        }
+        match self.replicas {
+            Some(_) if self.sampler != "smc" => {
+                bail!("replicas: only the smc sampler has replicas (sampler = {})", self.sampler)
+            }
+            Some(0) => bail!("replicas: must be at least 1"),
+            Some(r) if self.n_configs % r != 0 => {
+                bail!("replicas: n_configs = {} is not a multiple of replicas = {r}", self.n_configs)
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -4,9 +4,9 @@
 
 use cudarc::driver::CudaSlice;
 use latdiff::backend::cuda::CudaBackend;
-use latdiff::mc::cuda_hmc::{reference_trajectory, CudaHmc};
 use latdiff::backend::{cuda_nn as g, cuda_usable, philox};
 use latdiff::lattice::Lattice;
+use latdiff::mc::cuda_hmc::{reference_trajectory, CudaHmc};
 use latdiff::mc::engine::HmcSetup;
 use latdiff::mc::hmc::{Chain, HmcParams, Start};
 use latdiff::mc::Integrator;

@@ -8,6 +8,7 @@
 pub mod observables;
 pub mod phi4_obs;
 pub mod plot;
+pub mod replicas;
 pub mod stats;
 
 pub use observables::{analyze, measure, Analysis, DerivedSpec, Estimate, Observables, Primaries};

@@ -4,6 +4,7 @@
 //! `analysis::observables` and README.md ("Analysis (latdiff analyze)").
 
 use crate::analysis::observables::{self, dense_chain_ids, Analysis, Estimate, MIN_RELIABLE_ESS};
+use crate::analysis::replicas::{self, Replicas};
 use crate::analysis::{plot, stats, Phi4Observables};
 use crate::io::{AttrValue, Ensemble};
 use crate::theory::Parametrisation;
@@ -44,6 +45,8 @@ pub struct Input {
     pub chain: Option<Vec<usize>>,
     /// /log_weight when present.
     pub log_weight: Option<Vec<f64>>,
+    /// /replica when present (SMC): errors come from the spread between replicas.
+    pub replicas: Option<Replicas>,
 }
 
 /// Opens and validates one file. Every error is bad input naming the file and the problem.
@@ -77,7 +80,16 @@ pub fn open(path: &Path) -> Result<Input> {
     } else {
         None
     };
-    Ok(Input { path: path.to_path_buf(), ens, obs, attrs, chain, log_weight })
+    let replicas = if ens.has("replica") {
+        let r = ens.read_i64("replica").map_err(|_| anyhow!("{name}: /replica is not an integer column"))?;
+        if r.len() != ens.n {
+            bail!("{name}: /replica has {} rows but /configs has {}", r.len(), ens.n);
+        }
+        Some(Replicas::from_labels(&r))
+    } else {
+        None
+    };
+    Ok(Input { path: path.to_path_buf(), ens, obs, attrs, chain, log_weight, replicas })
 }
 
 /// Theory, couplings and lattice, for the mismatch check.
@@ -132,12 +144,17 @@ pub struct FileAnalysis {
     pub action_density: Vec<f64>,
     /// Linear weights (largest 1) for weighted ensembles.
     pub weights: Option<Vec<f64>>,
+    /// Replica structure of SMC ensembles (how the errors were obtained).
+    pub replicas: Option<Replicas>,
 }
 
 /// Measures (streamed) and analyses one opened file.
 pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis> {
     let prim = observables::measure(&i.ens, &i.obs)?;
-    let analysis = observables::analyze(&i.obs, &prim, i.chain.as_deref(), i.log_weight.as_deref(), bin_size);
+    let analysis = match &i.replicas {
+        Some(r) => replicas::analyze(&i.obs, &prim, r, i.log_weight.as_deref()),
+        None => observables::analyze(&i.obs, &prim, i.chain.as_deref(), i.log_weight.as_deref(), bin_size),
+    };
     let col = |k: &str| prim.column(k).map(<[f64]>::to_vec).unwrap_or_default();
     Ok(FileAnalysis {
         path: i.path.clone(),
@@ -147,6 +164,7 @@ pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis>
         action_density: col("action_density"),
         weights: i.log_weight.as_deref().map(stats::normalized_weights),
         analysis,
+        replicas: i.replicas.clone(),
     })
 }
 
@@ -258,6 +276,10 @@ pub fn file_json(r: &FileAnalysis) -> Value {
         o["ess"] = num(e);
         o["ess_fraction"] = num(e / a.n_configs.max(1) as f64);
     }
+    if let Some(r) = &r.replicas {
+        o["n_replicas"] = json!(r.count);
+        o["error_method"] = json!(r.error_method());
+    }
     o
 }
 
@@ -366,21 +388,33 @@ pub fn table(results: &[FileAnalysis]) -> String {
             r.path.display(),
             attr_of(r, "theory").unwrap_or("phi4".into())
         );
-        let _ = write!(
-            s,
-            "    {} configs in {} chain(s), generator {}, jackknife bin {} ({} bins; {})",
-            a.n_configs,
-            a.n_chains,
-            attr_of(r, "generator").unwrap_or("?".into()),
-            a.bin_size,
-            a.n_bins,
-            // Independent samples (one chain of proposals) have no autocorrelation to report.
-            if a.binning.0.is_empty() {
-                "independent samples".to_string()
-            } else {
-                format!("max tau_int {:.2} from {}", a.binning.1, a.binning.0)
-            }
-        );
+        if let Some(rep) = &r.replicas {
+            let _ = write!(
+                s,
+                "    {} configs in {} SMC replica(s), generator {} ({}); {}",
+                a.n_configs,
+                rep.count,
+                attr_of(r, "generator").unwrap_or("?".into()),
+                attr_of(r, "sampler").unwrap_or("?".into()),
+                rep.error_method()
+            );
+        } else {
+            let _ = write!(
+                s,
+                "    {} configs in {} chain(s), generator {}, jackknife bin {} ({} bins; {})",
+                a.n_configs,
+                a.n_chains,
+                attr_of(r, "generator").unwrap_or("?".into()),
+                a.bin_size,
+                a.n_bins,
+                // Independent samples (one chain of proposals) have no autocorrelation to report.
+                if a.binning.0.is_empty() {
+                    "independent samples".to_string()
+                } else {
+                    format!("max tau_int {:.2} from {}", a.binning.1, a.binning.0)
+                }
+            );
+        }
         if let Some(acc) = attr_of(r, "acceptance") {
             let _ = write!(s, ", acceptance {acc}");
         }

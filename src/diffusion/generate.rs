@@ -8,13 +8,11 @@ use super::model::{self, LoadedModel};
 use super::sampler::{sample_batch, Imh, Kernel, SamplerKind, SamplerSettings};
 use super::ScoreModel;
 use crate::backend::Device;
-use crate::error::input_err;
 use crate::config::{resolve_theory, SampleConfig};
 use crate::dist::Comm;
+use crate::error::input_err;
 use crate::io::{AttrValue, EnsembleWriter};
 use crate::lattice::Lattice;
-use crate::mc::hmc::{Chain, HmcParams};
-use crate::mc::Integrator;
 use crate::rng::{self, Domain};
 use crate::theory::{Action, Parametrisation, Phi4};
 use crate::util::{Progress, StopFlag};
@@ -183,6 +181,9 @@ fn batch_within_budget(cfg: &SampleConfig, loaded: &LoadedModel, lattice: Lattic
 
 pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<SampleSummary> {
     let p = plan(cfg, device, comm)?;
+    if p.settings.sampler == SamplerKind::Smc {
+        return super::smc::driver::run(cfg, comm, stop, p);
+    }
     let root = comm.is_root();
     if root {
         crate::backend::announce();
@@ -219,7 +220,6 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         if cfg.metropolis { vec!["chain", "trajectory", "accepted"] } else { vec!["chain", "trajectory"] };
     let mut writer = if root { Some(EnsembleWriter::create(&cfg.out, lat, &cols, &icols)?) } else { None };
 
-    let refine = HmcParams { integrator: Integrator::Omelyan, n_md: 10, tau: 1.0, tau_jitter: 0.2 };
     let mut imh_rng = rng::stream(cfg.seed, Domain::Misc, METROPOLIS_STREAM);
     let mut imh = Imh::new();
     // The configuration, action and index of the proposal the chain sits on.
@@ -251,17 +251,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         } else {
             (Vec::new(), Vec::new())
         };
-        if cfg.hmc_refine > 0 && k > 0 {
-            cfgs.par_chunks_mut(v).enumerate().for_each(|(i, phi)| {
-                let idx = (first + i) as u64;
-                let rng = rng::stream(cfg.seed, Domain::HmcChain, (1u64 << 40) + idx);
-                let mut c = Chain::restore(&target, idx, phi.to_vec(), rng, 0, 0);
-                for _ in 0..cfg.hmc_refine {
-                    c.trajectory(&target, &refine);
-                }
-                phi.copy_from_slice(&c.phi);
-            });
-        }
+        super::refine::hmc_refine(&target, &mut cfgs, cfg.seed, first as u64, cfg.hmc_refine);
         let actions: Vec<f64> = cfgs.par_chunks(v).map(|c| target.action(c)).collect();
         let c32: Vec<f32> = cfgs.iter().map(|&x| x as f32).collect();
         let counts: Vec<usize> =
@@ -367,7 +357,13 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     Ok(s)
 }
 
-fn write_attrs(w: &EnsembleWriter, cfg: &SampleConfig, p: &Plan, comm: &Comm, s: &SampleSummary) -> Result<()> {
+pub(crate) fn write_attrs(
+    w: &EnsembleWriter,
+    cfg: &SampleConfig,
+    p: &Plan,
+    comm: &Comm,
+    s: &SampleSummary,
+) -> Result<()> {
     crate::mc::ensemble::theory_attrs(w, &p.target, p.lattice)?;
     w.set_attr("generator", AttrValue::Str("diffusion".into()))?;
     w.set_attr("model", AttrValue::Str(cfg.model.clone()))?;

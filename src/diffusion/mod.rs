@@ -11,11 +11,14 @@ pub mod form;
 pub mod free;
 pub mod generate;
 pub mod memory;
+pub mod kernel;
 pub mod model;
 pub mod model_file;
 pub mod objective;
 pub mod prior;
+pub mod refine;
 pub mod sampler;
+pub mod smc;
 pub mod train;
 pub mod zero_mode;
 
@@ -37,6 +40,12 @@ pub trait ScoreModel: Sync {
 
     /// One-line description for logs and file attributes.
     fn describe(&self) -> String;
+
+    /// The physics prior its score is built on at `lat`, if it has one (physics-form networks,
+    /// `prior:` models): its scalar action is the SMC sampler's intermediate target.
+    fn prior_parts(&self, _lat: Lattice) -> Option<std::sync::Arc<form::ScoreParts>> {
+        None
+    }
 
     /// Where the model is evaluated (file attribute `device`).
     fn device(&self) -> String {

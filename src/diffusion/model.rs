@@ -135,6 +135,10 @@ impl ScoreModel for NetworkScoreModel {
         self.with_engine(|e| Ok(e.describe())).unwrap_or_else(|e| format!("unavailable ({e:#})"))
     }
 
+    fn prior_parts(&self, lat: Lattice) -> Option<Arc<ScoreParts>> {
+        self.parts(lat).ok().filter(|p| matches!(**p, ScoreParts::Physics { .. }))
+    }
+
     fn two_point(&self, lat: Lattice) -> Vec<f64> {
         match self.form {
             ScoreForm::Plain => super::data::resample_two_point(&self.two_point, self.train_lattice, lat),
@@ -238,6 +242,11 @@ impl PriorScoreModel {
     pub fn new(theory: Parametrisation, two_point: Vec<f64>, magnetisation: Vec<f64>, data_lattice: Lattice) -> Self {
         PriorScoreModel { theory, two_point, magnetisation, data_lattice, parts: PartsCache::default() }
     }
+
+    fn parts_on(&self, lat: Lattice) -> Result<Arc<ScoreParts>, String> {
+        let m = if lat == self.data_lattice { &self.magnetisation[..] } else { &[] };
+        self.parts.get(lat, || score_parts(ScoreForm::Physics, self.theory, 1.0, self.two_point(lat), m, lat))
+    }
 }
 
 impl ScoreModel for PriorScoreModel {
@@ -246,12 +255,13 @@ impl ScoreModel for PriorScoreModel {
     }
 
     fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
-        let m = if lat == self.data_lattice { &self.magnetisation[..] } else { &[] };
-        let parts =
-            self.parts.get(lat, || score_parts(ScoreForm::Physics, self.theory, 1.0, self.two_point(lat), m, lat))?;
         // A zero network output: the score is the prior's.
-        parts.compose(phi, sigma, &vec![0.0f32; phi.len()], out);
+        self.parts_on(lat)?.compose(phi, sigma, &vec![0.0f32; phi.len()], out);
         Ok(())
+    }
+
+    fn prior_parts(&self, lat: Lattice) -> Option<Arc<ScoreParts>> {
+        self.parts_on(lat).ok()
     }
 
     fn two_point(&self, lat: Lattice) -> Vec<f64> {

@@ -32,6 +32,8 @@
 //! is the extended target, so self-normalised reweighting (and independence Metropolis) is
 //! exact whatever the errors of the score; the score's quality only shows in the ESS.
 //!
+//! The start draw and the reverse step live in [`super::kernel`], shared with SMC.
+//!
 //! # Other samplers (raw samples, no weights)
 //! * `SamplerKind::Pc`: the EM/matched predictor step followed, at every σ_{k−1} > 0, by M
 //!   Langevin corrector steps φ ← φ + ε s(φ, σ_{k−1}) + √(2ε) z with Song et al.'s (2021)
@@ -47,17 +49,17 @@
 //! not depend on how they are split into batches, threads or MPI ranks.
 
 use rand::{Rng, RngExt};
-use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::fft::{self, Fft2Work};
+use super::kernel::{normals, ReverseKernel};
 use super::ScoreModel;
 use crate::lattice::Lattice;
 use crate::rng::{self, Domain, Stream};
 use crate::theory::Action;
 
-const LN_2PI: f64 = 1.837_877_066_409_345_5;
+#[cfg(test)]
+use super::{fft, kernel::LN_2PI};
 
 /// Named in the options, so config's (plain data).
 pub use crate::config::{Kernel, SamplerKind};
@@ -127,11 +129,11 @@ impl SamplerSettings {
     }
 
     /// Score evaluations per configuration (= batched `ScoreModel::score` calls per batch):
-    /// em N, pc N + M(N − 1), ode 2(N − 1) + 1.
+    /// em and smc N, pc N + M(N − 1), ode 2(N − 1) + 1.
     pub fn score_calls(&self) -> usize {
         let n = self.n_steps;
         match self.sampler {
-            SamplerKind::Em => n,
+            SamplerKind::Em | SamplerKind::Smc => n,
             SamplerKind::Pc => n + self.corrector_steps * (n - 1),
             SamplerKind::Ode => 2 * (n - 1) + 1,
         }
@@ -172,21 +174,6 @@ impl SampleBatch {
     }
 }
 
-struct Work {
-    fft: Fft2Work,
-    z: Vec<f64>,
-    noise: Vec<f64>,
-}
-
-fn normals(rng: &mut Stream, z: &mut [f64]) -> f64 {
-    let mut zz = 0.0;
-    for v in z.iter_mut() {
-        *v = StandardNormal.sample(rng);
-        zz += *v * *v;
-    }
-    zz
-}
-
 fn norm2(x: &[f64]) -> f64 {
     x.iter().map(|a| a * a).sum()
 }
@@ -212,6 +199,9 @@ pub fn sample_batch(
             return Err(format!("sampler: target action is on {}, sampling on {lat}", t.lattice()));
         }
     }
+    if settings.sampler == SamplerKind::Smc {
+        return Err("sampler: smc runs replicas of particles (smc::run_replica), not sample_batch".into());
+    }
     let weights = target.is_some() && settings.has_weights();
     if batch == 0 {
         return Ok(SampleBatch {
@@ -222,96 +212,42 @@ pub fn sample_batch(
         });
     }
     let v = lat.volume();
-    let sig = settings.sigma_ladder();
+    let kernel = ReverseKernel::new(model, lat, settings)?;
+    let sig = kernel.sigma_ladder();
     let n = settings.n_steps;
-    let fft = fft::plan(lat);
-    let g = match settings.kernel {
-        Kernel::Em => None,
-        Kernel::Matched => {
-            let g = model.two_point(lat);
-            if g.len() != v || !g.iter().all(|x| x.is_finite() && *x > 0.0) {
-                return Err(format!("sampler: {} gives no positive two-point function on {lat}", model.describe()));
-            }
-            Some(g)
-        }
-    };
 
     let mut rngs: Vec<Stream> = (0..batch).map(|b| rng::stream(seed, Domain::Sample, first_index + b as u64)).collect();
     let mut lw = vec![0.0; batch];
     let mut phi = vec![0.0; batch * v];
     let mut s = vec![0.0; batch * v];
     let mut calls = 0usize;
-    let new_work = || Work { fft: fft.work(), z: vec![0.0; v], noise: vec![0.0; v] };
+    let z_work = || vec![0.0; v];
     let mut score = |phi: &[f64], sigma: f64, out: &mut [f64]| -> Result<(), String> {
         calls += 1;
         model.score(lat, phi, &vec![sigma; batch], out)
     };
 
-    // Start: φ_N ~ N(0, C_N); lw = −log N(φ_N; 0, C_N) = ½ zᵀz + ½ log det C_N + (V/2) log 2π.
-    let sn2 = sig[n] * sig[n];
-    let c_n: Vec<f64> = match &g {
-        Some(g) => g.iter().map(|g| g + sn2).collect(),
-        None => vec![sn2; v],
-    };
-    let sqrt_c_n: Vec<f64> = c_n.iter().map(|c| c.sqrt()).collect();
-    let start_const = 0.5 * fft::log_det(&c_n) + 0.5 * v as f64 * LN_2PI;
-    phi.par_chunks_mut(v).zip(rngs.par_iter_mut()).zip(lw.par_iter_mut()).for_each_init(new_work, |w, ((p, r), l)| {
-        let zz = normals(r, &mut w.z);
-        fft.color_noise(&sqrt_c_n, &w.z, p, &mut w.fft);
-        *l = 0.5 * zz + start_const;
-    });
-
+    kernel.start(&mut phi, &mut rngs, &mut lw);
     match settings.sampler {
+        SamplerKind::Smc => unreachable!("refused above"),
         SamplerKind::Em | SamplerKind::Pc => {
             for k in (1..=n).rev() {
                 let (sk, skm) = (sig[k], sig[k - 1]);
-                let delta = sk * sk - skm * skm;
                 score(&phi, sk, &mut s)?;
-                // √Σ_k (matched) and the sample-independent part of the step's log-weight,
-                // ½ log det Σ_k − (V/2) log Δ_k (zero for the em kernel).
-                let (sqrt_cov, step_const) = match &g {
-                    Some(g) => {
-                        let cov: Vec<f64> = g.iter().map(|g| delta * (g + skm * skm) / (g + sk * sk)).collect();
-                        let c = 0.5 * fft::log_det(&cov) - 0.5 * v as f64 * delta.ln();
-                        (Some(cov.iter().map(|c| c.sqrt()).collect::<Vec<f64>>()), c)
-                    }
-                    None => (None, 0.0),
-                };
-                let sqrt_delta = delta.sqrt();
-                phi.par_chunks_mut(v)
-                    .zip(s.par_chunks(v))
-                    .zip(rngs.par_iter_mut())
-                    .zip(lw.par_iter_mut())
-                    .for_each_init(new_work, |w, (((p, sc), r), l)| {
-                        let zz = normals(r, &mut w.z);
-                        match &sqrt_cov {
-                            Some(c) => fft.color_noise(c, &w.z, &mut w.noise, &mut w.fft),
-                            None => w.noise.iter_mut().zip(&w.z).for_each(|(e, z)| *e = sqrt_delta * z),
-                        }
-                        // φ_{k−1} − φ_k = Δ s + η.
-                        let mut dd = 0.0;
-                        for ((p, sc), e) in p.iter_mut().zip(sc).zip(&w.noise) {
-                            let d = delta * sc + e;
-                            *p += d;
-                            dd += d * d;
-                        }
-                        if weights {
-                            *l += -0.5 * dd / delta + 0.5 * zz + step_const;
-                        }
-                    });
+                kernel.step(k, &mut phi, &s, &mut rngs, &mut lw);
                 if settings.sampler == SamplerKind::Pc && k > 1 {
                     let snr = settings.snr;
                     for _ in 0..settings.corrector_steps {
                         score(&phi, skm, &mut s)?;
                         phi.par_chunks_mut(v).zip(s.par_chunks(v)).zip(rngs.par_iter_mut()).for_each_init(
-                            new_work,
-                            |w, ((p, sc), r)| {
-                                let zz = normals(r, &mut w.z);
+                            z_work,
+                            |z, ((p, sc), r)| {
+                                let zz = normals(r, z);
                                 let ss = norm2(sc);
                                 if ss > 0.0 {
                                     let eps = 2.0 * snr * snr * zz / ss;
                                     let a = (2.0 * eps).sqrt();
-                                    for ((p, sc), z) in p.iter_mut().zip(sc).zip(&w.z) {
+                                    for ((p, sc), z) in p.iter_mut().zip(sc).zip(z.iter()) {
                                         *p += eps * sc + a * z;
                                     }
                                 }

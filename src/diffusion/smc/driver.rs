@@ -1,0 +1,268 @@
+//! `latdiff sample --sampler smc`: whole replicas spread over the MPI ranks, streamed to one
+//! file in replica order.
+//!
+//! Round t runs replica t·P + q on rank q (P ranks); rank 0 gathers the round and appends
+//! its replicas in order. A replica's result depends only on (seed, replica, particles)
+//! (see [`super`]), so the file is the same for any rank count.
+
+use anyhow::{anyhow, bail, Result};
+
+use super::levels::Levels;
+use super::{run_replica, LevelRecord, Replica, SmcSettings};
+use crate::config::SampleConfig;
+use crate::diffusion::generate::{write_attrs, Plan, SampleSummary, Timed};
+use crate::diffusion::kernel::ReverseKernel;
+use crate::dist::Comm;
+use crate::error::input_err;
+use crate::io::EnsembleWriter;
+use crate::theory::{Action, Phi4};
+use crate::util::{Progress, StopFlag};
+use rayon::prelude::*;
+
+/// Per-replica figures that travel to rank 0 (the configurations go separately).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplicaStats {
+    pub log_z: f64,
+    pub resamplings: usize,
+    pub distinct_ancestors: usize,
+    pub levels: Vec<LevelRecord>,
+}
+
+const LEVEL_FIELDS: usize = 5;
+
+impl ReplicaStats {
+    fn of(r: &Replica) -> Self {
+        ReplicaStats {
+            log_z: r.log_z,
+            resamplings: r.resamplings,
+            distinct_ancestors: r.distinct_ancestors(),
+            levels: r.levels.clone(),
+        }
+    }
+
+    fn to_f64s(&self) -> Vec<f64> {
+        let mut x = vec![self.log_z, self.resamplings as f64, self.distinct_ancestors as f64];
+        for l in &self.levels {
+            x.extend([l.sigma, l.ess_fraction, f64::from(u8::from(l.resampled)), l.acceptance, l.step]);
+        }
+        x
+    }
+
+    fn from_f64s(x: &[f64]) -> Self {
+        let levels = x[3..]
+            .chunks(LEVEL_FIELDS)
+            .map(|l| LevelRecord {
+                sigma: l[0],
+                ess_fraction: l[1],
+                resampled: l[2] != 0.0,
+                acceptance: l[3],
+                step: l[4],
+            })
+            .collect();
+        ReplicaStats { log_z: x[0], resamplings: x[1] as usize, distinct_ancestors: x[2] as usize, levels }
+    }
+}
+
+/// Everything the replicas share.
+struct Setup {
+    n_replicas: usize,
+    settings: SmcSettings,
+    kernel: ReverseKernel,
+    levels: Levels,
+    target: Phi4,
+}
+
+fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
+    let n_replicas = cfg.replicas.unwrap_or(comm.size());
+    if cfg.n_configs % n_replicas != 0 {
+        return Err(input_err(anyhow!(
+            "replicas: n_configs = {} is not a multiple of the {n_replicas} replicas (one per rank unless --replicas says otherwise)",
+            cfg.n_configs
+        )));
+    }
+    let n_particles = cfg.n_configs / n_replicas;
+    let settings = SmcSettings {
+        n_particles,
+        resample_ess: cfg.resample_ess,
+        rejuvenate: cfg.rejuvenate,
+        batch: p.batch.min(n_particles),
+    };
+    let model = p.loaded.model.as_ref();
+    let kernel = ReverseKernel::new(model, p.lattice, &p.settings).map_err(|e| input_err(anyhow!(e)))?;
+    let target = Phi4::new(p.lattice, p.target);
+    let levels = Levels::new(model, target, p.settings.sigma_ladder()).map_err(|e| input_err(anyhow!(e)))?;
+    Ok(Setup { n_replicas, settings, kernel, levels, target })
+}
+
+pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<SampleSummary> {
+    let s = setup(cfg, comm, &p)?;
+    let (root, rank, n_ranks) = (comm.is_root(), comm.rank(), comm.size());
+    if root {
+        announce(&p, &s, n_ranks);
+    }
+    let timed = Timed::new(p.loaded.model.as_ref());
+    let columns = (&["action", "log_weight"][..], &["chain", "trajectory", "replica", "ancestor"][..]);
+    let mut writer = root.then(|| EnsembleWriter::create(&cfg.out, p.lattice, columns.0, columns.1)).transpose()?;
+    let mut stats = Vec::with_capacity(s.n_replicas);
+    let mut progress = Progress::new("sample", cfg.n_configs as u64, "configs", root);
+    let t0 = std::time::Instant::now();
+    for round in 0..s.n_replicas.div_ceil(n_ranks) {
+        let replica = round * n_ranks + rank;
+        let mine = (replica < s.n_replicas).then(|| run_one(&timed, &s, cfg, replica)).transpose()?;
+        let round = Round::gather(comm, &s, p.settings.n_steps, round, mine.as_ref());
+        if let Some(w) = writer.as_mut() {
+            round.append(w, &mut stats)?;
+        }
+        progress.inc((round.count * s.settings.n_particles) as u64);
+        if stop.raised() {
+            bail!(
+                "stopped by signal after {} of {} replicas (sampling restarts from scratch; nothing was written)",
+                round.first + round.count,
+                s.n_replicas
+            );
+        }
+    }
+    progress.finish();
+    let summary = summarise(cfg, comm, &p, t0.elapsed().as_secs_f64(), timed.seconds());
+    match writer {
+        Some(w) => finish(w, cfg, comm, &p, &s, &stats, summary),
+        None => Ok(summary),
+    }
+}
+
+fn announce(p: &Plan, s: &Setup, n_ranks: usize) {
+    crate::backend::announce();
+    eprintln!(
+        "latdiff sample: {} on {}, target phi4 {} ({}), smc sampler ({} kernel, {} steps, sigma in [{:.3e}, {:.3e}]): {} replicas x {} particles over {n_ranks} rank(s), resample below ESS/N {}, {} MALA steps after each; intermediate targets from {}; model on {}",
+        p.loaded.model.describe(),
+        p.lattice,
+        p.target.describe(),
+        p.target.name(),
+        p.settings.kernel.name(),
+        p.settings.n_steps,
+        p.settings.sigma_min,
+        p.settings.sigma_max,
+        s.n_replicas,
+        s.settings.n_particles,
+        s.settings.resample_ess,
+        s.settings.rejuvenate,
+        s.levels.describe(),
+        p.loaded.model.device()
+    );
+}
+
+/// One round's replicas gathered on rank 0 (empty elsewhere), in replica order.
+struct Round {
+    first: usize,
+    count: usize,
+    n_particles: usize,
+    stats_len: usize,
+    configs: Vec<f32>,
+    /// [action, normalised log w] per particle.
+    rows: Vec<f64>,
+    ancestors: Vec<i64>,
+    stats: Vec<f64>,
+}
+
+impl Round {
+    fn gather(comm: &Comm, s: &Setup, n_steps: usize, round: usize, mine: Option<&Replica>) -> Self {
+        let (n_ranks, n) = (comm.size(), s.settings.n_particles);
+        let v = s.target.lattice.volume();
+        let stats_len = 3 + LEVEL_FIELDS * n_steps;
+        let present: Vec<usize> = (0..n_ranks).map(|q| usize::from(round * n_ranks + q < s.n_replicas)).collect();
+        let counts = |per: usize| present.iter().map(|c| c * per).collect::<Vec<_>>();
+        let (c32, rows, ancestors, st) = mine.map(pack).unwrap_or_default();
+        Round {
+            first: round * n_ranks,
+            count: present.iter().sum(),
+            n_particles: n,
+            stats_len,
+            configs: comm.gather(&c32, &counts(n * v)),
+            rows: comm.gather(&rows, &counts(2 * n)),
+            ancestors: comm.gather(&ancestors, &counts(n)),
+            stats: comm.gather(&st, &counts(stats_len)),
+        }
+    }
+
+    /// Appends the round's particles to the file and its replicas' figures to `stats`.
+    fn append(&self, w: &mut EnsembleWriter, stats: &mut Vec<ReplicaStats>) -> Result<()> {
+        let n = self.n_particles;
+        let v = self.configs.len() / (n * self.count).max(1);
+        for j in 0..self.count {
+            let replica = self.first + j;
+            let (act, lw): (Vec<f64>, Vec<f64>) =
+                self.rows[2 * n * j..][..2 * n].chunks(2).map(|x| (x[0], x[1])).unzip();
+            let rep = vec![replica as i64; n];
+            let idx: Vec<i64> = (0..n).map(|i| (replica * n + i) as i64).collect();
+            let anc = &self.ancestors[n * j..][..n];
+            w.append(&self.configs[n * v * j..][..n * v], &[&act, &lw], &[&rep, &idx, &rep, anc])?;
+            stats.push(ReplicaStats::from_f64s(&self.stats[self.stats_len * j..][..self.stats_len]));
+        }
+        Ok(())
+    }
+}
+
+/// Rates and the network's share of the time, summed over ranks.
+fn summarise(cfg: &SampleConfig, comm: &Comm, p: &Plan, seconds: f64, network_seconds: f64) -> SampleSummary {
+    let n_ranks = comm.size() as f64;
+    let mut ev = [(cfg.n_configs * p.settings.n_steps) as f64 / n_ranks, network_seconds];
+    comm.all_reduce_sum(&mut ev);
+    SampleSummary {
+        n: cfg.n_configs,
+        seconds,
+        ess_fraction: None,
+        log_w_std: None,
+        acceptance: None,
+        network_share: ev[1] / (seconds * n_ranks),
+        network_evals_per_s: ev[0] / seconds,
+    }
+}
+
+/// Rank 0: the attributes, the file under its name, the summary line.
+fn finish(
+    w: EnsembleWriter,
+    cfg: &SampleConfig,
+    comm: &Comm,
+    p: &Plan,
+    s: &Setup,
+    stats: &[ReplicaStats],
+    mut summary: SampleSummary,
+) -> Result<SampleSummary> {
+    let report = super::report::Report::new(stats, s.settings.n_particles);
+    summary.ess_fraction = Some(report.final_ess_fraction);
+    write_attrs(&w, cfg, p, comm, &summary)?;
+    report.write_attrs(&w, &s.settings, &s.levels.describe())?;
+    w.finish()?;
+    eprintln!(
+        "wrote {} configurations ({} replicas x {} particles) to {}: {:.2} configs/s ({:.0}% of the time in the network); {}",
+        cfg.n_configs,
+        s.n_replicas,
+        s.settings.n_particles,
+        cfg.out.display(),
+        cfg.n_configs as f64 / summary.seconds,
+        100.0 * summary.network_share,
+        report.summary_line()
+    );
+    Ok(summary)
+}
+
+/// Replica `index`, refined with `--hmc-refine` trajectories if asked (HMC leaves e^{−S}
+/// invariant: the weights stay valid), with its action.
+fn run_one(model: &dyn crate::diffusion::ScoreModel, s: &Setup, cfg: &SampleConfig, index: usize) -> Result<Replica> {
+    let mut r = run_replica(model, &s.kernel, &s.levels, &s.settings, cfg.seed, index).map_err(|e| anyhow!(e))?;
+    if cfg.hmc_refine > 0 {
+        let first = (index * s.settings.n_particles) as u64;
+        crate::diffusion::refine::hmc_refine(&s.target, &mut r.configs, cfg.seed, first, cfg.hmc_refine);
+        let v = s.target.lattice.volume();
+        r.action = r.configs.par_chunks(v).map(|c| s.target.action(c)).collect();
+    }
+    Ok(r)
+}
+
+/// (configurations as f32, [action, normalised log w] per particle, ancestors, stats).
+fn pack(r: &Replica) -> (Vec<f32>, Vec<f64>, Vec<i64>, Vec<f64>) {
+    let c32 = r.configs.iter().map(|&x| x as f32).collect();
+    let rows = r.action.iter().zip(r.normalised_log_weights()).flat_map(|(a, w)| [*a, w]).collect();
+    let ancestors = r.ancestors.iter().map(|&a| a as i64).collect();
+    (c32, rows, ancestors, ReplicaStats::of(r).to_f64s())
+}

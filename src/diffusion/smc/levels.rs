@@ -1,0 +1,125 @@
+//! The intermediate targets π_k ∝ exp(−U_k) of the SMC sampler, one per noise level:
+//! U_k = S_prior(·, σ_k) for 0 < k < N, U_0 = S (the target action), and the Gaussian
+//! preconditioner C_k = G + σ_k² of the MALA moves that leave π_k invariant.
+
+use std::sync::Arc;
+
+use crate::diffusion::fft::{self, Fft2};
+use crate::diffusion::form::ScoreParts;
+use crate::diffusion::kernel::positive_two_point;
+use crate::diffusion::prior::{PhysicsPrior, PriorWork};
+use crate::diffusion::ScoreModel;
+use crate::lattice::Lattice;
+use crate::theory::{Action, Phi4};
+
+/// The prior whose action is S_prior: the model's own, or one built for the sampler.
+enum Surrogate {
+    /// The physics prior the model's score is built on (with its zero mode, if any).
+    Model(Arc<ScoreParts>),
+    /// The target theory's prior with the model's G(p): models without a prior of their own.
+    Built(PhysicsPrior),
+}
+
+/// The σ ladder's targets for one model, target theory and lattice.
+pub struct Levels {
+    surrogate: Surrogate,
+    target: Phi4,
+    /// [σ_0 = 0, σ_1, …, σ_N].
+    sigma: Vec<f64>,
+    /// G(p) of the model on this lattice (the preconditioner's base).
+    g: Vec<f64>,
+    fft: Arc<Fft2>,
+}
+
+/// U_k of one level, as MALA and the weights evaluate it.
+#[derive(Clone, Copy)]
+pub enum LevelPotential<'a> {
+    /// S_prior(·, σ), 0 < σ.
+    Prior { prior: &'a PhysicsPrior, sigma: f64 },
+    /// The target action S (σ = 0): what the ensemble is exact for.
+    Target(&'a Phi4),
+}
+
+impl LevelPotential<'_> {
+    /// U(φ).
+    pub fn energy(&self, phi: &[f64], ws: &mut PriorWork) -> f64 {
+        match self {
+            LevelPotential::Prior { prior, sigma } => prior.action(phi, *sigma, ws),
+            LevelPotential::Target(t) => t.action(phi),
+        }
+    }
+
+    /// grad = ∇U(φ).
+    pub fn gradient(&self, phi: &[f64], grad: &mut [f64], ws: &mut PriorWork) {
+        match self {
+            LevelPotential::Prior { prior, sigma } => {
+                prior.score(phi, *sigma, grad, ws);
+                grad.iter_mut().for_each(|g| *g = -*g);
+            }
+            LevelPotential::Target(t) => t.deriv(phi, grad),
+        }
+    }
+}
+
+impl Levels {
+    /// The levels of `sigma` ([σ_0 = 0, …, σ_N]) for `model` sampling `target`: S_prior from
+    /// the model's physics prior when it has one, else from the target theory and the
+    /// model's G(p) (exact at every σ for a free target with its exact propagator).
+    pub fn new(model: &dyn ScoreModel, target: Phi4, sigma: Vec<f64>) -> Result<Self, String> {
+        let lat = target.lattice;
+        let g = positive_two_point(model, lat)?;
+        let surrogate = match model.prior_parts(lat) {
+            Some(parts) if matches!(*parts, ScoreParts::Physics { .. }) => Surrogate::Model(parts),
+            _ => Surrogate::Built(PhysicsPrior::new(target, g.clone()).map_err(|e| format!("smc: {e}"))?),
+        };
+        Ok(Levels { surrogate, target, sigma, g, fft: fft::plan(lat) })
+    }
+
+    pub fn lattice(&self) -> Lattice {
+        self.target.lattice
+    }
+
+    pub fn fft(&self) -> &Arc<Fft2> {
+        &self.fft
+    }
+
+    pub fn prior(&self) -> &PhysicsPrior {
+        match &self.surrogate {
+            Surrogate::Model(parts) => match &**parts {
+                ScoreParts::Physics { prior, .. } => prior,
+                ScoreParts::Plain => unreachable!("only physics parts are kept"),
+            },
+            Surrogate::Built(prior) => prior,
+        }
+    }
+
+    /// Where S_prior comes from (logs and the `smc_surrogate` attribute).
+    pub fn describe(&self) -> String {
+        let zero_mode = if self.prior().zero_mode().is_some() { " with the data's zero-mode marginal" } else { "" };
+        match &self.surrogate {
+            Surrogate::Model(_) => format!("the model's physics prior{zero_mode}"),
+            Surrogate::Built(_) => "the target theory's physics prior with the model's G(p)".into(),
+        }
+    }
+
+    /// U_k for 0 ≤ k < N (π_N is the start distribution, never a MALA target).
+    pub fn potential(&self, k: usize) -> LevelPotential<'_> {
+        assert!(k + 1 < self.sigma.len(), "smc: level {k} has no surrogate (the start level is Gaussian)");
+        if k == 0 {
+            LevelPotential::Target(&self.target)
+        } else {
+            LevelPotential::Prior { prior: self.prior(), sigma: self.sigma[k] }
+        }
+    }
+
+    /// C_k(p) = G(p) + σ_k²: π_k's covariance where it is Gaussian (everywhere for the free
+    /// theory), so MALA preconditioned with it moves every momentum at the same rate.
+    pub fn preconditioner(&self, k: usize) -> Vec<f64> {
+        let s2 = self.sigma[k] * self.sigma[k];
+        self.g.iter().map(|g| g + s2).collect()
+    }
+
+    pub fn work(&self) -> PriorWork {
+        self.prior().work()
+    }
+}

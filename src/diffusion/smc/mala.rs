@@ -1,0 +1,197 @@
+//! Rejuvenation: preconditioned Metropolis-adjusted Langevin (MALA) moves that leave one
+//! level's target π ∝ exp(−U) invariant, so that particles duplicated by resampling separate.
+//!
+//! Proposal with the diagonal (momentum-space) preconditioner C and step ε:
+//!   φ' = φ − ε C ∇U(φ) + √(2ε) C^{1/2} ξ,   ξ ~ N(0, I),
+//! accepted with probability min(1, α),
+//!   log α = U(φ) − U(φ') + log q(φ | φ') − log q(φ' | φ),
+//!   log q(y | x) = −(1/4ε) ‖y − x + ε C ∇U(x)‖²_{C⁻¹}  (+ a constant that cancels),
+//! where the forward term is exactly ½ ξᵀξ (C^{1/2} is symmetric). With C the Gaussian
+//! covariance of π, every momentum mode moves at the same rate.
+//!
+//! Each particle draws its ξ and its uniform from its own stream, so a sweep does not depend
+//! on threads or batching. The step size is shared by the particles of a replica and adapted
+//! between sweeps towards [`TARGET_ACCEPTANCE`] from their mean acceptance probability
+//! (summed in particle order): a population adaptation, standard in SMC.
+
+use rand::RngExt;
+use rayon::prelude::*;
+
+use super::levels::LevelPotential;
+use crate::diffusion::fft::{Fft2, Fft2Work};
+use crate::diffusion::kernel::normals;
+use crate::diffusion::prior::PriorWork;
+use crate::rng::Stream;
+
+/// The mean acceptance probability the step size is steered to (about the optimum of MALA
+/// in many dimensions, 0.574).
+pub const TARGET_ACCEPTANCE: f64 = 0.6;
+/// ε never exceeds this: at ε = 1 the preconditioned drift lands on the Gaussian's mean.
+pub const MAX_STEP: f64 = 1.0;
+const MIN_STEP: f64 = 1e-6;
+/// ε ← ε exp(ADAPT_RATE (acceptance − target)) after each sweep.
+const ADAPT_RATE: f64 = 2.0;
+
+/// The first step size of a replica: MALA's optimal step falls like V^{−1/3}.
+pub fn initial_step(volume: usize) -> f64 {
+    (volume as f64).powf(-1.0 / 3.0).min(MAX_STEP)
+}
+
+/// The step after a sweep with mean acceptance probability `acceptance`.
+pub fn adapt_step(eps: f64, acceptance: f64) -> f64 {
+    if !acceptance.is_finite() {
+        return (eps * 0.1).max(MIN_STEP);
+    }
+    (eps * (ADAPT_RATE * (acceptance - TARGET_ACCEPTANCE)).exp()).clamp(MIN_STEP, MAX_STEP)
+}
+
+/// The preconditioner C(p) and its square root.
+pub struct Preconditioner {
+    c: Vec<f64>,
+    sqrt_c: Vec<f64>,
+}
+
+impl Preconditioner {
+    pub fn new(c: Vec<f64>) -> Self {
+        let sqrt_c = c.iter().map(|x| x.sqrt()).collect();
+        Preconditioner { c, sqrt_c }
+    }
+}
+
+/// Particles at one level: configurations, U of each, ∇U of each.
+pub struct Particles<'a> {
+    pub phi: &'a mut [f64],
+    pub energy: &'a mut [f64],
+    pub grad: &'a mut [f64],
+    pub rngs: &'a mut [Stream],
+}
+
+struct Work {
+    prior: PriorWork,
+    fft: Fft2Work,
+    z: Vec<f64>,
+    noise: Vec<f64>,
+    proposal: Vec<f64>,
+    grad: Vec<f64>,
+    r: Vec<f64>,
+}
+
+/// One MALA step of every particle with step `eps`; returns each one's acceptance
+/// probability min(1, α) (0 for a NaN α).
+pub fn sweep(
+    pot: LevelPotential<'_>,
+    pre: &Preconditioner,
+    fft: &Fft2,
+    eps: f64,
+    new_prior_work: impl Fn() -> PriorWork + Sync + Send,
+    p: Particles<'_>,
+) -> Vec<f64> {
+    let v = pre.c.len();
+    let new_work = || Work {
+        prior: new_prior_work(),
+        fft: fft.work(),
+        z: vec![0.0; v],
+        noise: vec![0.0; v],
+        proposal: vec![0.0; v],
+        grad: vec![0.0; v],
+        r: vec![0.0; v],
+    };
+    let mut accept = vec![0.0; p.energy.len()];
+    p.phi
+        .par_chunks_mut(v)
+        .zip(p.grad.par_chunks_mut(v))
+        .zip(p.energy.par_iter_mut())
+        .zip(p.rngs.par_iter_mut())
+        .zip(accept.par_iter_mut())
+        .for_each_init(new_work, |w, ((((phi, grad), u), rng), a)| {
+            *a = step(pot, pre, fft, eps, phi, grad, u, rng, w);
+        });
+    accept
+}
+
+/// One MALA step of one particle (module docs); returns min(1, α).
+#[allow(clippy::too_many_arguments)]
+fn step(
+    pot: LevelPotential<'_>,
+    pre: &Preconditioner,
+    fft: &Fft2,
+    eps: f64,
+    phi: &mut [f64],
+    grad: &mut [f64],
+    u: &mut f64,
+    rng: &mut Stream,
+    w: &mut Work,
+) -> f64 {
+    let zz = normals(rng, &mut w.z);
+    fft.color_noise(&pre.sqrt_c, &w.z, &mut w.noise, &mut w.fft);
+    // proposal = φ − ε C ∇U(φ) + √(2ε) C^{1/2} ξ.
+    fft.apply_diag(&pre.c, grad, &mut w.proposal, &mut w.fft);
+    let a = (2.0 * eps).sqrt();
+    for ((y, x), n) in w.proposal.iter_mut().zip(phi.iter()).zip(&w.noise) {
+        *y = x - eps * *y + a * n;
+    }
+    let u_new = pot.energy(&w.proposal, &mut w.prior);
+    pot.gradient(&w.proposal, &mut w.grad, &mut w.prior);
+    // r = φ − φ' + ε C ∇U(φ'): the reverse move's noise, scaled by √(2ε) C^{1/2}.
+    fft.apply_diag(&pre.c, &w.grad, &mut w.r, &mut w.fft);
+    for ((r, x), y) in w.r.iter_mut().zip(phi.iter()).zip(&w.proposal) {
+        *r = x - y + eps * *r;
+    }
+    let reverse = fft.inv_quad_form(&pre.c, &w.r, &mut w.fft) / (4.0 * eps);
+    let log_alpha = *u - u_new - reverse + 0.5 * zz;
+    let prob = if log_alpha.is_nan() { 0.0 } else { log_alpha.min(0.0).exp() };
+    // One uniform per step whatever happens: the stream's position never depends on α.
+    let uniform: f64 = rng.random();
+    if uniform < prob {
+        phi.copy_from_slice(&w.proposal);
+        grad.copy_from_slice(&w.grad);
+        *u = u_new;
+    }
+    prob
+}
+
+/// ∇U of every particle (before the first sweep of a level).
+pub fn gradients(
+    pot: LevelPotential<'_>,
+    v: usize,
+    new_prior_work: impl Fn() -> PriorWork + Sync + Send,
+    phi: &[f64],
+    grad: &mut [f64],
+) {
+    grad.par_chunks_mut(v).zip(phi.par_chunks(v)).for_each_init(new_prior_work, |ws, (g, p)| pot.gradient(p, g, ws));
+}
+
+/// Result of [`rejuvenate`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rejuvenation {
+    /// Mean acceptance probability over the particles and sweeps.
+    pub acceptance: f64,
+    /// The step size after the last adaptation (what the next level starts from).
+    pub step: f64,
+}
+
+/// `sweeps` MALA steps of every particle, the step size `eps` adapted after each.
+/// `p.energy` must hold U of each particle on entry; `p.grad` is overwritten.
+pub fn rejuvenate(
+    pot: LevelPotential<'_>,
+    pre: &Preconditioner,
+    fft: &Fft2,
+    eps: f64,
+    sweeps: usize,
+    new_prior_work: impl Fn() -> PriorWork + Sync + Send + Copy,
+    p: Particles<'_>,
+) -> Rejuvenation {
+    let v = pre.c.len();
+    gradients(pot, v, new_prior_work, p.phi, p.grad);
+    let (mut eps, mut total) = (eps, 0.0);
+    for _ in 0..sweeps {
+        let here = Particles { phi: &mut *p.phi, energy: &mut *p.energy, grad: &mut *p.grad, rngs: &mut *p.rngs };
+        let probs = sweep(pot, pre, fft, eps, new_prior_work, here);
+        // In particle order: the same sum on any number of threads.
+        let mean = probs.iter().sum::<f64>() / probs.len().max(1) as f64;
+        total += mean;
+        eps = adapt_step(eps, mean);
+    }
+    let acceptance = if sweeps == 0 { f64::NAN } else { total / sweeps as f64 };
+    Rejuvenation { acceptance, step: eps }
+}

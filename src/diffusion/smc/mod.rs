@@ -1,0 +1,250 @@
+//! Sequential Monte Carlo along the diffusion path (`latdiff sample --sampler smc`).
+//!
+//! A replica of n particles starts from N(0, C_N) and steps down the σ ladder with the
+//! em/matched reverse kernel b_k of [`super::sampler`] (shared code: [`super::kernel`]).
+//! Level k has the target π_k ∝ exp(−U_k) ([`levels`]): U_N = −log N(·; 0, C_N) (normalised,
+//! the start density itself), U_k = S_prior(·, σ_k) for 0 < k < N (the physics prior's
+//! scalar action, exact at σ → 0 and σ → ∞), U_0 = S, the target action. Step k carries the
+//! incremental weight
+//!   log w_k = −U_{k−1}(φ_{k−1}) + log f_k(φ_k | φ_{k−1}) + U_k(φ_k) − log b_k(φ_{k−1} | φ_k),
+//! f_k the forward noising kernel. Their sum over k telescopes to the em sampler's path
+//! weight. Each particle carries its path part P (start term and Σ log f − log b, summed
+//! exactly as the em sampler sums it) and U of its level; its weight since the last
+//! resampling is W = P − U, so with resampling off the final W is the em sampler's
+//! log-weight bit for bit.
+//!
+//! After each step, when the Kish ESS of the weights falls below `resample_ess`·n, the
+//! replica resamples (systematic), adds log mean e^W to its log Z, and runs `rejuvenate`
+//! preconditioned MALA sweeps on π_{k−1} ([`mala`]) so that the copies separate (weights
+//! are unchanged by a π_{k−1}-invariant move). At the end log Z gets the last log mean e^W:
+//! log Z estimates log ∫ e^{−S} (π_N is normalised, the intermediate normalisations
+//! cancel), unbiased in Z, and the final weights W − log mean e^W are exact importance
+//! weights of the particles (all zero after a final resampling).
+//!
+//! # Reproducibility
+//! Particle i of replica r draws from `rng::stream(seed, Domain::Sample, r n + i)` (the em
+//! sampler's sample r n + i: identical paths when nothing is resampled) and keeps its stream
+//! when its configuration is replaced by a resampled one. Replica r resamples with
+//! `rng::stream(seed, Domain::Misc, RESAMPLE_STREAM + r)`. Sums over particles run in
+//! particle order and the score is evaluated in chunks whose results do not depend on the
+//! chunking, so a replica's output depends on (seed, r, n) only, not on threads, batches
+//! or the MPI rank it runs on.
+
+pub mod driver;
+pub mod levels;
+pub mod mala;
+pub mod report;
+pub mod resample;
+
+use rand::RngExt;
+use rayon::prelude::*;
+
+use self::levels::Levels;
+use self::mala::{Particles, Preconditioner};
+use super::kernel::ReverseKernel;
+use super::ScoreModel;
+use crate::rng::{self, Domain, Stream};
+
+/// First `Domain::Misc` stream index of the replicas' resampling uniforms (+ replica).
+pub const RESAMPLE_STREAM: u64 = 0x534d_4300_0000_0000;
+
+/// What the SMC sampler needs besides the kernel and the levels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SmcSettings {
+    /// n, particles per replica.
+    pub n_particles: usize,
+    /// Resample when ESS < resample_ess · n (0: never, 1: whenever a weight differs).
+    pub resample_ess: f64,
+    /// MALA sweeps after each resampling.
+    pub rejuvenate: usize,
+    /// Configurations per score call (memory; results do not depend on it).
+    pub batch: usize,
+}
+
+/// What happened at one level k − 1 (after reverse step k).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LevelRecord {
+    pub sigma: f64,
+    /// ESS/n of the weights on arrival, before any resampling.
+    pub ess_fraction: f64,
+    pub resampled: bool,
+    /// Mean MALA acceptance probability (NaN without rejuvenation here).
+    pub acceptance: f64,
+    /// The MALA step size after adaptation (NaN without rejuvenation here).
+    pub step: f64,
+}
+
+/// One finished replica.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replica {
+    pub index: usize,
+    /// [n, L_t, L_x] row-major.
+    pub configs: Vec<f64>,
+    /// W = P − U_0 of each particle: its log-weight since the last resampling (the em
+    /// sampler's path weight when there was none).
+    pub log_weight: Vec<f64>,
+    /// S of each configuration (U_0).
+    pub action: Vec<f64>,
+    /// Estimate of log ∫ e^{−S}.
+    pub log_z: f64,
+    /// Each particle's original index (at σ_N) in its lineage.
+    pub ancestors: Vec<usize>,
+    /// Levels N − 1, …, 0 in the order visited.
+    pub levels: Vec<LevelRecord>,
+    pub resamplings: usize,
+}
+
+impl Replica {
+    /// W − log mean e^W: the weights normalised within the replica (mean e^w = 1).
+    pub fn normalised_log_weights(&self) -> Vec<f64> {
+        let m = resample::log_mean_exp(&self.log_weight);
+        self.log_weight.iter().map(|w| w - m).collect()
+    }
+
+    pub fn distinct_ancestors(&self) -> usize {
+        resample::distinct(&self.ancestors)
+    }
+}
+
+/// Runs replica `index` of `settings.n_particles` particles (module docs).
+pub fn run_replica(
+    model: &dyn ScoreModel,
+    kernel: &ReverseKernel,
+    levels: &Levels,
+    settings: &SmcSettings,
+    seed: u64,
+    index: usize,
+) -> Result<Replica, String> {
+    let n = settings.n_particles;
+    let (lat, sigma) = (kernel.lattice(), kernel.sigma_ladder());
+    let v = lat.volume();
+    let first = (index * n) as u64;
+    let mut rngs: Vec<Stream> = (0..n).map(|i| rng::stream(seed, Domain::Sample, first + i as u64)).collect();
+    let mut resample_rng = rng::stream(seed, Domain::Misc, RESAMPLE_STREAM + index as u64);
+    let mut st = State {
+        phi: vec![0.0; n * v],
+        path: vec![0.0; n],
+        energy: vec![0.0; n],
+        ancestors: (0..n).collect(),
+        grad: Vec::new(),
+    };
+    kernel.start(&mut st.phi, &mut rngs, &mut st.path);
+    // U_N(φ_N) is the start term itself: every weight starts at zero.
+    st.energy.copy_from_slice(&st.path);
+    let (mut log_z, mut resamplings) = (0.0, 0usize);
+    let mut step = mala::initial_step(v);
+    let mut records = Vec::with_capacity(kernel.n_steps());
+    let mut score = vec![0.0; n * v];
+    for k in (1..=kernel.n_steps()).rev() {
+        score_in_chunks(model, lat, &st.phi, sigma[k], &mut score, settings.batch)?;
+        kernel.step(k, &mut st.phi, &score, &mut rngs, &mut st.path);
+        st.level_energies(levels, k - 1);
+        let w = st.weights();
+        let ess_fraction = resample::ess_fraction(&w);
+        if !(ess_fraction > 0.0) {
+            return Err(format!("smc: replica {index}: every weight vanished at sigma = {:.4e}", sigma[k - 1]));
+        }
+        let mut rec =
+            LevelRecord { sigma: sigma[k - 1], ess_fraction, resampled: false, acceptance: f64::NAN, step: f64::NAN };
+        if ess_fraction < settings.resample_ess {
+            let u: f64 = resample_rng.random();
+            let a = resample::systematic(&w, u).expect("a positive weight exists");
+            log_z += resample::log_mean_exp(&w);
+            st.take(&a, v);
+            resamplings += 1;
+            rec.resampled = true;
+            if settings.rejuvenate > 0 {
+                let r = st.rejuvenate(levels, k - 1, step, settings.rejuvenate, &mut rngs);
+                (rec.acceptance, rec.step, step) = (r.acceptance, r.step, r.step);
+            }
+        }
+        records.push(rec);
+    }
+    let log_weight = st.weights();
+    log_z += resample::log_mean_exp(&log_weight);
+    Ok(Replica {
+        index,
+        configs: st.phi,
+        log_weight,
+        action: st.energy,
+        log_z,
+        ancestors: st.ancestors,
+        levels: records,
+        resamplings,
+    })
+}
+
+/// The particles of a replica between steps.
+struct State {
+    phi: Vec<f64>,
+    /// P: the path part of each log-weight (module docs).
+    path: Vec<f64>,
+    /// U of each particle at its current level.
+    energy: Vec<f64>,
+    ancestors: Vec<usize>,
+    /// ∇U scratch for MALA (allocated at the first rejuvenation).
+    grad: Vec<f64>,
+}
+
+impl State {
+    fn weights(&self) -> Vec<f64> {
+        self.path.iter().zip(&self.energy).map(|(p, u)| p - u).collect()
+    }
+
+    fn level_energies(&mut self, levels: &Levels, k: usize) {
+        let pot = levels.potential(k);
+        let v = levels.lattice().volume();
+        self.energy
+            .par_iter_mut()
+            .zip(self.phi.par_chunks(v))
+            .for_each_init(|| levels.work(), |ws, (u, p)| *u = pot.energy(p, ws));
+    }
+
+    /// Replaces the particles by their ancestors `a`; every weight becomes zero (P = U).
+    fn take(&mut self, a: &[usize], v: usize) {
+        let phi: Vec<f64> = a.iter().flat_map(|&j| self.phi[j * v..][..v].iter().copied()).collect();
+        self.phi = phi;
+        self.energy = a.iter().map(|&j| self.energy[j]).collect();
+        self.ancestors = a.iter().map(|&j| self.ancestors[j]).collect();
+        self.path.clone_from(&self.energy);
+    }
+
+    /// MALA on level k; the weights W = P − U stay what they were.
+    fn rejuvenate(
+        &mut self,
+        levels: &Levels,
+        k: usize,
+        step: f64,
+        sweeps: usize,
+        rngs: &mut [Stream],
+    ) -> mala::Rejuvenation {
+        self.grad.resize(self.phi.len(), 0.0);
+        let before = self.weights();
+        let pre = Preconditioner::new(levels.preconditioner(k));
+        let particles = Particles { phi: &mut self.phi, energy: &mut self.energy, grad: &mut self.grad, rngs };
+        let r = mala::rejuvenate(levels.potential(k), &pre, levels.fft(), step, sweeps, || levels.work(), particles);
+        self.path = before.iter().zip(&self.energy).map(|(w, u)| w + u).collect();
+        r
+    }
+}
+
+/// out = s(φ, σ) in calls of at most `batch` configurations.
+fn score_in_chunks(
+    model: &dyn ScoreModel,
+    lat: crate::lattice::Lattice,
+    phi: &[f64],
+    sigma: f64,
+    out: &mut [f64],
+    batch: usize,
+) -> Result<(), String> {
+    let v = lat.volume();
+    let chunk = batch.max(1) * v;
+    for (p, o) in phi.chunks(chunk).zip(out.chunks_mut(chunk)) {
+        model.score(lat, p, &vec![sigma; p.len() / v], o)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,97 @@
+//! What an SMC run reports: per-replica log Z, resamplings and ancestors, per-level ESS and
+//! MALA figures, as file attributes (README: "SMC output") and one summary line.
+
+use anyhow::Result;
+
+use super::driver::ReplicaStats;
+use super::resample::log_mean_exp;
+use super::SmcSettings;
+use crate::io::{AttrValue, EnsembleWriter};
+
+/// The replicas' figures in replica order.
+pub struct Report<'a> {
+    stats: &'a [ReplicaStats],
+    n_particles: usize,
+    /// Mean over replicas of the final weights' ESS/n (1 after a final resampling).
+    pub final_ess_fraction: f64,
+}
+
+/// (log mean_r e^{x_r}, its jackknife error over the replicas); the error is NaN for fewer
+/// than two replicas.
+pub fn combined_log_z(log_z: &[f64]) -> (f64, f64) {
+    let r = log_z.len();
+    let value = log_mean_exp(log_z);
+    if r < 2 {
+        return (value, f64::NAN);
+    }
+    let leave_out: Vec<f64> = (0..r)
+        .map(|i| log_mean_exp(&log_z.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, x)| *x).collect::<Vec<_>>()))
+        .collect();
+    let mean = leave_out.iter().sum::<f64>() / r as f64;
+    let var = leave_out.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() * (r - 1) as f64 / r as f64;
+    (value, var.sqrt())
+}
+
+impl<'a> Report<'a> {
+    pub fn new(stats: &'a [ReplicaStats], n_particles: usize) -> Self {
+        let finals: Vec<f64> = stats
+            .iter()
+            .map(|s| s.levels.last().map_or(1.0, |l| if l.resampled { 1.0 } else { l.ess_fraction }))
+            .collect();
+        let final_ess_fraction = finals.iter().sum::<f64>() / finals.len().max(1) as f64;
+        Report { stats, n_particles, final_ess_fraction }
+    }
+
+    fn log_z(&self) -> Vec<f64> {
+        self.stats.iter().map(|s| s.log_z).collect()
+    }
+
+    /// Every replica's records of level field `f`, replica-major.
+    fn levels<T>(&self, f: impl Fn(&super::LevelRecord) -> T) -> Vec<T> {
+        self.stats.iter().flat_map(|s| s.levels.iter().map(&f)).collect()
+    }
+
+    pub fn write_attrs(&self, w: &EnsembleWriter, settings: &SmcSettings, surrogate: &str) -> Result<()> {
+        let int = |x: usize| AttrValue::I64(x as i64);
+        let ints =
+            |f: &dyn Fn(&ReplicaStats) -> usize| AttrValue::I64s(self.stats.iter().map(|s| f(s) as i64).collect());
+        let (log_z, log_z_err) = combined_log_z(&self.log_z());
+        w.set_attr("n_chains", int(self.stats.len()))?;
+        w.set_attr("replicas", int(self.stats.len()))?;
+        w.set_attr("particles_per_replica", int(self.n_particles))?;
+        w.set_attr("resample_ess", AttrValue::F64(settings.resample_ess))?;
+        w.set_attr("rejuvenate", int(settings.rejuvenate))?;
+        w.set_attr("smc_surrogate", AttrValue::Str(surrogate.into()))?;
+        w.set_attr("log_z", AttrValue::F64s(self.log_z()))?;
+        w.set_attr("log_z_combined", AttrValue::F64(log_z))?;
+        w.set_attr("log_z_combined_err", AttrValue::F64(log_z_err))?;
+        w.set_attr("resamplings", ints(&|s| s.resamplings))?;
+        w.set_attr("distinct_ancestors", ints(&|s| s.distinct_ancestors))?;
+        let sigma = self.stats.first().map(|s| s.levels.iter().map(|l| l.sigma).collect()).unwrap_or_default();
+        w.set_attr("level_sigma", AttrValue::F64s(sigma))?;
+        w.set_attr("level_ess_fraction", AttrValue::F64s(self.levels(|l| l.ess_fraction)))?;
+        w.set_attr("level_resampled", AttrValue::I64s(self.levels(|l| i64::from(l.resampled))))?;
+        w.set_attr("level_acceptance", AttrValue::F64s(self.levels(|l| l.acceptance)))?;
+        w.set_attr("level_step", AttrValue::F64s(self.levels(|l| l.step)))?;
+        Ok(())
+    }
+
+    /// log Z, resamplings, ancestors, the smallest ESS/n and the mean MALA acceptance.
+    pub fn summary_line(&self) -> String {
+        let r = self.stats.len().max(1) as f64;
+        let (log_z, err) = combined_log_z(&self.log_z());
+        let resamplings = self.stats.iter().map(|s| s.resamplings).sum::<usize>() as f64 / r;
+        let distinct: Vec<usize> = self.stats.iter().map(|s| s.distinct_ancestors).collect();
+        let min_ess = self.levels(|l| l.ess_fraction).into_iter().fold(f64::INFINITY, f64::min);
+        let acc: Vec<f64> = self.levels(|l| l.acceptance).into_iter().filter(|a| a.is_finite()).collect();
+        let err = if err.is_finite() { format!("{err:.3}") } else { "unavailable (1 replica)".into() };
+        format!(
+            "log Z = {log_z:.4} ± {err}, {resamplings:.1} resamplings per replica, distinct ancestors {}..{} of {}, smallest ESS/N {min_ess:.3} on arrival at a level, final ESS/N {:.3}, MALA acceptance {}",
+            distinct.iter().min().unwrap_or(&0),
+            distinct.iter().max().unwrap_or(&0),
+            self.n_particles,
+            self.final_ess_fraction,
+            if acc.is_empty() { "n/a".into() } else { format!("{:.3}", acc.iter().sum::<f64>() / acc.len() as f64) },
+        )
+    }
+}

@@ -1,0 +1,148 @@
+//! `latdiff sample --sampler smc` end to end: the file layout and attributes, the same file
+//! from 1 and 2 MPI ranks (and any batch size), `latdiff analyze`'s replica errors, bad input.
+//! The statistics (exact free values, resampling off = em weights, MALA invariance) are
+//! unit tests in src/diffusion/smc/tests.rs.
+
+mod common;
+use common::*;
+use latdiff::io::{AttrValue, Ensemble};
+use std::path::Path;
+
+/// A wrong free model (κ 0.17 for the target 0.2) on 8x16, resampling whenever ESS/N < 0.9:
+/// every replica resamples and rejuvenates.
+const SMC: &[&str] = &[
+    "sample",
+    "--sampler",
+    "smc",
+    "--model",
+    "free:kappa=0.17",
+    "--kappa",
+    "0.2",
+    "--lambda",
+    "0",
+    "--lattice",
+    "8x16",
+    "--n-configs",
+    "48",
+    "--replicas",
+    "3",
+    "--steps",
+    "20",
+    "--resample-ess",
+    "0.9",
+    "--seed",
+    "4",
+];
+
+fn analyze(dir: &Path, file: &str, json: bool) -> String {
+    let mut c = latdiff();
+    c.current_dir(dir).arg("analyze").arg(file);
+    if json {
+        c.arg("--json");
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn one_and_two_ranks_write_the_same_smc_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some(mut mpi) = mpirun() else { return };
+    let o = mpi
+        .current_dir(d)
+        .args(["-n", "2"])
+        .arg(bin())
+        .args(SMC)
+        .args(["--out", "r2.h5", "--batch", "5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = latdiff().current_dir(d).args(SMC).args(["--out", "r1.h5", "--batch", "16"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (a, b) = (Ensemble::open(&d.join("r1.h5")).unwrap(), Ensemble::open(&d.join("r2.h5")).unwrap());
+    assert_eq!(a.n, 48);
+    assert!(a.read_configs(0, 48).unwrap() == b.read_configs(0, 48).unwrap(), "the configurations differ");
+    for col in ["action", "log_weight"] {
+        assert_eq!(a.read_f64(col).unwrap(), b.read_f64(col).unwrap(), "/{col}");
+    }
+    for col in ["replica", "ancestor", "trajectory", "chain"] {
+        assert_eq!(a.read_i64(col).unwrap(), b.read_i64(col).unwrap(), "/{col}");
+    }
+    let replica: Vec<i64> = (0..48).map(|i| i / 16).collect();
+    assert_eq!(a.read_i64("replica").unwrap(), replica);
+    for key in ["log_z", "level_ess_fraction", "level_acceptance", "level_step", "resamplings", "distinct_ancestors"] {
+        // Debug prints every f64 exactly, and NaN (no MALA at that level) equal to itself.
+        assert_eq!(format!("{:?}", a.attr(key).unwrap()), format!("{:?}", b.attr(key).unwrap()), "attribute {key}");
+    }
+    assert_eq!(b.attr_f64("n_ranks"), Some(2.0));
+    // Both ranks ran replicas that resampled and rejuvenated: the comparison covers them.
+    let AttrValue::I64s(resamplings) = a.attr("resamplings").unwrap() else { panic!("resamplings") };
+    assert!(resamplings.iter().all(|&r| r > 0), "{resamplings:?}");
+    let AttrValue::F64s(acc) = a.attr("level_acceptance").unwrap() else { panic!("level_acceptance") };
+    assert!(acc.iter().any(|a| a.is_finite() && *a > 0.0), "no MALA step was accepted: {acc:?}");
+}
+
+/// The layout, the attributes, and `analyze`: errors from the spread between replicas,
+/// stated in the header; with one replica, no error bar at all.
+#[test]
+fn smc_file_layout_and_replica_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = latdiff().current_dir(d).args(SMC).args(["--out", "s.h5"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = Ensemble::open(&d.join("s.h5")).unwrap();
+    assert_eq!(e.attr_str("sampler").as_deref(), Some("smc"));
+    assert_eq!(e.attr_f64("replicas"), Some(3.0));
+    assert_eq!(e.attr_f64("particles_per_replica"), Some(16.0));
+    let AttrValue::F64s(log_z) = e.attr("log_z").unwrap() else { panic!("log_z") };
+    assert_eq!(log_z.len(), 3);
+    let AttrValue::F64s(sigma) = e.attr("level_sigma").unwrap() else { panic!("level_sigma") };
+    assert_eq!((sigma.len(), *sigma.last().unwrap()), (20, 0.0));
+    let AttrValue::F64s(ess) = e.attr("level_ess_fraction").unwrap() else { panic!("level_ess_fraction") };
+    assert_eq!(ess.len(), 60);
+    // Normalised within each replica: mean e^w = 1.
+    let lw = e.read_f64("log_weight").unwrap();
+    for r in 0..3 {
+        let m = lw[16 * r..][..16].iter().map(|w| w.exp()).sum::<f64>() / 16.0;
+        assert!((m - 1.0).abs() < 1e-12, "replica {r}: mean weight {m}");
+    }
+    let table = analyze(d, "s.h5", false);
+    assert!(table.contains("jackknife over the 3 independent replicas"), "{table}");
+    assert!(!table.contains("tau"), "particles are not a time series: {table}");
+    let j: serde_json::Value = serde_json::from_str(&analyze(d, "s.h5", true)).unwrap();
+    assert_eq!(j["n_replicas"], 3);
+    assert!(j["observables"]["phi2"]["err"].as_f64().unwrap() > 0.0);
+
+    let one: Vec<&str> = SMC.iter().map(|a| if *a == "3" { "1" } else { a }).collect();
+    let o = latdiff().current_dir(d).args(&one).args(["--out", "one.h5"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = analyze(d, "one.h5", false);
+    assert!(table.contains("errors unavailable: 1 replica"), "{table}");
+    assert!(table.contains("± undefined"), "{table}");
+    let j: serde_json::Value = serde_json::from_str(&analyze(d, "one.h5", true)).unwrap();
+    assert!(j["observables"]["phi2"]["err"].is_null(), "{}", j["observables"]["phi2"]);
+}
+
+#[test]
+fn bad_smc_input_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = ["--model", "free:kappa=0.2", "--lattice", "8", "--n-configs", "12"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--replicas", "3"], "replicas"),
+        (vec!["--sampler", "smc", "--replicas", "5"], "multiple"),
+        (vec!["--sampler", "smc", "--replicas", "0"], "replicas"),
+        (vec!["--sampler", "smc", "--resample-ess", "1.5"], "resample_ess"),
+        (vec!["--sampler", "smc", "--metropolis"], "metropolis"),
+    ];
+    for (args, key) in cases {
+        let o = latdiff().current_dir(d).arg("sample").args(base).args(&args).args(["--out", "x.h5"]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(key), "{args:?}: {err}");
+        assert!(!d.join("x.h5").exists());
+    }
+}
