@@ -183,6 +183,26 @@ pub enum SamplerKind {
     Smc,
 }
 
+/// The intermediate targets of the SMC sampler (`diffusion::smc::levels`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmcTarget {
+    /// S_prior, the physics prior's scalar action.
+    Prior,
+    /// The first-order cumulant surrogate of the noised action (`diffusion::cumulant`).
+    Cumulant,
+}
+
+impl SmcTarget {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "prior" => Ok(SmcTarget::Prior),
+            "cumulant" => Ok(SmcTarget::Cumulant),
+            _ => Err(format!("smc_target: '{s}' is not one of prior, cumulant")),
+        }
+    }
+}
+
 impl SamplerKind {
     pub fn parse(s: &str) -> Result<Self, String> {
         match s.trim() {
@@ -926,6 +946,21 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejuvenate: Option<usize>,
+    /// SMC: intermediate targets, prior (the physics prior's action) or cumulant (its
+    /// first-order cumulant form, which fades with the noise).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smc_target: Option<String>,
+    /// SMC: the network drives the reverse steps from sigma at or below this; above it the
+    /// level target's own score does (default: the network everywhere).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_below: Option<f64>,
+    /// SMC: draw each reverse step's magnetisation from its conditional under the level
+    /// target (a 1-D grid) instead of the Gaussian step: for critical and broken phases.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub exact_magnetisation: bool,
     /// Memory limit per rank in MiB; also sizes the batch (default: 80 % of the node's available memory shared by its ranks, batches sized for at most 2048 MiB).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -974,6 +1009,10 @@ pub struct SampleConfig {
     pub replicas: Option<usize>,
     pub resample_ess: f64,
     pub rejuvenate: usize,
+    pub smc_target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_below: Option<f64>,
+    pub exact_magnetisation: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_memory: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1005,6 +1044,9 @@ impl Default for SampleConfig {
             replicas: None,
             resample_ess: 0.5,
             rejuvenate: 5,
+            smc_target: "prior".into(),
+            network_below: None,
+            exact_magnetisation: false,
             max_memory: None,
             batch: None,
             seed: 1,
@@ -1027,6 +1069,7 @@ impl SampleConfig {
                 ("sigma_max", o.sigma_max),
                 ("snr", o.snr),
                 ("resample_ess", o.resample_ess),
+                ("network_below", o.network_below),
             ]
         })?;
         let cfg: SampleConfig = merge(file, flags)?;
@@ -1076,6 +1119,10 @@ impl SampleConfig {
     fn check_smc(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.resample_ess) {
             bail!("resample_ess: {} is not a fraction in [0, 1]", self.resample_ess);
+        }
+        SmcTarget::parse(&self.smc_target).map_err(|e| anyhow!(e))?;
+        if let Some(s) = self.network_below.filter(|s| !(*s >= 0.0)) {
+            bail!("network_below: {s} is not a noise level (sigma >= 0)");
         }
         match self.replicas {
             Some(_) if self.sampler != "smc" => {

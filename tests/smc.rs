@@ -114,6 +114,13 @@ fn smc_file_layout_and_replica_errors() {
     let j: serde_json::Value = serde_json::from_str(&analyze(d, "s.h5", true)).unwrap();
     assert_eq!(j["n_replicas"], 3);
     assert!(j["observables"]["phi2"]["err"].as_f64().unwrap() > 0.0);
+    // 16 particles per replica: fewer than 50 lineages, so never a trusted bar.
+    let AttrValue::I64s(distinct) = e.attr("distinct_ancestors").unwrap() else { panic!("distinct_ancestors") };
+    let fewest = *distinct.iter().min().unwrap();
+    assert_eq!(j["min_lineages"].as_i64(), Some(fewest), "{j}");
+    assert_eq!(j["reliable"], false);
+    assert!(j["unreliable_reason"].as_str().unwrap().contains("starting particles"), "{j}");
+    assert!(table.contains(&format!("fewest lineages in a replica {fewest}")), "{table}");
 
     let one: Vec<&str> = SMC.iter().map(|a| if *a == "3" { "1" } else { a }).collect();
     let o = latdiff().current_dir(d).args(&one).args(["--out", "one.h5"]).output().unwrap();

@@ -204,6 +204,8 @@ pub struct Analysis {
     pub primary_gamma: Vec<(String, GammaResult)>,
     /// Kish effective sample size (Σw)²/Σw² for weighted ensembles.
     pub ess: Option<f64>,
+    /// SMC: the fewest distinct starting particles any replica's particles descend from.
+    pub lineages: Option<usize>,
 }
 
 impl Analysis {
@@ -218,9 +220,18 @@ impl Analysis {
     }
     /// `Some("ESS 3.2 < 50")` when the weights leave fewer than [`MIN_RELIABLE_ESS`]
     /// effective samples: the reweighted values and their errors are not to be trusted.
+    /// Likewise an SMC replica whose particles all descend from fewer than
+    /// [`MIN_RELIABLE_ESS`] starting particles: resampling made the weights even, but the
+    /// particles explored only what those few lineages reached, and replicas that all
+    /// missed the same region agree with each other (small replica errors) and are wrong.
     pub fn unreliable(&self) -> Option<String> {
-        let e = self.ess?;
-        (!(e >= MIN_RELIABLE_ESS)).then(|| format!("ESS {e:.1} < {MIN_RELIABLE_ESS}"))
+        let few_ess = self.ess.filter(|e| !(*e >= MIN_RELIABLE_ESS)).map(|e| format!("ESS {e:.1} < {MIN_RELIABLE_ESS}"));
+        let few_lineages = self
+            .lineages
+            .filter(|l| (*l as f64) < MIN_RELIABLE_ESS)
+            .map(|l| format!("a replica descends from {l} < {MIN_RELIABLE_ESS} starting particles"));
+        let why: Vec<String> = few_ess.into_iter().chain(few_lineages).collect();
+        (!why.is_empty()).then(|| why.join("; "))
     }
 }
 
@@ -342,6 +353,7 @@ pub fn analyze(
         binning,
         primary_gamma,
         ess: log_weights.map(ess),
+        lineages: None,
     }
 }
 

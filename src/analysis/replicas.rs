@@ -16,6 +16,8 @@ pub struct Replicas {
     pub count: usize,
     /// Configurations of the largest replica (one jackknife bin holds a whole replica).
     pub largest: usize,
+    /// The fewest distinct ancestors (starting particles) of any replica, from `/ancestor`.
+    pub lineages: Option<usize>,
 }
 
 impl Replicas {
@@ -24,7 +26,17 @@ impl Replicas {
         let count = ids.iter().max().map_or(0, |m| m + 1);
         let mut sizes = vec![0usize; count];
         ids.iter().for_each(|&i| sizes[i] += 1);
-        Replicas { ids, count, largest: sizes.into_iter().max().unwrap_or(0) }
+        Replicas { ids, count, largest: sizes.into_iter().max().unwrap_or(0), lineages: None }
+    }
+
+    /// Records the fewest distinct ancestors of a replica (`ancestors` per row).
+    pub fn with_ancestors(mut self, ancestors: &[i64]) -> Self {
+        let mut per_replica = vec![std::collections::BTreeSet::new(); self.count];
+        self.ids.iter().zip(ancestors).for_each(|(&r, &a)| {
+            per_replica[r].insert(a);
+        });
+        self.lineages = per_replica.iter().map(|s| s.len()).min();
+        self
     }
 
     /// The header's statement of how the errors were obtained.
@@ -45,6 +57,7 @@ impl Replicas {
 pub fn analyze(obs: &dyn Observables, prim: &Primaries, replicas: &Replicas, log_weights: Option<&[f64]>) -> Analysis {
     let mut a = observables::analyze(obs, prim, Some(&replicas.ids), log_weights, Some(replicas.largest.max(1)));
     a.binning = (String::new(), f64::NAN);
+    a.lineages = replicas.lineages;
     let unavailable = replicas.count < 2;
     for (_, est) in a.quantities.iter_mut() {
         match est {
@@ -71,5 +84,11 @@ mod tests {
         assert_eq!(r.ids, vec![0, 0, 1, 1, 1, 0]);
         assert_eq!((r.count, r.largest), (2, 3));
         assert!(Replicas::from_labels(&[0, 0]).error_method().contains("unavailable"));
+    }
+
+    #[test]
+    fn lineages_are_the_fewest_distinct_ancestors_of_a_replica() {
+        let r = Replicas::from_labels(&[0, 0, 0, 1, 1, 1]).with_ancestors(&[5, 5, 2, 0, 1, 2]);
+        assert_eq!(r.lineages, Some(2));
     }
 }

@@ -85,7 +85,16 @@ pub fn open(path: &Path) -> Result<Input> {
         if r.len() != ens.n {
             bail!("{name}: /replica has {} rows but /configs has {}", r.len(), ens.n);
         }
-        Some(Replicas::from_labels(&r))
+        let replicas = Replicas::from_labels(&r);
+        Some(if ens.has("ancestor") {
+            let a = ens.read_i64("ancestor").map_err(|_| anyhow!("{name}: /ancestor is not an integer column"))?;
+            if a.len() != ens.n {
+                bail!("{name}: /ancestor has {} rows but /configs has {}", a.len(), ens.n);
+            }
+            replicas.with_ancestors(&a)
+        } else {
+            replicas
+        })
     } else {
         None
     };
@@ -279,6 +288,7 @@ pub fn file_json(r: &FileAnalysis) -> Value {
     if let Some(r) = &r.replicas {
         o["n_replicas"] = json!(r.count);
         o["error_method"] = json!(r.error_method());
+        o["min_lineages"] = json!(r.lineages);
     }
     o
 }
@@ -398,6 +408,9 @@ pub fn table(results: &[FileAnalysis]) -> String {
                 attr_of(r, "sampler").unwrap_or("?".into()),
                 rep.error_method()
             );
+            if let Some(l) = rep.lineages {
+                let _ = write!(s, ", fewest lineages in a replica {l}");
+            }
         } else {
             let _ = write!(
                 s,
@@ -425,7 +438,7 @@ pub fn table(results: &[FileAnalysis]) -> String {
         if let Some(u) = a.unreliable() {
             let _ = writeln!(
                 s,
-                "    unreliable: {u}: the reweighted values rest on a handful of configurations; their errors and sigmas are not trustworthy"
+                "    unreliable: {u}: the values rest on a handful of configurations or lineages; their errors and sigmas are not trustworthy"
             );
         }
         for w in warnings(r) {

@@ -62,6 +62,18 @@ impl ReverseKernel {
         &self.sigma
     }
 
+    /// (Δ_k, Σ_k(p = 0)): the step's forward variance per site and its reverse covariance
+    /// at zero momentum, so that the magnetisation's share of the step is N(m + Δ_k s̄, Σ_k(0)/V).
+    pub fn zero_mode_step(&self, k: usize) -> (f64, f64) {
+        let (sk, skm) = (self.sigma[k], self.sigma[k - 1]);
+        let delta = sk * sk - skm * skm;
+        let cov0 = match &self.g {
+            Some(g) => delta * (g[0] + skm * skm) / (g[0] + sk * sk),
+            None => delta,
+        };
+        (delta, cov0)
+    }
+
     /// N, the number of reverse steps.
     pub fn n_steps(&self) -> usize {
         self.sigma.len() - 1

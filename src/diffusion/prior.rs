@@ -57,9 +57,11 @@ pub struct PhysicsPrior {
 
 /// Per-thread scratch of the prior.
 pub struct PriorWork {
-    fft: Fft2Work,
-    d: Vec<f64>,
-    power: Vec<f64>,
+    pub(super) fft: Fft2Work,
+    pub(super) d: Vec<f64>,
+    pub(super) power: Vec<f64>,
+    /// A third field-sized buffer (the cumulant surrogate's Wiener-filtered field).
+    pub(super) mu: Vec<f64>,
 }
 
 impl PhysicsPrior {
@@ -107,9 +109,13 @@ impl PhysicsPrior {
         &self.g
     }
 
+    pub fn fft(&self) -> &Fft2 {
+        &self.fft
+    }
+
     pub fn work(&self) -> PriorWork {
         let v = self.lattice().volume();
-        PriorWork { fft: self.fft.work(), d: vec![0.0; v], power: vec![0.0; v] }
+        PriorWork { fft: self.fft.work(), d: vec![0.0; v], power: vec![0.0; v], mu: vec![0.0; v] }
     }
 
     /// w(σ): the share of the interacting part of the action at noise σ (module docs).

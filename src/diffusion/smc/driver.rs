@@ -85,12 +85,15 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
         n_particles,
         resample_ess: cfg.resample_ess,
         rejuvenate: cfg.rejuvenate,
+        network_below: cfg.network_below.unwrap_or(f64::INFINITY),
+        exact_magnetisation: cfg.exact_magnetisation,
         batch: p.batch.min(n_particles),
     };
     let model = p.loaded.model.as_ref();
     let kernel = ReverseKernel::new(model, p.lattice, &p.settings).map_err(|e| input_err(anyhow!(e)))?;
     let target = Phi4::new(p.lattice, p.target);
-    let levels = Levels::new(model, target, p.settings.sigma_ladder()).map_err(|e| input_err(anyhow!(e)))?;
+    let form = crate::config::SmcTarget::parse(&cfg.smc_target).map_err(|e| input_err(anyhow!(e)))?;
+    let levels = Levels::new(model, target, p.settings.sigma_ladder(), form).map_err(|e| input_err(anyhow!(e)))?;
     Ok(Setup { n_replicas, settings, kernel, levels, target })
 }
 
@@ -133,7 +136,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
 fn announce(p: &Plan, s: &Setup, n_ranks: usize) {
     crate::backend::announce();
     eprintln!(
-        "latdiff sample: {} on {}, target phi4 {} ({}), smc sampler ({} kernel, {} steps, sigma in [{:.3e}, {:.3e}]): {} replicas x {} particles over {n_ranks} rank(s), resample below ESS/N {}, {} MALA steps after each; intermediate targets from {}; model on {}",
+        "latdiff sample: {} on {}, target phi4 {} ({}), smc sampler ({} kernel, {} steps, sigma in [{:.3e}, {:.3e}]): {} replicas x {} particles over {n_ranks} rank(s), resample below ESS/N {}, {} MALA steps after each; intermediate targets from {}; {}{}; model on {}",
         p.loaded.model.describe(),
         p.lattice,
         p.target.describe(),
@@ -147,6 +150,11 @@ fn announce(p: &Plan, s: &Setup, n_ranks: usize) {
         s.settings.resample_ess,
         s.settings.rejuvenate,
         s.levels.describe(),
+        match s.settings.network_below {
+            x if x.is_infinite() => "the network drives every step".to_string(),
+            x => format!("the network drives the steps from sigma <= {x}, the targets' own score those above"),
+        },
+        if s.settings.exact_magnetisation { "; magnetisation drawn from its conditional at every step" } else { "" },
         p.loaded.model.device()
     );
 }

@@ -4,6 +4,10 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
+use crate::config::SmcTarget;
+use crate::diffusion::cumulant;
 use crate::diffusion::fft::{self, Fft2};
 use crate::diffusion::form::ScoreParts;
 use crate::diffusion::kernel::positive_two_point;
@@ -23,6 +27,8 @@ enum Surrogate {
 /// The σ ladder's targets for one model, target theory and lattice.
 pub struct Levels {
     surrogate: Surrogate,
+    /// Which scalar of the surrogate's G (and theory) the levels 0 < k < N use.
+    form: SmcTarget,
     target: Phi4,
     /// [σ_0 = 0, σ_1, …, σ_N].
     sigma: Vec<f64>,
@@ -36,6 +42,8 @@ pub struct Levels {
 pub enum LevelPotential<'a> {
     /// S_prior(·, σ), 0 < σ.
     Prior { prior: &'a PhysicsPrior, sigma: f64 },
+    /// The first-order cumulant surrogate U_σ built on the prior's G ([`cumulant`]).
+    Cumulant { prior: &'a PhysicsPrior, sigma: f64 },
     /// The target action S (σ = 0): what the ensemble is exact for.
     Target(&'a Phi4),
 }
@@ -45,6 +53,7 @@ impl LevelPotential<'_> {
     pub fn energy(&self, phi: &[f64], ws: &mut PriorWork) -> f64 {
         match self {
             LevelPotential::Prior { prior, sigma } => prior.action(phi, *sigma, ws),
+            LevelPotential::Cumulant { prior, sigma } => cumulant::action(prior, phi, *sigma, ws),
             LevelPotential::Target(t) => t.action(phi),
         }
     }
@@ -56,6 +65,7 @@ impl LevelPotential<'_> {
                 prior.score(phi, *sigma, grad, ws);
                 grad.iter_mut().for_each(|g| *g = -*g);
             }
+            LevelPotential::Cumulant { prior, sigma } => cumulant::gradient(prior, phi, *sigma, grad, ws),
             LevelPotential::Target(t) => t.deriv(phi, grad),
         }
     }
@@ -65,14 +75,14 @@ impl Levels {
     /// The levels of `sigma` ([σ_0 = 0, …, σ_N]) for `model` sampling `target`: S_prior from
     /// the model's physics prior when it has one, else from the target theory and the
     /// model's G(p) (exact at every σ for a free target with its exact propagator).
-    pub fn new(model: &dyn ScoreModel, target: Phi4, sigma: Vec<f64>) -> Result<Self, String> {
+    pub fn new(model: &dyn ScoreModel, target: Phi4, sigma: Vec<f64>, form: SmcTarget) -> Result<Self, String> {
         let lat = target.lattice;
         let g = positive_two_point(model, lat)?;
         let surrogate = match model.prior_parts(lat) {
             Some(parts) if matches!(*parts, ScoreParts::Physics { .. }) => Surrogate::Model(parts),
             _ => Surrogate::Built(PhysicsPrior::new(target, g.clone()).map_err(|e| format!("smc: {e}"))?),
         };
-        Ok(Levels { surrogate, target, sigma, g, fft: fft::plan(lat) })
+        Ok(Levels { surrogate, form, target, sigma, g, fft: fft::plan(lat) })
     }
 
     pub fn lattice(&self) -> Lattice {
@@ -96,10 +106,16 @@ impl Levels {
     /// Where S_prior comes from (logs and the `smc_surrogate` attribute).
     pub fn describe(&self) -> String {
         let zero_mode = if self.prior().zero_mode().is_some() { " with the data's zero-mode marginal" } else { "" };
-        match &self.surrogate {
+        let form = match self.form {
+            SmcTarget::Prior => "",
+            SmcTarget::Cumulant => "the first-order cumulant action on ",
+        };
+        let zero_mode = if self.form == SmcTarget::Cumulant { "" } else { zero_mode };
+        let source = match &self.surrogate {
             Surrogate::Model(_) => format!("the model's physics prior{zero_mode}"),
             Surrogate::Built(_) => "the target theory's physics prior with the model's G(p)".into(),
-        }
+        };
+        format!("{form}{source}")
     }
 
     /// U_k for 0 ≤ k < N (π_N is the start distribution, never a MALA target).
@@ -108,8 +124,33 @@ impl Levels {
         if k == 0 {
             LevelPotential::Target(&self.target)
         } else {
-            LevelPotential::Prior { prior: self.prior(), sigma: self.sigma[k] }
+            self.surrogate(self.sigma[k])
         }
+    }
+
+    /// The surrogate action at σ > 0.
+    fn surrogate(&self, sigma: f64) -> LevelPotential<'_> {
+        let prior = self.prior();
+        match self.form {
+            SmcTarget::Prior => LevelPotential::Prior { prior, sigma },
+            SmcTarget::Cumulant => LevelPotential::Cumulant { prior, sigma },
+        }
+    }
+
+    /// out = −∇U at σ_k for every configuration of `phi` (1 ≤ k ≤ N): the surrogate's own
+    /// score, which drives the reverse steps where the network's would cost ESS (sampler
+    /// docs: `network_below`).
+    pub fn surrogate_score(&self, k: usize, phi: &[f64], out: &mut [f64]) {
+        assert!(k >= 1 && k < self.sigma.len(), "smc: level {k} has no noise");
+        let pot = self.surrogate(self.sigma[k]);
+        let v = self.lattice().volume();
+        out.par_chunks_mut(v).zip(phi.par_chunks(v)).for_each_init(
+            || self.work(),
+            |ws, (o, p)| {
+                pot.gradient(p, o, ws);
+                o.iter_mut().for_each(|x| *x = -*x);
+            },
+        );
     }
 
     /// C_k(p) = G(p) + σ_k²: π_k's covariance where it is Gaussian (everywhere for the free

@@ -32,6 +32,7 @@
 
 pub mod driver;
 pub mod levels;
+pub mod magnetisation;
 pub mod mala;
 pub mod report;
 pub mod resample;
@@ -59,6 +60,14 @@ pub struct SmcSettings {
     pub rejuvenate: usize,
     /// Configurations per score call (memory; results do not depend on it).
     pub batch: usize,
+    /// Steps from σ_k above this are driven by the level surrogate's own score instead of
+    /// the network's (∞: the network everywhere). Why: at large σ every ensemble is nearly
+    /// the Gaussian N(0, G + σ²), which the surrogate has exactly, while a network error
+    /// ε in σ·s costs about V ε² of log-weight variance per step, which no resampling
+    /// undoes once it exceeds O(1).
+    pub network_below: f64,
+    /// Draw each step's magnetisation from its (nearly) exact conditional ([`magnetisation`]).
+    pub exact_magnetisation: bool,
 }
 
 /// What happened at one level k − 1 (after reverse step k).
@@ -136,8 +145,18 @@ pub fn run_replica(
     let mut records = Vec::with_capacity(kernel.n_steps());
     let mut score = vec![0.0; n * v];
     for k in (1..=kernel.n_steps()).rev() {
-        score_in_chunks(model, lat, &st.phi, sigma[k], &mut score, settings.batch)?;
+        if sigma[k] > settings.network_below {
+            levels.surrogate_score(k, &st.phi, &mut score);
+        } else {
+            score_in_chunks(model, lat, &st.phi, sigma[k], &mut score, settings.batch)?;
+        }
+        let before = settings.exact_magnetisation.then(|| magnetisation::before(&st.phi, &score, v));
         kernel.step(k, &mut st.phi, &score, &mut rngs, &mut st.path);
+        if let Some(b) = before {
+            let (delta, cov0) = kernel.zero_mode_step(k);
+            let pot = levels.potential(k - 1);
+            magnetisation::redraw(pot, delta, cov0, &b, &mut st.phi, &mut st.path, &mut rngs, || levels.work());
+        }
         st.level_energies(levels, k - 1);
         let w = st.weights();
         let ess_fraction = resample::ess_fraction(&w);
