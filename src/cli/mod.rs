@@ -92,10 +92,12 @@ pub fn report(r: anyhow::Result<()>, rank: usize) -> i32 {
                 }
                 2
             } else {
+                // HDF5's failures span lines; a full disk is named as such.
+                let line = crate::io::full::one_line(&e);
                 if rank == 0 {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {line}");
                 } else {
-                    eprintln!("error [rank {rank}]: {e:#}");
+                    eprintln!("error [rank {rank}]: {line}");
                 }
                 1
             }
@@ -163,7 +165,7 @@ fn lock_output(out: &Output, comm: &crate::dist::Comm) -> anyhow::Result<Option<
         {
             Ok(l) => Some(l),
             Err(e) => {
-                refusal = format!("{e:#}").into_bytes();
+                refusal = crate::io::full::one_line(&e).into_bytes();
                 None
             }
         }

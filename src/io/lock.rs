@@ -6,7 +6,7 @@
 //! releases the lock when the holder dies, however it dies: a lock file left by a killed
 //! run is stale and the next run takes it over. The file is removed when the run ends.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
@@ -80,7 +80,8 @@ impl OutputLock {
                 continue;
             }
             let mut lock = OutputLock { path, file };
-            lock.write_holder()?;
+            // A full disk fails here first; dropping `lock` removes the empty file.
+            lock.write_holder().with_context(|| format!("out: writing the lock file '{}'", lock.path.display()))?;
             return Ok(lock);
         }
     }

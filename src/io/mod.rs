@@ -4,6 +4,7 @@
 
 pub mod attrs;
 pub mod ensemble;
+pub mod full;
 pub mod lock;
 
 pub use attrs::AttrValue;
