@@ -60,13 +60,18 @@ pub fn main() -> i32 {
                 let _ = e.print();
                 return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 };
             }
-            eprintln!("{}", help::one_line(&e));
+            // Before MPI: every rank of a launch has the same command line; one speaks.
+            if crate::dist::launcher::reports_early_errors() {
+                eprintln!("{}", help::one_line(&e));
+            }
             return 2;
         }
     };
     if let Some(n) = cli.threads {
         if n == 0 {
-            eprintln!("error: threads: must be at least 1");
+            if crate::dist::launcher::reports_early_errors() {
+                eprintln!("error: threads: must be at least 1");
+            }
             return 2;
         }
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
@@ -130,11 +135,16 @@ pub fn run_distributed<C>(
     cuda_path: impl FnOnce(&C) -> Result<(), &'static str>,
     body: impl FnOnce(&C, &crate::dist::Comm, &crate::util::StopFlag, crate::backend::Device) -> anyhow::Result<()>,
 ) -> i32 {
-    let cfg = match cfg.map_err(input_err) {
-        Ok(c) => c,
-        Err(e) => return report(Err(e), 0),
-    };
+    let cfg = cfg.map_err(input_err);
+    // Not started as one of several ranks: refuse at once, without starting MPI.
+    if cfg.is_err() && crate::dist::launcher::size() <= 1 {
+        return report(cfg.map(|_| ()), 0);
+    }
     let comm = crate::dist::Comm::init();
+    let cfg = match agree_on_config(cfg, &comm) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     // Held until `body` has renamed its output into place; dropped on every return below.
     let _lock = match lock_output(&output(&cfg), &comm) {
         Ok(l) => l,
@@ -151,6 +161,24 @@ pub fn run_distributed<C>(
         comm.abort(code);
     }
     code
+}
+
+/// The ranks agree whether the configuration was refused (collective): the refusal is
+/// printed once, by rank 0 (naming the rank when rank 0 itself was fine), and every rank
+/// exits with 2, so mpirun adds no abort of its own.
+fn agree_on_config<C>(cfg: anyhow::Result<C>, comm: &crate::dist::Comm) -> Result<C, i32> {
+    let mine = cfg.as_ref().err().map(|e| format!("{e:#}"));
+    match comm.first_failure(mine.as_deref()) {
+        None => cfg.map_err(|_| 2),
+        Some((rank, text)) => {
+            match (comm.is_root(), rank) {
+                (true, 0) => eprintln!("error: {text}"),
+                (true, r) => eprintln!("error [rank {r}]: {text}"),
+                (false, _) => {}
+            }
+            Err(2)
+        }
+    }
 }
 
 /// Rank 0 takes the output's lock (`io::lock`); every rank learns the outcome, so a refusal
