@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod clean;
 pub mod help;
 pub mod hmc;
 pub mod info;
@@ -41,6 +42,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Observables with errors (jackknife, τ_int, reweighting) of one or more ensembles, compared.
     Analyze(analyze::AnalyzeArgs),
+    /// List latdiff's stale temporaries and lock files under a directory (by host and PID); --remove deletes them.
+    Clean(clean::CleanArgs),
 }
 
 // Bad input is raised by every layer, so its type lives at the bottom (`crate::error`).
@@ -83,6 +86,7 @@ pub fn main() -> i32 {
         Command::Info(a) => report(info::run(&a), 0),
         Command::Bench(a) => report(bench::run(&a, cli.device), 0),
         Command::Analyze(a) => report(analyze::run(&a), 0),
+        Command::Clean(a) => report(clean::run(&a), 0),
     }
 }
 
