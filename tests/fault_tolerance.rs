@@ -192,6 +192,38 @@ fn mpi_validation_error_exits_quickly_with_the_message() {
     assert!(files_in(dir.path()).is_empty());
 }
 
+/// Bad input under `mpirun -n 2`: one error line (rank 0's), exit code 2 from the job; with
+/// `mpirun -q` (README) nothing else, as mpirun's banner is a notice it then leaves out.
+/// Covers a flag clap refuses, a value a check refuses, and a path only `resolve` refuses.
+#[test]
+fn mpi_bad_input_is_reported_once_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [&[&str]; 3] = [
+        &["hmc", "--lattice", "0"],
+        &["hmc", "--n-mdd", "3"],
+        &["hmc", "--lattice", "4", "--n-chains", "2", "--n-configs", "4", "--out", "/nonexistent-dir/x.h5"],
+    ];
+    for args in cases {
+        for quiet in [false, true] {
+            let Some(mut cmd) = mpirun() else { return };
+            if quiet {
+                cmd.arg("-q");
+            }
+            cmd.current_dir(dir.path()).args(["-n", "2"]).arg(bin()).args(["--threads", "1"]).args(args);
+            let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+            let out = wait_deadline(child, Duration::from_secs(60), "mpirun with bad input");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: exit code: {err}");
+            let errors = err.lines().filter(|l| l.starts_with("error")).count();
+            assert_eq!(errors, 1, "{args:?}: the error once, not per rank: {err}");
+            if quiet {
+                assert_eq!(err.lines().count(), 1, "{args:?} under mpirun -q: only the error: {err}");
+            }
+        }
+    }
+    assert!(files_in(dir.path()).is_empty());
+}
+
 /// MPMD launch: only rank 1 gets a bad argument, fails validation before MPI starts and
 /// exits; mpirun must end the job (rank 0 waiting in MPI_Init) with rank 1's message.
 #[test]

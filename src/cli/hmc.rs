@@ -30,7 +30,16 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
             if r.is_err() && comm.is_root() && !ckpt.exists() {
                 let _ = std::fs::remove_file(crate::io::partial_path(&cfg.out));
             }
-            r
+            // What is left is not debris: say so, or a user cleaning up after a full disk
+            // throws away the work the checkpoint holds.
+            r.map_err(|e| match ckpt.exists() && e.downcast_ref::<super::InputError>().is_none() {
+                true => anyhow::anyhow!(
+                    "{}; the checkpoint '{}' is kept: continue with --resume",
+                    crate::io::full::one_line(&e),
+                    ckpt.display()
+                ),
+                false => e,
+            })
         },
     )
 }

@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod clean;
 pub mod help;
 pub mod hmc;
 pub mod info;
@@ -41,6 +42,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Observables with errors (jackknife, τ_int, reweighting) of one or more ensembles, compared.
     Analyze(analyze::AnalyzeArgs),
+    /// List latdiff's stale temporaries and lock files under a directory (by host and PID); --remove deletes them.
+    Clean(clean::CleanArgs),
 }
 
 // Bad input is raised by every layer, so its type lives at the bottom (`crate::error`).
@@ -60,13 +63,18 @@ pub fn main() -> i32 {
                 let _ = e.print();
                 return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 };
             }
-            eprintln!("{}", help::one_line(&e));
+            // Before MPI: every rank of a launch has the same command line; one speaks.
+            if crate::dist::launcher::reports_early_errors() {
+                eprintln!("{}", help::one_line(&e));
+            }
             return 2;
         }
     };
     if let Some(n) = cli.threads {
         if n == 0 {
-            eprintln!("error: threads: must be at least 1");
+            if crate::dist::launcher::reports_early_errors() {
+                eprintln!("error: threads: must be at least 1");
+            }
             return 2;
         }
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
@@ -78,6 +86,7 @@ pub fn main() -> i32 {
         Command::Info(a) => report(info::run(&a), 0),
         Command::Bench(a) => report(bench::run(&a, cli.device), 0),
         Command::Analyze(a) => report(analyze::run(&a), 0),
+        Command::Clean(a) => report(clean::run(&a), 0),
     }
 }
 
@@ -92,10 +101,12 @@ pub fn report(r: anyhow::Result<()>, rank: usize) -> i32 {
                 }
                 2
             } else {
+                // HDF5's failures span lines; a full disk is named as such.
+                let line = crate::io::full::one_line(&e);
                 if rank == 0 {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {line}");
                 } else {
-                    eprintln!("error [rank {rank}]: {e:#}");
+                    eprintln!("error [rank {rank}]: {line}");
                 }
                 1
             }
@@ -128,11 +139,16 @@ pub fn run_distributed<C>(
     cuda_path: impl FnOnce(&C) -> Result<(), &'static str>,
     body: impl FnOnce(&C, &crate::dist::Comm, &crate::util::StopFlag, crate::backend::Device) -> anyhow::Result<()>,
 ) -> i32 {
-    let cfg = match cfg.map_err(input_err) {
-        Ok(c) => c,
-        Err(e) => return report(Err(e), 0),
-    };
+    let cfg = cfg.map_err(input_err);
+    // Not started as one of several ranks: refuse at once, without starting MPI.
+    if cfg.is_err() && crate::dist::launcher::size() <= 1 {
+        return report(cfg.map(|_| ()), 0);
+    }
     let comm = crate::dist::Comm::init();
+    let cfg = match agree_on_config(cfg, &comm) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     // Held until `body` has renamed its output into place; dropped on every return below.
     let _lock = match lock_output(&output(&cfg), &comm) {
         Ok(l) => l,
@@ -151,6 +167,24 @@ pub fn run_distributed<C>(
     code
 }
 
+/// The ranks agree whether the configuration was refused (collective): the refusal is
+/// printed once, by rank 0 (naming the rank when rank 0 itself was fine), and every rank
+/// exits with 2, so mpirun adds no abort of its own.
+fn agree_on_config<C>(cfg: anyhow::Result<C>, comm: &crate::dist::Comm) -> Result<C, i32> {
+    let mine = cfg.as_ref().err().map(|e| format!("{e:#}"));
+    match comm.first_failure(mine.as_deref()) {
+        None => cfg.map_err(|_| 2),
+        Some((rank, text)) => {
+            match (comm.is_root(), rank) {
+                (true, 0) => eprintln!("error: {text}"),
+                (true, r) => eprintln!("error [rank {r}]: {text}"),
+                (false, _) => {}
+            }
+            Err(2)
+        }
+    }
+}
+
 /// Rank 0 takes the output's lock (`io::lock`); every rank learns the outcome, so a refusal
 /// is bad input on all of them and none is left waiting in a collective.
 fn lock_output(out: &Output, comm: &crate::dist::Comm) -> anyhow::Result<Option<crate::io::OutputLock>> {
@@ -163,7 +197,7 @@ fn lock_output(out: &Output, comm: &crate::dist::Comm) -> anyhow::Result<Option<
         {
             Ok(l) => Some(l),
             Err(e) => {
-                refusal = format!("{e:#}").into_bytes();
+                refusal = crate::io::full::one_line(&e).into_bytes();
                 None
             }
         }

@@ -4,6 +4,8 @@
 //! Only the main thread talks to MPI (rayon threads never do), so MPI is initialised
 //! with `Threading::Funneled`.
 
+pub mod launcher;
+
 #[cfg(feature = "mpi")]
 use mpi::traits::*;
 
@@ -107,6 +109,29 @@ impl Comm {
             }
         }
         unreachable!("several ranks without MPI")
+    }
+
+    /// The first failure among the ranks (collective): each rank passes its own error text
+    /// or None; every rank learns whether any failed, and rank 0 gets the lowest failing
+    /// rank's text (other ranks get an empty text). So a refusal found on some ranks only
+    /// (a path that exists on one node only, an MPMD launch) is reported once, by rank 0.
+    pub fn first_failure(&self, mine: Option<&str>) -> Option<(usize, String)> {
+        // Each rank's text plus a terminator, so that no rank sends an empty buffer.
+        let send: Vec<u8> = mine.map(|m| format!("{m}\n")).unwrap_or_default().into_bytes();
+        let mut lengths = vec![0u64; self.size];
+        lengths[self.rank] = send.len() as u64;
+        self.all_reduce_sum(&mut lengths);
+        let first = lengths.iter().position(|&l| l > 0)?;
+        if self.size == 1 {
+            return Some((0, mine.unwrap_or_default().to_string()));
+        }
+        // Every rank sends at least the terminator: an empty send is an invalid buffer to MPI.
+        let padded = if send.is_empty() { vec![b'\n'] } else { send };
+        let counts: Vec<usize> = lengths.iter().map(|&l| (l as usize).max(1)).collect();
+        let all = self.gather(&padded, &counts);
+        let start: usize = counts[..first].iter().sum();
+        let text = all.get(start..start + counts[first]).map(|b| String::from_utf8_lossy(b).trim_end().to_string());
+        Some((first, text.unwrap_or_default()))
     }
 
     /// Rank 0's bytes on every rank.

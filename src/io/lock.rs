@@ -6,7 +6,7 @@
 //! releases the lock when the holder dies, however it dies: a lock file left by a killed
 //! run is stale and the next run takes it over. The file is removed when the run ends.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
@@ -40,6 +40,25 @@ pub struct OutputLock {
 impl OutputLock {
     /// Takes the lock of `out`, or fails with one line naming the process holding it.
     pub fn acquire(out: &Path) -> Result<Self> {
+        match Self::try_take(out)? {
+            Some(mut lock) => {
+                // A full disk fails here first; dropping `lock` removes the empty file.
+                lock.write_holder()
+                    .with_context(|| format!("out: writing the lock file '{}'", lock.path.display()))?;
+                Ok(lock)
+            }
+            None => bail!(
+                "out: '{}' is being written by another latdiff run ({}; lock file '{}')",
+                out.display(),
+                holder(&lock_path(out)),
+                lock_path(out).display()
+            ),
+        }
+    }
+
+    /// Takes the lock of `out` without naming this process in it (`latdiff clean` on a
+    /// full disk must still work); None while another process holds it.
+    pub fn try_take(out: &Path) -> Result<Option<Self>> {
         let path = lock_path(out);
         loop {
             let file = std::fs::OpenOptions::new()
@@ -53,12 +72,7 @@ impl OutputLock {
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                 let e = std::io::Error::last_os_error();
                 match e.raw_os_error() {
-                    Some(libc::EWOULDBLOCK) => bail!(
-                        "out: '{}' is being written by another latdiff run ({}; lock file '{}')",
-                        out.display(),
-                        holder(&path),
-                        path.display()
-                    ),
+                    Some(libc::EWOULDBLOCK) => return Ok(None),
                     // A file system without flock (Lustre mounted without it, some NFS):
                     // running unprotected beats refusing every run there.
                     Some(libc::ENOSYS | libc::EOPNOTSUPP | libc::ENOLCK) => {
@@ -76,12 +90,9 @@ impl OutputLock {
                 (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
                 _ => false,
             };
-            if !same {
-                continue;
+            if same {
+                return Ok(Some(OutputLock { path, file }));
             }
-            let mut lock = OutputLock { path, file };
-            lock.write_holder()?;
-            return Ok(lock);
         }
     }
 

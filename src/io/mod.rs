@@ -3,7 +3,9 @@
 //! so a killed job leaves the previous file or none, never a half-written one.
 
 pub mod attrs;
+pub mod debris;
 pub mod ensemble;
+pub mod full;
 pub mod lock;
 
 pub use attrs::AttrValue;
