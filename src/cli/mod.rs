@@ -169,7 +169,7 @@ pub fn run_distributed<C>(
 
 /// The ranks agree whether the configuration was refused (collective): the refusal is
 /// printed once, by rank 0 (naming the rank when rank 0 itself was fine), and every rank
-/// exits with 2, so mpirun adds no abort of its own.
+/// exits with 2 without MPI_Abort (mpirun still prints its exit-status banner; `mpirun -q` hides it).
 fn agree_on_config<C>(cfg: anyhow::Result<C>, comm: &crate::dist::Comm) -> Result<C, i32> {
     let mine = cfg.as_ref().err().map(|e| format!("{e:#}"));
     match comm.first_failure(mine.as_deref()) {
