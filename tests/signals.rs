@@ -142,3 +142,36 @@ fn sigterm_on_sample_before_the_first_round_writes_nothing() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert_eq!(std::fs::read_dir(d).unwrap().count(), 0, "left files");
 }
+
+/// SMC: SIGTERM once some rounds of replicas are done keeps those replicas as a complete,
+/// shorter file, identical to a run asked for just those replicas.
+#[test]
+fn sigterm_on_smc_sample_keeps_the_finished_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let smc = |n: usize, out: &str| -> Vec<String> {
+        format!(
+            "--threads 1 sample --model free:kappa=0.17 --kappa 0.2 --lattice 16 --sampler smc --n-configs {n} --replicas {} --steps 40 --seed 5 --out {out}",
+            n / 16
+        )
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+    };
+    let (child, lines) = spawn_until(d, &smc(16 * 20000, "gen.h5"), "[sample] 32/");
+    sigterm(child.id());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let (out, _) = wait_within(child, Duration::from_secs(20), "sample");
+    let err = rest.join("\n");
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("stopped by signal after") && err.contains("replicas: those are kept"), "{err}");
+    let e = Ensemble::open(&d.join("gen.h5")).unwrap();
+    assert!(e.n >= 32 && e.n < 16 * 20000 && e.n % 16 == 0, "{} configurations", e.n);
+    assert_eq!(e.attr_f64("stopped_by_signal"), Some(1.0));
+    assert_eq!(e.attr_f64("replicas"), Some((e.n / 16) as f64));
+    let o = latdiff().current_dir(d).args(smc(e.n, "short.h5")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = Ensemble::open(&d.join("short.h5")).unwrap();
+    assert_eq!(e.read_configs(0, e.n).unwrap(), s.read_configs(0, e.n).unwrap());
+    assert_eq!(e.read_f64("log_weight").unwrap(), s.read_f64("log_weight").unwrap());
+}

@@ -34,7 +34,7 @@ pub struct Timed<'a> {
 }
 
 /// What a score evaluation refused after a stop signal: the batch it belongs to is dropped.
-const INTERRUPTED: &str = "interrupted by a stop signal";
+pub(crate) const INTERRUPTED: &str = "interrupted by a stop signal";
 
 impl<'a> Timed<'a> {
     pub fn new(inner: &'a dyn ScoreModel) -> Self {

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Result};
 use super::levels::Levels;
 use super::{run_replica, LevelRecord, Replica, SmcSettings};
 use crate::config::SampleConfig;
-use crate::diffusion::generate::{write_attrs, Plan, SampleSummary, Timed};
+use crate::diffusion::generate::{write_attrs, Plan, SampleSummary, Timed, INTERRUPTED};
 use crate::diffusion::kernel::ReverseKernel;
 use crate::dist::Comm;
 use crate::error::input_err;
@@ -103,30 +103,37 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
     if root {
         announce(&p, &s, n_ranks);
     }
-    let timed = Timed::new(p.loaded.model.as_ref());
+    let timed = Timed::new(p.loaded.model.as_ref()).stopping_on(stop);
     let columns = (&["action", "log_weight"][..], &["chain", "trajectory", "replica", "ancestor"][..]);
     let mut writer = root.then(|| EnsembleWriter::create(&cfg.out, p.lattice, columns.0, columns.1)).transpose()?;
     let mut stats = Vec::with_capacity(s.n_replicas);
     let mut progress = Progress::new("sample", cfg.n_configs as u64, "configs", root);
     let t0 = std::time::Instant::now();
+    let mut n_done = 0;
     for round in 0..s.n_replicas.div_ceil(n_ranks) {
         let replica = round * n_ranks + rank;
-        let mine = (replica < s.n_replicas).then(|| run_one(&timed, &s, cfg, replica)).transpose()?;
+        let stopped = || stop.raised();
+        let mine = (replica < s.n_replicas).then(|| run_one(&timed, &s, cfg, replica, &stopped));
+        // A replica interrupted on any rank drops the whole round on every rank (the
+        // others would wait in its gather); finished rounds are kept.
+        let mut interrupted = [f64::from(u8::from(matches!(&mine, Some(Err(e)) if e.to_string() == INTERRUPTED)))];
+        comm.all_reduce_sum(&mut interrupted);
+        if interrupted[0] > 0.0 {
+            break;
+        }
+        let mine = mine.transpose()?;
         let round = Round::gather(comm, &s, p.settings.n_steps, round, mine.as_ref());
         if let Some(w) = writer.as_mut() {
             round.append(w, &mut stats)?;
         }
         progress.inc((round.count * s.settings.n_particles) as u64);
-        if stop.raised() {
-            bail!(
-                "stopped by signal after {} of {} replicas (sampling restarts from scratch; nothing was written)",
-                round.first + round.count,
-                s.n_replicas
-            );
-        }
+        n_done += round.count * s.settings.n_particles;
     }
     progress.finish();
-    let summary = summarise(cfg, comm, &p, t0.elapsed().as_secs_f64(), timed.seconds());
+    if n_done == 0 {
+        bail!("stopped by signal before the first round of replicas was complete: nothing was written");
+    }
+    let summary = summarise(comm, &p, n_done, t0.elapsed().as_secs_f64(), timed.seconds());
     match writer {
         Some(w) => finish(w, cfg, comm, &p, &s, &stats, summary),
         None => Ok(summary),
@@ -211,12 +218,12 @@ impl Round {
 }
 
 /// Rates and the network's share of the time, summed over ranks.
-fn summarise(cfg: &SampleConfig, comm: &Comm, p: &Plan, seconds: f64, network_seconds: f64) -> SampleSummary {
+fn summarise(comm: &Comm, p: &Plan, n_done: usize, seconds: f64, network_seconds: f64) -> SampleSummary {
     let n_ranks = comm.size() as f64;
-    let mut ev = [(cfg.n_configs * p.settings.n_steps) as f64 / n_ranks, network_seconds];
+    let mut ev = [(n_done * p.settings.n_steps) as f64 / n_ranks, network_seconds];
     comm.all_reduce_sum(&mut ev);
     SampleSummary {
-        n: cfg.n_configs,
+        n: n_done,
         seconds,
         ess_fraction: None,
         log_w_std: None,
@@ -241,13 +248,20 @@ fn finish(
     write_attrs(&w, cfg, p, comm, &summary)?;
     report.write_attrs(&w, &s.settings, &s.levels.describe())?;
     w.finish()?;
+    if summary.n < cfg.n_configs {
+        eprintln!(
+            "stopped by signal after {} of {} replicas: those are kept as a complete, shorter ensemble (attribute stopped_by_signal = 1, n_requested)",
+            stats.len(),
+            s.n_replicas
+        );
+    }
     eprintln!(
         "wrote {} configurations ({} replicas x {} particles) to {}: {:.2} configs/s ({:.0}% of the time in the network); {}",
-        cfg.n_configs,
-        s.n_replicas,
+        summary.n,
+        stats.len(),
         s.settings.n_particles,
         cfg.out.display(),
-        cfg.n_configs as f64 / summary.seconds,
+        summary.n as f64 / summary.seconds,
         100.0 * summary.network_share,
         report.summary_line()
     );
@@ -256,8 +270,15 @@ fn finish(
 
 /// Replica `index`, refined with `--hmc-refine` trajectories if asked (HMC leaves e^{−S}
 /// invariant: the weights stay valid), with its action.
-fn run_one(model: &dyn crate::diffusion::ScoreModel, s: &Setup, cfg: &SampleConfig, index: usize) -> Result<Replica> {
-    let mut r = run_replica(model, &s.kernel, &s.levels, &s.settings, cfg.seed, index).map_err(|e| anyhow!(e))?;
+fn run_one(
+    model: &dyn crate::diffusion::ScoreModel,
+    s: &Setup,
+    cfg: &SampleConfig,
+    index: usize,
+    stopped: &(dyn Fn() -> bool + Sync),
+) -> Result<Replica> {
+    let mut r =
+        run_replica(model, &s.kernel, &s.levels, &s.settings, cfg.seed, index, stopped).map_err(|e| anyhow!(e))?;
     if cfg.hmc_refine > 0 {
         let first = (index * s.settings.n_particles) as u64;
         crate::diffusion::refine::hmc_refine(&s.target, &mut r.configs, cfg.seed, first, cfg.hmc_refine);

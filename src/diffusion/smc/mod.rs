@@ -123,6 +123,7 @@ pub fn run_replica(
     settings: &SmcSettings,
     seed: u64,
     index: usize,
+    stopped: &(dyn Fn() -> bool + Sync),
 ) -> Result<Replica, String> {
     let n = settings.n_particles;
     let (lat, sigma) = (kernel.lattice(), kernel.sigma_ladder());
@@ -145,6 +146,10 @@ pub fn run_replica(
     let mut records = Vec::with_capacity(kernel.n_steps());
     let mut score = vec![0.0; n * v];
     for k in (1..=kernel.n_steps()).rev() {
+        // Levels without the network call nothing that would notice a stop signal.
+        if stopped() {
+            return Err(crate::diffusion::generate::INTERRUPTED.into());
+        }
         if sigma[k] > settings.network_below {
             levels.surrogate_score(k, &st.phi, &mut score);
         } else {

@@ -72,7 +72,7 @@ fn run_to(
     let s = sampler(kernel, n_steps);
     let k = ReverseKernel::new(&m, lat, &s).unwrap();
     let levels = Levels::new(&m, Phi4::new(lat, hopping(target_kappa)), s.sigma_ladder(), form).unwrap();
-    let replicas = (0..n_replicas).map(|r| run_replica(&m, &k, &levels, &smc, 11, r).unwrap()).collect();
+    let replicas = (0..n_replicas).map(|r| run_replica(&m, &k, &levels, &smc, 11, r, &|| false).unwrap()).collect();
     Run { replicas, lat }
 }
 
