@@ -946,8 +946,8 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejuvenate: Option<usize>,
-    /// SMC: intermediate targets, prior (the physics prior's action) or cumulant (its
-    /// first-order cumulant form, which fades with the noise).
+    /// SMC: intermediate targets, cumulant (the first-order cumulant action, which fades
+    /// with the noise; default) or prior (the physics prior's action S_prior).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smc_target: Option<String>,
@@ -1044,7 +1044,7 @@ impl Default for SampleConfig {
             replicas: None,
             resample_ess: 0.5,
             rejuvenate: 5,
-            smc_target: "prior".into(),
+            smc_target: "cumulant".into(),
             network_below: None,
             exact_magnetisation: false,
             max_memory: None,
