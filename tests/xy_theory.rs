@@ -188,10 +188,10 @@ fn ring_link_energy_is_exact() {
 /// The 2-D model: ⟨exp(−ΔH)⟩ = 1 within 4 standard errors, with ΔH far from zero.
 #[test]
 fn exp_minus_delta_h_is_one() {
-    let params = HmcParams { n_md: 3, ..PARAMS };
+    let params = HmcParams { integrator: Integrator::Leapfrog, n_md: 4, ..PARAMS };
     let per_chain = run(Xy { lattice: Lattice::new(8, 8), beta_t: 1.0, beta_x: 1.0 }, params, 16, 50, 300);
     let (m, e) = mean_err(&per_chain, 1);
     eprintln!("XY 8x8 beta = 1: <exp(-dH)> = {m:.5} ± {e:.5}");
-    assert!(e > 1e-4, "ΔH too small for a meaningful check ({e})");
+    assert!(e > 1e-3, "ΔH too small for a meaningful check ({e})");
     assert!((m - 1.0).abs() < 4.0 * e, "<exp(-dH)> = {m} ± {e}");
 }
