@@ -31,7 +31,7 @@ use super::observables::{DerivedSpec, Observables};
 use crate::io::Ensemble;
 use crate::lattice::Lattice;
 use crate::theory::{Parametrisation, Phi4};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use std::f64::consts::PI;
 
 /// Indices of the fixed primaries.
@@ -94,21 +94,9 @@ impl Phi4Observables {
     }
 }
 
-/// The φ⁴ couplings recorded in an ensemble's attributes.
+/// The φ⁴ couplings recorded in an ensemble's attributes (read by the theory).
 pub fn param_from_attrs(e: &Ensemble) -> Result<Parametrisation> {
-    let name = e.path.display();
-    if let Some(t) = e.attr_str("theory") {
-        if t != "phi4" {
-            bail!("{name}: theory '{t}' is not supported by analyze (only phi4)");
-        }
-    }
-    let get = |k: &str| e.attr_f64(k).ok_or_else(|| anyhow!("{name}: attribute '{k}' missing (no phi4 couplings)"));
-    match e.attr_str("parametrisation").as_deref() {
-        Some("hopping") => Ok(Parametrisation::Hopping { kappa: get("kappa")?, lambda: get("lambda")? }),
-        Some("mass") => Ok(Parametrisation::Mass { m2: get("m2")?, lambda: get("lambda")? }),
-        Some(p) => bail!("{name}: unknown parametrisation '{p}' (expected hopping or mass)"),
-        None => bail!("{name}: attribute 'parametrisation' missing (no phi4 couplings)"),
-    }
+    e.theory().map_err(|err| anyhow!("{err} (analyze supports phi4 only)"))
 }
 
 impl Observables for Phi4Observables {

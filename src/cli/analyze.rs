@@ -7,7 +7,7 @@ use crate::analysis::observables::{self, dense_chain_ids, Analysis, Estimate, MI
 use crate::analysis::replicas::{self, Replicas};
 use crate::analysis::{plot, stats, Phi4Observables};
 use crate::io::{AttrValue, Ensemble};
-use crate::theory::Parametrisation;
+use crate::theory::{Phi4, Theory};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -103,18 +103,9 @@ pub fn open(path: &Path) -> Result<Input> {
 
 /// Theory, couplings and lattice, for the mismatch check.
 fn physics(i: &Input) -> Vec<(&'static str, String)> {
-    let p = i.obs.param();
-    let mut v = vec![("theory", "phi4".to_string()), ("parametrisation", p.name().to_string())];
-    match p {
-        Parametrisation::Hopping { kappa, lambda } => {
-            v.push(("kappa", kappa.to_string()));
-            v.push(("lambda", lambda.to_string()));
-        }
-        Parametrisation::Mass { m2, lambda } => {
-            v.push(("m2", m2.to_string()));
-            v.push(("lambda", lambda.to_string()));
-        }
-    }
+    let a = Phi4::new(i.ens.lattice, i.obs.param()).attrs();
+    let mut v = a.labels;
+    v.extend(a.couplings.into_iter().map(|(k, x)| (k, x.to_string())));
     v.push(("lattice", i.ens.lattice.to_string()));
     v
 }

@@ -27,11 +27,7 @@ pub fn run(a: &InfoArgs) -> Result<()> {
     let f = |k: &str| e.attr(k).map(|v| v.to_string()).unwrap_or_else(|_| "?".into());
     println!("{}", a.file.display());
     let theory = s("theory");
-    let couplings = match e.attr_str("parametrisation").as_deref() {
-        Some("hopping") => format!("hopping form, kappa = {}, lambda = {}", f("kappa"), f("lambda")),
-        Some("mass") => format!("mass form, m2 = {}, lambda = {}", f("m2"), f("lambda")),
-        _ => "unknown parametrisation".into(),
-    };
+    let couplings = e.couplings().map(|c| c.describe()).unwrap_or_else(|_| "unknown parametrisation".into());
     println!("  theory        {theory} ({couplings})");
     println!("  lattice       {} (L_t x L_x), volume {}", e.lattice, e.lattice.volume());
     println!("  configs       {}", e.n);

@@ -364,7 +364,7 @@ pub(crate) fn write_attrs(
     comm: &Comm,
     s: &SampleSummary,
 ) -> Result<()> {
-    crate::mc::ensemble::theory_attrs(w, &p.target, p.lattice)?;
+    crate::mc::ensemble::theory_attrs(w, &crate::theory::Phi4::new(p.lattice, p.target), p.lattice)?;
     w.set_attr("generator", AttrValue::Str("diffusion".into()))?;
     w.set_attr("model", AttrValue::Str(cfg.model.clone()))?;
     w.set_attr("model_description", AttrValue::Str(p.loaded.model.describe()))?;

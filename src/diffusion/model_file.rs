@@ -52,26 +52,15 @@ impl ModelFile {
         }
     }
 
-    /// The φ⁴ theory the model was trained on.
+    /// The φ⁴ theory the model was trained on, read by the theory from the training data's
+    /// attributes.
     pub fn theory(&self) -> Result<crate::theory::Parametrisation> {
-        use crate::theory::Parametrisation;
-        let get = |k: &str| {
-            self.data_attrs
-                .iter()
-                .find(|(n, _)| n == k)
-                .and_then(|(_, v)| v.as_f64())
-                .ok_or_else(|| anyhow!("model: training data attribute '{k}' missing"))
-        };
-        let par = self
-            .data_attrs
-            .iter()
-            .find(|(n, _)| n == "parametrisation")
-            .and_then(|(_, v)| v.as_str().map(str::to_string));
-        match par.as_deref() {
-            Some("hopping") => Ok(Parametrisation::Hopping { kappa: get("kappa")?, lambda: get("lambda")? }),
-            Some("mass") => Ok(Parametrisation::Mass { m2: get("m2")?, lambda: get("lambda")? }),
-            _ => bail!("model: the training data's parametrisation is unknown"),
-        }
+        let find = |k: &str| self.data_attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+        crate::theory::Couplings::from_attrs(&|k| find(k).and_then(|v| v.as_str().map(str::to_string)), &|k| {
+            find(k).and_then(AttrValue::as_f64)
+        })
+        .and_then(crate::theory::Couplings::phi4)
+        .map_err(|e| anyhow!("model: training data: {e}"))
     }
 
     /// Writes atomically: a temporary sibling, then rename over any previous checkpoint.

@@ -19,7 +19,7 @@ use crate::lattice::Lattice;
 use crate::nn::optim::{AdamW, AdamWConfig};
 use crate::nn::{Arch, Network};
 use crate::rng::{self, Domain, Stream};
-use crate::theory::{Action, Phi4};
+use crate::theory::{Action, Phi4, Theory};
 use crate::util::{Progress, StopFlag};
 use anyhow::{anyhow, bail, Result};
 use rand_distr::{Distribution, StandardNormal};
@@ -410,8 +410,10 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
                 attrs: Vec::new(),
             };
             m.set("data", AttrValue::Str(cfg.data.display().to_string()));
-            m.set("theory", AttrValue::Str("phi4".into()));
-            m.set("parametrisation", AttrValue::Str(param.name().into()));
+            // The theory's labels; its couplings stay in the data attributes.
+            for (k, v) in theory.attrs().labels {
+                m.set(k, AttrValue::Str(v));
+            }
             m.set("preset", AttrValue::Str(cfg.preset.clone()));
             m.set("score_form", AttrValue::Str(form.name().into()));
             if !split.val_chains.is_empty() {

@@ -259,21 +259,16 @@ impl Ensemble {
         attrs::read_all(&self.file)
     }
 
-    /// The φ⁴ theory the file was generated for, from its attributes.
+    /// The theory and couplings the file was generated for, read by the theory
+    /// (`Couplings::from_attrs`).
+    pub fn couplings(&self) -> Result<crate::theory::Couplings> {
+        crate::theory::Couplings::from_attrs(&|k| self.attr_str(k), &|k| self.attr_f64(k))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))
+    }
+
+    /// The φ⁴ couplings the file was generated for.
     pub fn theory(&self) -> Result<crate::theory::Parametrisation> {
-        use crate::theory::Parametrisation;
-        let theory = self.attr_str("theory").unwrap_or_default();
-        if theory != "phi4" {
-            bail!("{}: theory '{}' is not phi4", self.path.display(), theory);
-        }
-        let need = |k: &str| {
-            self.attr_f64(k).ok_or_else(|| anyhow::anyhow!("{}: attribute '{k}' missing", self.path.display()))
-        };
-        match self.attr_str("parametrisation").as_deref() {
-            Some("hopping") => Ok(Parametrisation::Hopping { kappa: need("kappa")?, lambda: need("lambda")? }),
-            Some("mass") => Ok(Parametrisation::Mass { m2: need("m2")?, lambda: need("lambda")? }),
-            other => bail!("{}: unknown parametrisation {:?}", self.path.display(), other),
-        }
+        self.couplings()?.phi4().map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))
     }
 
     pub fn has(&self, name: &str) -> bool {

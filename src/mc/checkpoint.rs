@@ -9,7 +9,7 @@
 //!
 //! Layout: `/phi` float64 [n_chains, V], `/rng` uint64 [n_chains, 4] (xoshiro words; zero
 //! for GPU chains, whose Philox stream is keyed by the trajectory count), `/counters` int64
-//! [n_chains, 3] (n_traj, n_accept, hot start), `/cached` float64 [n_chains, 2] (S, Σφ),
+//! [n_chains, 3] (n_traj, n_accept, hot start), `/cached` float64 [n_chains, 2] (S and the theory's thermalisation observable, Σφ for φ⁴),
 //! `/stats` float64 [n_chains, 6] (production sums), `/therm_history` float64
 //! [n_chains, 2·done] (thermalisation phase only); attributes `kind` =
 //! `latdiff-hmc-checkpoint`, `config` (TOML), `phase`, `therm_target`, `rounds_done`,
@@ -72,14 +72,14 @@ impl HmcCheckpoint {
         let counters: Vec<i64> =
             self.chains.iter().flat_map(|c| [c.n_traj as i64, c.n_accept as i64, i64::from(c.hot_start)]).collect();
         f.new_dataset_builder().with_data(&Array2::from_shape_vec((n, 3), counters)?).create("counters")?;
-        let cached: Vec<f64> = self.chains.iter().flat_map(|c| [c.action, c.sum_phi]).collect();
+        let cached: Vec<f64> = self.chains.iter().flat_map(|c| [c.action, c.monitor]).collect();
         f.new_dataset_builder().with_data(&Array2::from_shape_vec((n, 2), cached)?).create("cached")?;
         let mut stats: Vec<f64> = self.stats.iter().flatten().copied().collect();
         stats.resize(6 * n, 0.0);
         f.new_dataset_builder().with_data(&Array2::from_shape_vec((n, 6), stats)?).create("stats")?;
         let done = self.hist.first().map_or(0, |h| h.action_density.len());
         if done > 0 {
-            let h: Vec<f64> = self.hist.iter().flat_map(|h| h.action_density.iter().chain(&h.abs_m).copied()).collect();
+            let h: Vec<f64> = self.hist.iter().flat_map(|h| h.action_density.iter().chain(&h.monitor).copied()).collect();
             f.new_dataset_builder().with_data(&Array2::from_shape_vec((n, 2 * done), h)?).create("therm_history")?;
         }
         let (phase, target, rounds) = match self.phase {
@@ -147,7 +147,7 @@ impl HmcCheckpoint {
                 n_accept: counters[[i, 1]] as u64,
                 hot_start: counters[[i, 2]] != 0,
                 action: cached[[i, 0]],
-                sum_phi: cached[[i, 1]],
+                monitor: cached[[i, 1]],
             })
             .collect::<Vec<_>>();
         let phase = match text("phase")?.as_str() {
@@ -163,7 +163,7 @@ impl HmcCheckpoint {
                     .map(|i| ChainHistory {
                         hot_start: states[i].hot_start,
                         action_density: h.row(i).iter().take(done).copied().collect(),
-                        abs_m: h.row(i).iter().skip(done).copied().collect(),
+                        monitor: h.row(i).iter().skip(done).copied().collect(),
                     })
                     .collect()
             }

@@ -251,8 +251,8 @@ impl CudaHmc {
                 acc[c] = 1;
             }
             // Σφ of a rejected chain is that of the old field.
-            let sum_phi = if accepted { m1 } else { e0[3 * c + 1] };
-            out.push(TrajectoryResult { delta_h, accepted, action: self.action[c], sum_phi });
+            let monitor = if accepted { m1 } else { e0[3 * c + 1] };
+            out.push(TrajectoryResult { delta_h, accepted, action: self.action[c], monitor });
         }
         if acc.contains(&0) {
             drv("upload accept", s.memcpy_htod(&acc, &mut self.accept))?;
@@ -320,7 +320,7 @@ impl HmcEngine for CudaHmc {
                 n_traj: self.n_traj,
                 n_accept: self.n_accept[c],
                 action: self.action[c],
-                sum_phi: p.iter().sum(),
+                monitor: p.iter().sum(),
                 hot_start: self.hot[c],
             })
             .collect())
@@ -388,5 +388,5 @@ pub fn reference_trajectory(
         *phi = new;
     }
     let (s, m) = if accepted { (s1, m1) } else { theory.action_and_sum(phi) };
-    TrajectoryResult { delta_h, accepted, action: s, sum_phi: m }
+    TrajectoryResult { delta_h, accepted, action: s, monitor: m }
 }

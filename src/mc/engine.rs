@@ -10,7 +10,7 @@
 use super::ensemble::{update, update_until};
 use super::hmc::{Chain, HmcParams, Start, TrajectoryResult};
 use crate::backend::Device;
-use crate::theory::Phi4;
+use crate::theory::{Phi4, Theory};
 use crate::util::StopFlag;
 use anyhow::Result;
 use rayon::prelude::*;
@@ -32,9 +32,10 @@ pub struct ChainState {
     pub rng: [u64; 4],
     pub n_traj: u64,
     pub n_accept: u64,
-    /// Cached S and Σφ of `phi` (kept, not recomputed, so the continuation is bit-identical).
+    /// Cached S and thermalisation observable of `phi` (kept, not recomputed, so the
+    /// continuation is bit-identical).
     pub action: f64,
-    pub sum_phi: f64,
+    pub monitor: f64,
     pub hot_start: bool,
 }
 
@@ -76,8 +77,8 @@ pub trait HmcEngine {
 /// What every HMC engine is built from: theory, update parameters, and the chains (global
 /// indices) it holds with their seed and start.
 #[derive(Clone, Debug)]
-pub struct HmcSetup {
-    pub theory: Phi4,
+pub struct HmcSetup<T: Theory = Phi4> {
+    pub theory: T,
     pub params: HmcParams,
     pub cluster_updates: usize,
     pub seed: u64,
@@ -85,28 +86,28 @@ pub struct HmcSetup {
     pub chains: std::ops::Range<usize>,
 }
 
-impl HmcSetup {
+impl<T: Theory> HmcSetup<T> {
     /// The start configurations: the same on every device for the same seed.
     pub fn start_chains(&self) -> Vec<Chain> {
         self.chains.clone().map(|c| Chain::new(&self.theory, self.seed, c as u64, self.start)).collect()
     }
 }
 
-/// The CPU reference engine: chains spread over rayon's threads.
-pub struct CpuHmc {
-    pub theory: Phi4,
+/// The CPU reference engine for any theory: chains spread over rayon's threads.
+pub struct CpuHmc<T: Theory = Phi4> {
+    pub theory: T,
     pub params: HmcParams,
     pub cluster_updates: usize,
     pub chains: Vec<Chain>,
 }
 
-impl CpuHmc {
-    pub fn new(s: &HmcSetup) -> Self {
-        CpuHmc { theory: s.theory, params: s.params, cluster_updates: s.cluster_updates, chains: s.start_chains() }
+impl<T: Theory> CpuHmc<T> {
+    pub fn new(s: &HmcSetup<T>) -> Self {
+        CpuHmc { theory: s.theory.clone(), params: s.params, cluster_updates: s.cluster_updates, chains: s.start_chains() }
     }
 }
 
-impl HmcEngine for CpuHmc {
+impl<T: Theory> HmcEngine for CpuHmc<T> {
     fn describe(&self) -> String {
         format!("cpu ({} threads)", rayon::current_num_threads())
     }
@@ -155,7 +156,7 @@ impl HmcEngine for CpuHmc {
                 n_traj: c.n_traj,
                 n_accept: c.n_accept,
                 action: c.action,
-                sum_phi: c.sum_phi,
+                monitor: c.monitor,
                 hot_start: c.hot_start,
             })
             .collect())
@@ -179,15 +180,16 @@ impl HmcEngine for CpuHmc {
             c.n_traj = s.n_traj;
             c.n_accept = s.n_accept;
             c.action = s.action;
-            c.sum_phi = s.sum_phi;
+            c.monitor = s.monitor;
             c.hot_start = s.hot_start;
         }
         Ok(())
     }
 }
 
-/// Builds the engine for `device`.
-pub fn build(device: Device, setup: &HmcSetup) -> Result<Box<dyn HmcEngine>> {
+/// Builds φ⁴'s engine for `device`: the GPU has φ⁴'s kernels only; other theories run
+/// on [`CpuHmc`].
+pub fn build(device: Device, setup: &HmcSetup<Phi4>) -> Result<Box<dyn HmcEngine>> {
     match device {
         Device::Cpu => Ok(Box::new(CpuHmc::new(setup))),
         Device::Cuda { ordinal } => Ok(Box::new(super::cuda_hmc::CudaHmc::new(ordinal, setup)?)),

@@ -12,7 +12,7 @@ use crate::backend::Device;
 use crate::config::{HmcConfig, NTherm};
 use crate::dist::Comm;
 use crate::io::{AttrValue, EnsembleWriter};
-use crate::theory::{Parametrisation, Phi4};
+use crate::theory::{Phi4, Theory};
 use crate::util::{Progress, StopFlag};
 use anyhow::Result;
 
@@ -80,10 +80,10 @@ fn write_checkpoint(
     let rng: Vec<u64> = states.iter().flat_map(|c| c.rng).collect();
     let ints: Vec<i64> =
         states.iter().flat_map(|c| [c.n_traj as i64, c.n_accept as i64, i64::from(c.hot_start)]).collect();
-    let cached: Vec<f64> = states.iter().flat_map(|c| [c.action, c.sum_phi]).collect();
+    let cached: Vec<f64> = states.iter().flat_map(|c| [c.action, c.monitor]).collect();
     let stats: Vec<f64> = p.stats.iter().flat_map(|s| s.to_vec()).collect();
     let done = p.hist.first().map_or(0, |h| h.action_density.len());
-    let hist: Vec<f64> = p.hist.iter().flat_map(|h| h.action_density.iter().chain(&h.abs_m).copied()).collect();
+    let hist: Vec<f64> = p.hist.iter().flat_map(|h| h.action_density.iter().chain(&h.monitor).copied()).collect();
     let (phi, rng, ints) = (comm.gather(&phi, &by(v)), comm.gather(&rng, &by(4)), comm.gather(&ints, &by(3)));
     let cached = comm.gather(&cached, &by(2));
     let stats = if p.stats.is_empty() { vec![] } else { comm.gather(&stats, &by(6)) };
@@ -98,7 +98,7 @@ fn write_checkpoint(
             n_accept: ints[3 * c + 1] as u64,
             hot_start: ints[3 * c + 2] != 0,
             action: cached[2 * c],
-            sum_phi: cached[2 * c + 1],
+            monitor: cached[2 * c + 1],
         })
         .collect::<Vec<_>>();
     let ck = HmcCheckpoint {
@@ -112,7 +112,7 @@ fn write_checkpoint(
                 ChainHistory {
                     hot_start: chains[c].hot_start,
                     action_density: h[..done].to_vec(),
-                    abs_m: h[done..].to_vec(),
+                    monitor: h[done..].to_vec(),
                 }
             })
             .collect(),
@@ -153,14 +153,14 @@ fn last_quarter_acceptance(accepted: &[Vec<bool>], n_therm: usize, comm: &Comm) 
 }
 
 /// One Markov step of a chain: an HMC trajectory followed by the configured cluster flips.
-pub fn update(chain: &mut Chain, theory: &Phi4, params: &HmcParams, cluster_updates: usize) -> TrajectoryResult {
+pub fn update<T: Theory>(chain: &mut Chain, theory: &T, params: &HmcParams, cluster_updates: usize) -> TrajectoryResult {
     update_until(chain, theory, params, cluster_updates, &|| false).expect("never stopped")
 }
 
 /// As `update`, but None when `stop()` interrupts it (before or during the trajectory).
-pub fn update_until(
+pub fn update_until<T: Theory>(
     chain: &mut Chain,
-    theory: &Phi4,
+    theory: &T,
     params: &HmcParams,
     cluster_updates: usize,
     stop: &impl Fn() -> bool,
@@ -172,8 +172,8 @@ pub fn update_until(
     if cluster_updates == 0 {
         return Some(r);
     }
-    super::cluster::wolff_updates(chain, theory, cluster_updates);
-    Some(TrajectoryResult { action: chain.action, sum_phi: chain.sum_phi, ..r })
+    chain.cluster_flips(theory, cluster_updates);
+    Some(TrajectoryResult { action: chain.action, monitor: chain.monitor, ..r })
 }
 
 /// `k` updates of every chain, or None on every rank when a stop signal interrupted them
@@ -268,7 +268,8 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
 
     if root {
         eprintln!(
-            "latdiff hmc: phi4 {} ({}) on {lat}, {} chains over {} rank(s) x {} thread(s), {} n_md={} ({} force evaluations) tau={}, cluster flips/traj {}",
+            "latdiff hmc: {} {} ({}) on {lat}, {} chains over {} rank(s) x {} thread(s), {} n_md={} ({} force evaluations) tau={}, cluster flips/traj {}",
+            theory.name(),
             param.describe(),
             param.name(),
             cfg.n_chains,
@@ -329,7 +330,7 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
                     for ((h, a), rs) in hist.iter_mut().zip(&mut accepted).zip(res) {
                         for r in rs {
                             h.action_density.push(r.action / vf);
-                            h.abs_m.push((r.sum_phi / vf).abs());
+                            h.monitor.push((r.monitor / vf).abs());
                             a.push(r.accepted);
                         }
                     }
@@ -360,7 +361,7 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
             for h in &hist {
                 send.push(f64::from(u8::from(h.hot_start)));
                 send.extend(&h.action_density);
-                send.extend(&h.abs_m);
+                send.extend(&h.monitor);
             }
             let all = comm.gather(&send, &counts.iter().map(|c| c * per).collect::<Vec<_>>());
             let mut msg = Vec::new();
@@ -370,10 +371,10 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
                     .map(|c| ChainHistory {
                         hot_start: c[0] != 0.0,
                         action_density: c[1..1 + target].to_vec(),
-                        abs_m: c[1 + target..].to_vec(),
+                        monitor: c[1 + target..].to_vec(),
                     })
                     .collect();
-                let report = ThermReport::from_histories(&hs);
+                let report = ThermReport::from_histories(&hs, theory.monitor_name());
                 let more = auto && !report.equilibrated() && target < cfg.n_therm_max;
                 msg = serde_json::to_vec(&(report, more))?;
             }
@@ -519,7 +520,7 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     };
 
     if let Some(w) = writer {
-        write_attrs(&w, cfg, &param, comm, &summary)?;
+        write_attrs(&w, cfg, &theory, comm, &summary)?;
         if let Device::Cuda { .. } = device {
             w.set_attr("device", AttrValue::Str(engine.describe()))?;
             w.set_attr("rng", AttrValue::Str("philox4x32-10 (GPU); start configurations from xoshiro256++".into()))?;
@@ -549,19 +550,15 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     Ok(summary)
 }
 
-/// The physics and provenance attributes shared by every φ⁴ ensemble file.
-pub fn theory_attrs(w: &EnsembleWriter, param: &Parametrisation, lat: crate::lattice::Lattice) -> Result<()> {
-    w.set_attr("theory", AttrValue::Str("phi4".into()))?;
-    w.set_attr("parametrisation", AttrValue::Str(param.name().into()))?;
-    match *param {
-        Parametrisation::Hopping { kappa, lambda } => {
-            w.set_attr("kappa", AttrValue::F64(kappa))?;
-            w.set_attr("lambda", AttrValue::F64(lambda))?;
-        }
-        Parametrisation::Mass { m2, lambda } => {
-            w.set_attr("m2", AttrValue::F64(m2))?;
-            w.set_attr("lambda", AttrValue::F64(lambda))?;
-        }
+/// The physics and provenance attributes shared by every ensemble file: the theory's own
+/// (`Theory::attrs`), the lattice, version and time.
+pub fn theory_attrs(w: &EnsembleWriter, theory: &impl Theory, lat: crate::lattice::Lattice) -> Result<()> {
+    let a = theory.attrs();
+    for (k, v) in a.labels {
+        w.set_attr(k, AttrValue::Str(v))?;
+    }
+    for (k, v) in a.couplings {
+        w.set_attr(k, AttrValue::F64(v))?;
     }
     w.set_attr("lattice", AttrValue::I64s(vec![lat.lt as i64, lat.lx as i64]))?;
     w.set_attr("latdiff_version", AttrValue::Str(crate::VERSION.into()))?;
@@ -573,11 +570,11 @@ pub fn theory_attrs(w: &EnsembleWriter, param: &Parametrisation, lat: crate::lat
 fn write_attrs(
     w: &EnsembleWriter,
     cfg: &HmcConfig,
-    param: &Parametrisation,
+    theory: &Phi4,
     comm: &Comm,
     s: &HmcSummary,
 ) -> Result<()> {
-    theory_attrs(w, param, cfg.lattice())?;
+    theory_attrs(w, theory, cfg.lattice())?;
     w.set_attr("generator", AttrValue::Str("hmc".into()))?;
     w.set_attr("integrator", AttrValue::Str(cfg.integrator.name().into()))?;
     w.set_attr("n_md", AttrValue::I64(cfg.n_md as i64))?;

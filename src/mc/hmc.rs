@@ -1,10 +1,10 @@
-//! One HMC Markov chain: Gaussian momentum refresh, MD trajectory, Metropolis test.
+//! One HMC Markov chain: momentum refresh, MD trajectory, Metropolis test, written once
+//! for any [`Theory`] on its [`Manifold`].
 
 use super::Integrator;
 use crate::rng::{self, Domain, Stream};
-use crate::theory::Phi4;
+use crate::theory::{Manifold, Theory};
 use rand::RngExt;
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,9 +27,10 @@ pub use crate::config::Start;
 pub struct TrajectoryResult {
     pub delta_h: f64,
     pub accepted: bool,
-    /// S and Σφ of the chain's configuration after the Metropolis step.
+    /// S and the theory's thermalisation observable (φ⁴: Σφ) of the chain's configuration
+    /// after the Metropolis step.
     pub action: f64,
-    pub sum_phi: f64,
+    pub monitor: f64,
 }
 
 /// A chain owns its field, its random stream and its counters, so chains evolve
@@ -41,48 +42,31 @@ pub struct Chain {
     pub rng: Stream,
     pub n_traj: u64,
     pub n_accept: u64,
-    /// Cached S and Σφ of `phi`, so a trajectory evaluates the action once, not twice.
+    /// Cached S and thermalisation observable of `phi` (`Theory::action_and_monitor`), so a
+    /// trajectory evaluates the action once, not twice.
     pub action: f64,
-    pub sum_phi: f64,
+    pub monitor: f64,
     pub hot_start: bool,
     mom: Vec<f64>,
     phi_old: Vec<f64>,
 }
 
 impl Chain {
-    pub fn new(theory: &Phi4, seed: u64, index: u64, start: Start) -> Self {
-        let v = theory.lattice.volume();
+    pub fn new<T: Theory>(theory: &T, seed: u64, index: u64, start: Start) -> Self {
         let mut rng = rng::stream(seed, Domain::HmcChain, index);
         let hot = match start {
             Start::Hot => true,
             Start::Cold => false,
             Start::Mixed => index % 2 == 1,
         };
-        let phi: Vec<f64> = if hot {
-            (0..v).map(|_| StandardNormal.sample(&mut rng)).collect()
-        } else {
-            let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
-            vec![sign * theory.classical_vacuum(); v]
-        };
-        let (action, sum_phi) = theory.action_and_sum(&phi);
-        Chain {
-            index,
-            phi,
-            rng,
-            n_traj: 0,
-            n_accept: 0,
-            action,
-            sum_phi,
-            hot_start: hot,
-            mom: vec![0.0; v],
-            phi_old: vec![0.0; v],
-        }
+        let phi = if hot { theory.hot_start(&mut rng) } else { theory.cold_start(&mut rng) };
+        Chain { hot_start: hot, ..Self::restore(theory, index, phi, rng, 0, 0) }
     }
 
     /// Restores a chain from a checkpoint (field, stream and counters).
-    pub fn restore(theory: &Phi4, index: u64, phi: Vec<f64>, rng: Stream, n_traj: u64, n_accept: u64) -> Self {
+    pub fn restore<T: Theory>(theory: &T, index: u64, phi: Vec<f64>, rng: Stream, n_traj: u64, n_accept: u64) -> Self {
         let v = phi.len();
-        let (action, sum_phi) = theory.action_and_sum(&phi);
+        let (action, monitor) = theory.action_and_monitor(&phi);
         Chain {
             index,
             phi,
@@ -90,50 +74,57 @@ impl Chain {
             n_traj,
             n_accept,
             action,
-            sum_phi,
+            monitor,
             hot_start: false,
             mom: vec![0.0; v],
             phi_old: vec![0.0; v],
         }
     }
 
-    pub fn trajectory(&mut self, theory: &Phi4, params: &HmcParams) -> TrajectoryResult {
+    /// The theory's updates besides HMC (φ⁴'s Wolff flips), `n` of them from the chain's
+    /// stream; the cached S and observable follow the field.
+    pub fn cluster_flips<T: Theory>(&mut self, theory: &T, n: usize) {
+        if theory.cluster_flips(&mut self.phi, &mut self.rng, n).is_some() {
+            (self.action, self.monitor) = theory.action_and_monitor(&self.phi);
+        }
+    }
+
+    pub fn trajectory<T: Theory>(&mut self, theory: &T, params: &HmcParams) -> TrajectoryResult {
         self.trajectory_until(theory, params, &|| false).expect("never stopped")
     }
 
     /// As `trajectory`, but None when `stop()` interrupts the MD: the field is put back,
     /// the random stream is not (the caller restores a saved chain to continue exactly).
-    pub fn trajectory_until(
+    pub fn trajectory_until<T: Theory>(
         &mut self,
-        theory: &Phi4,
+        theory: &T,
         params: &HmcParams,
         stop: &impl Fn() -> bool,
     ) -> Option<TrajectoryResult> {
         let u_tau: f64 = self.rng.random();
         let tau = params.tau * (1.0 - params.tau_jitter * u_tau);
-        for p in self.mom.iter_mut() {
-            *p = StandardNormal.sample(&mut self.rng);
-        }
-        let kinetic0 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>();
+        let manifold = theory.manifold();
+        manifold.sample_momenta(&mut self.rng, &mut self.mom);
+        let kinetic0 = manifold.kinetic(&self.mom);
         self.phi_old.copy_from_slice(&self.phi);
         if !params.integrator.integrate_until(theory, &mut self.phi, &mut self.mom, params.n_md, tau, stop) {
             self.phi.copy_from_slice(&self.phi_old);
             return None;
         }
-        let kinetic1 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>();
-        let (s1, m1) = theory.action_and_sum(&self.phi);
+        let kinetic1 = manifold.kinetic(&self.mom);
+        let (s1, m1) = theory.action_and_monitor(&self.phi);
         let delta_h = (s1 + kinetic1) - (self.action + kinetic0);
         // Always draw the uniform, so the stream advances the same way on accept and reject.
         let u: f64 = self.rng.random();
         let accepted = delta_h <= 0.0 || u < (-delta_h).exp();
         if accepted {
             self.action = s1;
-            self.sum_phi = m1;
+            self.monitor = m1;
             self.n_accept += 1;
         } else {
             self.phi.copy_from_slice(&self.phi_old);
         }
         self.n_traj += 1;
-        Some(TrajectoryResult { delta_h, accepted, action: self.action, sum_phi: self.sum_phi })
+        Some(TrajectoryResult { delta_h, accepted, action: self.action, monitor: self.monitor })
     }
 }

@@ -1,9 +1,9 @@
 //! Symplectic, reversible integrators for H = p²/2 + S(φ).
 //!
-//! They only know an `Action`'s `kick`; any action (φ⁴ now, gauge fields later) can be
-//! integrated by any of them.
+//! They only know a theory's `kick` and its manifold's `drift`; any theory (φ⁴ now, gauge
+//! fields later) can be integrated by any of them.
 
-use crate::theory::Action;
+use crate::theory::{Manifold, Theory};
 
 /// The integrator is named in the options, so its enum is config's (plain data); its
 /// algorithm is here.
@@ -23,16 +23,16 @@ impl Integrator {
 
     /// Integrates (φ, p) over time `tau` in `n_md` steps. Consecutive steps' boundary kicks
     /// are merged, so leapfrog costs n_md + 1 force evaluations and Omelyan 2 n_md + 1.
-    pub fn integrate<A: Action + ?Sized>(&self, action: &A, phi: &mut [f64], mom: &mut [f64], n_md: usize, tau: f64) {
-        self.integrate_until(action, phi, mom, n_md, tau, &|| false);
+    pub fn integrate<T: Theory>(&self, theory: &T, phi: &mut [f64], mom: &mut [f64], n_md: usize, tau: f64) {
+        self.integrate_until(theory, phi, mom, n_md, tau, &|| false);
     }
 
     /// As `integrate`, but gives up (returning false, with φ and p mid-trajectory) as soon
     /// as `stop()` says so, checked every step: one trajectory of a huge lattice or of very
     /// many steps must not hold a stop signal for minutes.
-    pub fn integrate_until<A: Action + ?Sized>(
+    pub fn integrate_until<T: Theory>(
         &self,
-        action: &A,
+        theory: &T,
         phi: &mut [f64],
         mom: &mut [f64],
         n_md: usize,
@@ -40,30 +40,32 @@ impl Integrator {
         stop: &impl Fn() -> bool,
     ) -> bool {
         let dt = tau / n_md as f64;
+        let m = theory.manifold();
+        let drift = |phi: &mut [f64], mom: &[f64], dt: f64| m.drift(phi, mom, dt);
         match self {
             Integrator::Leapfrog => {
-                action.kick(phi, mom, 0.5 * dt);
+                theory.kick(phi, mom, 0.5 * dt);
                 for step in 0..n_md {
                     if stop() {
                         return false;
                     }
                     drift(phi, mom, dt);
                     let eps = if step + 1 == n_md { 0.5 * dt } else { dt };
-                    action.kick(phi, mom, eps);
+                    theory.kick(phi, mom, eps);
                 }
             }
             Integrator::Omelyan => {
                 let l = OMELYAN_LAMBDA;
-                action.kick(phi, mom, l * dt);
+                theory.kick(phi, mom, l * dt);
                 for step in 0..n_md {
                     if stop() {
                         return false;
                     }
                     drift(phi, mom, 0.5 * dt);
-                    action.kick(phi, mom, (1.0 - 2.0 * l) * dt);
+                    theory.kick(phi, mom, (1.0 - 2.0 * l) * dt);
                     drift(phi, mom, 0.5 * dt);
                     let eps = if step + 1 == n_md { l * dt } else { 2.0 * l * dt };
-                    action.kick(phi, mom, eps);
+                    theory.kick(phi, mom, eps);
                 }
             }
         }
@@ -71,18 +73,11 @@ impl Integrator {
     }
 }
 
-#[inline]
-fn drift(phi: &mut [f64], mom: &[f64], dt: f64) {
-    for (f, p) in phi.iter_mut().zip(mom) {
-        *f += dt * p;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lattice::Lattice;
-    use crate::theory::{Parametrisation, Phi4};
+    use crate::theory::{Action, Parametrisation, Phi4};
     use rand::SeedableRng;
     use rand_distr::{Distribution, StandardNormal};
 

@@ -3,7 +3,6 @@
 
 pub mod bench;
 pub mod checkpoint;
-pub mod cluster;
 pub mod cuda_hmc;
 pub mod engine;
 pub mod ensemble;

@@ -1,6 +1,7 @@
 //! Thermalisation is checked, not assumed.
 //!
-//! For each chain we keep the action density and |M| of every thermalisation trajectory.
+//! For each chain we keep the action density and the theory's observable (φ⁴: |M|,
+//! `Theory::monitor_name`) of every thermalisation trajectory.
 //! At the end we compare their means over the third and the fourth quarter: an
 //! equilibrated chain shows no difference beyond the errors. With several chains the
 //! error comes from the spread of the per-chain differences (chains are independent, so
@@ -23,7 +24,8 @@ pub const LOW_ACCEPTANCE: f64 = 0.05;
 pub struct ChainHistory {
     pub hot_start: bool,
     pub action_density: Vec<f64>,
-    pub abs_m: Vec<f64>,
+    /// The theory's |density| of its thermalisation observable (φ⁴: |M|).
+    pub monitor: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,18 +125,19 @@ pub struct ThermReport {
 }
 
 impl ThermReport {
-    pub fn from_histories(hist: &[ChainHistory]) -> Self {
+    /// `monitor` names the histories' second observable (`Theory::monitor_name`).
+    pub fn from_histories(hist: &[ChainHistory], monitor: &str) -> Self {
         let n_therm = hist.first().map_or(0, |h| h.action_density.len());
         let s: Vec<&[f64]> = hist.iter().map(|h| h.action_density.as_slice()).collect();
-        let m: Vec<&[f64]> = hist.iter().map(|h| h.abs_m.as_slice()).collect();
+        let m: Vec<&[f64]> = hist.iter().map(|h| h.monitor.as_slice()).collect();
         let hot: Vec<bool> = hist.iter().map(|h| h.hot_start).collect();
         let mut starts = Vec::new();
         if n_therm >= 8 {
             starts.extend(start_comparison("action_density", &s, &hot));
-            starts.extend(start_comparison("abs_m", &m, &hot));
+            starts.extend(start_comparison(monitor, &m, &hot));
         }
         let drift = if n_therm >= 8 {
-            vec![quarter_drift("action_density", &s), quarter_drift("abs_m", &m)]
+            vec![quarter_drift("action_density", &s), quarter_drift(monitor, &m)]
         } else {
             Vec::new()
         };
@@ -233,10 +236,10 @@ mod tests {
                 action_density: (0..100)
                     .map(|t| if c % 2 == 1 { 2.0 } else { 1.0 } + 0.01 * ((c + t) % 3) as f64)
                     .collect(),
-                abs_m: vec![1.0; 100],
+                monitor: vec![1.0; 100],
             })
             .collect();
-        let r = ThermReport::from_histories(&hist);
+        let r = ThermReport::from_histories(&hist, "abs_m");
         assert!(r.starts_disagree());
         assert!(!r.drifting());
     }
@@ -245,9 +248,9 @@ mod tests {
     #[test]
     fn frozen_chains_fail_on_acceptance() {
         let hist: Vec<ChainHistory> = (0..8)
-            .map(|c| ChainHistory { hot_start: false, action_density: vec![c as f64; 100], abs_m: vec![1.0; 100] })
+            .map(|c| ChainHistory { hot_start: false, action_density: vec![c as f64; 100], monitor: vec![1.0; 100] })
             .collect();
-        let mut r = ThermReport::from_histories(&hist);
+        let mut r = ThermReport::from_histories(&hist, "abs_m");
         assert!(r.ok());
         r.acceptance = Some(0.0);
         assert!(!r.ok() && r.equilibrated() && r.low_acceptance());

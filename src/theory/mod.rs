@@ -1,14 +1,22 @@
-//! Actions S[φ] and their derivatives (Grid's split: `action` evaluates S, `deriv`
-//! writes ∂S/∂φ; the force driving molecular dynamics is −deriv).
+//! Lattice field theories, one file each (`phi4.rs`), behind one interface: [`Theory`]
+//! (its action and force in Grid's split — `action` evaluates S, `deriv` writes ∂S/∂φ, the
+//! force driving molecular dynamics is −deriv —, starts, symmetry, thermalisation observable
+//! and file attributes) on a [`Manifold`] (where the field lives and how MD moves on it).
+//! HMC (`mc`) is written against these two and knows no theory by name.
 
+pub mod cluster;
 pub mod free;
+pub mod manifold;
 pub mod phi4;
 
+pub use manifold::{Flat, Manifold, Torus};
 pub use phi4::{Parametrisation, Phi4};
 
 use crate::lattice::Lattice;
+use crate::rng::Stream;
+use serde::{Deserialize, Serialize};
 
-/// A lattice action on a real scalar field stored row-major (`Lattice::site`).
+/// A lattice action on a field of f64 degrees of freedom stored row-major (`dof_shape`).
 pub trait Action: Sync {
     fn lattice(&self) -> Lattice;
 
@@ -25,6 +33,93 @@ pub trait Action: Sync {
         self.deriv(phi, &mut d);
         for (p, dx) in mom.iter_mut().zip(&d) {
             *p -= eps * dx;
+        }
+    }
+}
+
+/// What a theory records in its files: labels (`theory`, its form) and couplings, in the
+/// order they are written. Read back by [`Couplings::from_attrs`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TheoryAttrs {
+    pub labels: Vec<(&'static str, String)>,
+    pub couplings: Vec<(&'static str, f64)>,
+}
+
+/// Everything HMC, the thermalisation check, augmentation and the files need to know
+/// about a theory. A new theory implements this (and `Action`) in its own file.
+pub trait Theory: Action + Clone + Send {
+    type Manifold: Manifold;
+
+    fn manifold(&self) -> Self::Manifold;
+
+    /// Name recorded in files (`theory` attribute), e.g. "phi4".
+    fn name(&self) -> &'static str;
+
+    /// The field's degrees of freedom on `lattice`, outermost first: φ⁴ [L_t, L_x]; U(1)
+    /// link angles would be [2, L_t, L_x].
+    fn dof_shape(&self, lattice: Lattice) -> Vec<usize>;
+
+    /// An ordered start (φ⁴: the classical vacuum with a random sign), from `rng`.
+    fn cold_start(&self, rng: &mut Stream) -> Vec<f64>;
+
+    /// A disordered start, from `rng`.
+    fn hot_start(&self, rng: &mut Stream) -> Vec<f64>;
+
+    /// S and the extensive observable whose density's modulus the thermalisation check
+    /// watches (φ⁴: Σφ, so |M|), in one pass: HMC needs both per trajectory.
+    fn action_and_monitor(&self, field: &[f64]) -> (f64, f64);
+
+    /// Name of that |density| in thermalisation reports.
+    fn monitor_name(&self) -> &'static str;
+
+    /// The global Z2 symmetry of S applied to one degree of freedom (φ⁴: φ → −φ), used to
+    /// augment training data.
+    fn reflect(&self, value: f32) -> f32;
+
+    /// Updates besides HMC that leave e^{−S} invariant, `n` of them after each trajectory
+    /// (φ⁴: Wolff flips of the embedded Ising model). None when the theory has none.
+    fn cluster_flips(&self, field: &mut [f64], rng: &mut Stream, n: usize) -> Option<usize> {
+        let _ = (field, rng, n);
+        None
+    }
+
+    /// The attributes naming the theory and its couplings in every file it produces.
+    fn attrs(&self) -> TheoryAttrs;
+}
+
+/// The couplings of every theory latdiff knows, tagged by the theory's name: what a
+/// configuration or a file names, and what builds the theory on a lattice.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "theory", rename_all = "lowercase")]
+pub enum Couplings {
+    Phi4(Parametrisation),
+}
+
+impl Couplings {
+    /// Reads the couplings from a file's attributes (`text` and `number` look one up by
+    /// name). Files written before the `theory` attribute existed are φ⁴'s. The error
+    /// names the missing or unknown attribute; the caller adds the file.
+    pub fn from_attrs(
+        text: &dyn Fn(&str) -> Option<String>,
+        number: &dyn Fn(&str) -> Option<f64>,
+    ) -> Result<Self, String> {
+        match text("theory").as_deref() {
+            None | Some("phi4") => Parametrisation::from_attrs(text, number).map(Couplings::Phi4),
+            Some(other) => Err(format!("theory '{other}' is not known (latdiff has phi4)")),
+        }
+    }
+
+    /// e.g. "hopping form, kappa = 0.27, lambda = 0.022".
+    pub fn describe(&self) -> String {
+        match self {
+            Couplings::Phi4(p) => format!("{} form, {}", p.name(), p.describe()),
+        }
+    }
+
+    /// The φ⁴ couplings, or an error naming the theory the file holds instead.
+    pub fn phi4(self) -> Result<Parametrisation, String> {
+        match self {
+            Couplings::Phi4(p) => Ok(p),
         }
     }
 }

@@ -6,8 +6,11 @@
 //! mass form (normalising-flow papers):    h = 1, q = 4 + m²  (= ½(∂φ)² + ½m²φ² + λφ⁴ ×2 rescaled).
 //! One kernel serves both; fields stay in the normalisation the user chose.
 
-use super::Action;
+use super::{Action, Flat, Theory, TheoryAttrs};
 use crate::lattice::Lattice;
+use crate::rng::Stream;
+use rand::RngExt;
+use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,6 +49,28 @@ impl Parametrisation {
                 format!("kappa = {kappa}, lambda = {lambda}")
             }
             Parametrisation::Mass { m2, lambda } => format!("m2 = {m2}, lambda = {lambda}"),
+        }
+    }
+
+    /// The couplings by attribute name, in the order files record them.
+    pub fn named(&self) -> Vec<(&'static str, f64)> {
+        match *self {
+            Parametrisation::Hopping { kappa, lambda } => vec![("kappa", kappa), ("lambda", lambda)],
+            Parametrisation::Mass { m2, lambda } => vec![("m2", m2), ("lambda", lambda)],
+        }
+    }
+
+    /// The form's and the couplings' attributes (see `Couplings::from_attrs`).
+    pub fn from_attrs(
+        text: &dyn Fn(&str) -> Option<String>,
+        number: &dyn Fn(&str) -> Option<f64>,
+    ) -> Result<Self, String> {
+        let get = |k: &str| number(k).ok_or_else(|| format!("attribute '{k}' missing (no phi4 couplings)"));
+        match text("parametrisation").as_deref() {
+            Some("hopping") => Ok(Parametrisation::Hopping { kappa: get("kappa")?, lambda: get("lambda")? }),
+            Some("mass") => Ok(Parametrisation::Mass { m2: get("m2")?, lambda: get("lambda")? }),
+            Some(p) => Err(format!("unknown parametrisation '{p}' (expected hopping or mass)")),
+            None => Err("attribute 'parametrisation' missing (no phi4 couplings)".into()),
         }
     }
 }
@@ -165,6 +190,54 @@ impl Action for Phi4 {
     }
 }
 
+impl Theory for Phi4 {
+    type Manifold = Flat;
+
+    fn manifold(&self) -> Flat {
+        Flat
+    }
+
+    fn name(&self) -> &'static str {
+        "phi4"
+    }
+
+    fn dof_shape(&self, lattice: Lattice) -> Vec<usize> {
+        vec![lattice.lt, lattice.lx]
+    }
+
+    fn cold_start(&self, rng: &mut Stream) -> Vec<f64> {
+        let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
+        vec![sign * self.classical_vacuum(); self.lattice.volume()]
+    }
+
+    fn hot_start(&self, rng: &mut Stream) -> Vec<f64> {
+        (0..self.lattice.volume()).map(|_| StandardNormal.sample(rng)).collect()
+    }
+
+    fn action_and_monitor(&self, field: &[f64]) -> (f64, f64) {
+        self.action_and_sum(field)
+    }
+
+    fn monitor_name(&self) -> &'static str {
+        "abs_m"
+    }
+
+    fn reflect(&self, value: f32) -> f32 {
+        -value
+    }
+
+    fn cluster_flips(&self, field: &mut [f64], rng: &mut Stream, n: usize) -> Option<usize> {
+        Some(super::cluster::wolff_updates(field, rng, self, n))
+    }
+
+    fn attrs(&self) -> TheoryAttrs {
+        TheoryAttrs {
+            labels: vec![("theory", "phi4".into()), ("parametrisation", self.param.name().into())],
+            couplings: self.param.named(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +274,25 @@ mod tests {
                 assert!((fd - d[x]).abs() < 1e-6 * (1.0 + fd.abs()), "{lat} site {x}: fd {fd} vs {}", d[x]);
             }
         }
+    }
+
+    /// What a file records is what it reads back, for both forms; bad attributes are named.
+    #[test]
+    fn attributes_round_trip() {
+        use super::super::Couplings;
+        for param in [Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 }, Parametrisation::Mass { m2: -0.5, lambda: 0.1 }] {
+            let a = Phi4::new(Lattice::square(4), param).attrs();
+            let text = |k: &str| a.labels.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+            let number = |k: &str| a.couplings.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+            assert_eq!(Couplings::from_attrs(&text, &number), Ok(Couplings::Phi4(param)));
+            let no_lambda = |k: &str| if k == "lambda" { None } else { number(k) };
+            assert!(Couplings::from_attrs(&text, &no_lambda).unwrap_err().contains("'lambda' missing"));
+        }
+        let u1 = |k: &str| (k == "theory").then(|| "u1".to_string());
+        assert!(Couplings::from_attrs(&u1, &|_| None).unwrap_err().contains("theory 'u1'"));
+        // The tagged enum is what a configuration file names.
+        let c: Couplings = toml::from_str("theory = \"phi4\"\nparametrisation = \"mass\"\nm2 = -0.5\nlambda = 0.1").unwrap();
+        assert_eq!(c, Couplings::Phi4(Parametrisation::Mass { m2: -0.5, lambda: 0.1 }));
     }
 
     #[test]

@@ -11,13 +11,13 @@
 //! balance holds for the embedded Ising model, and the φ², φ⁴ terms are sign-blind, so
 //! e^{−S} is left invariant. Clusters move whole domains through the walls that trap HMC.
 
-use super::hmc::Chain;
-use crate::theory::Phi4;
+use super::Phi4;
+use crate::rng::Stream;
 use rand::RngExt;
 
-/// `n_flips` single-cluster updates on `chain`, using its own random stream; refreshes the
-/// cached action afterwards. Returns the total number of sites flipped.
-pub fn wolff_updates(chain: &mut Chain, theory: &Phi4, n_flips: usize) -> usize {
+/// `n_flips` single-cluster updates of `phi` with random numbers from `rng` (the chain's
+/// own stream). Returns the total number of sites flipped.
+pub fn wolff_updates(phi: &mut [f64], rng: &mut Stream, theory: &Phi4, n_flips: usize) -> usize {
     let (hop, _, _) = theory.param.coefficients();
     if hop <= 0.0 {
         return 0;
@@ -29,9 +29,8 @@ pub fn wolff_updates(chain: &mut Chain, theory: &Phi4, n_flips: usize) -> usize 
     let mut stack: Vec<usize> = Vec::with_capacity(64);
     let mut members: Vec<usize> = Vec::with_capacity(64);
     let mut flipped = 0;
-    let phi = &mut chain.phi;
     for _ in 0..n_flips {
-        let seed_site = chain.rng.random_range(0..v);
+        let seed_site = rng.random_range(0..v);
         if phi[seed_site] == 0.0 {
             continue;
         }
@@ -55,7 +54,7 @@ pub fn wolff_updates(chain: &mut Chain, theory: &Phi4, n_flips: usize) -> usize 
                     continue;
                 }
                 let p_bond = 1.0 - (-4.0 * hop * prod).exp();
-                if chain.rng.random::<f64>() < p_bond {
+                if rng.random::<f64>() < p_bond {
                     in_cluster[y] = true;
                     stack.push(y);
                     members.push(y);
@@ -69,8 +68,5 @@ pub fn wolff_updates(chain: &mut Chain, theory: &Phi4, n_flips: usize) -> usize 
         flipped += members.len();
         members.clear();
     }
-    let (s, m) = theory.action_and_sum(&chain.phi);
-    chain.action = s;
-    chain.sum_phi = m;
     flipped
 }
