@@ -191,9 +191,7 @@ impl EnsembleWriter {
             self.configs = None;
             f.close()?;
         }
-        std::fs::rename(&self.tmp, &self.path)
-            .with_context(|| format!("renaming '{}' to '{}'", self.tmp.display(), self.path.display()))?;
-        Ok(())
+        super::durable_rename(&self.tmp, &self.path)
     }
 }
 
