@@ -119,13 +119,14 @@ impl Shard {
     }
 }
 
-/// Writes a symmetry image of `src` into `dst`: a random translation, a random sign and,
-/// on square lattices, one of the 8 rotations/reflections, all exact symmetries of S.
-pub fn augment(dst: &mut [f32], src: &[f32], lat: Lattice, rng: &mut Stream) {
+/// Writes a symmetry image of `src` into `dst`: a random translation, the theory's internal
+/// symmetry `reflect` (φ⁴: φ → −φ, `Theory::reflect`) or not, and, on square lattices, one of
+/// the 8 rotations/reflections, all exact symmetries of S.
+pub fn augment(dst: &mut [f32], src: &[f32], lat: Lattice, reflect: &impl Fn(f32) -> f32, rng: &mut Stream) {
     let (lt, lx) = (lat.lt, lat.lx);
     let t0 = rng.random_range(0..lt);
     let x0 = rng.random_range(0..lx);
-    let sign: f32 = if rng.random::<bool>() { 1.0 } else { -1.0 };
+    let reflected = !rng.random::<bool>();
     let d8: u8 = if lat.is_square() { rng.random_range(0..8u8) } else { rng.random_range(0..4u8) };
     let (transpose, flip_t, flip_x) = (d8 & 4 != 0, d8 & 2 != 0, d8 & 1 != 0);
     for t in 0..lt {
@@ -138,7 +139,7 @@ pub fn augment(dst: &mut [f32], src: &[f32], lat: Lattice, rng: &mut Stream) {
                 sx = lx - 1 - sx;
             }
             let v = if transpose { src[sx * lx + st] } else { src[st * lx + sx] };
-            dst[t * lx + x] = sign * v;
+            dst[t * lx + x] = if reflected { reflect(v) } else { v };
         }
     }
 }
@@ -153,6 +154,7 @@ pub fn fill_slot(
     batch: usize,
     slot: usize,
     augment_on: bool,
+    reflect: &impl Fn(f32) -> f32,
     schedule: &super::objective::SigmaSchedule,
     rng: &mut Stream,
 ) -> f32 {
@@ -160,7 +162,7 @@ pub fn fill_slot(
     let idx = rng.random_range(a..b);
     let src = shard.config(idx);
     if augment_on {
-        augment(phi0, src, shard.lattice, rng);
+        augment(phi0, src, shard.lattice, reflect, rng);
     } else {
         phi0.copy_from_slice(src);
     }
@@ -347,7 +349,7 @@ mod tests {
 
     #[test]
     fn augmentation_preserves_the_action() {
-        use crate::theory::{Action, Parametrisation, Phi4};
+        use crate::theory::{Action, Parametrisation, Phi4, Theory};
         for lat in [Lattice::square(6), Lattice::new(4, 6)] {
             let th = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.3, lambda: 0.1 });
             let mut rng = crate::rng::stream(1, crate::rng::Domain::Misc, 0);
@@ -356,7 +358,7 @@ mod tests {
             let mut seen = std::collections::HashSet::new();
             for _ in 0..64 {
                 let mut dst = vec![0.0; lat.volume()];
-                augment(&mut dst, &src, lat, &mut rng);
+                augment(&mut dst, &src, lat, &|v| th.reflect(v), &mut rng);
                 let s = th.action(&dst.iter().map(|&x| x as f64).collect::<Vec<_>>());
                 assert!((s - s0).abs() < 1e-4 * s0.abs().max(1.0), "{lat}: {s} vs {s0}");
                 seen.insert(dst.iter().map(|x| x.to_bits()).collect::<Vec<_>>());

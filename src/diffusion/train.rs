@@ -443,6 +443,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
                 cfg.batch,
                 slot,
                 cfg.augment,
+                &|v| theory.reflect(v),
                 &schedule,
                 &mut slots[i],
             );
