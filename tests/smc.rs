@@ -91,7 +91,10 @@ fn smc_file_layout_and_replica_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let o = latdiff().current_dir(d).args(SMC).args(["--out", "s.h5"]).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    // 16 particles per replica can never reach the 50 lineages analyze trusts: said at once.
+    assert!(stderr.contains("warning: a replica descends from only"), "{stderr}");
     let e = Ensemble::open(&d.join("s.h5")).unwrap();
     assert_eq!(e.attr_str("sampler").as_deref(), Some("smc"));
     assert_eq!(e.attr_f64("replicas"), Some(3.0));

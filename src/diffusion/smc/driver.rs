@@ -265,6 +265,9 @@ fn finish(
         100.0 * summary.network_share,
         report.summary_line()
     );
+    if let Some(w) = report.lineage_warning() {
+        eprintln!("{w}");
+    }
     Ok(summary)
 }
 

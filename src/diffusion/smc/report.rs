@@ -76,6 +76,19 @@ impl<'a> Report<'a> {
         Ok(())
     }
 
+    /// A warning when a replica descends from fewer starting particles than `analyze` trusts
+    /// (`MIN_RELIABLE_ESS`): even weights then hide that only a few lineages were explored.
+    pub fn lineage_warning(&self) -> Option<String> {
+        let fewest = self.stats.iter().map(|s| s.distinct_ancestors).min()?;
+        let floor = crate::analysis::observables::MIN_RELIABLE_ESS;
+        ((fewest as f64) < floor).then(|| {
+            format!(
+                "warning: a replica descends from only {fewest} of its {} starting particles (< {floor}): its particles explored what those few lineages reached, so the estimates and their replica errors are not to be trusted (more particles per replica, or `latdiff analyze` to see the flag)",
+                self.n_particles
+            )
+        })
+    }
+
     /// log Z, resamplings, ancestors, the smallest ESS/n and the mean MALA acceptance.
     pub fn summary_line(&self) -> String {
         let r = self.stats.len().max(1) as f64;
