@@ -80,22 +80,10 @@ mod tests {
     use super::*;
     use crate::diffusion::fft;
     use crate::diffusion::free::FreeScoreModel;
+    use crate::diffusion::prior::tests::{interacting, normals};
     use crate::diffusion::ScoreModel;
     use crate::lattice::Lattice;
-    use crate::theory::{Parametrisation, Phi4};
-    use rand::SeedableRng;
-    use rand_distr::{Distribution, StandardNormal};
-
-    fn normals(n: usize, seed: u64) -> Vec<f64> {
-        let mut r = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
-        (0..n).map(|_| StandardNormal.sample(&mut r)).collect()
-    }
-
-    fn interacting(lat: Lattice) -> PhysicsPrior {
-        let th = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
-        let free = FreeScoreModel::parse("free:kappa=0.2").unwrap();
-        PhysicsPrior::new(th, free.two_point(lat)).unwrap()
-    }
+    use crate::theory::Phi4;
 
     /// The gradient is the gradient of the action (f64 central differences), at small,
     /// medium and large σ, on a field with a magnetisation (the quartic term matters).

@@ -220,8 +220,9 @@ impl PhysicsPrior {
     }
 }
 
+/// Shared with the tests of the other priors' actions (`cumulant`, `smc::magnetisation`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::diffusion::free::FreeScoreModel;
     use crate::diffusion::ScoreModel;
@@ -229,12 +230,12 @@ mod tests {
     use rand::SeedableRng;
     use rand_distr::{Distribution, StandardNormal};
 
-    fn normals(n: usize, seed: u64) -> Vec<f64> {
+    pub(crate) fn normals(n: usize, seed: u64) -> Vec<f64> {
         let mut r = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
         (0..n).map(|_| StandardNormal.sample(&mut r)).collect()
     }
 
-    fn interacting(lat: Lattice) -> PhysicsPrior {
+    pub(crate) fn interacting(lat: Lattice) -> PhysicsPrior {
         let th = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
         // Any positive even G will do for the identities below; a free propagator is one.
         let free = FreeScoreModel::parse("free:kappa=0.2").unwrap();

@@ -105,12 +105,12 @@ impl Levels {
 
     /// Where S_prior comes from (logs and the `smc_surrogate` attribute).
     pub fn describe(&self) -> String {
-        let zero_mode = if self.prior().zero_mode().is_some() { " with the data's zero-mode marginal" } else { "" };
-        let form = match self.form {
-            SmcTarget::Prior => "",
-            SmcTarget::Cumulant => "the first-order cumulant action on ",
+        // The cumulant action does not use the prior's zero-mode marginal.
+        let (form, zero_mode) = match self.form {
+            SmcTarget::Prior if self.prior().zero_mode().is_some() => ("", " with the data's zero-mode marginal"),
+            SmcTarget::Prior => ("", ""),
+            SmcTarget::Cumulant => ("the first-order cumulant action on ", ""),
         };
-        let zero_mode = if self.form == SmcTarget::Cumulant { "" } else { zero_mode };
         let source = match &self.surrogate {
             Surrogate::Model(_) => format!("the model's physics prior{zero_mode}"),
             Surrogate::Built(_) => "the target theory's physics prior with the model's G(p)".into(),

@@ -224,16 +224,10 @@ mod tests {
     #[test]
     fn quartic_fit_is_exact_for_the_phi4_action() {
         use crate::lattice::Lattice;
-        use crate::theory::{Action, Parametrisation, Phi4};
-        let lat = Lattice::new(4, 4);
-        let th = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
+        use crate::theory::Action;
+        let prior = crate::diffusion::prior::tests::interacting(Lattice::new(4, 4));
+        let th = *prior.theory();
         let phi: Vec<f64> = (0..16).map(|i| (i as f64 * 0.37).sin()).collect();
-        let free = crate::diffusion::free::FreeScoreModel::parse("free:kappa=0.2").unwrap();
-        let prior = crate::diffusion::prior::PhysicsPrior::new(
-            th,
-            crate::diffusion::ScoreModel::two_point(&free, lat),
-        )
-        .unwrap();
         let mut ws = prior.work();
         let c = quartic_along_uniform(LevelPotential::Target(&th), &phi, &mut vec![0.0; 16], &mut ws);
         for d in [-1.3, 0.4, 2.2] {
