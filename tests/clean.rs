@@ -59,7 +59,10 @@ fn clean_lists_by_state_and_removes_only_stale_entries() {
     let lock = OutputLock::acquire(&d.join("g.h5")).unwrap();
 
     let out = clean(&[d.to_str().unwrap()]);
-    assert!(line_of(&out, &live_tmp).starts_with("live") && line_of(&out, &live_tmp).contains("running on this host"), "{out}");
+    assert!(
+        line_of(&out, &live_tmp).starts_with("live") && line_of(&out, &live_tmp).contains("running on this host"),
+        "{out}"
+    );
     for stale in [&dead_tmp, &dead_probe, &other_host_tmp, ".d.h5.lock", ".f.h5.partial", ".h.h5.partial"] {
         assert!(line_of(&out, stale).starts_with("stale"), "{stale}: {out}");
     }

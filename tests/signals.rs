@@ -17,14 +17,13 @@ fn sigterm(pid: u32) {
 /// Starts `latdiff args` in `dir` and returns once its stderr shows `marker` (work has
 /// begun: a signal before the handler is installed would just kill it), with the rest
 /// of its stderr.
-fn spawn_until(dir: &Path, args: &[String], marker: &str) -> (Child, std::io::Lines<BufReader<std::process::ChildStderr>>) {
-    let mut child = latdiff()
-        .current_dir(dir)
-        .env("LATDIFF_LOG_SECONDS", "0")
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+fn spawn_until(
+    dir: &Path,
+    args: &[String],
+    marker: &str,
+) -> (Child, std::io::Lines<BufReader<std::process::ChildStderr>>) {
+    let mut child =
+        latdiff().current_dir(dir).env("LATDIFF_LOG_SECONDS", "0").args(args).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let seen = lines.by_ref().map(|l| l.unwrap()).any(|l| l.starts_with(marker));
     assert!(seen, "no line starting with '{marker}'");
@@ -128,7 +127,8 @@ fn sigterm_on_sample_keeps_the_finished_configurations() {
 fn sigterm_on_sample_before_the_first_round_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d: &Path = dir.path();
-    let args = "--threads 1 sample --model free:kappa=0.2 --lattice 256 --n-configs 64 --batch 64 --steps 400 --out g.h5";
+    let args =
+        "--threads 1 sample --model free:kappa=0.2 --lattice 256 --n-configs 64 --batch 64 --steps 400 --out g.h5";
     let args: Vec<String> = args.split_whitespace().map(String::from).collect();
     let (child, lines) = spawn_until(d, &args, "latdiff sample:");
     std::thread::sleep(Duration::from_millis(300));

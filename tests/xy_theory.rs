@@ -128,7 +128,14 @@ fn ring_link_energy(beta: f64, l: usize) -> f64 {
 /// Per chain, the means over `measure` trajectories (after `therm`) of
 /// (−S/(β_x V), exp(−ΔH)); every angle stays in (−π, π].
 fn run(theory: Xy, params: HmcParams, n_chains: usize, therm: usize, measure: usize) -> Vec<[f64; 2]> {
-    let setup = HmcSetup { theory: theory.clone(), params, cluster_updates: 0, seed: 11, start: Start::Mixed, chains: 0..n_chains };
+    let setup = HmcSetup {
+        theory: theory.clone(),
+        params,
+        cluster_updates: 0,
+        seed: 11,
+        start: Start::Mixed,
+        chains: 0..n_chains,
+    };
     let mut engine = CpuHmc::new(&setup);
     engine.advance(therm).unwrap();
     let res = engine.advance(measure).unwrap();

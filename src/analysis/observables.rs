@@ -225,7 +225,8 @@ impl Analysis {
     /// particles explored only what those few lineages reached, and replicas that all
     /// missed the same region agree with each other (small replica errors) and are wrong.
     pub fn unreliable(&self) -> Option<String> {
-        let few_ess = self.ess.filter(|e| !(*e >= MIN_RELIABLE_ESS)).map(|e| format!("ESS {e:.1} < {MIN_RELIABLE_ESS}"));
+        let few_ess =
+            self.ess.filter(|e| !(*e >= MIN_RELIABLE_ESS)).map(|e| format!("ESS {e:.1} < {MIN_RELIABLE_ESS}"));
         let few_lineages = self
             .lineages
             .filter(|l| (*l as f64) < MIN_RELIABLE_ESS)

@@ -18,12 +18,12 @@ pub fn parse() -> Result<super::Cli, clap::Error> {
 /// that follow it, without the usage block.
 pub fn one_line(e: &clap::Error) -> String {
     let text = e.render().to_string();
-    let parts: Vec<&str> =
-        text.lines()
-            .take_while(|l| !l.starts_with("Usage:"))
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
-            .collect();
+    let parts: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect();
     match parts.split_first() {
         Some((first, [])) => first.to_string(),
         // "...were not provided:" followed by the arguments' names.

@@ -19,8 +19,7 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
         },
         |cfg, comm, stop, dev| {
             let local = comm.block_counts(cfg.n_chains)[comm.rank()];
-            let (bytes, what) =
-                crate::mc::memory::estimate(cfg, local, comm.is_root(), rayon::current_num_threads());
+            let (bytes, what) = crate::mc::memory::estimate(cfg, local, comm.is_root(), rayon::current_num_threads());
             crate::limits::check(comm, bytes, &what, cfg.max_memory)?;
             crate::backend::announce();
             let r = crate::mc::ensemble::run_on(cfg, comm, stop, dev).map(|_| ());

@@ -2,8 +2,8 @@
 //! allocated (`limits::check` compares it with the rank's budget). Lattice-sized buffers
 //! dominate; the allowances below count each one a run keeps at the same time.
 
-use crate::limits::BASE_BYTES;
 use crate::lattice::Lattice;
+use crate::limits::BASE_BYTES;
 use crate::nn::{Arch, Network};
 
 /// Per site of the lattice, independent of the batch: the physics prior and the data's G(p)

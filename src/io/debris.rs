@@ -61,7 +61,8 @@ pub struct Debris {
 pub fn parse(path: &Path) -> Option<Debris> {
     let name = path.file_name()?.to_str()?.strip_prefix('.')?;
     let dir = path.parent().unwrap_or(Path::new(""));
-    let at = |output: &str, kind, owner| Some(Debris { path: path.to_path_buf(), output: dir.join(output), kind, owner });
+    let at =
+        |output: &str, kind, owner| Some(Debris { path: path.to_path_buf(), output: dir.join(output), kind, owner });
     if let Some(output) = name.strip_suffix(".lock") {
         return at(output, Kind::Lock, lock_holder(path));
     }
@@ -117,7 +118,9 @@ pub fn state(d: &Debris, resumable: impl Fn(&Path) -> bool) -> State {
             State::Unknown(format!("pid {} on host {}: no flock here to tell; run clean on {}", o.pid, o.host, o.host))
         }
         (LockState::Unsupported, None) => State::Unknown("no flock here to tell whether a run writes it".into()),
-        (_, Some(o)) => State::Stale(format!("pid {} on host {}, which no longer holds the output's lock", o.pid, o.host)),
+        (_, Some(o)) => {
+            State::Stale(format!("pid {} on host {}, which no longer holds the output's lock", o.pid, o.host))
+        }
         (_, None) => State::Stale("no run holds the output's lock".into()),
     }
 }
@@ -149,7 +152,8 @@ fn lock_state(lock: &Path) -> LockState {
 fn alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
     // SAFETY: signal 0 only checks that the process exists.
-    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
 /// "pid P on host H", as `lock::OutputLock` writes it.

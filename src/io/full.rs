@@ -69,13 +69,20 @@ mod tests {
     fn hdf5_disk_full_names_the_file_on_one_line() {
         let e = anyhow::anyhow!(HDF5_ENOSPC).context("round 3");
         let line = one_line(&e);
-        assert_eq!(line, "round 3: no space left on device writing '/tmp/full/.e.h5.partial': free space there or write elsewhere");
+        assert_eq!(
+            line,
+            "round 3: no space left on device writing '/tmp/full/.e.h5.partial': free space there or write elsewhere"
+        );
     }
 
     #[test]
     fn io_errors_are_recognised_through_context() {
-        let e = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::EDQUOT)).context("out: writing the lock file 'x'");
-        assert_eq!(one_line(&e), "out: writing the lock file 'x': disk quota exceeded: free space there or write elsewhere");
+        let e = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::EDQUOT))
+            .context("out: writing the lock file 'x'");
+        assert_eq!(
+            one_line(&e),
+            "out: writing the lock file 'x': disk quota exceeded: free space there or write elsewhere"
+        );
     }
 
     #[test]

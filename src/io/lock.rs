@@ -43,8 +43,7 @@ impl OutputLock {
         match Self::try_take(out)? {
             Some(mut lock) => {
                 // A full disk fails here first; dropping `lock` removes the empty file.
-                lock.write_holder()
-                    .with_context(|| format!("out: writing the lock file '{}'", lock.path.display()))?;
+                lock.write_holder().with_context(|| format!("out: writing the lock file '{}'", lock.path.display()))?;
                 Ok(lock)
             }
             None => bail!(

@@ -79,7 +79,8 @@ impl HmcCheckpoint {
         f.new_dataset_builder().with_data(&Array2::from_shape_vec((n, 6), stats)?).create("stats")?;
         let done = self.hist.first().map_or(0, |h| h.action_density.len());
         if done > 0 {
-            let h: Vec<f64> = self.hist.iter().flat_map(|h| h.action_density.iter().chain(&h.monitor).copied()).collect();
+            let h: Vec<f64> =
+                self.hist.iter().flat_map(|h| h.action_density.iter().chain(&h.monitor).copied()).collect();
             f.new_dataset_builder().with_data(&Array2::from_shape_vec((n, 2 * done), h)?).create("therm_history")?;
         }
         let (phase, target, rounds) = match self.phase {

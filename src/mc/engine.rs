@@ -103,7 +103,12 @@ pub struct CpuHmc<T: Theory = Phi4> {
 
 impl<T: Theory> CpuHmc<T> {
     pub fn new(s: &HmcSetup<T>) -> Self {
-        CpuHmc { theory: s.theory.clone(), params: s.params, cluster_updates: s.cluster_updates, chains: s.start_chains() }
+        CpuHmc {
+            theory: s.theory.clone(),
+            params: s.params,
+            cluster_updates: s.cluster_updates,
+            chains: s.start_chains(),
+        }
     }
 }
 
@@ -124,11 +129,8 @@ impl<T: Theory> HmcEngine for CpuHmc<T> {
     fn advance_until(&mut self, k: usize, stop: &StopFlag) -> Result<Option<Vec<Vec<TrajectoryResult>>>> {
         let (th, p, cl) = (&self.theory, &self.params, self.cluster_updates);
         let raised = || stop.raised();
-        let res: Vec<Option<Vec<TrajectoryResult>>> = self
-            .chains
-            .par_iter_mut()
-            .map(|c| (0..k).map(|_| update_until(c, th, p, cl, &raised)).collect())
-            .collect();
+        let res: Vec<Option<Vec<TrajectoryResult>>> =
+            self.chains.par_iter_mut().map(|c| (0..k).map(|_| update_until(c, th, p, cl, &raised)).collect()).collect();
         Ok(res.into_iter().collect())
     }
     fn interruptible(&self) -> bool {

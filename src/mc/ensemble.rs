@@ -153,7 +153,12 @@ fn last_quarter_acceptance(accepted: &[Vec<bool>], n_therm: usize, comm: &Comm) 
 }
 
 /// One Markov step of a chain: an HMC trajectory followed by the configured cluster flips.
-pub fn update<T: Theory>(chain: &mut Chain, theory: &T, params: &HmcParams, cluster_updates: usize) -> TrajectoryResult {
+pub fn update<T: Theory>(
+    chain: &mut Chain,
+    theory: &T,
+    params: &HmcParams,
+    cluster_updates: usize,
+) -> TrajectoryResult {
     update_until(chain, theory, params, cluster_updates, &|| false).expect("never stopped")
 }
 
@@ -567,13 +572,7 @@ pub fn theory_attrs(w: &EnsembleWriter, theory: &impl Theory, lat: crate::lattic
     Ok(())
 }
 
-fn write_attrs(
-    w: &EnsembleWriter,
-    cfg: &HmcConfig,
-    theory: &Phi4,
-    comm: &Comm,
-    s: &HmcSummary,
-) -> Result<()> {
+fn write_attrs(w: &EnsembleWriter, cfg: &HmcConfig, theory: &Phi4, comm: &Comm, s: &HmcSummary) -> Result<()> {
     theory_attrs(w, theory, cfg.lattice())?;
     w.set_attr("generator", AttrValue::Str("hmc".into()))?;
     w.set_attr("integrator", AttrValue::Str(cfg.integrator.name().into()))?;

@@ -176,11 +176,7 @@ impl ThermReport {
             v.push("cold and hot starts disagree".to_string());
         }
         if self.low_acceptance() {
-            v.push(format!(
-                "acceptance {:.4} is below {} %",
-                self.acceptance.unwrap_or(0.0),
-                100.0 * LOW_ACCEPTANCE
-            ));
+            v.push(format!("acceptance {:.4} is below {} %", self.acceptance.unwrap_or(0.0), 100.0 * LOW_ACCEPTANCE));
         }
         v
     }

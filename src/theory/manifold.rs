@@ -88,10 +88,7 @@ impl Manifold for Torus {
     }
 
     fn noise_log_density(&self, x: &[f64], x0: &[f64], sigma: f64) -> f64 {
-        x.iter()
-            .zip(x0)
-            .map(|(a, b)| wrapped_gaussian(wrap_angle(a - b), sigma).ln())
-            .sum()
+        x.iter().zip(x0).map(|(a, b)| wrapped_gaussian(wrap_angle(a - b), sigma).ln()).sum()
     }
 }
 

@@ -280,7 +280,9 @@ mod tests {
     #[test]
     fn attributes_round_trip() {
         use super::super::Couplings;
-        for param in [Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 }, Parametrisation::Mass { m2: -0.5, lambda: 0.1 }] {
+        for param in
+            [Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 }, Parametrisation::Mass { m2: -0.5, lambda: 0.1 }]
+        {
             let a = Phi4::new(Lattice::square(4), param).attrs();
             let text = |k: &str| a.labels.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
             let number = |k: &str| a.couplings.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
@@ -291,7 +293,8 @@ mod tests {
         let u1 = |k: &str| (k == "theory").then(|| "u1".to_string());
         assert!(Couplings::from_attrs(&u1, &|_| None).unwrap_err().contains("theory 'u1'"));
         // The tagged enum is what a configuration file names.
-        let c: Couplings = toml::from_str("theory = \"phi4\"\nparametrisation = \"mass\"\nm2 = -0.5\nlambda = 0.1").unwrap();
+        let c: Couplings =
+            toml::from_str("theory = \"phi4\"\nparametrisation = \"mass\"\nm2 = -0.5\nlambda = 0.1").unwrap();
         assert_eq!(c, Couplings::Phi4(Parametrisation::Mass { m2: -0.5, lambda: 0.1 }));
     }
 

@@ -41,10 +41,7 @@ pub struct Before {
 }
 
 pub fn before(phi: &[f64], score: &[f64], v: usize) -> Vec<Before> {
-    phi.par_chunks(v)
-        .zip(score.par_chunks(v))
-        .map(|(p, s)| Before { m: mean(p), mean_score: mean(s) })
-        .collect()
+    phi.par_chunks(v).zip(score.par_chunks(v)).map(|(p, s)| Before { m: mean(p), mean_score: mean(s) }).collect()
 }
 
 fn mean(x: &[f64]) -> f64 {

@@ -77,7 +77,14 @@ fn run_to(
 }
 
 fn smc(n_particles: usize, resample_ess: f64, rejuvenate: usize) -> SmcSettings {
-    SmcSettings { n_particles, resample_ess, rejuvenate, batch: 64, network_below: f64::INFINITY, exact_magnetisation: false }
+    SmcSettings {
+        n_particles,
+        resample_ess,
+        rejuvenate,
+        batch: 64,
+        network_below: f64::INFINITY,
+        exact_magnetisation: false,
+    }
 }
 
 /// (mean, error) over replicas of each replica's weighted mean of f(config): the replicas
