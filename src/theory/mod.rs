@@ -8,9 +8,12 @@ pub mod cluster;
 pub mod free;
 pub mod manifold;
 pub mod phi4;
+pub mod u1;
+pub mod u1_exact;
 
 pub use manifold::{Flat, Manifold, Torus};
 pub use phi4::{Parametrisation, Phi4};
+pub use u1::U1;
 
 use crate::lattice::Lattice;
 use crate::rng::Stream;
@@ -93,6 +96,10 @@ pub trait Theory: Action + Clone + Send {
 #[serde(tag = "theory", rename_all = "lowercase")]
 pub enum Couplings {
     Phi4(Parametrisation),
+    /// Compact U(1) gauge theory, Wilson action S = −β Σ_P cos θ_P.
+    U1 {
+        beta: f64,
+    },
 }
 
 impl Couplings {
@@ -105,7 +112,11 @@ impl Couplings {
     ) -> Result<Self, String> {
         match text("theory").as_deref() {
             None | Some("phi4") => Parametrisation::from_attrs(text, number).map(Couplings::Phi4),
-            Some(other) => Err(format!("theory '{other}' is not known (latdiff has phi4)")),
+            Some("u1") => match number("beta") {
+                Some(beta) => Ok(Couplings::U1 { beta }),
+                None => Err("attribute 'beta' missing (no u1 coupling)".into()),
+            },
+            Some(other) => Err(format!("theory '{other}' is not known (latdiff has phi4, u1)")),
         }
     }
 
@@ -113,6 +124,15 @@ impl Couplings {
     pub fn describe(&self) -> String {
         match self {
             Couplings::Phi4(p) => format!("{} form, {}", p.name(), p.describe()),
+            Couplings::U1 { beta } => format!("beta = {beta}"),
+        }
+    }
+
+    /// The name files record (`theory` attribute).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Couplings::Phi4(_) => "phi4",
+            Couplings::U1 { .. } => "u1",
         }
     }
 
@@ -120,6 +140,10 @@ impl Couplings {
     pub fn phi4(self) -> Result<Parametrisation, String> {
         match self {
             Couplings::Phi4(p) => Ok(p),
+            Couplings::U1 { .. } => Err(
+                "the file holds U(1) gauge fields (theory = u1); this command handles phi4 only (hmc, analyze and info handle u1)"
+                    .into(),
+            ),
         }
     }
 }
