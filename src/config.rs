@@ -12,7 +12,7 @@
 //! `cli::{hmc, train, sample}::resolve`.
 
 use crate::lattice::Lattice;
-use crate::theory::Parametrisation;
+use crate::theory::{Couplings, Parametrisation};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -114,6 +114,23 @@ impl Integrator {
             Integrator::Leapfrog => "leapfrog",
             Integrator::Omelyan => "omelyan",
         }
+    }
+}
+
+/// Which lattice field theory a run simulates (`theory::Couplings` holds its couplings).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TheoryName {
+    /// Real scalar φ⁴ (couplings kappa and lambda, or m2 and lambda).
+    #[default]
+    Phi4,
+    /// Compact U(1) gauge theory with the Wilson action (coupling beta).
+    U1,
+}
+
+impl TheoryName {
+    pub fn is_phi4(&self) -> bool {
+        *self == TheoryName::Phi4
     }
 }
 
@@ -346,6 +363,37 @@ pub fn resolve_theory(kappa: Option<f64>, m2: Option<f64>, lambda: Option<f64>) 
     Ok(p)
 }
 
+/// The couplings of `theory` from the flags, refusing another theory's flags.
+pub fn resolve_couplings(
+    theory: TheoryName,
+    kappa: Option<f64>,
+    m2: Option<f64>,
+    lambda: Option<f64>,
+    beta: Option<f64>,
+) -> Result<Couplings> {
+    match theory {
+        TheoryName::Phi4 => {
+            if let Some(b) = beta {
+                bail!("beta: {b} given, but beta is the coupling of theory u1 (phi4 takes kappa or m2, and lambda)");
+            }
+            resolve_theory(kappa, m2, lambda).map(Couplings::Phi4)
+        }
+        TheoryName::U1 => {
+            for (k, v) in [("kappa", kappa), ("m2", m2), ("lambda", lambda)] {
+                if let Some(v) = v {
+                    bail!("{k}: {v} given, but theory u1 takes only beta");
+                }
+            }
+            let beta = beta.ok_or_else(|| anyhow!("beta: required with theory u1 (e.g. --beta 3)"))?;
+            finite("beta", beta)?;
+            if beta < 0.0 {
+                bail!("beta: {beta} is negative (the Wilson action would favour disorder over order)");
+            }
+            Ok(Couplings::U1 { beta })
+        }
+    }
+}
+
 /// Couplings so large that the action of a start configuration overflows f64 would let a
 /// run start and fill its output with NaN: refused here, naming the couplings.
 fn check_representable(p: &Parametrisation) -> Result<()> {
@@ -376,6 +424,10 @@ pub struct HmcOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lattice: Option<LatticeSpec>,
+    /// Theory: phi4 (default) or u1 (compact U(1) gauge theory, needs --beta).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub theory: Option<TheoryName>,
     /// Hopping parameter κ (hopping form).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -388,6 +440,10 @@ pub struct HmcOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lambda: Option<f64>,
+    /// Gauge coupling β of the Wilson action (theory u1).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
     /// Number of configurations to save.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -461,12 +517,16 @@ pub struct HmcOptions {
 #[serde(default, deny_unknown_fields)]
 pub struct HmcConfig {
     pub lattice: LatticeSpec,
+    #[serde(skip_serializing_if = "TheoryName::is_phi4")]
+    pub theory: TheoryName,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kappa: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub m2: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lambda: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
     pub n_configs: usize,
     pub n_chains: usize,
     pub n_therm: NTherm,
@@ -491,9 +551,11 @@ impl Default for HmcConfig {
     fn default() -> Self {
         HmcConfig {
             lattice: LatticeSpec(Lattice::square(16)),
+            theory: TheoryName::Phi4,
             kappa: None,
             m2: None,
             lambda: None,
+            beta: None,
             n_configs: 1024,
             n_chains: 16,
             n_therm: NTherm::Auto,
@@ -521,26 +583,44 @@ impl HmcConfig {
     /// checks the output and the checkpoint afterwards (config reads no HDF5 file).
     pub fn from_layers(file: &HmcOptions, flags: &HmcOptions) -> Result<Self> {
         check_finite([file, flags], |o| {
-            vec![("kappa", o.kappa), ("m2", o.m2), ("lambda", o.lambda), ("tau", o.tau), ("tau_jitter", o.tau_jitter)]
+            vec![
+                ("kappa", o.kappa),
+                ("m2", o.m2),
+                ("lambda", o.lambda),
+                ("beta", o.beta),
+                ("tau", o.tau),
+                ("tau_jitter", o.tau_jitter),
+            ]
         })?;
         let mut cfg: HmcConfig = merge(file, flags)?;
         // Record the resolved theory explicitly (defaults included) in the stored config.
-        match cfg.theory()? {
-            Parametrisation::Hopping { kappa, lambda } => {
+        match cfg.couplings()? {
+            Couplings::Phi4(Parametrisation::Hopping { kappa, lambda }) => {
                 cfg.kappa = Some(kappa);
                 cfg.lambda = Some(lambda);
             }
-            Parametrisation::Mass { m2, lambda } => {
+            Couplings::Phi4(Parametrisation::Mass { m2, lambda }) => {
                 cfg.m2 = Some(m2);
                 cfg.lambda = Some(lambda);
             }
+            // U(1) has no cluster updates: the φ⁴ default does not apply, asking for them is refused.
+            Couplings::U1 { .. } => match flags.cluster_updates.or(file.cluster_updates) {
+                None | Some(0) => cfg.cluster_updates = 0,
+                Some(n) => bail!("cluster_updates: {n} given, but theory u1 has no cluster updates (use 0)"),
+            },
         }
         cfg.validate()?;
         Ok(cfg)
     }
 
+    /// The φ⁴ couplings, or an error when the run is another theory's.
     pub fn theory(&self) -> Result<Parametrisation> {
-        resolve_theory(self.kappa, self.m2, self.lambda)
+        self.couplings()?.phi4().map_err(|e| anyhow!(e))
+    }
+
+    /// The theory and its couplings, checked: each theory's flags only with that theory.
+    pub fn couplings(&self) -> Result<Couplings> {
+        resolve_couplings(self.theory, self.kappa, self.m2, self.lambda, self.beta)
     }
 
     pub fn lattice(&self) -> Lattice {
@@ -550,7 +630,7 @@ impl HmcConfig {
     /// Checks that need no file.
     pub fn validate(&self) -> Result<()> {
         self.lattice.0.validate().map_err(|e| anyhow!(e))?;
-        self.theory()?;
+        self.couplings()?;
         if self.n_configs == 0 {
             bail!("n_configs: must be at least 1");
         }

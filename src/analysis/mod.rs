@@ -10,6 +10,7 @@ pub mod phi4_obs;
 pub mod plot;
 pub mod replicas;
 pub mod stats;
+pub mod u1_obs;
 
 pub use observables::{analyze, measure, Analysis, DerivedSpec, Estimate, Observables, Primaries};
 pub use phi4_obs::Phi4Observables;
@@ -19,3 +20,4 @@ pub use stats::{
     log_sum_exp, normalized_weights, series_summary, GammaResult, JackknifeEstimate, JackknifeVecEstimate,
     SeriesSummary, Windowing, DEFAULT_S_TAU,
 };
+pub use u1_obs::U1Observables;

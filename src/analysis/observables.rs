@@ -55,7 +55,7 @@ impl DerivedSpec {
 
 /// What a theory measures. Implementations must be cheap to call from many threads.
 pub trait Observables: Sync {
-    /// Number of lattice sites (values) per configuration.
+    /// Number of stored values per configuration (sites × values per site).
     fn volume(&self) -> usize;
     /// Names of the per-configuration primaries, one per column.
     fn primary_names(&self) -> Vec<String>;
@@ -105,8 +105,8 @@ pub fn chunk_configs(volume: usize) -> usize {
 /// bounded by the chunk plus the primaries themselves.
 pub fn measure(ens: &Ensemble, obs: &dyn Observables) -> Result<Primaries> {
     let v = obs.volume();
-    if ens.lattice.volume() != v {
-        bail!("{}: {} sites per configuration, the observables expect {v}", ens.path.display(), ens.lattice.volume());
+    if ens.shape.len() != v {
+        bail!("{}: {} values per configuration, the observables expect {v}", ens.path.display(), ens.shape.len());
     }
     let names = obs.primary_names();
     let k = names.len();

@@ -1,13 +1,14 @@
 //! `latdiff analyze A.h5 [B.h5 ...]`: observables with errors, compared between ensembles.
 //!
-//! Definitions, normalisations and error methods: `analysis::phi4_obs`,
+//! Definitions, normalisations and error methods: `analysis::phi4_obs`, `analysis::u1_obs`,
 //! `analysis::observables` and README.md ("Analysis (latdiff analyze)").
 
 use crate::analysis::observables::{self, dense_chain_ids, Analysis, Estimate, MIN_RELIABLE_ESS};
 use crate::analysis::replicas::{self, Replicas};
-use crate::analysis::{plot, stats, Phi4Observables};
+use crate::analysis::u1_obs::{charge_change_fraction, integer_charges};
+use crate::analysis::{plot, stats, Observables, Phi4Observables, U1Observables};
 use crate::io::{AttrValue, Ensemble};
-use crate::theory::{Phi4, Theory};
+use crate::theory::{Couplings, Phi4, Theory, U1};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -39,7 +40,8 @@ pub struct AnalyzeArgs {
 pub struct Input {
     pub path: PathBuf,
     pub ens: Ensemble,
-    pub obs: Phi4Observables,
+    pub couplings: Couplings,
+    pub obs: Box<dyn Observables>,
     pub attrs: Vec<(String, AttrValue)>,
     /// Dense chain index per row from /chain (`None`: no /chain, one chain).
     pub chain: Option<Vec<usize>>,
@@ -57,7 +59,22 @@ pub fn open(path: &Path) -> Result<Input> {
         bail!("{name}: /configs holds no configurations");
     }
     ens.lattice.validate().map_err(|e| anyhow!("{name}: {e}"))?;
-    let obs = Phi4Observables::from_ensemble(&ens)?;
+    let couplings = ens.couplings()?;
+    let components = match couplings {
+        Couplings::Phi4(_) => 1,
+        Couplings::U1 { .. } => 2,
+    };
+    if ens.shape.components() != components {
+        bail!(
+            "{name}: /configs holds {} values per site, theory {} has {components}",
+            ens.shape.components(),
+            couplings.name()
+        );
+    }
+    let obs: Box<dyn Observables> = match couplings {
+        Couplings::Phi4(p) => Box::new(Phi4Observables::new(ens.lattice, p)),
+        Couplings::U1 { beta } => Box::new(U1Observables::new(ens.lattice, beta)),
+    };
     let attrs = ens.attrs().with_context(|| format!("{name}: reading attributes"))?;
     let chain = if ens.has("chain") {
         let c = ens.read_i64("chain").map_err(|_| anyhow!("{name}: /chain is not an integer column"))?;
@@ -98,12 +115,15 @@ pub fn open(path: &Path) -> Result<Input> {
     } else {
         None
     };
-    Ok(Input { path: path.to_path_buf(), ens, obs, attrs, chain, log_weight, replicas })
+    Ok(Input { path: path.to_path_buf(), ens, couplings, obs, attrs, chain, log_weight, replicas })
 }
 
 /// Theory, couplings and lattice, for the mismatch check.
 fn physics(i: &Input) -> Vec<(&'static str, String)> {
-    let a = Phi4::new(i.ens.lattice, i.obs.param()).attrs();
+    let a = match i.couplings {
+        Couplings::Phi4(p) => Phi4::new(i.ens.lattice, p).attrs(),
+        Couplings::U1 { beta } => U1::new(i.ens.lattice, beta).attrs(),
+    };
     let mut v = a.labels;
     v.extend(a.couplings.into_iter().map(|(k, x)| (k, x.to_string())));
     v.push(("lattice", i.ens.lattice.to_string()));
@@ -139,29 +159,49 @@ pub struct FileAnalysis {
     pub lattice: crate::lattice::Lattice,
     pub attrs: Vec<(String, AttrValue)>,
     pub analysis: Analysis,
-    /// Per-configuration M and S/V (histograms).
+    /// Per-configuration M and S/V (histograms); M is empty for U(1).
     pub m: Vec<f64>,
     pub action_density: Vec<f64>,
+    /// U(1): the integer charge of every configuration and how often it changed.
+    pub topology: Option<Topology>,
     /// Linear weights (largest 1) for weighted ensembles.
     pub weights: Option<Vec<f64>>,
     /// Replica structure of SMC ensembles (how the errors were obtained).
     pub replicas: Option<Replicas>,
 }
 
+/// The topology of a U(1) ensemble: per-configuration integer charges and the freezing
+/// measure.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub q: Vec<i64>,
+    /// Fraction of successive saved configurations of a chain whose Q differs.
+    pub changed_fraction: f64,
+}
+
 /// Measures (streamed) and analyses one opened file.
 pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis> {
-    let prim = observables::measure(&i.ens, &i.obs)?;
+    let prim = observables::measure(&i.ens, i.obs.as_ref())?;
     let analysis = match &i.replicas {
-        Some(r) => replicas::analyze(&i.obs, &prim, r, i.log_weight.as_deref()),
-        None => observables::analyze(&i.obs, &prim, i.chain.as_deref(), i.log_weight.as_deref(), bin_size),
+        Some(r) => replicas::analyze(i.obs.as_ref(), &prim, r, i.log_weight.as_deref()),
+        None => observables::analyze(i.obs.as_ref(), &prim, i.chain.as_deref(), i.log_weight.as_deref(), bin_size),
     };
     let col = |k: &str| prim.column(k).map(<[f64]>::to_vec).unwrap_or_default();
+    let topology = match i.couplings {
+        Couplings::U1 { .. } => {
+            let q = integer_charges(&col("q")).map_err(|e| super::input_err(anyhow!("{}: {e}", i.path.display())))?;
+            let changed_fraction = charge_change_fraction(&q, i.chain.as_deref());
+            Some(Topology { q, changed_fraction })
+        }
+        Couplings::Phi4(_) => None,
+    };
     Ok(FileAnalysis {
         path: i.path.clone(),
         lattice: i.ens.lattice,
         attrs: i.attrs.clone(),
         m: col("m"),
         action_density: col("action_density"),
+        topology,
         weights: i.log_weight.as_deref().map(stats::normalized_weights),
         analysis,
         replicas: i.replicas.clone(),
@@ -276,6 +316,11 @@ pub fn file_json(r: &FileAnalysis) -> Value {
         o["ess"] = num(e);
         o["ess_fraction"] = num(e / a.n_configs.max(1) as f64);
     }
+    if let Some(t) = &r.topology {
+        let hist: Map<String, Value> =
+            charge_histogram(&t.q, r.weights.as_deref()).into_iter().map(|(q, p)| (q.to_string(), num(p))).collect();
+        o["topology"] = json!({"q_changed_fraction": num(t.changed_fraction), "p_q": hist});
+    }
     if let Some(r) = &r.replicas {
         o["n_replicas"] = json!(r.count);
         o["error_method"] = json!(r.error_method());
@@ -365,6 +410,30 @@ pub fn fmt_pm(mean: f64, err: f64) -> String {
     }
 }
 
+/// P(Q) (reweighted when weights are given) over the charges seen, as (Q, probability).
+pub fn charge_histogram(q: &[i64], weights: Option<&[f64]>) -> Vec<(i64, f64)> {
+    let mut h = std::collections::BTreeMap::new();
+    for (i, &qi) in q.iter().enumerate() {
+        *h.entry(qi).or_insert(0.0) += weights.map_or(1.0, |w| w[i]);
+    }
+    let total: f64 = h.values().sum();
+    h.into_iter().map(|(k, x)| (k, x / total)).collect()
+}
+
+/// e.g. "Q changed between 41.3 % of successive configurations; P(Q): -1 0.12, 0 0.76, 1 0.12".
+fn topology_line(t: &Topology, weights: Option<&[f64]>) -> String {
+    let hist = charge_histogram(&t.q, weights)
+        .iter()
+        .filter(|(_, p)| *p >= 0.005)
+        .map(|(q, p)| format!("{q} {p:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "Q changed between {:.1} % of successive configurations of a chain; P(Q) (>= 0.005): {hist}",
+        100.0 * t.changed_fraction
+    )
+}
+
 fn attr_of(r: &FileAnalysis, k: &str) -> Option<String> {
     r.attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string())
 }
@@ -376,7 +445,7 @@ pub fn table(results: &[FileAnalysis]) -> String {
         |i: usize| if results.len() > 1 { format!("[{}] ", (b'A' + (i % 26) as u8) as char) } else { String::new() };
     for (i, r) in results.iter().enumerate() {
         let a = &r.analysis;
-        let couplings = ["kappa", "m2", "lambda"]
+        let couplings = ["kappa", "m2", "lambda", "beta"]
             .iter()
             .filter_map(|k| attr_of(r, k).map(|v| format!("{k} = {v}")))
             .collect::<Vec<_>>()
@@ -434,6 +503,9 @@ pub fn table(results: &[FileAnalysis]) -> String {
         }
         for w in warnings(r) {
             let _ = writeln!(s, "    warning: {w}");
+        }
+        if let Some(t) = &r.topology {
+            let _ = writeln!(s, "    topology: {}", topology_line(t, r.weights.as_deref()));
         }
     }
     s.push('\n');
@@ -548,8 +620,11 @@ pub fn write_plots(dir: &Path, results: &[FileAnalysis]) -> Result<()> {
         plot::histograms(dir, name, title, xlabel, &series, bins)
     };
     let w = if weighted { " (reweighted)" } else { "" };
-    hist("hist_m", &format!("Magnetisation M{w}"), "M", &|r| &r.m)?;
     hist("hist_action_density", &format!("Action density S/V{w}"), "S/V", &|r| &r.action_density)?;
+    if results.iter().all(|r| r.topology.is_some()) {
+        return write_topology_plots(dir, results, &labels);
+    }
+    hist("hist_m", &format!("Magnetisation M{w}"), "M", &|r| &r.m)?;
 
     let g: Vec<plot::ErrorbarSeries<'_>> = results
         .iter()
@@ -572,6 +647,30 @@ pub fn write_plots(dir: &Path, results: &[FileAnalysis]) -> Result<()> {
         labels.iter().zip(&rho).map(|(l, (x, y))| (l.as_str(), &x[..], &y[..])).collect();
     plot::line_plot(dir, "rho_abs_m", "Autocorrelation of |M|", "t (configurations)", "rho(t)", &series)?;
     Ok(())
+}
+
+/// U(1): the charge of every saved configuration in file order (history) and P(Q).
+fn write_topology_plots(dir: &Path, results: &[FileAnalysis], labels: &[String]) -> Result<()> {
+    let qs: Vec<(Vec<f64>, Vec<f64>)> = results
+        .iter()
+        .map(|r| {
+            let q = &r.topology.as_ref().expect("checked by the caller").q;
+            ((0..q.len()).map(|i| i as f64).collect(), q.iter().map(|&x| x as f64).collect())
+        })
+        .collect();
+    let series: Vec<plot::LineSeriesData<'_>> =
+        labels.iter().zip(&qs).map(|(l, (x, y))| (l.as_str(), &x[..], &y[..])).collect();
+    plot::line_plot(dir, "q_history", "Topological charge (file order)", "configuration", "Q", &series)?;
+    let hists: Vec<(Vec<f64>, Vec<f64>)> = results
+        .iter()
+        .map(|r| {
+            let t = r.topology.as_ref().expect("checked by the caller");
+            charge_histogram(&t.q, r.weights.as_deref()).into_iter().map(|(q, p)| (q as f64, p)).unzip()
+        })
+        .collect();
+    let series: Vec<plot::LineSeriesData<'_>> =
+        labels.iter().zip(&hists).map(|(l, (x, y))| (l.as_str(), &x[..], &y[..])).collect();
+    plot::line_plot(dir, "p_q", "Charge distribution P(Q)", "Q", "P(Q)", &series)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `latdiff hmc`.
 
 use crate::backend::DeviceRequest;
-use crate::config::{read_options_file, stored_config, HmcConfig, HmcOptions};
+use crate::config::{read_options_file, stored_config, HmcConfig, HmcOptions, TheoryName};
 use crate::mc::checkpoint::{checkpoint_path, HmcCheckpoint};
 use anyhow::Result;
 
@@ -11,10 +11,11 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
         device,
         threads,
         |cfg| super::Output { path: cfg.out.clone(), replace: cfg.force },
-        // One GPU per rank (its node-local index picks it). Wolff flips are CPU-only, so with
-        // them `auto` stays on the CPU and `cuda` is refused.
-        |cfg| match cfg.cluster_updates {
-            0 => Ok(()),
+        // One GPU per rank (its node-local index picks it). Wolff flips and U(1) are CPU-only,
+        // so with them `auto` stays on the CPU and `cuda` is refused.
+        |cfg| match (cfg.theory, cfg.cluster_updates) {
+            (TheoryName::U1, _) => Err("theory u1 runs on the CPU only (it has no GPU kernels yet)"),
+            (_, 0) => Ok(()),
             _ => Err("Wolff cluster updates run on the CPU only (--cluster-updates 0 runs HMC on the GPU)"),
         },
         |cfg, comm, stop, dev| {

@@ -1,7 +1,9 @@
 //! Ensemble files.
 //!
 //! Layout (documented in README.md):
-//!   /configs     float32 [N, L_t, L_x], one configuration per chunk, shuffle + deflate
+//!   /configs     float32 [N, L_t, L_x] (one value per site, φ⁴) or [N, C, L_t, L_x] (C
+//!                values per site, U(1): the two link angles), one configuration per
+//!                chunk, shuffle + deflate
 //!   /action      float64 [N]   S of each configuration
 //!   /delta_h     float64 [N]   ΔH of the trajectory that produced it (HMC)
 //!   /chain       int64   [N]   global chain (or sample-stream) index
@@ -12,10 +14,71 @@
 use super::attrs::{self, AttrValue};
 use crate::lattice::Lattice;
 use anyhow::{bail, Context, Result};
-use ndarray::{s, ArrayView1, ArrayView3};
+use hdf5::{Extent, Hyperslab, SimpleExtents, SliceOrIndex};
+use ndarray::{ArrayView1, ArrayViewD, IxDyn};
 use std::path::{Path, PathBuf};
 
 const COLUMN_CHUNK: usize = 4096;
+
+/// The shape of one configuration in /configs: [L_t, L_x], or [C, L_t, L_x] for fields with
+/// C values per site (a theory's `dof_shape`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigShape(Vec<usize>);
+
+impl ConfigShape {
+    /// [C, L_t, L_x] (C ≥ 2) or [L_t, L_x]; anything else is not an ensemble latdiff writes.
+    pub fn new(dims: Vec<usize>) -> Result<Self> {
+        match dims.len() {
+            2 | 3 => Ok(ConfigShape(dims)),
+            n => bail!("a configuration of {n} dimensions {dims:?} (expected [L_t, L_x] or [C, L_t, L_x])"),
+        }
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+
+    /// Values per configuration.
+    pub fn len(&self) -> usize {
+        self.0.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values per site: 1 for [L_t, L_x].
+    pub fn components(&self) -> usize {
+        if self.0.len() == 3 {
+            self.0[0]
+        } else {
+            1
+        }
+    }
+
+    pub fn lattice(&self) -> Lattice {
+        let n = self.0.len();
+        Lattice::new(self.0[n - 2], self.0[n - 1])
+    }
+
+    /// [rows, dims...].
+    fn with_rows(&self, rows: usize) -> Vec<usize> {
+        std::iter::once(rows).chain(self.0.iter().copied()).collect()
+    }
+
+    /// Rows a..b, every value of each.
+    fn rows(&self, a: usize, b: usize) -> Hyperslab {
+        let mut sel = vec![SliceOrIndex::from(a..b)];
+        sel.extend(self.0.iter().map(|_| SliceOrIndex::from(..)));
+        Hyperslab::from(sel)
+    }
+}
+
+impl From<Lattice> for ConfigShape {
+    fn from(l: Lattice) -> Self {
+        ConfigShape(vec![l.lt, l.lx])
+    }
+}
 
 /// Streams an ensemble to disk: rows are appended as they arrive, so memory stays
 /// bounded whatever N is. Nothing appears under the final name until `finish`.
@@ -23,7 +86,7 @@ pub struct EnsembleWriter {
     file: Option<hdf5::File>,
     tmp: PathBuf,
     path: PathBuf,
-    lattice: Lattice,
+    shape: ConfigShape,
     configs: Option<hdf5::Dataset>,
     f64_cols: Vec<(String, hdf5::Dataset)>,
     i64_cols: Vec<(String, hdf5::Dataset)>,
@@ -34,25 +97,36 @@ pub struct EnsembleWriter {
 
 impl EnsembleWriter {
     /// `f64_columns` and `i64_columns` name the per-configuration columns besides /configs.
-    pub fn create(path: &Path, lattice: Lattice, f64_columns: &[&str], i64_columns: &[&str]) -> Result<Self> {
-        Self::create_at(path, super::temp_path(path), false, lattice, f64_columns, i64_columns)
+    pub fn create(
+        path: &Path,
+        shape: impl Into<ConfigShape>,
+        f64_columns: &[&str],
+        i64_columns: &[&str],
+    ) -> Result<Self> {
+        Self::create_at(path, super::temp_path(path), false, shape.into(), f64_columns, i64_columns)
     }
 
     /// As `create`, but written to `.NAME.partial` and kept when the run stops unfinished, so
     /// that `reopen` can continue it.
-    pub fn create_resumable(path: &Path, lattice: Lattice, f64_columns: &[&str], i64_columns: &[&str]) -> Result<Self> {
-        Self::create_at(path, super::partial_path(path), true, lattice, f64_columns, i64_columns)
+    pub fn create_resumable(
+        path: &Path,
+        shape: impl Into<ConfigShape>,
+        f64_columns: &[&str],
+        i64_columns: &[&str],
+    ) -> Result<Self> {
+        Self::create_at(path, super::partial_path(path), true, shape.into(), f64_columns, i64_columns)
     }
 
     /// Continues the partial file of a resumable run after its first `rows` rows; rows beyond
     /// (written after the last checkpoint) are dropped.
     pub fn reopen(
         path: &Path,
-        lattice: Lattice,
+        shape: impl Into<ConfigShape>,
         f64_columns: &[&str],
         i64_columns: &[&str],
         rows: usize,
     ) -> Result<Self> {
+        let shape = shape.into();
         let tmp = super::partial_path(path);
         let file = super::h5_open_rw(&tmp)
             .map_err(|e| anyhow::anyhow!("resume: cannot open the partial output '{}': {e}", tmp.display()))?;
@@ -61,7 +135,7 @@ impl EnsembleWriter {
         if have < rows {
             bail!("resume: the partial output '{}' has {have} rows, the checkpoint counts {rows}", tmp.display());
         }
-        configs.resize((rows, lattice.lt, lattice.lx))?;
+        configs.resize(shape.with_rows(rows))?;
         let mut f64_cols = Vec::new();
         for name in f64_columns {
             let d = file.dataset(name)?;
@@ -78,7 +152,7 @@ impl EnsembleWriter {
             file: Some(file),
             tmp,
             path: path.to_path_buf(),
-            lattice,
+            shape,
             configs: Some(configs),
             f64_cols,
             i64_cols,
@@ -91,14 +165,20 @@ impl EnsembleWriter {
         path: &Path,
         tmp: PathBuf,
         resumable: bool,
-        lattice: Lattice,
+        shape: ConfigShape,
         f64_columns: &[&str],
         i64_columns: &[&str],
     ) -> Result<Self> {
         let file = super::h5_create(&tmp).with_context(|| format!("creating '{}'", tmp.display()))?;
-        let (lt, lx) = (lattice.lt, lattice.lx);
-        let configs =
-            file.new_dataset::<f32>().chunk((1, lt, lx)).shuffle().deflate(4).shape((0.., lt, lx)).create("configs")?;
+        let extents: Vec<Extent> =
+            std::iter::once(Extent::resizable(0)).chain(shape.dims().iter().map(|&d| Extent::from(d))).collect();
+        let configs = file
+            .new_dataset::<f32>()
+            .chunk(shape.with_rows(1))
+            .shuffle()
+            .deflate(4)
+            .shape(SimpleExtents::from(extents))
+            .create("configs")?;
         let mut f64_cols = Vec::new();
         for name in f64_columns {
             let d = file.new_dataset::<f64>().chunk(COLUMN_CHUNK).shape(0..).create(*name)?;
@@ -113,7 +193,7 @@ impl EnsembleWriter {
             file: Some(file),
             tmp,
             path: path.to_path_buf(),
-            lattice,
+            shape,
             configs: Some(configs),
             f64_cols,
             i64_cols,
@@ -146,9 +226,9 @@ impl EnsembleWriter {
     /// Appends `k` rows: `configs` holds k·V values, each column k values, in the order
     /// the columns were declared.
     pub fn append(&mut self, configs: &[f32], f64_cols: &[&[f64]], i64_cols: &[&[i64]]) -> Result<()> {
-        let v = self.lattice.volume();
+        let v = self.shape.len();
         if configs.len() % v != 0 {
-            bail!("internal: {} values is not a whole number of {}-site configurations", configs.len(), v);
+            bail!("internal: {} values is not a whole number of {}-value configurations", configs.len(), v);
         }
         let k = configs.len() / v;
         if f64_cols.len() != self.f64_cols.len() || i64_cols.len() != self.i64_cols.len() {
@@ -158,10 +238,9 @@ impl EnsembleWriter {
             return Ok(());
         }
         let (a, b) = (self.n, self.n + k);
-        let (lt, lx) = (self.lattice.lt, self.lattice.lx);
         let ds = self.configs.as_ref().expect("open until finish");
-        ds.resize((b, lt, lx))?;
-        ds.write_slice(ArrayView3::from_shape((k, lt, lx), configs)?, s![a..b, .., ..])?;
+        ds.resize(self.shape.with_rows(b))?;
+        ds.write_slice(ArrayViewD::from_shape(IxDyn(&self.shape.with_rows(k)), configs)?, self.shape.rows(a, b))?;
         for ((name, d), col) in self.f64_cols.iter().zip(f64_cols) {
             if col.len() != k {
                 bail!("internal: column '{name}' has {} rows, expected {k}", col.len());
@@ -215,6 +294,8 @@ pub struct Ensemble {
     pub path: PathBuf,
     pub file: hdf5::File,
     pub lattice: Lattice,
+    /// One configuration's shape: [L_t, L_x], or [C, L_t, L_x] (U(1) link angles).
+    pub shape: ConfigShape,
     pub n: usize,
     configs: hdf5::Dataset,
 }
@@ -234,11 +315,12 @@ impl Ensemble {
         let configs = file
             .dataset("configs")
             .map_err(|_| anyhow::anyhow!("{}: no /configs dataset (not a latdiff ensemble)", path.display()))?;
-        let shape = configs.shape();
-        if shape.len() != 3 {
-            bail!("{}: /configs has shape {:?}, expected [N, L_t, L_x]", path.display(), shape);
-        }
-        Ok(Ensemble { path: path.to_path_buf(), file, lattice: Lattice::new(shape[1], shape[2]), n: shape[0], configs })
+        let dims = configs.shape();
+        let shape = match dims.split_first() {
+            Some((_, rest)) if matches!(rest.len(), 2 | 3) => ConfigShape(rest.to_vec()),
+            _ => bail!("{}: /configs has shape {:?}, expected [N, L_t, L_x] or [N, C, L_t, L_x]", path.display(), dims),
+        };
+        Ok(Ensemble { path: path.to_path_buf(), file, lattice: shape.lattice(), shape, n: dims[0], configs })
     }
 
     pub fn attr(&self, name: &str) -> Result<AttrValue> {
@@ -273,9 +355,9 @@ impl Ensemble {
         self.file.link_exists(name)
     }
 
-    /// Configurations [a, b) as f32, row-major [b−a, L_t, L_x].
+    /// Configurations [a, b) as f32, row-major [b−a, shape...].
     pub fn read_configs(&self, a: usize, b: usize) -> Result<Vec<f32>> {
-        let arr = self.configs.read_slice::<f32, _, ndarray::Ix3>(s![a..b, .., ..])?;
+        let arr = self.configs.read_slice::<f32, _, IxDyn>(self.shape.rows(a, b))?;
         Ok(arr.into_raw_vec_and_offset().0)
     }
 

@@ -9,7 +9,7 @@ pub mod full;
 pub mod lock;
 
 pub use attrs::AttrValue;
-pub use ensemble::{Ensemble, EnsembleWriter};
+pub use ensemble::{ConfigShape, Ensemble, EnsembleWriter};
 pub use lock::OutputLock;
 
 use anyhow::{bail, Result};

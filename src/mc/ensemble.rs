@@ -11,8 +11,8 @@ use super::therm::{ChainHistory, ThermReport};
 use crate::backend::Device;
 use crate::config::{HmcConfig, NTherm};
 use crate::dist::Comm;
-use crate::io::{AttrValue, EnsembleWriter};
-use crate::theory::{Phi4, Theory};
+use crate::io::{AttrValue, ConfigShape, EnsembleWriter};
+use crate::theory::{Couplings, Phi4, Theory, U1};
 use crate::util::{Progress, StopFlag};
 use anyhow::Result;
 
@@ -73,7 +73,7 @@ fn write_checkpoint(
     p: Progressed,
 ) -> Result<()> {
     let states = engine.save()?;
-    let v = cfg.lattice().volume();
+    let v = states.first().map_or(0, |c| c.phi.len());
     let counts = comm.block_counts(cfg.n_chains);
     let by = |k: usize| counts.iter().map(|c| c * k).collect::<Vec<_>>();
     let phi: Vec<f64> = states.iter().flat_map(|c| c.phi.iter().copied()).collect();
@@ -208,28 +208,65 @@ pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> 
     run_on(cfg, comm, stop, Device::Cpu)
 }
 
-/// `run` on a chosen device: the chains live in an [`HmcEngine`] built once for `device`
-/// (CPU reference, or all of this rank's chains on its GPU).
-pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<HmcSummary> {
-    let t0 = std::time::Instant::now();
-    let lat = cfg.lattice();
-    let v = lat.volume();
-    let param = cfg.theory()?;
-    let theory = Phi4::new(lat, param);
-    let params = HmcParams { integrator: cfg.integrator, n_md: cfg.n_md, tau: cfg.tau, tau_jitter: cfg.tau_jitter };
-    let root = comm.is_root();
-
+/// The chains of this rank for `theory`, as the configuration asks.
+fn setup_for<T: Theory>(cfg: &HmcConfig, comm: &Comm, theory: T) -> HmcSetup<T> {
     let (c0, c1) = comm.block(cfg.n_chains);
-    let counts = comm.block_counts(cfg.n_chains);
-    let setup = HmcSetup {
+    HmcSetup {
         theory,
-        params,
+        params: HmcParams { integrator: cfg.integrator, n_md: cfg.n_md, tau: cfg.tau, tau_jitter: cfg.tau_jitter },
         cluster_updates: cfg.cluster_updates,
         seed: cfg.seed,
         start: cfg.start,
         chains: c0..c1,
-    };
-    let mut engine = engine::build(device, &setup)?;
+    }
+}
+
+/// `run` on a chosen device: the chains live in an [`HmcEngine`] built once for `device`
+/// (CPU reference, or all of this rank's chains on its GPU). The theory is chosen here;
+/// the driver below is generic.
+pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<HmcSummary> {
+    let lat = cfg.lattice();
+    match cfg.couplings()? {
+        Couplings::Phi4(param) => {
+            let setup = setup_for(cfg, comm, Phi4::new(lat, param));
+            let engine = engine::build(device, &setup)?;
+            drive(cfg, comm, stop, device, engine, &setup)
+        }
+        Couplings::U1 { beta } => {
+            anyhow::ensure!(device == Device::Cpu, "theory u1 has no GPU kernels yet: it runs on the CPU");
+            let setup = setup_for(cfg, comm, U1::new(lat, beta));
+            let engine: Box<dyn HmcEngine> = Box::new(engine::CpuHmc::new(&setup));
+            drive(cfg, comm, stop, device, engine, &setup)
+        }
+    }
+}
+
+/// One line naming the theory and its couplings, e.g. "phi4 kappa = 0.27, lambda = 0.022 (hopping)".
+fn headline(c: &Couplings) -> String {
+    match c {
+        Couplings::Phi4(p) => format!("phi4 {} ({})", p.describe(), p.name()),
+        Couplings::U1 { beta } => format!("u1 beta = {beta}"),
+    }
+}
+
+/// Thermalisation, then production, for any theory: what `run_on` built.
+fn drive<T: Theory>(
+    cfg: &HmcConfig,
+    comm: &Comm,
+    stop: &StopFlag,
+    device: Device,
+    mut engine: Box<dyn HmcEngine>,
+    setup: &HmcSetup<T>,
+) -> Result<HmcSummary> {
+    let t0 = std::time::Instant::now();
+    let lat = cfg.lattice();
+    let theory = &setup.theory;
+    let shape = ConfigShape::new(theory.dof_shape(lat))?;
+    let v = shape.len();
+    let params = setup.params;
+    let root = comm.is_root();
+    let (c0, c1) = (setup.chains.start, setup.chains.end);
+    let counts = comm.block_counts(cfg.n_chains);
     // A resumed run: every rank reads its own chains from the checkpoint.
     let resumed = if cfg.resume { Some(HmcCheckpoint::read(&checkpoint_path(&cfg.out), c0..c1)?) } else { None };
     if let Some(r) = &resumed {
@@ -245,11 +282,14 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     };
 
     const F64_COLS: [&str; 2] = ["action", "delta_h"];
-    const I64_COLS: [&str; 2] = ["chain", "trajectory"];
+    // U(1) stores its topological charge per configuration, checked to be an integer.
+    let int_col = theory.integer_monitor_column();
+    let i64_cols: Vec<&str> = ["chain", "trajectory"].into_iter().chain(int_col).collect();
+    let n_i64 = i64_cols.len();
     let mut writer = match (&resumed, root) {
         (_, false) => None,
-        (Some(r), true) => Some(EnsembleWriter::reopen(&cfg.out, lat, &F64_COLS, &I64_COLS, r.rows_written)?),
-        (None, true) => Some(EnsembleWriter::create_resumable(&cfg.out, lat, &F64_COLS, &I64_COLS)?),
+        (Some(r), true) => Some(EnsembleWriter::reopen(&cfg.out, shape.clone(), &F64_COLS, &i64_cols, r.rows_written)?),
+        (None, true) => Some(EnsembleWriter::create_resumable(&cfg.out, shape.clone(), &F64_COLS, &i64_cols)?),
     };
     let stopped = |what: String, seconds: f64| -> Result<HmcSummary> {
         if root {
@@ -273,10 +313,8 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
 
     if root {
         eprintln!(
-            "latdiff hmc: {} {} ({}) on {lat}, {} chains over {} rank(s) x {} thread(s), {} n_md={} ({} force evaluations) tau={}, cluster flips/traj {}",
-            theory.name(),
-            param.describe(),
-            param.name(),
+            "latdiff hmc: {} on {lat}, {} chains over {} rank(s) x {} thread(s), {} n_md={} ({} force evaluations) tau={}, cluster flips/traj {}",
+            headline(&cfg.couplings()?),
             cfg.n_chains,
             comm.size(),
             rayon::current_num_threads(),
@@ -310,7 +348,8 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     if let Some(Phase::Therm { target: t }) = resumed.as_ref().map(|r| r.phase) {
         target = t;
     }
-    let vf = v as f64;
+    // Densities are per site (per plaquette for U(1)), not per stored value.
+    let vf = lat.volume() as f64;
     let done0 = hist.first().map_or(0, |h| h.action_density.len());
     let mut progress = Progress::new("therm", target.saturating_sub(done0) as u64, "traj", root);
     let resumed_report = match &resumed {
@@ -462,23 +501,27 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         let rows = engine.snapshot()?;
         let mut f32s = Vec::with_capacity(rows.len() * v);
         let mut f64s = Vec::with_capacity(rows.len() * 2);
-        let mut i64s = Vec::with_capacity(rows.len() * 2);
+        let mut i64s = Vec::with_capacity(rows.len() * n_i64);
         for (row, rs) in rows.iter().zip(&res) {
             let last = rs.last().copied().unwrap_or_default();
             f32s.extend(&row.phi);
             f64s.extend([row.action, last.delta_h]);
             i64s.extend([row.index as i64, row.n_traj as i64]);
+            if let Some(name) = int_col {
+                i64s.push(integer_monitor(name, last.monitor, row.index)?);
+            }
         }
         let all32 = comm.gather(&f32s, &counts.iter().map(|c| c * v).collect::<Vec<_>>());
         let all64 = comm.gather(&f64s, &counts.iter().map(|c| c * 2).collect::<Vec<_>>());
-        let alli = comm.gather(&i64s, &counts.iter().map(|c| c * 2).collect::<Vec<_>>());
+        let alli = comm.gather(&i64s, &counts.iter().map(|c| c * n_i64).collect::<Vec<_>>());
         if let Some(w) = writer.as_mut() {
             let keep = cfg.n_chains.min(cfg.n_configs - round * cfg.n_chains);
             let action: Vec<f64> = all64.chunks(2).take(keep).map(|x| x[0]).collect();
             let dh: Vec<f64> = all64.chunks(2).take(keep).map(|x| x[1]).collect();
-            let chain: Vec<i64> = alli.chunks(2).take(keep).map(|x| x[0]).collect();
-            let traj: Vec<i64> = alli.chunks(2).take(keep).map(|x| x[1]).collect();
-            w.append(&all32[..keep * v], &[&action, &dh], &[&chain, &traj])?;
+            let int_cols: Vec<Vec<i64>> =
+                (0..n_i64).map(|k| alli.chunks(n_i64).take(keep).map(|x| x[k]).collect()).collect();
+            let int_refs: Vec<&[i64]> = int_cols.iter().map(Vec::as_slice).collect();
+            w.append(&all32[..keep * v], &[&action, &dh], &int_refs)?;
         }
         progress.inc(cfg.n_sep as u64);
         let stopping = round + 1 < n_rounds && stop_everywhere(comm, stop);
@@ -525,7 +568,7 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     };
 
     if let Some(w) = writer {
-        write_attrs(&w, cfg, &theory, comm, &summary)?;
+        write_attrs(&w, cfg, theory, comm, &summary)?;
         if let Device::Cuda { .. } = device {
             w.set_attr("device", AttrValue::Str(engine.describe()))?;
             w.set_attr("rng", AttrValue::Str("philox4x32-10 (GPU); start configurations from xoshiro256++".into()))?;
@@ -555,6 +598,14 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     Ok(summary)
 }
 
+/// The monitor of chain `chain` as the integer it must be (to 1e−6), or an error: a
+/// non-integer topological charge means a broken field, not a measurement.
+fn integer_monitor(name: &str, x: f64, chain: u64) -> Result<i64> {
+    let r = x.round();
+    anyhow::ensure!((x - r).abs() < 1e-6, "{name} of chain {chain} is {x}, not an integer to 1e-6");
+    Ok(r as i64)
+}
+
 /// The physics and provenance attributes shared by every ensemble file: the theory's own
 /// (`Theory::attrs`), the lattice, version and time.
 pub fn theory_attrs(w: &EnsembleWriter, theory: &impl Theory, lat: crate::lattice::Lattice) -> Result<()> {
@@ -572,7 +623,7 @@ pub fn theory_attrs(w: &EnsembleWriter, theory: &impl Theory, lat: crate::lattic
     Ok(())
 }
 
-fn write_attrs(w: &EnsembleWriter, cfg: &HmcConfig, theory: &Phi4, comm: &Comm, s: &HmcSummary) -> Result<()> {
+fn write_attrs(w: &EnsembleWriter, cfg: &HmcConfig, theory: &impl Theory, comm: &Comm, s: &HmcSummary) -> Result<()> {
     theory_attrs(w, theory, cfg.lattice())?;
     w.set_attr("generator", AttrValue::Str("hmc".into()))?;
     w.set_attr("integrator", AttrValue::Str(cfg.integrator.name().into()))?;
@@ -586,13 +637,18 @@ fn write_attrs(w: &EnsembleWriter, cfg: &HmcConfig, theory: &Phi4, comm: &Comm, 
     w.set_attr("cluster_updates", AttrValue::I64(cfg.cluster_updates as i64))?;
     w.set_attr(
         "update_mix",
-        AttrValue::Str(format!(
-            "1 HMC trajectory ({} n_md={} tau={}) + {} Wolff cluster flips per update",
-            cfg.integrator.name(),
-            cfg.n_md,
-            cfg.tau,
-            cfg.cluster_updates
-        )),
+        AttrValue::Str(match cfg.couplings()? {
+            Couplings::Phi4(_) => format!(
+                "1 HMC trajectory ({} n_md={} tau={}) + {} Wolff cluster flips per update",
+                cfg.integrator.name(),
+                cfg.n_md,
+                cfg.tau,
+                cfg.cluster_updates
+            ),
+            Couplings::U1 { .. } => {
+                format!("1 HMC trajectory ({} n_md={} tau={}) per update", cfg.integrator.name(), cfg.n_md, cfg.tau)
+            }
+        }),
     )?;
     w.set_attr("seed", AttrValue::I64(cfg.seed as i64))?;
     w.set_attr("n_ranks", AttrValue::I64(comm.size() as i64))?;

@@ -75,6 +75,12 @@ pub trait Theory: Action + Clone + Send {
     /// Name of that |density| in thermalisation reports.
     fn monitor_name(&self) -> &'static str;
 
+    /// When the monitor is an integer on every valid configuration (U(1): the topological
+    /// charge), the name of the integer column that stores it per saved configuration.
+    fn integer_monitor_column(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The global Z2 symmetry of S applied to one degree of freedom (φ⁴: φ → −φ), used to
     /// augment training data.
     fn reflect(&self, value: f32) -> f32;

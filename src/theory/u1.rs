@@ -149,6 +149,10 @@ impl Theory for U1 {
         "abs_q_density"
     }
 
+    fn integer_monitor_column(&self) -> Option<&'static str> {
+        Some("topological_charge")
+    }
+
     /// Charge conjugation θ → −θ leaves S invariant (and maps Q to −Q).
     fn reflect(&self, value: f32) -> f32 {
         -value

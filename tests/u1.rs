@@ -1,0 +1,128 @@
+//! 2-D U(1) gauge theory end to end through the command line: `latdiff hmc --theory u1`
+//! against the exact plaquette and topological susceptibility of the torus
+//! (`theory::u1_exact`), hot against cold starts, the file layout, and `analyze` on it.
+//! Fixed seeds; tolerances in standard errors of analyze's binned jackknife.
+
+mod common;
+
+use common::{assert_agree, assert_within, latdiff};
+use latdiff::io::Ensemble;
+use latdiff::theory::u1_exact;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn hmc(dir: &Path, name: &str, beta: f64, l: usize, start: &str, n_configs: usize) -> PathBuf {
+    let out = dir.join(name);
+    let o = latdiff()
+        .args(["hmc", "--theory", "u1", "--beta", &beta.to_string(), "--lattice", &l.to_string()])
+        .args(["--n-configs", &n_configs.to_string(), "--n-chains", "8", "--n-sep", "2", "--start", start])
+        .args(["--seed", "5", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "hmc failed: {}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn analyze(file: &Path) -> Value {
+    let o = latdiff().args(["analyze", "--json"]).arg(file).output().unwrap();
+    assert!(o.status.success(), "analyze failed: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn scalar(j: &Value, key: &str) -> (f64, f64) {
+    let o = &j["observables"][key];
+    (o["mean"].as_f64().unwrap(), o["err"].as_f64().unwrap())
+}
+
+/// β = 1 on 8 × 8 and β = 3 on 16 × 16: plaquette and χ_t within 4σ of the exact values,
+/// with errors small enough to mean something (relative error of χ_t below 6 %).
+#[test]
+fn hmc_matches_the_exact_plaquette_and_susceptibility() {
+    let dir = tempfile::tempdir().unwrap();
+    for (beta, l) in [(1.0, 8usize), (3.0, 16)] {
+        let f = hmc(dir.path(), &format!("b{beta}_l{l}.h5"), beta, l, "mixed", 4000);
+        let j = analyze(&f);
+        let v = l * l;
+        let what = format!("β = {beta}, L = {l}");
+        assert_within(&format!("{what}: plaquette"), scalar(&j, "plaquette"), u1_exact::plaquette(beta, v), 4.0);
+        let chi = scalar(&j, "chi_t");
+        assert_within(&format!("{what}: χ_t"), chi, u1_exact::topological_susceptibility(beta, v), 4.0);
+        assert!(chi.1 / chi.0 < 0.06, "{what}: χ_t error {} too large to test anything", chi.1 / chi.0);
+        // Topology moves at these couplings, and analyze says how often.
+        let changed = j["topology"]["q_changed_fraction"].as_f64().unwrap();
+        assert!(changed > 0.1, "{what}: Q changed in only {changed} of successive configurations");
+    }
+}
+
+/// Ordered and random starts reach the same distribution (β = 3, 16 × 16).
+#[test]
+fn hot_and_cold_starts_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let hot = analyze(&hmc(dir.path(), "hot.h5", 3.0, 16, "hot", 2000));
+    let cold = analyze(&hmc(dir.path(), "cold.h5", 3.0, 16, "cold", 2000));
+    for key in ["plaquette", "chi_t"] {
+        assert_agree(&format!("hot vs cold: {key}"), scalar(&hot, key), scalar(&cold, key), 4.0);
+    }
+}
+
+/// The documented layout: /configs [N, 2, L_t, L_x] float32 angles in (−π, π], the theory
+/// and β as attributes, and the plaquette angle convention of the README reproduces
+/// /action = −β Σ_P cos θ_P.
+#[test]
+fn file_layout_and_plaquette_convention() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("u1.h5");
+    let o = latdiff()
+        .args(["hmc", "--theory", "u1", "--beta", "2", "--lattice", "4x6", "--n-configs", "4", "--n-chains", "2"])
+        .args(["--n-therm", "10", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = Ensemble::open(&out).unwrap();
+    assert_eq!(e.shape.dims(), &[2, 4, 6]);
+    assert_eq!(e.attr_str("theory").as_deref(), Some("u1"));
+    assert_eq!(e.attr_f64("beta"), Some(2.0));
+    assert!(e.attr_str("config").unwrap().contains("theory = \"u1\""));
+    let configs = e.read_configs(0, e.n).unwrap();
+    let action = e.read_f64("action").unwrap();
+    let charge = e.read_i64("topological_charge").unwrap();
+    let theory = latdiff::theory::U1::new(latdiff::lattice::Lattice::new(4, 6), 2.0);
+    let (lt, lx, v) = (4usize, 6usize, 24usize);
+    for ((c, s), q) in configs.chunks(2 * v).zip(&action).zip(&charge) {
+        let c64: Vec<f64> = c.iter().map(|&a| f64::from(a)).collect();
+        assert_eq!(theory.topological_charge(&c64).round() as i64, *q);
+        assert!(c.iter().all(|a| -std::f32::consts::PI <= *a && *a <= std::f32::consts::PI));
+        let th = |mu: usize, t: usize, x: usize| f64::from(c[mu * v + (t % lt) * lx + x % lx]);
+        let mut sum = 0.0;
+        for t in 0..lt {
+            for x in 0..lx {
+                sum += (th(0, t, x) + th(1, t + 1, x) - th(0, t, x + 1) - th(1, t, x)).cos();
+            }
+        }
+        // /action is S of the f64 field; the file holds it rounded to f32.
+        assert!((-2.0 * sum - s).abs() < 1e-4, "S from the stored angles {} vs /action {s}", -2.0 * sum);
+    }
+}
+
+/// Each theory's couplings only with that theory; one clear line, exit code 2.
+#[test]
+fn couplings_of_another_theory_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.h5");
+    for (args, needle) in [
+        (vec!["--theory", "u1"], "beta: required with theory u1"),
+        (vec!["--theory", "u1", "--beta", "2", "--kappa", "0.2"], "theory u1 takes only beta"),
+        (vec!["--beta", "2"], "beta is the coupling of theory u1"),
+        (vec!["--theory", "u1", "--beta", "-1"], "beta: -1 is negative"),
+        (vec!["--theory", "u1", "--beta", "2", "--cluster-updates", "3"], "theory u1 has no cluster updates"),
+    ] {
+        let o = latdiff().arg("hmc").args(&args).arg("--out").arg(&out).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(!out.exists());
+    }
+}
