@@ -20,6 +20,9 @@ pub enum BenchWhat {
         /// MD steps per trajectory.
         #[arg(long, default_value_t = 10)]
         n_md: usize,
+        /// Theory: phi4 (κ = 0.27, λ = 0.022) or u1 (β = 3, CPU only; rates count links).
+        #[arg(long, value_enum, default_value = "phi4")]
+        theory: crate::config::TheoryName,
     },
     /// Training samples/s and GEMM GFLOP/s per preset (run under mpirun for several ranks).
     Train {
@@ -131,14 +134,22 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
         _ => {}
     }
     match &a.what {
-        BenchWhat::Hmc { lattice, seconds, n_md } => {
+        BenchWhat::Hmc { lattice, seconds, n_md, theory } => {
+            if *theory == crate::config::TheoryName::U1 && dev != Device::Cpu {
+                return Err(super::input_err(anyhow::anyhow!("theory u1 has no GPU kernels yet: use --device cpu")));
+            }
             let mut rows = Vec::new();
             for &l in lattice {
                 if l < 2 {
                     return Err(super::input_err(anyhow::anyhow!("lattice: {l} is too small")));
                 }
                 for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
-                    rows.push(hmc_row(dev, l, integ, *n_md, *seconds)?);
+                    rows.push(match theory {
+                        crate::config::TheoryName::Phi4 => hmc_row(dev, l, integ, *n_md, *seconds)?,
+                        crate::config::TheoryName::U1 => {
+                            crate::mc::bench::u1_throughput(l, cpu_chains(l), integ, *n_md, *seconds)
+                        }
+                    });
                 }
             }
             if a.json {
@@ -150,6 +161,7 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
                 }
                 let obj = serde_json::json!({
                     "bench": "hmc",
+                    "theory": rows.first().map_or("phi4".to_string(), |r| r.theory.clone()),
                     "device": rows.first().map_or("cpu".to_string(), |r| r.device.clone()),
                     "threads": rayon::current_num_threads(),
                     "site_updates_per_s": by_l,
@@ -195,14 +207,15 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
     Ok(())
 }
 
+/// Enough chains to keep every thread busy, similar work per size.
+fn cpu_chains(l: usize) -> usize {
+    (rayon::current_num_threads() * 4).max((64 * 32 * 32 / (l * l)).max(1))
+}
+
 /// HMC throughput at L×L with as many chains as keep the device busy.
 fn hmc_row(dev: Device, l: usize, integ: Integrator, n_md: usize, seconds: f64) -> Result<crate::mc::bench::HmcBench> {
     Ok(match dev {
-        Device::Cpu => {
-            // Enough chains to keep every thread busy, similar work per size.
-            let chains = (rayon::current_num_threads() * 4).max((64 * 32 * 32 / (l * l)).max(1));
-            hmc_throughput(l, chains, integ, n_md, seconds)
-        }
+        Device::Cpu => hmc_throughput(l, cpu_chains(l), integ, n_md, seconds),
         // ~16 M sites in flight saturate a GPU's memory system.
         Device::Cuda { .. } => engine_throughput(dev, l, (1 << 24) / (l * l).max(1), integ, n_md, seconds)?,
     })

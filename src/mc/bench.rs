@@ -2,21 +2,26 @@
 
 use super::hmc::{HmcParams, Start};
 use super::Integrator;
+use super::engine::{HmcEngine, HmcSetup};
 use crate::lattice::Lattice;
-use crate::theory::{Parametrisation, Phi4};
+use crate::theory::{Parametrisation, Phi4, Theory, U1};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct HmcBench {
+    /// "phi4" (κ = 0.27, λ = 0.022) or "u1" (β = 3).
+    pub theory: String,
     pub lattice: usize,
     pub chains: usize,
     pub integrator: String,
     pub n_md: usize,
     pub trajectories_per_chain: usize,
     pub seconds: f64,
-    /// chains × V × MD steps / s (an MD step is one force evaluation for leapfrog, two for Omelyan).
+    /// chains × degrees of freedom × MD steps / s (an MD step is one force evaluation for
+    /// leapfrog, two for Omelyan); the degrees of freedom are the V sites of φ⁴ and the 2V
+    /// links of U(1), so for U(1) these are link updates.
     pub site_updates_per_s: f64,
-    /// chains × V × force evaluations / s.
+    /// chains × degrees of freedom × force evaluations / s.
     pub force_site_evals_per_s: f64,
     pub threads: usize,
     /// "cpu" or the GPU's description.
@@ -49,11 +54,27 @@ pub fn engine_throughput(
     seconds: f64,
 ) -> anyhow::Result<HmcBench> {
     let lat = Lattice::square(l);
-    let theory = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
+    let setup = bench_setup(Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 }), chains, integrator, n_md);
+    measure(super::engine::build(device, &setup)?, &setup, seconds)
+}
+
+/// CPU throughput of U(1) gauge theory at β = 3 (link updates).
+pub fn u1_throughput(l: usize, chains: usize, integrator: Integrator, n_md: usize, seconds: f64) -> HmcBench {
+    let setup = bench_setup(U1::new(Lattice::square(l), 3.0), chains, integrator, n_md);
+    measure(Box::new(super::engine::CpuHmc::new(&setup)), &setup, seconds).expect("the CPU engine cannot fail")
+}
+
+fn bench_setup<T: Theory>(theory: T, chains: usize, integrator: Integrator, n_md: usize) -> HmcSetup<T> {
     let params = HmcParams { integrator, n_md, tau: 1.0, tau_jitter: 0.0 };
-    let setup =
-        super::engine::HmcSetup { theory, params, cluster_updates: 0, seed: 1, start: Start::Cold, chains: 0..chains };
-    let mut e = super::engine::build(device, &setup)?;
+    HmcSetup { theory, params, cluster_updates: 0, seed: 1, start: Start::Cold, chains: 0..chains }
+}
+
+/// Advances `e` for about `seconds` after one warm-up trajectory.
+fn measure<T: Theory>(mut e: Box<dyn HmcEngine>, setup: &HmcSetup<T>, seconds: f64) -> anyhow::Result<HmcBench> {
+    let lat = setup.theory.lattice();
+    let (l, chains) = (lat.lx, setup.chains.len());
+    let (integrator, n_md) = (setup.params.integrator, setup.params.n_md);
+    let dof: usize = setup.theory.dof_shape(lat).iter().product();
     e.advance(1)?;
     let t0 = std::time::Instant::now();
     let mut n_traj = 0;
@@ -62,10 +83,11 @@ pub fn engine_throughput(
         n_traj += 1;
     }
     let dt = t0.elapsed().as_secs_f64();
-    let sites = (chains * lat.volume() * n_traj) as f64;
+    let sites = (chains * dof * n_traj) as f64;
     let traffic = e.bytes_per_site_trajectory().map(|b| b * sites / dt);
     let peak = e.peak_bytes_per_s();
     Ok(HmcBench {
+        theory: setup.theory.name().into(),
         lattice: l,
         chains,
         integrator: integrator.name().into(),
