@@ -1,8 +1,8 @@
 //! HMC throughput, shared by `cargo bench` and `latdiff bench hmc`.
 
+use super::engine::{HmcEngine, HmcSetup};
 use super::hmc::{HmcParams, Start};
 use super::Integrator;
-use super::engine::{HmcEngine, HmcSetup};
 use crate::lattice::Lattice;
 use crate::theory::{Parametrisation, Phi4, Theory, U1};
 use serde::Serialize;
@@ -54,7 +54,8 @@ pub fn engine_throughput(
     seconds: f64,
 ) -> anyhow::Result<HmcBench> {
     let lat = Lattice::square(l);
-    let setup = bench_setup(Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 }), chains, integrator, n_md);
+    let setup =
+        bench_setup(Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 }), chains, integrator, n_md);
     measure(super::engine::build(device, &setup)?, &setup, seconds)
 }
 

@@ -249,88 +249,165 @@ fn headline(c: &Couplings) -> String {
     }
 }
 
+/// How a phase of the run ended: done with its result, or stopped by a signal (a
+/// checkpoint was written; the words say where, for the message).
+enum Phase1<T> {
+    Done(T),
+    Stopped(String),
+}
+
+/// One `latdiff hmc` run on this rank: what its phases share.
+struct Run<'a> {
+    cfg: &'a HmcConfig,
+    comm: &'a Comm,
+    stop: &'a StopFlag,
+    engine: Box<dyn HmcEngine>,
+    /// Rank 0 only.
+    writer: Option<EnsembleWriter>,
+    resumed: Option<HmcCheckpoint>,
+    t0: std::time::Instant,
+    /// Stored values per configuration (sites × values per site).
+    v: usize,
+    /// Sites (plaquettes for U(1)): what densities are per.
+    vf: f64,
+    /// Chains per rank.
+    counts: Vec<usize>,
+    /// The theory's integer monitor column (U(1): the topological charge).
+    int_col: Option<&'static str>,
+}
+
 /// Thermalisation, then production, for any theory: what `run_on` built.
 fn drive<T: Theory>(
     cfg: &HmcConfig,
     comm: &Comm,
     stop: &StopFlag,
     device: Device,
-    mut engine: Box<dyn HmcEngine>,
+    engine: Box<dyn HmcEngine>,
     setup: &HmcSetup<T>,
 ) -> Result<HmcSummary> {
-    let t0 = std::time::Instant::now();
-    let lat = cfg.lattice();
-    let theory = &setup.theory;
-    let shape = ConfigShape::new(theory.dof_shape(lat))?;
-    let v = shape.len();
-    let params = setup.params;
-    let root = comm.is_root();
-    let (c0, c1) = (setup.chains.start, setup.chains.end);
-    let counts = comm.block_counts(cfg.n_chains);
-    // A resumed run: every rank reads its own chains from the checkpoint.
-    let resumed = if cfg.resume { Some(HmcCheckpoint::read(&checkpoint_path(&cfg.out), c0..c1)?) } else { None };
-    if let Some(r) = &resumed {
-        engine.restore(&r.chains)?;
-    }
-    let seconds_before = resumed.as_ref().map_or(0.0, |r| r.seconds);
-    let elapsed = |t0: std::time::Instant| seconds_before + t0.elapsed().as_secs_f64();
-    let mut hist: Vec<ChainHistory> = match &resumed {
-        Some(r) if matches!(r.phase, Phase::Therm { .. }) => r.hist.clone(),
-        _ => {
-            engine.hot_starts().into_iter().map(|hot_start| ChainHistory { hot_start, ..Default::default() }).collect()
-        }
+    let mut run = Run::open(cfg, comm, stop, engine, setup)?;
+    run.announce(device, setup)?;
+    let report = match run.thermalise(setup.theory.monitor_name())? {
+        Phase1::Done(r) => r,
+        Phase1::Stopped(what) => return Ok(run.stopped(what)),
     };
+    let stats = match run.produce(&report)? {
+        Phase1::Done(s) => s,
+        Phase1::Stopped(what) => return Ok(run.stopped(what)),
+    };
+    let summary = run.summarise(&stats, report);
+    run.finish(&setup.theory, &summary, device)?;
+    Ok(summary)
+}
 
-    const F64_COLS: [&str; 2] = ["action", "delta_h"];
-    // U(1) stores its topological charge per configuration, checked to be an integer.
-    let int_col = theory.integer_monitor_column();
-    let i64_cols: Vec<&str> = ["chain", "trajectory"].into_iter().chain(int_col).collect();
-    let n_i64 = i64_cols.len();
-    let mut writer = match (&resumed, root) {
-        (_, false) => None,
-        (Some(r), true) => Some(EnsembleWriter::reopen(&cfg.out, shape.clone(), &F64_COLS, &i64_cols, r.rows_written)?),
-        (None, true) => Some(EnsembleWriter::create_resumable(&cfg.out, shape.clone(), &F64_COLS, &i64_cols)?),
-    };
-    let stopped = |what: String, seconds: f64| -> Result<HmcSummary> {
-        if root {
+impl<'a> Run<'a> {
+    /// Restores a resumed run's chains and opens (rank 0) the partial output.
+    fn open<T: Theory>(
+        cfg: &'a HmcConfig,
+        comm: &'a Comm,
+        stop: &'a StopFlag,
+        mut engine: Box<dyn HmcEngine>,
+        setup: &HmcSetup<T>,
+    ) -> Result<Self> {
+        let t0 = std::time::Instant::now();
+        let lat = cfg.lattice();
+        let theory = &setup.theory;
+        let shape = ConfigShape::new(theory.dof_shape(lat))?;
+        // A resumed run: every rank reads its own chains from the checkpoint.
+        let resumed = if cfg.resume {
+            Some(HmcCheckpoint::read(&checkpoint_path(&cfg.out), setup.chains.clone())?)
+        } else {
+            None
+        };
+        if let Some(r) = &resumed {
+            engine.restore(&r.chains)?;
+        }
+        const F64_COLS: [&str; 2] = ["action", "delta_h"];
+        // U(1) stores its topological charge per configuration, checked to be an integer.
+        let int_col = theory.integer_monitor_column();
+        let i64_cols: Vec<&str> = ["chain", "trajectory"].into_iter().chain(int_col).collect();
+        let writer = match (&resumed, comm.is_root()) {
+            (_, false) => None,
+            (Some(r), true) => {
+                Some(EnsembleWriter::reopen(&cfg.out, shape.clone(), &F64_COLS, &i64_cols, r.rows_written)?)
+            }
+            (None, true) => Some(EnsembleWriter::create_resumable(&cfg.out, shape.clone(), &F64_COLS, &i64_cols)?),
+        };
+        Ok(Run {
+            cfg,
+            comm,
+            stop,
+            engine,
+            writer,
+            resumed,
+            t0,
+            v: shape.len(),
+            vf: lat.volume() as f64,
+            counts: comm.block_counts(cfg.n_chains),
+            int_col,
+        })
+    }
+
+    fn root(&self) -> bool {
+        self.comm.is_root()
+    }
+
+    /// Seconds of this run, including those before a resume.
+    fn elapsed(&self) -> f64 {
+        self.resumed.as_ref().map_or(0.0, |r| r.seconds) + self.t0.elapsed().as_secs_f64()
+    }
+
+    fn checkpoint(&mut self, p: Progressed) -> Result<()> {
+        write_checkpoint(self.cfg, self.comm, self.engine.as_mut(), self.writer.as_ref(), p)
+    }
+
+    /// The summary of a run a signal stopped (its checkpoint is written).
+    fn stopped(&self, what: String) -> HmcSummary {
+        if self.root() {
             eprintln!(
                 "stopped by signal {what}: checkpoint written to {}; continue with --resume",
-                checkpoint_path(&cfg.out).display()
+                checkpoint_path(&self.cfg.out).display()
             );
         }
-        Ok(HmcSummary {
+        HmcSummary {
             n_configs: 0,
             acceptance: f64::NAN,
             exp_mdh: f64::NAN,
             exp_mdh_err: f64::NAN,
             delta_h_rms: f64::NAN,
             therm: ThermReport::default(),
-            seconds,
+            seconds: self.elapsed(),
             trajectories: 0,
             stopped: true,
-        })
-    };
+        }
+    }
 
-    if root {
+    /// Rank 0's opening lines: the run, the device, where a resumed run continues.
+    fn announce<T: Theory>(&self, device: Device, setup: &HmcSetup<T>) -> Result<()> {
+        if !self.root() {
+            return Ok(());
+        }
+        let cfg = self.cfg;
         eprintln!(
-            "latdiff hmc: {} on {lat}, {} chains over {} rank(s) x {} thread(s), {} n_md={} ({} force evaluations) tau={}, cluster flips/traj {}",
+            "latdiff hmc: {} on {}, {} chains over {} rank(s) x {} thread(s), {} n_md={} ({} force evaluations) tau={}, cluster flips/traj {}",
             headline(&cfg.couplings()?),
+            cfg.lattice(),
             cfg.n_chains,
-            comm.size(),
+            self.comm.size(),
             rayon::current_num_threads(),
             cfg.integrator.name(),
             cfg.n_md,
-            params.integrator.force_evals(cfg.n_md),
+            setup.params.integrator.force_evals(cfg.n_md),
             cfg.tau,
             cfg.cluster_updates
         );
         if let Device::Cuda { .. } = device {
-            eprintln!("device: {}", engine.describe());
+            eprintln!("device: {}", self.engine.describe());
         }
-        if let Some(r) = &resumed {
+        if let Some(r) = &self.resumed {
             let at = match r.phase {
                 Phase::Therm { .. } => {
-                    format!("thermalisation, trajectory {}", hist.first().map_or(0, |h| h.action_density.len()))
+                    format!("thermalisation, trajectory {}", r.hist.first().map_or(0, |h| h.action_density.len()))
                 }
                 Phase::Production { rounds_done } => {
                     format!("production, round {rounds_done} ({} rows kept)", r.rows_written)
@@ -338,239 +415,258 @@ fn drive<T: Theory>(
             };
             eprintln!("resuming from {} at {at}", checkpoint_path(&cfg.out).display());
         }
+        Ok(())
     }
 
-    // ---- thermalisation, checked ----
-    let (mut target, auto) = match cfg.n_therm {
-        NTherm::Fixed(n) => (n, false),
-        NTherm::Auto => (200.min(cfg.n_therm_max), true),
-    };
-    if let Some(Phase::Therm { target: t }) = resumed.as_ref().map(|r| r.phase) {
-        target = t;
+    /// Thermalisation, checked: `n_therm` trajectories, or with `auto` doubled until the
+    /// drift check passes (up to `n_therm_max`); a run resumed in production reuses its
+    /// stored report. Rank 0 prints the verdict.
+    fn thermalise(&mut self, monitor_name: &str) -> Result<Phase1<ThermReport>> {
+        // Per chain, whether each thermalisation trajectory of this process was accepted (not
+        // checkpointed: after a resume the verdict sees the trajectories run since).
+        let mut accepted: Vec<Vec<bool>> = vec![Vec::new(); self.engine.n_chains()];
+        let mut report = match &self.resumed {
+            Some(HmcCheckpoint { phase: Phase::Production { .. }, report: Some(r), .. }) => r.clone(),
+            _ => match self.thermalise_until_verdict(&mut accepted, monitor_name)? {
+                Phase1::Done(r) => r,
+                stopped => return Ok(stopped),
+            },
+        };
+        if report.acceptance.is_none() {
+            report.acceptance = last_quarter_acceptance(&accepted, report.n_therm, self.comm);
+        }
+        if self.root() {
+            print_therm_verdict(&report);
+        }
+        Ok(Phase1::Done(report))
     }
-    // Densities are per site (per plaquette for U(1)), not per stored value.
-    let vf = lat.volume() as f64;
-    let done0 = hist.first().map_or(0, |h| h.action_density.len());
-    let mut progress = Progress::new("therm", target.saturating_sub(done0) as u64, "traj", root);
-    let resumed_report = match &resumed {
-        Some(HmcCheckpoint { phase: Phase::Production { .. }, report, .. }) => report.clone(),
-        _ => None,
-    };
-    // Per chain, whether each thermalisation trajectory of this process was accepted (not
-    // checkpointed: after a resume the verdict sees the trajectories run since).
-    let mut accepted: Vec<Vec<bool>> = vec![Vec::new(); engine.n_chains()];
-    let mut report = if let Some(r) = resumed_report {
-        r
-    } else {
+
+    fn thermalise_until_verdict(
+        &mut self,
+        accepted: &mut [Vec<bool>],
+        monitor_name: &str,
+    ) -> Result<Phase1<ThermReport>> {
+        let cfg = self.cfg;
+        let (mut target, auto) = match cfg.n_therm {
+            NTherm::Fixed(n) => (n, false),
+            NTherm::Auto => (200.min(cfg.n_therm_max), true),
+        };
+        let mut hist: Vec<ChainHistory> = match &self.resumed {
+            Some(r) if matches!(r.phase, Phase::Therm { .. }) => r.hist.clone(),
+            _ => self
+                .engine
+                .hot_starts()
+                .into_iter()
+                .map(|hot_start| ChainHistory { hot_start, ..Default::default() })
+                .collect(),
+        };
+        if let Some(Phase::Therm { target: t }) = self.resumed.as_ref().map(|r| r.phase) {
+            target = t;
+        }
         loop {
-            let done = hist.first().map_or(0, |h| h.action_density.len());
-            let todo = target - done;
-            let batch = 10.max(todo / 20).min(todo.max(1));
-            let mut left = todo;
-            while left > 0 {
-                let k = batch.min(left);
-                let res = advance_or_stop(engine.as_mut(), k, comm, stop)?;
-                if let Some(res) = &res {
-                    for ((h, a), rs) in hist.iter_mut().zip(&mut accepted).zip(res) {
-                        for r in rs {
-                            h.action_density.push(r.action / vf);
-                            h.monitor.push((r.monitor / vf).abs());
-                            a.push(r.accepted);
-                        }
-                    }
-                    left -= k;
-                    progress.inc(k as u64);
-                }
-                // `res` is None on every rank or on none, so all take part in the collective.
-                if res.is_none() || stop_everywhere(comm, stop) {
-                    let p = Progressed {
-                        phase: Phase::Therm { target },
-                        rows_written: 0,
-                        report: None,
-                        hist: &hist,
-                        stats: &[],
-                        seconds: elapsed(t0),
-                    };
-                    write_checkpoint(cfg, comm, engine.as_mut(), writer.as_ref(), p)?;
-                    progress.finish();
-                    return stopped(
-                        format!("during thermalisation ({} trajectories per chain)", target - left),
-                        elapsed(t0),
-                    );
-                }
+            if let Some(what) = self.therm_batches(target, &mut hist, accepted)? {
+                return Ok(Phase1::Stopped(what));
             }
-            // Gather every chain's history to rank 0, which decides for all (deterministically).
-            let per = 1 + 2 * target;
-            let mut send = Vec::with_capacity(hist.len() * per);
-            for h in &hist {
-                send.push(f64::from(u8::from(h.hot_start)));
-                send.extend(&h.action_density);
-                send.extend(&h.monitor);
-            }
-            let all = comm.gather(&send, &counts.iter().map(|c| c * per).collect::<Vec<_>>());
-            let mut msg = Vec::new();
-            if root {
-                let hs: Vec<ChainHistory> = all
-                    .chunks(per)
-                    .map(|c| ChainHistory {
-                        hot_start: c[0] != 0.0,
-                        action_density: c[1..1 + target].to_vec(),
-                        monitor: c[1 + target..].to_vec(),
-                    })
-                    .collect();
-                let report = ThermReport::from_histories(&hs, theory.monitor_name());
-                let more = auto && !report.equilibrated() && target < cfg.n_therm_max;
-                msg = serde_json::to_vec(&(report, more))?;
-            }
-            comm.broadcast_bytes(&mut msg);
-            let (report, more): (ThermReport, bool) = serde_json::from_slice(&msg)?;
+            let (report, more) = self.therm_verdict(&hist, target, auto, monitor_name)?;
             if !more {
-                break report;
+                return Ok(Phase1::Done(report));
             }
-            if root {
+            if self.root() {
                 eprintln!("thermalisation: {target} trajectories not yet in equilibrium, extending");
                 for l in report.lines() {
                     eprintln!("{l}");
                 }
             }
             target = (2 * target).min(cfg.n_therm_max);
-            progress = Progress::new("therm", (target - hist[0].action_density.len().min(target)) as u64, "traj", root);
-        }
-    };
-    progress.finish();
-    if report.acceptance.is_none() {
-        report.acceptance = last_quarter_acceptance(&accepted, report.n_therm, comm);
-    }
-    if root {
-        eprintln!("thermalisation: {} trajectories per chain", report.n_therm);
-        for l in report.lines() {
-            eprintln!("{l}");
-        }
-        if report.drifting() {
-            eprintln!(
-                "WARNING: thermalisation has NOT converged: the observables still drift between the last two quarters. \
-                 The ensemble is not in equilibrium; use a longer --n-therm (or auto with a larger --n-therm-max), \
-                 an ordered start, or --cluster-updates near criticality."
-            );
-        }
-        if report.low_acceptance() {
-            eprintln!(
-                "WARNING: HMC acceptance {:.4} over the last quarter of thermalisation is below {} %: the chains \
-                 barely move, and the drift check cannot see that. The ensemble is NOT thermalised; use more \
-                 MD steps (--n-md) or a shorter trajectory (--tau).",
-                report.acceptance.unwrap_or(0.0),
-                100.0 * super::therm::LOW_ACCEPTANCE
-            );
-        }
-        if report.starts_disagree() {
-            eprintln!(
-                "WARNING: ordered and random starts disagree after thermalisation: chains are trapped \
-                 (domain walls?). Do not train on this ensemble."
-            );
         }
     }
-    drop(hist);
 
-    // ---- production ----
-    let n_rounds = cfg.n_configs.div_ceil(cfg.n_chains);
-    let (mut stats, first_round) = match &resumed {
-        Some(r @ HmcCheckpoint { phase: Phase::Production { rounds_done }, .. }) => {
-            (r.stats.iter().map(|a| TrajStats::from_array(*a)).collect(), *rounds_done)
+    /// Runs every chain up to `target` thermalisation trajectories in batches, recording
+    /// histories; Some(where) when a signal stopped it (checkpoint written).
+    fn therm_batches(
+        &mut self,
+        target: usize,
+        hist: &mut [ChainHistory],
+        accepted: &mut [Vec<bool>],
+    ) -> Result<Option<String>> {
+        let done = hist.first().map_or(0, |h| h.action_density.len());
+        let todo = target - done;
+        let batch = 10.max(todo / 20).min(todo.max(1));
+        let mut progress = Progress::new("therm", todo as u64, "traj", self.root());
+        let mut left = todo;
+        while left > 0 {
+            let k = batch.min(left);
+            let res = advance_or_stop(self.engine.as_mut(), k, self.comm, self.stop)?;
+            if let Some(res) = &res {
+                for ((h, a), rs) in hist.iter_mut().zip(accepted.iter_mut()).zip(res) {
+                    for r in rs {
+                        h.action_density.push(r.action / self.vf);
+                        h.monitor.push((r.monitor / self.vf).abs());
+                        a.push(r.accepted);
+                    }
+                }
+                left -= k;
+                progress.inc(k as u64);
+            }
+            // `res` is None on every rank or on none, so all take part in the collective.
+            if res.is_none() || stop_everywhere(self.comm, self.stop) {
+                let p = Progressed {
+                    phase: Phase::Therm { target },
+                    rows_written: 0,
+                    report: None,
+                    hist,
+                    stats: &[],
+                    seconds: self.elapsed(),
+                };
+                self.checkpoint(p)?;
+                progress.finish();
+                return Ok(Some(format!("during thermalisation ({} trajectories per chain)", target - left)));
+            }
         }
-        _ => (vec![TrajStats::default(); engine.n_chains()], 0),
-    };
-    let mut progress = Progress::new("hmc", ((n_rounds - first_round) * cfg.n_sep) as u64, "traj", root);
-    for round in first_round..n_rounds {
-        // An interrupted round was rolled back: the checkpoint is taken before it.
-        let Some(res) = advance_or_stop(engine.as_mut(), cfg.n_sep, comm, stop)? else {
-            let p = Progressed {
-                phase: Phase::Production { rounds_done: round },
-                rows_written: cfg.n_configs.min(round * cfg.n_chains),
-                report: Some(&report),
-                hist: &[],
-                stats: &stats,
-                seconds: elapsed(t0),
-            };
-            write_checkpoint(cfg, comm, engine.as_mut(), writer.as_ref(), p)?;
-            progress.finish();
-            return stopped(format!("during round {} of {n_rounds} (redone on --resume)", round + 1), elapsed(t0));
+        progress.finish();
+        Ok(None)
+    }
+
+    /// Gathers every chain's history to rank 0, which decides for all (deterministically):
+    /// the report, and whether `auto` thermalisation goes on.
+    fn therm_verdict(
+        &self,
+        hist: &[ChainHistory],
+        target: usize,
+        auto: bool,
+        monitor_name: &str,
+    ) -> Result<(ThermReport, bool)> {
+        let per = 1 + 2 * target;
+        let mut send = Vec::with_capacity(hist.len() * per);
+        for h in hist {
+            send.push(f64::from(u8::from(h.hot_start)));
+            send.extend(&h.action_density);
+            send.extend(&h.monitor);
+        }
+        let all = self.comm.gather(&send, &self.counts.iter().map(|c| c * per).collect::<Vec<_>>());
+        let mut msg = Vec::new();
+        if self.root() {
+            let hs: Vec<ChainHistory> = all
+                .chunks(per)
+                .map(|c| ChainHistory {
+                    hot_start: c[0] != 0.0,
+                    action_density: c[1..1 + target].to_vec(),
+                    monitor: c[1 + target..].to_vec(),
+                })
+                .collect();
+            let report = ThermReport::from_histories(&hs, monitor_name);
+            let more = auto && !report.equilibrated() && target < self.cfg.n_therm_max;
+            msg = serde_json::to_vec(&(report, more))?;
+        }
+        self.comm.broadcast_bytes(&mut msg);
+        Ok(serde_json::from_slice(&msg)?)
+    }
+
+    /// Production: rounds of `n_sep` updates of every chain, one saved configuration per
+    /// chain and round, streamed to the output; checkpoints on a signal or every
+    /// `checkpoint_every` rounds. Returns the per-chain trajectory statistics.
+    fn produce(&mut self, report: &ThermReport) -> Result<Phase1<Vec<TrajStats>>> {
+        let cfg = self.cfg;
+        let n_rounds = cfg.n_configs.div_ceil(cfg.n_chains);
+        let (mut stats, first_round) = match &self.resumed {
+            Some(r @ HmcCheckpoint { phase: Phase::Production { rounds_done }, .. }) => {
+                (r.stats.iter().map(|a| TrajStats::from_array(*a)).collect(), *rounds_done)
+            }
+            _ => (vec![TrajStats::default(); self.engine.n_chains()], 0),
         };
-        for (st, rs) in stats.iter_mut().zip(&res) {
-            rs.iter().for_each(|r| st.add(r));
+        let mut progress = Progress::new("hmc", ((n_rounds - first_round) * cfg.n_sep) as u64, "traj", self.root());
+        for round in first_round..n_rounds {
+            // An interrupted round was rolled back: the checkpoint is taken before it.
+            let Some(res) = advance_or_stop(self.engine.as_mut(), cfg.n_sep, self.comm, self.stop)? else {
+                self.checkpoint(in_production(cfg, report, round, &stats, self.elapsed()))?;
+                progress.finish();
+                return Ok(Phase1::Stopped(format!("during round {} of {n_rounds} (redone on --resume)", round + 1)));
+            };
+            for (st, rs) in stats.iter_mut().zip(&res) {
+                rs.iter().for_each(|r| st.add(r));
+            }
+            self.save_round(round, &res)?;
+            progress.inc(cfg.n_sep as u64);
+            let stopping = round + 1 < n_rounds && stop_everywhere(self.comm, self.stop);
+            let periodic = cfg.checkpoint_every > 0 && (round + 1) % cfg.checkpoint_every == 0 && round + 1 < n_rounds;
+            if stopping || periodic {
+                self.checkpoint(in_production(cfg, report, round + 1, &stats, self.elapsed()))?;
+            }
+            if stopping {
+                progress.finish();
+                return Ok(Phase1::Stopped(format!("after {} of {n_rounds} rounds", round + 1)));
+            }
         }
-        let rows = engine.snapshot()?;
+        progress.finish();
+        Ok(Phase1::Done(stats))
+    }
+
+    /// Every chain's configuration after `round` (the last update's results `res`),
+    /// gathered to rank 0 and appended in chain order (the last round keeps only up to
+    /// `n_configs`).
+    fn save_round(&mut self, round: usize, res: &[Vec<TrajectoryResult>]) -> Result<()> {
+        let (v, cfg) = (self.v, self.cfg);
+        let n_i64 = 2 + usize::from(self.int_col.is_some());
+        let rows = self.engine.snapshot()?;
         let mut f32s = Vec::with_capacity(rows.len() * v);
         let mut f64s = Vec::with_capacity(rows.len() * 2);
         let mut i64s = Vec::with_capacity(rows.len() * n_i64);
-        for (row, rs) in rows.iter().zip(&res) {
+        for (row, rs) in rows.iter().zip(res) {
             let last = rs.last().copied().unwrap_or_default();
             f32s.extend(&row.phi);
             f64s.extend([row.action, last.delta_h]);
             i64s.extend([row.index as i64, row.n_traj as i64]);
-            if let Some(name) = int_col {
+            if let Some(name) = self.int_col {
                 i64s.push(integer_monitor(name, last.monitor, row.index)?);
             }
         }
-        let all32 = comm.gather(&f32s, &counts.iter().map(|c| c * v).collect::<Vec<_>>());
-        let all64 = comm.gather(&f64s, &counts.iter().map(|c| c * 2).collect::<Vec<_>>());
-        let alli = comm.gather(&i64s, &counts.iter().map(|c| c * n_i64).collect::<Vec<_>>());
-        if let Some(w) = writer.as_mut() {
-            let keep = cfg.n_chains.min(cfg.n_configs - round * cfg.n_chains);
-            let action: Vec<f64> = all64.chunks(2).take(keep).map(|x| x[0]).collect();
-            let dh: Vec<f64> = all64.chunks(2).take(keep).map(|x| x[1]).collect();
-            let int_cols: Vec<Vec<i64>> =
-                (0..n_i64).map(|k| alli.chunks(n_i64).take(keep).map(|x| x[k]).collect()).collect();
-            let int_refs: Vec<&[i64]> = int_cols.iter().map(Vec::as_slice).collect();
-            w.append(&all32[..keep * v], &[&action, &dh], &int_refs)?;
+        let by = |k: usize| self.counts.iter().map(|c| c * k).collect::<Vec<_>>();
+        let all32 = self.comm.gather(&f32s, &by(v));
+        let all64 = self.comm.gather(&f64s, &by(2));
+        let alli = self.comm.gather(&i64s, &by(n_i64));
+        let Some(w) = self.writer.as_mut() else { return Ok(()) };
+        let keep = cfg.n_chains.min(cfg.n_configs - round * cfg.n_chains);
+        let action: Vec<f64> = all64.chunks(2).take(keep).map(|x| x[0]).collect();
+        let dh: Vec<f64> = all64.chunks(2).take(keep).map(|x| x[1]).collect();
+        let int_cols: Vec<Vec<i64>> =
+            (0..n_i64).map(|k| alli.chunks(n_i64).take(keep).map(|x| x[k]).collect()).collect();
+        let int_refs: Vec<&[i64]> = int_cols.iter().map(Vec::as_slice).collect();
+        w.append(&all32[..keep * v], &[&action, &dh], &int_refs)
+    }
+
+    /// The run's totals over every chain, in chain order on rank 0 (collective).
+    fn summarise(&self, stats: &[TrajStats], report: ThermReport) -> HmcSummary {
+        let flat: Vec<f64> = stats.iter().flat_map(|s| s.to_vec()).collect();
+        let all = self.comm.gather(&flat, &self.counts.iter().map(|c| c * 6).collect::<Vec<_>>());
+        let mut tot = [0.0; 6];
+        for s in all.chunks(6) {
+            for (t, x) in tot.iter_mut().zip(s) {
+                *t += x;
+            }
         }
-        progress.inc(cfg.n_sep as u64);
-        let stopping = round + 1 < n_rounds && stop_everywhere(comm, stop);
-        let periodic = cfg.checkpoint_every > 0 && (round + 1) % cfg.checkpoint_every == 0 && round + 1 < n_rounds;
-        if stopping || periodic {
-            let p = Progressed {
-                phase: Phase::Production { rounds_done: round + 1 },
-                rows_written: cfg.n_configs.min((round + 1) * cfg.n_chains),
-                report: Some(&report),
-                hist: &[],
-                stats: &stats,
-                seconds: elapsed(t0),
-            };
-            write_checkpoint(cfg, comm, engine.as_mut(), writer.as_ref(), p)?;
-        }
-        if stopping {
-            progress.finish();
-            return stopped(format!("after {} of {n_rounds} rounds", round + 1), elapsed(t0));
+        let n = tot[0].max(1.0);
+        let exp_mdh = tot[2] / n;
+        HmcSummary {
+            n_configs: self.cfg.n_configs,
+            acceptance: tot[1] / n,
+            exp_mdh,
+            exp_mdh_err: ((tot[3] / n - exp_mdh * exp_mdh).max(0.0) / (n - 1.0).max(1.0)).sqrt(),
+            delta_h_rms: (tot[5] / n).sqrt(),
+            therm: report,
+            seconds: self.elapsed(),
+            trajectories: tot[0] as u64,
+            stopped: false,
         }
     }
-    progress.finish();
 
-    // ---- summary, in chain order on rank 0 ----
-    let flat: Vec<f64> = stats.iter().flat_map(|s| s.to_vec()).collect();
-    let all = comm.gather(&flat, &counts.iter().map(|c| c * 6).collect::<Vec<_>>());
-    let mut tot = [0.0; 6];
-    for s in all.chunks(6) {
-        for (t, x) in tot.iter_mut().zip(s) {
-            *t += x;
-        }
-    }
-    let n = tot[0].max(1.0);
-    let exp_mdh = tot[2] / n;
-    let summary = HmcSummary {
-        n_configs: cfg.n_configs,
-        acceptance: tot[1] / n,
-        exp_mdh,
-        exp_mdh_err: ((tot[3] / n - exp_mdh * exp_mdh).max(0.0) / (n - 1.0).max(1.0)).sqrt(),
-        delta_h_rms: (tot[5] / n).sqrt(),
-        therm: report,
-        seconds: elapsed(t0),
-        trajectories: tot[0] as u64,
-        stopped: false,
-    };
-
-    if let Some(w) = writer {
-        write_attrs(&w, cfg, theory, comm, &summary)?;
+    /// Rank 0: attributes, the output renamed into place, the served checkpoint removed,
+    /// the closing lines.
+    fn finish(self, theory: &impl Theory, summary: &HmcSummary, device: Device) -> Result<()> {
+        let Some(w) = self.writer else { return Ok(()) };
+        let cfg = self.cfg;
+        write_attrs(&w, cfg, theory, self.comm, summary)?;
         if let Device::Cuda { .. } = device {
-            w.set_attr("device", AttrValue::Str(engine.describe()))?;
+            w.set_attr("device", AttrValue::Str(self.engine.describe()))?;
             w.set_attr("rng", AttrValue::Str("philox4x32-10 (GPU); start configurations from xoshiro256++".into()))?;
         }
         w.finish()?;
@@ -594,8 +690,56 @@ fn drive<T: Theory>(
             summary.delta_h_rms,
             summary.seconds
         );
+        Ok(())
     }
-    Ok(summary)
+}
+
+/// A checkpoint's record after `rounds_done` production rounds.
+fn in_production<'b>(
+    cfg: &HmcConfig,
+    report: &'b ThermReport,
+    rounds_done: usize,
+    stats: &'b [TrajStats],
+    seconds: f64,
+) -> Progressed<'b> {
+    Progressed {
+        phase: Phase::Production { rounds_done },
+        rows_written: cfg.n_configs.min(rounds_done * cfg.n_chains),
+        report: Some(report),
+        hist: &[],
+        stats,
+        seconds,
+    }
+}
+
+/// Rank 0's thermalisation lines and the loud warnings of a failed verdict.
+fn print_therm_verdict(report: &ThermReport) {
+    eprintln!("thermalisation: {} trajectories per chain", report.n_therm);
+    for l in report.lines() {
+        eprintln!("{l}");
+    }
+    if report.drifting() {
+        eprintln!(
+            "WARNING: thermalisation has NOT converged: the observables still drift between the last two quarters. \
+             The ensemble is not in equilibrium; use a longer --n-therm (or auto with a larger --n-therm-max), \
+             an ordered start, or --cluster-updates near criticality."
+        );
+    }
+    if report.low_acceptance() {
+        eprintln!(
+            "WARNING: HMC acceptance {:.4} over the last quarter of thermalisation is below {} %: the chains \
+             barely move, and the drift check cannot see that. The ensemble is NOT thermalised; use more \
+             MD steps (--n-md) or a shorter trajectory (--tau).",
+            report.acceptance.unwrap_or(0.0),
+            100.0 * super::therm::LOW_ACCEPTANCE
+        );
+    }
+    if report.starts_disagree() {
+        eprintln!(
+            "WARNING: ordered and random starts disagree after thermalisation: chains are trapped \
+             (domain walls?). Do not train on this ensemble."
+        );
+    }
 }
 
 /// The monitor of chain `chain` as the integer it must be (to 1e−6), or an error: a
