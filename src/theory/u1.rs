@@ -90,20 +90,33 @@ impl Action for U1 {
         -self.beta * self.mean_plaquette(theta) * self.volume() as f64
     }
 
-    /// ∂S/∂θ_0(t, x) = β[sin θ_P(t, x) − sin θ_P(t, x−1)], ∂S/∂θ_1(t, x) = β[sin θ_P(t−1, x)
-    /// − sin θ_P(t, x)]: each link enters two plaquettes, with opposite orientation.
     fn deriv(&self, theta: &[f64], dsdtheta: &mut [f64]) {
+        self.for_each_link_deriv(theta, |i, d| dsdtheta[i] = d);
+    }
+
+    /// Fused: no ∂S/∂θ buffer, one pass over the links after the plaquettes.
+    fn kick(&self, theta: &[f64], mom: &mut [f64], eps: f64) {
+        self.for_each_link_deriv(theta, |i, d| mom[i] -= eps * d);
+    }
+}
+
+impl U1 {
+    /// Calls `f(link, ∂S/∂θ_link)` for every link, with
+    /// ∂S/∂θ_0(t, x) = β[sin θ_P(t, x) − sin θ_P(t, x−1)] and
+    /// ∂S/∂θ_1(t, x) = β[sin θ_P(t−1, x) − sin θ_P(t, x)]:
+    /// each link enters two plaquettes, with opposite orientation.
+    #[inline(always)]
+    fn for_each_link_deriv(&self, theta: &[f64], mut f: impl FnMut(usize, f64)) {
         let (lt, lx, v) = (self.lattice.lt, self.lattice.lx, self.volume());
         let mut sin_p = vec![0.0; v];
         self.for_each_plaquette(theta, |s, a| sin_p[s] = self.beta * a.sin());
-        let (time, space) = dsdtheta.split_at_mut(v);
         for t in 0..lt {
             let down = ((t + lt - 1) % lt) * lx;
             for x in 0..lx {
                 let s = t * lx + x;
                 let left = t * lx + (x + lx - 1) % lx;
-                time[s] = sin_p[s] - sin_p[left];
-                space[s] = sin_p[down + x] - sin_p[s];
+                f(s, sin_p[s] - sin_p[left]);
+                f(v + s, sin_p[down + x] - sin_p[s]);
             }
         }
     }
@@ -188,6 +201,12 @@ mod tests {
                 p[i] -= 2.0 * h;
                 let fd = (sp - th.action(&p)) / (2.0 * h);
                 assert!((fd - d[i]).abs() < 1e-7 * (1.0 + fd.abs()), "{lat} link {i}: fd {fd} vs {}", d[i]);
+            }
+            // The fused kick is mom − ε ∂S/∂θ.
+            let mut mom: Vec<f64> = (0..theta.len()).map(|i| i as f64 * 0.1).collect();
+            th.kick(&theta, &mut mom, 0.3);
+            for (i, (m, di)) in mom.iter().zip(&d).enumerate() {
+                assert!((m - (i as f64 * 0.1 - 0.3 * di)).abs() < 1e-14, "kick, link {i}");
             }
         }
     }
