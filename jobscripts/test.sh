@@ -22,6 +22,20 @@ assert f["action"].shape == (6,) and f.attrs["theory"] == "phi4" and list(f.attr
 assert "n_configs = 6" in f.attrs["config"]
 print("h5py reads", sys.argv[1], dict((k, f.attrs[k]) for k in ("theory", "kappa", "lambda", "seed", "n_ranks")))
 PY
+"${CARGO_TARGET_DIR:-target}/release/latdiff" hmc --theory u1 --beta 2 --lattice 4x6 --n-configs 6 --n-chains 2 --n-therm 10 --out "$h5out/u1.h5" 2>/dev/null
+/usr/bin/python3 - "$h5out/u1.h5" <<'PY'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+c = f["configs"][:].astype(np.float64)
+assert c.shape == (6, 2, 4, 6) and f.attrs["theory"] == "u1" and f.attrs["beta"] == 2.0, (c.shape, dict(f.attrs))
+# The README's plaquette convention: theta_P(t, x) = theta_0(t, x) + theta_1(t+1, x) - theta_0(t, x+1) - theta_1(t, x).
+t0, t1 = c[:, 0], c[:, 1]
+P = t0 + np.roll(t1, -1, 1) - np.roll(t0, -1, 2) - t1
+assert np.allclose(-2.0 * np.cos(P).sum(axis=(1, 2)), f["action"][:], atol=1e-4), "plaquette convention"
+Q = ((P + np.pi) % (2 * np.pi) - np.pi).sum(axis=(1, 2)) / (2 * np.pi)
+assert np.array_equal(np.rint(Q).astype(np.int64), f["topological_charge"][:]), (Q, f["topological_charge"][:])
+print("h5py reads", sys.argv[1], "(U(1): plaquette convention and Q as documented)")
+PY
 rm -rf "$h5out"
 echo "== benches compile"
 cargo bench --no-run 2>&1 | tail -1
