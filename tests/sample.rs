@@ -104,8 +104,6 @@ fn matched_kernel_beats_euler_maruyama() {
 #[test]
 fn one_and_two_ranks_write_the_same_samples() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let Some(mut mpi) = mpirun() else { return };
     let args = [
         "sample",
         "--model",
@@ -119,18 +117,7 @@ fn one_and_two_ranks_write_the_same_samples() {
         "--seed",
         "4",
     ];
-    let o = mpi
-        .current_dir(d)
-        .args(["-n", "2"])
-        .arg(bin())
-        .args(args)
-        .args(["--out", "r2.h5", "--batch", "5"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = latdiff().current_dir(d).args(args).args(["--out", "r1.h5", "--batch", "16"]).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (a, b) = (Ensemble::open(&d.join("r1.h5")).unwrap(), Ensemble::open(&d.join("r2.h5")).unwrap());
+    let Some((a, b)) = one_and_two_ranks(dir.path(), &args) else { return };
     assert_eq!(a.n, 37);
     assert_eq!(a.read_configs(0, 37).unwrap(), b.read_configs(0, 37).unwrap());
     assert_eq!(a.read_f64("log_weight").unwrap(), b.read_f64("log_weight").unwrap());

@@ -48,20 +48,7 @@ fn analyze(dir: &Path, file: &str, json: bool) -> String {
 #[test]
 fn one_and_two_ranks_write_the_same_smc_file() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let Some(mut mpi) = mpirun() else { return };
-    let o = mpi
-        .current_dir(d)
-        .args(["-n", "2"])
-        .arg(bin())
-        .args(SMC)
-        .args(["--out", "r2.h5", "--batch", "5"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = latdiff().current_dir(d).args(SMC).args(["--out", "r1.h5", "--batch", "16"]).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (a, b) = (Ensemble::open(&d.join("r1.h5")).unwrap(), Ensemble::open(&d.join("r2.h5")).unwrap());
+    let Some((a, b)) = one_and_two_ranks(dir.path(), SMC) else { return };
     assert_eq!(a.n, 48);
     assert!(a.read_configs(0, 48).unwrap() == b.read_configs(0, 48).unwrap(), "the configurations differ");
     for col in ["action", "log_weight"] {

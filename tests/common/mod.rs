@@ -39,6 +39,26 @@ pub fn mpirun() -> Option<Command> {
     Some(c)
 }
 
+/// `latdiff ARGS` twice in `dir`: under `mpirun -n 2` with batch 5 (r2.h5) and on one rank
+/// with batch 16 (r1.h5); the two files opened, (one rank, two ranks). None when mpirun is
+/// missing outside CI. Batches that do not divide the work on either side make the
+/// comparison cover the split of work as well as the rank count.
+pub fn one_and_two_ranks(dir: &Path, args: &[&str]) -> Option<(Ensemble, Ensemble)> {
+    let mut mpi = mpirun()?;
+    let o = mpi
+        .current_dir(dir)
+        .args(["-n", "2"])
+        .arg(bin())
+        .args(args)
+        .args(["--out", "r2.h5", "--batch", "5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "2 ranks: {}", String::from_utf8_lossy(&o.stderr));
+    let o = latdiff().current_dir(dir).args(args).args(["--out", "r1.h5", "--batch", "16"]).output().unwrap();
+    assert!(o.status.success(), "1 rank: {}", String::from_utf8_lossy(&o.stderr));
+    Some((Ensemble::open(&dir.join("r1.h5")).unwrap(), Ensemble::open(&dir.join("r2.h5")).unwrap()))
+}
+
 pub struct HmcRun {
     pub lattice: Lattice,
     pub kappa: Option<f64>,
