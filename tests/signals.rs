@@ -2,47 +2,10 @@
 //! kept (an HMC checkpoint that resumes bit for bit; a shorter but complete sample file).
 
 mod common;
-use common::latdiff;
+use common::{latdiff, sigterm, spawn_until, wait_within};
 use latdiff::io::Ensemble;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn sigterm(pid: u32) {
-    let ok = std::process::Command::new("kill").args(["-s", "TERM", &pid.to_string()]).status().unwrap().success();
-    assert!(ok, "kill -s TERM {pid}");
-}
-
-/// Starts `latdiff args` in `dir` and returns once its stderr shows `marker` (work has
-/// begun: a signal before the handler is installed would just kill it), with the rest
-/// of its stderr.
-fn spawn_until(
-    dir: &Path,
-    args: &[String],
-    marker: &str,
-) -> (Child, std::io::Lines<BufReader<std::process::ChildStderr>>) {
-    let mut child =
-        latdiff().current_dir(dir).env("LATDIFF_LOG_SECONDS", "0").args(args).stderr(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let seen = lines.by_ref().map(|l| l.unwrap()).any(|l| l.starts_with(marker));
-    assert!(seen, "no line starting with '{marker}'");
-    (child, lines)
-}
-
-/// Waits for `child` at most `limit` (killing it and failing the test after that).
-fn wait_within(mut child: Child, limit: Duration, what: &str) -> (Output, Duration) {
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running {limit:?} after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child.wait_with_output().unwrap(), t0.elapsed())
-}
 
 /// One chain whose trajectories take about three seconds each (600 000 MD steps on 64²):
 /// a stop checked only between trajectories would keep the run going for seconds after

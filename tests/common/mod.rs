@@ -7,8 +7,10 @@ use latdiff::io::Ensemble;
 use latdiff::lattice::Lattice;
 use latdiff::mc::hmc::Start;
 use latdiff::util::StopFlag;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_latdiff"))
@@ -204,4 +206,39 @@ pub fn assert_agree(what: &str, a: (f64, f64), b: (f64, f64), n_sigma: f64) {
     let dev = (a.0 - b.0).abs() / err.max(1e-300);
     eprintln!("{what}: {:.6} ± {:.6} vs {:.6} ± {:.6} ({dev:.2} σ)", a.0, a.1, b.0, b.1);
     assert!(err > 0.0 && dev <= n_sigma, "{what}: {a:?} vs {b:?} differ by {dev:.2} σ (> {n_sigma})");
+}
+
+pub fn sigterm(pid: u32) {
+    let ok = std::process::Command::new("kill").args(["-s", "TERM", &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill -s TERM {pid}");
+}
+
+/// Starts `latdiff args` in `dir` and returns once its stderr shows `marker` (work has
+/// begun: a signal before the handler is installed would just kill it), with the rest
+/// of its stderr.
+pub fn spawn_until(
+    dir: &Path,
+    args: &[String],
+    marker: &str,
+) -> (Child, std::io::Lines<BufReader<std::process::ChildStderr>>) {
+    let mut child =
+        latdiff().current_dir(dir).env("LATDIFF_LOG_SECONDS", "0").args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let seen = lines.by_ref().map(|l| l.unwrap()).any(|l| l.starts_with(marker));
+    assert!(seen, "no line starting with '{marker}'");
+    (child, lines)
+}
+
+/// Waits for `child` at most `limit` (killing it and failing the test after that).
+pub fn wait_within(mut child: Child, limit: Duration, what: &str) -> (Output, Duration) {
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running {limit:?} after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child.wait_with_output().unwrap(), t0.elapsed())
 }
