@@ -179,6 +179,9 @@ fn sigterm_and_resume_continue_a_u1_run_bit_for_bit() {
     let (out, _) = common::wait_within(child, std::time::Duration::from_secs(30), "u1 hmc");
     assert!(out.status.success() && err.contains("stopped by signal"), "{err}");
     assert!(d.join("stopped.h5.ckpt").exists(), "{err}");
+    let info = latdiff().current_dir(d).args(["info", "stopped.h5.ckpt"]).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("run           u1 beta = 3 on 32x32"), "{text}");
     let o = latdiff().current_dir(d).args(args("stopped.h5")).arg("--resume").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = latdiff().current_dir(d).args(args("whole.h5")).output().unwrap();

@@ -189,8 +189,8 @@ fn checkpoint_info(a: &InfoArgs, f: &hdf5::File) -> Result<()> {
     println!("{}", a.file.display());
     println!("  kind          HMC checkpoint (latdiff hmc; continue with --resume)");
     if let Some(c) = &cfg {
-        let theory = c.theory().map(|p| p.describe()).unwrap_or_else(|e| e.to_string());
-        println!("  run           phi4 {theory} on {}, {} chains, output {}", c.lattice(), c.n_chains, c.out.display());
+        let theory = c.couplings().map(|k| format!("{} {}", k.name(), k.describe())).unwrap_or_else(|e| e.to_string());
+        println!("  run           {theory} on {}, {} chains, output {}", c.lattice(), c.n_chains, c.out.display());
     }
     let at = match attr("phase").and_then(|v| v.as_str().map(str::to_string)).as_deref() {
         Some("therm") => format!("thermalisation (target {} trajectories per chain)", s("therm_target")),
