@@ -216,23 +216,64 @@ fn matmul<T: Float>(
     }
 }
 
+/// The horizontal shift of tap `kx` as a signed offset of magnitude ≤ w/2 (periodic).
+fn tap_shift(kx: usize, k: usize, w: usize) -> isize {
+    let s = (kx + w - (k / 2) % w) % w;
+    if s <= w / 2 {
+        s as isize
+    } else {
+        s as isize - w as isize
+    }
+}
+
+/// dst[r·w + x] = src[r·w + (x + s) mod w] for the rows of `src` (|s| < w): one copy of
+/// the whole run shifted by s, then the |s| wrapped entries of each row. One call per run
+/// of rows instead of two short copies per row (which cost more than the data they moved
+/// at w = 4…32).
+fn shifted_rows<T: Float>(dst: &mut [T], src: &[T], w: usize, s: isize) {
+    let n = src.len();
+    let a = s.unsigned_abs();
+    if n == 0 {
+        return;
+    }
+    // a = 1 (every 3×3 tap off the centre column) as a plain store: a copy_from_slice of
+    // unknown length is a memcpy call.
+    if s >= 0 {
+        dst[..n - a].copy_from_slice(&src[a..]);
+        for (d, r) in dst.chunks_exact_mut(w).zip(src.chunks_exact(w)) {
+            match a {
+                0 => {}
+                1 => d[w - 1] = r[0],
+                _ => d[w - a..].copy_from_slice(&r[..a]),
+            }
+        }
+    } else {
+        dst[a..n].copy_from_slice(&src[..n - a]);
+        for (d, r) in dst.chunks_exact_mut(w).zip(src.chunks_exact(w)) {
+            match a {
+                1 => d[0] = r[w - 1],
+                _ => d[..a].copy_from_slice(&r[w - a..]),
+            }
+        }
+    }
+}
+
 /// Row r = (ci·k + ky)·k + kx of chunk `c`'s column matrix:
 /// row[(b − b0)·ny·W + (y − y0)·W + x] = inp[b, ci, (y+ky−p) mod H, (x+kx−p) mod W].
 fn im2col_row<T: Float>(row: &mut [T], inp: &[T], s: &ConvShape, r: usize, c: Chunk) {
     let (h, w, k) = (s.h, s.w, s.k);
     let hw = h * w;
-    let p = k / 2;
     let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
-    // Shifts folded into [0, H) and [0, W) so the wrap-around is two slice copies.
-    let sy = (ky + h - p % h) % h;
-    let sx = (kx + w - p % w) % w;
+    let sy = (ky + h - (k / 2) % h) % h;
+    let sx = tap_shift(kx, k, w);
+    // The band's source rows are one run, or two where they wrap around the plane.
+    let start = (c.y0 + sy) % h;
+    let first = c.ny.min(h - start);
     for bl in 0..c.nb {
         let plane = &inp[((c.b0 + bl) * s.cin + ci) * hw..][..hw];
-        for (yl, d) in row[bl * c.ny * w..][..c.ny * w].chunks_exact_mut(w).enumerate() {
-            let src = &plane[((c.y0 + yl + sy) % h) * w..][..w];
-            d[..w - sx].copy_from_slice(&src[sx..]);
-            d[w - sx..].copy_from_slice(&src[..sx]);
-        }
+        let (d1, d2) = row[bl * c.ny * w..][..c.ny * w].split_at_mut(first * w);
+        shifted_rows(d1, &plane[start * w..][..first * w], w, sx);
+        shifted_rows(d2, &plane[..(c.ny - first) * w], w, sx);
     }
 }
 
