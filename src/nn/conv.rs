@@ -112,6 +112,8 @@ struct TaskScratch<T> {
     col: Vec<T>,
     tmp: Vec<T>,
     dw: Vec<T>,
+    /// One plane's band of shifted columns (col2im).
+    band: Vec<T>,
 }
 
 /// Scratch shared by every convolution of a network; grows to the largest layer once.
@@ -143,6 +145,7 @@ impl<T: Float> ConvScratch<T> {
             grow(&mut t.col, s.kdim() * nc);
             grow(&mut t.tmp, s.cout * nc);
             grow(&mut t.dw, s.cout * (s.kdim() + 1));
+            grow(&mut t.band, rows * s.w * per.min(s.b));
         }
     }
 
@@ -154,7 +157,7 @@ impl<T: Float> ConvScratch<T> {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        let task: usize = self.tasks.iter().map(|t| t.col.len() + t.tmp.len() + t.dw.len()).sum();
+        let task: usize = self.tasks.iter().map(|t| t.col.len() + t.tmp.len() + t.dw.len() + t.band.len()).sum();
         (self.col.len() + self.tmp.len() + task) * std::mem::size_of::<T>()
     }
 }
@@ -296,27 +299,40 @@ fn im2col_chunk<T: Float>(col: &mut [T], inp: &[T], s: &ConvShape, c: Chunk) {
 }
 
 /// The adjoint of `im2col_row` for every (ky, kx) of channel `ci` of sample b0 + bl of
-/// chunk `c`, accumulated into that sample's plane.
-fn col2im_plane<T: Float>(plane: &mut [T], dcol: &[T], s: &ConvShape, ci: usize, bl: usize, c: Chunk) {
+/// chunk `c`, accumulated into that sample's plane: each tap's columns are shifted back
+/// into `buf` (`shifted_rows` by −s) and added as one run, so the inner loops are long.
+#[allow(clippy::too_many_arguments)]
+fn col2im_plane<T: Float>(
+    plane: &mut [T],
+    dcol: &[T],
+    s: &ConvShape,
+    ci: usize,
+    bl: usize,
+    c: Chunk,
+    buf: &mut Vec<T>,
+) {
     let (h, w, k) = (s.h, s.w, s.k);
-    let p = k / 2;
-    let n = c.cols(w);
+    let (n, seg) = (c.cols(w), c.ny * w);
+    grow(buf, seg);
     for ky in 0..k {
+        let start = (c.y0 + ky + h - (k / 2) % h) % h;
+        let first = c.ny.min(h - start);
         for kx in 0..k {
             let r = (ci * k + ky) * k + kx;
-            let src = &dcol[r * n + bl * c.ny * w..][..c.ny * w];
-            let sy = (ky + h - p % h) % h;
-            let sx = (kx + w - p % w) % w;
-            for (yl, srow) in src.chunks_exact(w).enumerate() {
-                let d = &mut plane[((c.y0 + yl + sy) % h) * w..][..w];
-                for (dv, sv) in d[sx..].iter_mut().zip(&srow[..w - sx]) {
-                    *dv += *sv;
-                }
-                for (dv, sv) in d[..sx].iter_mut().zip(&srow[w - sx..]) {
-                    *dv += *sv;
-                }
-            }
+            let src = &dcol[r * n + bl * seg..][..seg];
+            let sx = tap_shift(kx, k, w);
+            let (b1, b2) = buf[..seg].split_at_mut(first * w);
+            shifted_rows(b1, &src[..first * w], w, -sx);
+            shifted_rows(b2, &src[first * w..], w, -sx);
+            add_into(&mut plane[start * w..][..first * w], b1);
+            add_into(&mut plane[..b2.len()], b2);
         }
+    }
+}
+
+fn add_into<T: Float>(dst: &mut [T], src: &[T]) {
+    for (d, v) in dst.iter_mut().zip(src) {
+        *d += *v;
     }
 }
 
@@ -326,16 +342,16 @@ pub fn col2im_add<T: Float>(dinp: &mut [T], dcol: &[T], s: &ConvShape) {
     dinp[..s.b * s.cin * hw]
         .par_chunks_mut(hw)
         .enumerate()
-        .for_each(|(i, plane)| col2im_plane(plane, dcol, s, i % s.cin, i / s.cin, whole(s)));
+        .for_each_init(Vec::new, |buf, (i, plane)| col2im_plane(plane, dcol, s, i % s.cin, i / s.cin, whole(s), buf));
 }
 
 /// `col2im_add` of chunk `c` into `dinp`, which holds the samples from `tb0` on.
-fn col2im_chunk<T: Float>(dinp: &mut [T], tb0: usize, dcol: &[T], s: &ConvShape, c: Chunk) {
+fn col2im_chunk<T: Float>(dinp: &mut [T], tb0: usize, dcol: &[T], s: &ConvShape, c: Chunk, buf: &mut Vec<T>) {
     let hw = s.h * s.w;
     for bl in 0..c.nb {
         for ci in 0..s.cin {
             let plane = &mut dinp[((c.b0 - tb0 + bl) * s.cin + ci) * hw..][..hw];
-            col2im_plane(plane, dcol, s, ci, bl, c);
+            col2im_plane(plane, dcol, s, ci, bl, c, buf);
         }
     }
 }
@@ -504,7 +520,7 @@ fn backward_chunk<T: Float>(
     t: &mut TaskScratch<T>,
 ) {
     let (kd, n, hw, seg) = (s.kdim(), c.cols(s.w), s.h * s.w, c.ny * s.w);
-    let TaskScratch { col, tmp, dw } = t;
+    let TaskScratch { col, tmp, dw, band } = t;
     for bl in 0..c.nb {
         for co in 0..s.cout {
             let src = &dout[((c.b0 + bl) * s.cout + co) * hw + c.y0 * s.w..][..seg];
@@ -521,7 +537,7 @@ fn backward_chunk<T: Float>(
     if let Some(dinp) = dinp {
         // dcol[K, n] = Wᵀ[K, Cout] · dout[Cout, n], written over col (no longer needed).
         matmul(kd, n, s.cout, col, n, 1, false, weight, 1, kd, tmp, n, 1, false);
-        col2im_chunk(dinp, tb0, col, s, c);
+        col2im_chunk(dinp, tb0, col, s, c, band);
     }
 }
 
