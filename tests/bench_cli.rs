@@ -19,6 +19,9 @@ fn bench_reports_json_figures() {
     let t = json(&["train", "--preset", "tiny", "--lattice", "8", "--batch", "4", "--seconds", "0.05"]);
     let r = &t["runs"][0];
     assert!(r["samples_per_s"].as_f64().unwrap() > 0.0 && r["gflops"].as_f64().unwrap() > 0.0, "{t}");
+    let f = json(&["forward", "--preset", "tiny", "--lattice", "8", "--batch", "3", "--seconds", "0.05"]);
+    let r = &f["runs"][0];
+    assert!(r["network_evals_per_s"].as_f64().unwrap() > 0.0 && r["batch"] == 3, "{f}");
     let s = json(&["sample", "--preset", "tiny", "--lattice", "8", "--steps", "2", "--seconds", "0.05"]);
     let r = &s["runs"][0];
     assert!(r["configs_per_s"].as_f64().unwrap() > 0.0, "{s}");

@@ -54,6 +54,22 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// Network evaluations/s (forward only, the sampler's cost) at a fixed batch: the figure
+    /// `jobscripts/bench-vs-pytorch.sh` sets beside PyTorch's.
+    Forward {
+        /// Network presets to measure.
+        #[arg(long, value_delimiter = ',', default_value = "tiny,small,dmassq")]
+        preset: Vec<String>,
+        /// Lattice size (L×L).
+        #[arg(long, default_value_t = 32)]
+        lattice: usize,
+        /// Configurations per evaluation.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// All of the above with their default sizes, as one report.
     All {
         /// Seconds per measurement.
@@ -76,7 +92,7 @@ pub struct BenchArgs {
 fn check_sizes(what: &BenchWhat) -> Result<()> {
     let (lattices, steps): (Vec<usize>, usize) = match what {
         BenchWhat::Hmc { lattice, n_md, .. } => (lattice.clone(), *n_md),
-        BenchWhat::Train { lattice, .. } => (vec![*lattice], 1),
+        BenchWhat::Train { lattice, .. } | BenchWhat::Forward { lattice, .. } => (vec![*lattice], 1),
         BenchWhat::Sample { lattice, steps, .. } => (lattice.clone(), *steps),
         BenchWhat::All { .. } => (vec![], 1),
     };
@@ -98,6 +114,11 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
             if comm.is_root() {
                 print_rows(a.json, "train", &rows)?;
             }
+            return Ok(());
+        }
+        BenchWhat::Forward { preset, lattice, batch, seconds } => {
+            let rows = forward_rows(dev, preset, *lattice, *batch, *seconds)?;
+            print_rows(a.json, "forward", &rows)?;
             return Ok(());
         }
         BenchWhat::Sample { preset, lattice, steps, seconds } => {
@@ -325,6 +346,60 @@ fn train_rows(
             "threads_per_rank": rayon::current_num_threads(),
             "step_s": dt, "samples_per_s": batch as f64 / dt, "gflops": flops / dt * 1e-9,
             "allreduce_share": t_ar / (steps as f64 * dt),
+        }));
+    }
+    Ok(rows)
+}
+
+/// The checked preset of a network benchmark at lattice `l`.
+fn bench_arch(name: &str, l: usize) -> Result<crate::nn::Arch> {
+    let arch =
+        crate::nn::Arch::preset(name).ok_or_else(|| super::input_err(anyhow::anyhow!("preset: unknown '{name}'")))?;
+    if l == 0 || l % arch.stride() != 0 {
+        return Err(super::input_err(anyhow::anyhow!("lattice: {l} is not a positive multiple of {}", arch.stride())));
+    }
+    Ok(arch)
+}
+
+/// Forward passes (the raw network output, as sampling evaluates it) on random
+/// inputs, through the same engine as `latdiff sample`.
+fn forward_rows(
+    dev: Device,
+    presets: &[String],
+    l: usize,
+    batch: usize,
+    seconds: f64,
+) -> Result<Vec<serde_json::Value>> {
+    use crate::diffusion::engine::{self, Weights};
+    use crate::lattice::Lattice;
+    use crate::nn::Network;
+    use rand::RngExt;
+    if batch == 0 {
+        return Err(super::input_err(anyhow::anyhow!("batch: must be positive")));
+    }
+    let archs = presets.iter().map(|name| bench_arch(name, l)).collect::<Result<Vec<_>>>()?;
+    let lat = Lattice::square(l);
+    let mut rows = Vec::new();
+    for (name, arch) in presets.iter().zip(archs) {
+        let net = Network::new(arch.clone());
+        let (fwd, _) = net.gemm_flops(batch, l, l);
+        let params = net.init_params::<f32>(1);
+        let mut eng = engine::build(dev, arch, &params, None)?;
+        let mut rng = crate::rng::stream(7, crate::rng::Domain::Misc, 0);
+        let phi: Vec<f32> = (0..batch * l * l).map(|_| rng.random_range(-2.0..2.0f32)).collect();
+        let sigma: Vec<f32> = (0..batch).map(|i| 0.01 * 1000f32.powf(i as f32 / batch as f32)).collect();
+        let mut out = vec![0.0f32; phi.len()];
+        eng.output(Weights::Current, lat, &phi, &sigma, &mut out)?;
+        let (t0, mut n) = (std::time::Instant::now(), 0usize);
+        while n == 0 || t0.elapsed().as_secs_f64() < seconds {
+            eng.output(Weights::Current, lat, &phi, &sigma, &mut out)?;
+            n += 1;
+        }
+        let dt = t0.elapsed().as_secs_f64() / n as f64;
+        rows.push(serde_json::json!({
+            "preset": name, "params": params.len(), "lattice": l, "batch": batch, "device": eng.describe(),
+            "threads": rayon::current_num_threads(), "forward_s": dt,
+            "network_evals_per_s": batch as f64 / dt, "gflops": fwd / dt * 1e-9,
         }));
     }
     Ok(rows)

@@ -8,7 +8,7 @@ const CHUNK: usize = 1 << 14;
 
 #[inline(always)]
 fn sigmoid<T: Float>(x: T) -> T {
-    T::ONE / (T::ONE + (-x).exp())
+    x.sigmoid()
 }
 
 pub fn silu_forward<T: Float>(out: &mut [T], inp: &[T]) {

@@ -243,7 +243,7 @@ impl<T: Float> NetOps for CpuOps<T> {
         Ok(())
     }
     fn scratch_bytes(&self) -> usize {
-        (self.scratch.col.len() + self.scratch.tmp.len()) * std::mem::size_of::<T>()
+        self.scratch.bytes()
     }
 
     fn fourier_forward(&mut self, out: &mut Vec<T>, sigma: &[T], freqs: &[f64]) -> Result<()> {

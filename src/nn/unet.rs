@@ -395,6 +395,12 @@ impl Network {
         self.layout.len()
     }
 
+    /// The fixed Fourier frequencies of the σ embedding (an independent implementation of
+    /// the network must use these to reproduce its output).
+    pub fn fourier_freqs(&self) -> &[f64] {
+        &self.freqs
+    }
+
     /// GEMM FLOPs (2·M·N·K per convolution) of one forward and one backward pass over a
     /// batch on an h×w lattice. Backward: dW everywhere, dinp except for the input conv and
     /// the first embedding layer.
