@@ -175,6 +175,8 @@ pub struct FileAnalysis {
 #[derive(Clone, Debug)]
 pub struct Topology {
     pub q: Vec<i64>,
+    /// Dense chain index per configuration (all 0 without /chain).
+    pub chain: Vec<usize>,
     /// Fraction of successive saved configurations of a chain whose Q differs.
     pub changed_fraction: f64,
 }
@@ -191,7 +193,8 @@ pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis>
         Couplings::U1 { .. } => {
             let q = integer_charges(&col("q")).map_err(|e| super::input_err(anyhow!("{}: {e}", i.path.display())))?;
             let changed_fraction = charge_change_fraction(&q, i.chain.as_deref());
-            Some(Topology { q, changed_fraction })
+            let chain = i.chain.clone().unwrap_or_else(|| vec![0; q.len()]);
+            Some(Topology { q, chain, changed_fraction })
         }
         Couplings::Phi4(_) => None,
     };
@@ -649,18 +652,23 @@ pub fn write_plots(dir: &Path, results: &[FileAnalysis]) -> Result<()> {
     Ok(())
 }
 
-/// U(1): the charge of every saved configuration in file order (history) and P(Q).
+/// Chains drawn in the Q history plot (of the first file).
+const Q_HISTORY_CHAINS: usize = 8;
+
+/// U(1): the charge history of the first file's first chains (frozen topology shows as flat
+/// lines) and P(Q) of every file.
 fn write_topology_plots(dir: &Path, results: &[FileAnalysis], labels: &[String]) -> Result<()> {
-    let qs: Vec<(Vec<f64>, Vec<f64>)> = results
-        .iter()
-        .map(|r| {
-            let q = &r.topology.as_ref().expect("checked by the caller").q;
-            ((0..q.len()).map(|i| i as f64).collect(), q.iter().map(|&x| x as f64).collect())
+    let t = results[0].topology.as_ref().expect("checked by the caller");
+    let histories: Vec<(String, Vec<f64>, Vec<f64>)> = (0..Q_HISTORY_CHAINS)
+        .filter_map(|c| {
+            let q: Vec<f64> = t.q.iter().zip(&t.chain).filter(|(_, &k)| k == c).map(|(&q, _)| q as f64).collect();
+            (!q.is_empty()).then(|| (format!("chain {c}"), (0..q.len()).map(|i| i as f64).collect(), q))
         })
         .collect();
     let series: Vec<plot::LineSeriesData<'_>> =
-        labels.iter().zip(&qs).map(|(l, (x, y))| (l.as_str(), &x[..], &y[..])).collect();
-    plot::line_plot(dir, "q_history", "Topological charge (file order)", "configuration", "Q", &series)?;
+        histories.iter().map(|(l, x, y)| (l.as_str(), &x[..], &y[..])).collect();
+    let title = format!("Topological charge per chain ({})", labels[0]);
+    plot::line_plot(dir, "q_history", &title, "saved configuration of the chain", "Q", &series)?;
     let hists: Vec<(Vec<f64>, Vec<f64>)> = results
         .iter()
         .map(|r| {
