@@ -18,20 +18,24 @@ const N_MAX: i64 = 40;
 /// 1e−12 for β ≤ 50.
 const N_QUAD: usize = 20_000;
 
+/// Simpson's weight (1, 4, 2, …, 4, 1) of point i of n intervals (n even).
+fn simpson_weight(i: usize, n: usize) -> f64 {
+    if i == 0 || i == n {
+        1.0
+    } else if i % 2 == 1 {
+        4.0
+    } else {
+        2.0
+    }
+}
+
 /// h(k), h'(k), h''(k) with e^{β cos a} scaled by e^{−β} (a common factor of Z).
 fn h_and_derivatives(beta: f64, k: f64) -> [f64; 3] {
     let step = PI / N_QUAD as f64;
     let mut acc = [0.0; 3];
     for i in 0..=N_QUAD {
         let a = i as f64 * step;
-        let w = if i == 0 || i == N_QUAD {
-            1.0
-        } else if i % 2 == 1 {
-            4.0
-        } else {
-            2.0
-        };
-        let e = w * (beta * (a.cos() - 1.0)).exp();
+        let e = simpson_weight(i, N_QUAD) * (beta * (a.cos() - 1.0)).exp();
         let (s, c) = (k * a).sin_cos();
         acc[0] += e * c;
         acc[1] -= e * a * s;
@@ -91,14 +95,7 @@ pub fn charge_distribution(beta: f64, volume: usize, q_max: usize) -> Vec<f64> {
             debug_assert!(q <= 30, "grid too coarse for Q = {q}");
             let mut s = 0.0;
             for (i, x) in hv.iter().enumerate() {
-                let w = if i == 0 || i == n {
-                    1.0
-                } else if i % 2 == 1 {
-                    4.0
-                } else {
-                    2.0
-                };
-                s += w * x * (2.0 * PI * q as f64 * i as f64 * step).cos();
+                s += simpson_weight(i, n) * x * (2.0 * PI * q as f64 * i as f64 * step).cos();
             }
             s * step / 3.0
         })
