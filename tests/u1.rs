@@ -192,3 +192,21 @@ fn sigterm_and_resume_continue_a_u1_run_bit_for_bit() {
     assert_eq!(a.read_f64("action").unwrap(), b.read_f64("action").unwrap());
     assert_eq!(a.read_i64("topological_charge").unwrap(), b.read_i64("topological_charge").unwrap());
 }
+
+/// At β = 9 on 16 × 16 HMC cannot change Q: ordered starts stay at Q = 0, random ones keep
+/// their charges, and the thermalisation check says so (the starts disagree in |Q|/V) with
+/// the warning naming frozen topology.
+#[test]
+fn frozen_topology_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = latdiff()
+        .args(["hmc", "--theory", "u1", "--beta", "9", "--lattice", "16", "--n-configs", "8", "--n-chains", "8"])
+        .args(["--n-therm", "200", "--start", "mixed", "--seed", "2", "--out"])
+        .arg(dir.path().join("f.h5"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("abs_q_density   cold starts 0.000000") && err.contains("STARTS DISAGREE"), "{err}");
+    assert!(err.contains("frozen topological sectors"), "{err}");
+}

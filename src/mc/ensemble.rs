@@ -737,7 +737,7 @@ fn print_therm_verdict(report: &ThermReport) {
     if report.starts_disagree() {
         eprintln!(
             "WARNING: ordered and random starts disagree after thermalisation: chains are trapped \
-             (domain walls?). Do not train on this ensemble."
+             (phi4: domain walls; u1: frozen topological sectors). Do not train on this ensemble."
         );
     }
 }
