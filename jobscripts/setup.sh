@@ -36,7 +36,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo not found: install Rust >= 1.85 (rustup: https://rustup.rs), or 'module load rust'" >&2
+  echo "setup: cargo not found: install Rust >= 1.89 (rustup: https://rustup.rs), or 'module load rust'" >&2
   return 1 2>/dev/null || exit 1
 fi
 
