@@ -49,13 +49,22 @@ impl ActionArch {
         ActionArch { channels: 8, layers: 2, fourier_features: 4, fourier_scale: 1.0, fourier_seed: 0x5eed }
     }
 
-    pub fn small() -> Self {
+    /// The default (`--preset local`, as for the score network): receptive radius 3.
+    pub fn local() -> Self {
         ActionArch { channels: 16, layers: 3, fourier_features: 8, fourier_scale: 1.0, fourier_seed: 0x5eed }
     }
+
+    pub fn small() -> Self {
+        ActionArch { channels: 32, layers: 3, fourier_features: 8, fourier_scale: 1.0, fourier_seed: 0x5eed }
+    }
+
+    /// The presets by name (`--preset` with `--score-form action`).
+    pub const NAMES: &'static str = "tiny, local, small";
 
     pub fn preset(name: &str) -> Option<Self> {
         match name {
             "tiny" => Some(Self::tiny()),
+            "local" => Some(Self::local()),
             "small" => Some(Self::small()),
             _ => None,
         }
