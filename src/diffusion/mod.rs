@@ -9,6 +9,7 @@ pub mod cumulant;
 pub mod data;
 pub mod engine;
 pub mod fft;
+pub mod fit_action;
 pub mod form;
 pub mod free;
 pub mod generate;
