@@ -153,6 +153,8 @@ pub enum ScoreForm {
     Plain,
     #[default]
     Physics,
+    /// The network is a scalar action S_θ; the score is −∂S_θ/∂φ (`nn::action`).
+    Action,
 }
 
 impl ScoreForm {
@@ -160,7 +162,8 @@ impl ScoreForm {
         match s.trim() {
             "plain" => Ok(ScoreForm::Plain),
             "physics" => Ok(ScoreForm::Physics),
-            _ => Err(format!("score_form: '{s}' is not one of plain, physics")),
+            "action" => Ok(ScoreForm::Action),
+            _ => Err(format!("score_form: '{s}' is not one of plain, physics, action")),
         }
     }
 
@@ -168,6 +171,7 @@ impl ScoreForm {
         match self {
             ScoreForm::Plain => "plain",
             ScoreForm::Physics => "physics",
+            ScoreForm::Action => "action",
         }
     }
 
@@ -177,7 +181,7 @@ impl ScoreForm {
             None => Ok(ScoreForm::Plain),
             Some(s) => ScoreForm::parse(s).map_err(|_| {
                 format!(
-                    "score_form '{s}' of this model is unknown to latdiff {} (known: plain, physics)",
+                    "score_form '{s}' of this model is unknown to latdiff {} (known: plain, physics, action)",
                     crate::VERSION
                 )
             }),
@@ -737,7 +741,7 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
-    /// Score form: physics (prior from the action and G(p) plus a learnt correction; default) or plain.
+    /// Score form: physics (prior from the action and G(p) plus a learnt correction; default), plain, or action (a learnt scalar action, score −∂S/∂φ).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score_form: Option<String>,

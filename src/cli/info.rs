@@ -94,8 +94,11 @@ fn model_info(a: &InfoArgs, m: &crate::diffusion::model_file::ModelFile) -> Resu
     println!("  kind          score model (latdiff train)");
     let theory = m.theory().map(|p| format!("phi4 ({}, {})", p.name(), p.describe())).unwrap_or_else(|e| e.to_string());
     println!("  trained on    {} from {}", theory, s("data"));
-    println!("  lattice       {} (runs on any multiple of {} per direction)", m.train_lattice, m.arch.stride());
     let form = crate::diffusion::model::model_form(m).map(|f| f.name().to_string()).unwrap_or_else(|e| e.to_string());
+    if let Ok(Some(act)) = m.action_arch() {
+        return action_model_info(a, m, &act);
+    }
+    println!("  lattice       {} (runs on any multiple of {} per direction)", m.train_lattice, m.arch.stride());
     let reach = match m.arch.receptive_radius() {
         Some(r) => format!("local, receptive radius {r}"),
         None => "GroupNorm: sees the whole lattice".into(),
@@ -132,6 +135,47 @@ fn model_info(a: &InfoArgs, m: &crate::diffusion::model_file::ModelFile) -> Resu
     }
     if let Some(c) = m.attr("val_chains") {
         println!("  held out      chains {c} (whole chains)");
+    }
+    println!("  seed          {}   latdiff {}", s("seed"), s("latdiff_version"));
+    if a.config {
+        if let Some(AttrValue::Str(c)) = m.attr("config") {
+            println!("\n# stored configuration\n{c}");
+        }
+    }
+    Ok(())
+}
+
+/// An action-form model: the learnt scalar action's network instead of the U-Net's.
+fn action_model_info(
+    a: &InfoArgs,
+    m: &crate::diffusion::model_file::ModelFile,
+    act: &crate::nn::ActionArch,
+) -> Result<()> {
+    let s = |k: &str| m.attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    println!("  lattice       {} (runs on any lattice: S is a sum of local terms)", m.train_lattice);
+    println!(
+        "  network       preset {}, action score (s = -dS/dphi), {} periodic 3x3 layers of {} channels, {} parameters (local, receptive radius {})",
+        s("preset"),
+        act.layers,
+        act.channels,
+        m.params.len(),
+        act.layers
+    );
+    println!(
+        "  diffusion     VE SDE, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
+        m.schedule.sigma_min, m.schedule.sigma_max, m.arch.sigma_data
+    );
+    println!(
+        "  training      step {} of {} (batch {}, {} rank(s)), finished {}",
+        m.step,
+        s("steps"),
+        s("batch"),
+        s("n_ranks"),
+        s("finished")
+    );
+    if let Some(v) = m.attr("val_loss") {
+        println!("  validation    loss {v} (EMA {}), per sigma band {}", s("val_loss_ema"), s("val_loss_bands"));
+        println!("  score check   |s(phi, sigma_min) + dS/dphi| / |dS/dphi| = {}", s("score_force_rel_dev"));
     }
     println!("  seed          {}   latdiff {}", s("seed"), s("latdiff_version"));
     if a.config {

@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod bench;
 pub mod clean;
+pub mod fit_action;
 pub mod help;
 pub mod hmc;
 pub mod info;
@@ -42,6 +43,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Observables with errors (jackknife, τ_int, reweighting) of one or more ensembles, compared.
     Analyze(analyze::AnalyzeArgs),
+    /// Fit an action-form model's learnt action on an ensemble in an operator basis: the couplings (κ, λ, ...) with jackknife errors.
+    FitAction(fit_action::FitActionArgs),
     /// List latdiff's stale temporaries and lock files under a directory (by host and PID); --remove deletes them.
     Clean(clean::CleanArgs),
 }
@@ -87,6 +90,7 @@ pub fn main() -> i32 {
         Command::Bench(a) => report(bench::run(&a, cli.device), 0),
         Command::Analyze(a) => report(analyze::run(&a), 0),
         Command::Clean(a) => report(clean::run(&a), 0),
+        Command::FitAction(a) => report(fit_action::run(&a), 0),
     }
 }
 

@@ -12,7 +12,10 @@ pub fn run(opts: &TrainOptions, device: DeviceRequest, threads: Option<usize>) -
         device,
         threads,
         |cfg| super::Output { path: cfg.out.clone(), replace: cfg.force || cfg.resume },
-        |_| Ok(()),
+        |cfg| match cfg.score_form.trim() {
+            "action" => Err(crate::diffusion::action_engine::NO_CUDA),
+            _ => Ok(()),
+        },
         |cfg, comm, stop, dev| crate::diffusion::train::train(cfg, comm, stop, dev).map(|_| ()),
     )
 }

@@ -27,7 +27,6 @@ pub enum Weights {
 pub trait NetEngine: Send {
     /// e.g. "cpu (8 threads)" or "cuda:0 NVIDIA H100 (compute_90)".
     fn describe(&self) -> String;
-    fn network(&self) -> &Network;
     /// Writes ℓ_b = Σ_x (a_b F_θ(φ_σ) + e_b)² of every configuration to `per_sample` and the
     /// gradient of their mean to `grad` (host, overwritten), with the current weights;
     /// `phi_sigma`, `scale` (a) and `offset` (e) come from the score form
@@ -129,9 +128,6 @@ impl<B: NetOps<Elem = f32>> NetEngine for Engine<B> {
     fn describe(&self) -> String {
         self.dev.describe()
     }
-    fn network(&self) -> &Network {
-        &self.net
-    }
 
     fn loss_and_grad(
         &mut self,
@@ -195,6 +191,20 @@ impl<B: NetOps<Elem = f32>> NetEngine for Engine<B> {
         let o = self.opt.as_ref().ok_or_else(|| anyhow!("this network was loaded without an optimiser"))?;
         let st = self.dev.adamw_state(o, &self.net.layout)?;
         Ok((p, st))
+    }
+}
+
+/// The action network's engine (`action_engine`): the CPU only.
+pub fn build_action(
+    device: Device,
+    arch: crate::nn::ActionArch,
+    sigma_data: f64,
+    params: &[f32],
+    opt: Option<(AdamWConfig, Option<&AdamW<f32>>)>,
+) -> Result<Box<dyn NetEngine>> {
+    match device {
+        Device::Cpu => Ok(Box::new(super::action_engine::ActionEngine::new(arch, sigma_data, params, opt)?)),
+        Device::Cuda { .. } => Err(anyhow!("device cuda: {}", super::action_engine::NO_CUDA)),
     }
 }
 

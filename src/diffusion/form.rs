@@ -9,6 +9,11 @@
 //!   the prior at the rate at which it needs correcting: the score at σ_min is −∂S/∂φ up to
 //!   O(σ_min²), whatever the network learnt. At large σ, a → 1 as in the plain form. The
 //!   target is the reduced-variance combination of [`PhysicsPrior::denoising_offset`].
+//! * `action`: the network is a scalar action S_θ(c_in φ, σ) (`nn::action`) and F_θ =
+//!   −∂S_θ/∂x its input gradient, so s = −∂S_θ/∂φ = c_in F_θ, i.e. a(σ) = σ c_in(σ), trained
+//!   by plain DSM. No prior is added: S_θ alone is then the learnt action, so that
+//!   `fit-action` reads couplings from it without the training theory's own couplings
+//!   entering through the prior (which would make recovering them circular).
 
 use super::prior::PhysicsPrior;
 use rayon::prelude::*;
@@ -20,6 +25,7 @@ pub use crate::config::ScoreForm;
 pub enum ScoreParts {
     Plain,
     Physics { prior: PhysicsPrior, sigma_data: f64 },
+    Action { sigma_data: f64 },
 }
 
 impl ScoreParts {
@@ -27,6 +33,7 @@ impl ScoreParts {
     pub fn output_scale(&self, sigma: f64) -> f64 {
         match self {
             ScoreParts::Plain => 1.0,
+            ScoreParts::Action { sigma_data } => sigma * super::objective::c_in(*sigma_data, sigma),
             ScoreParts::Physics { sigma_data, .. } => {
                 let s2 = sigma * sigma;
                 (s2 / (sigma_data * sigma_data + s2)).powf(1.5)
@@ -40,6 +47,11 @@ impl ScoreParts {
     pub fn training_inputs(&self, phi0: &[f32], z: &[f32], sigma: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let prior = match self {
             ScoreParts::Plain => return super::objective::plain_dsm_inputs(phi0, z, sigma),
+            ScoreParts::Action { .. } => {
+                let (x, _, e) = super::objective::plain_dsm_inputs(phi0, z, sigma);
+                let a = sigma.iter().map(|&s| self.output_scale(s as f64) as f32).collect();
+                return (x, a, e);
+            }
             ScoreParts::Physics { prior, .. } => prior,
         };
         let v = prior.lattice().volume();
@@ -94,7 +106,9 @@ mod tests {
     fn form_names_and_file_attribute() {
         assert_eq!(ScoreForm::parse("physics").unwrap(), ScoreForm::Physics);
         assert_eq!(ScoreForm::parse(" plain").unwrap(), ScoreForm::Plain);
-        assert!(ScoreForm::parse("action").unwrap_err().contains("'action'"));
+        assert_eq!(ScoreForm::parse("action").unwrap(), ScoreForm::Action);
+        assert_eq!(ScoreForm::Action.name(), "action");
+        assert!(ScoreForm::parse("energy").unwrap_err().contains("'energy'"));
         assert_eq!(ScoreForm::from_attr(None).unwrap(), ScoreForm::Plain);
         let e = ScoreForm::from_attr(Some("flow")).unwrap_err();
         assert!(e.contains("'flow'") && e.contains("unknown"), "{e}");
@@ -111,6 +125,25 @@ mod tests {
         assert!((r - 0.125).abs() < 1e-3, "{r}");
         assert!((p.output_scale(1e4) - 1.0).abs() < 1e-6);
         assert_eq!(ScoreParts::Plain.output_scale(0.01), 1.0);
+    }
+
+    /// The action form's score is c_in(σ) F = −∂S/∂φ for F = −∂S/∂x, x = c_in φ; its
+    /// residual a F + e is σ s + z, plain DSM's.
+    #[test]
+    fn action_score_is_input_gradient_times_c_in() {
+        let p = ScoreParts::Action { sigma_data: 0.8 };
+        let f: Vec<f32> = (0..8).map(|i| 0.3 * i as f32 - 1.0).collect();
+        let (phi, sigma) = (vec![0.7; 8], [0.5, 1.5]);
+        let mut s = vec![f64::NAN; 8];
+        p.compose(&phi, &sigma, &f, &mut s);
+        for i in 0..8 {
+            let c = 1.0 / (0.64 + sigma[i / 4] * sigma[i / 4]).sqrt();
+            let want = c * f[i] as f64;
+            assert!((s[i] - want).abs() < 1e-7 * (1.0 + want.abs()), "{i}: {} vs {want}", s[i]);
+        }
+        let (x, a, e) = p.training_inputs(&[0.5; 8], &[0.25; 8], &[0.5f32, 1.5]);
+        assert!((x[0] - 0.625).abs() < 1e-7 && (x[7] - 0.875).abs() < 1e-7 && e == vec![0.25; 8]);
+        assert!((a[1] as f64 - 1.5 / (0.64f64 + 2.25).sqrt()).abs() < 1e-6);
     }
 
     /// The plain form's score is the network output over σ, per configuration.

@@ -4,10 +4,12 @@
 //! at σ → 0 this is −∂S/∂φ, so the reverse-time SDE is Langevin dynamics with a learnt,
 //! σ-dependent action (stochastic quantisation).
 
+pub mod action_engine;
 pub mod cumulant;
 pub mod data;
 pub mod engine;
 pub mod fft;
+pub mod fit_action;
 pub mod form;
 pub mod free;
 pub mod generate;

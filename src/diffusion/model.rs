@@ -10,7 +10,7 @@ use super::zero_mode::ZeroModeMarginal;
 use super::ScoreModel;
 use crate::backend::Device;
 use crate::lattice::Lattice;
-use crate::nn::{Arch, Network};
+use crate::nn::{ActionArch, Arch, Network};
 use crate::theory::{Parametrisation, Phi4};
 use anyhow::{anyhow, Result};
 use std::collections::HashMap;
@@ -25,6 +25,8 @@ pub struct NetworkScoreModel {
     /// (empty in files written before it, which keep the Gaussian zero mode).
     pub magnetisation: Vec<f64>,
     pub form: ScoreForm,
+    /// The action network of the action form (the U-Net otherwise).
+    pub action: Option<ActionArch>,
     /// The training theory: the physics prior's action on every lattice.
     theory: Parametrisation,
     label: String,
@@ -63,9 +65,20 @@ impl NetworkScoreModel {
             file.step
         );
         let theory = file.theory()?;
+        let action = file.action_arch()?;
+        if (form == ScoreForm::Action) != action.is_some() {
+            return Err(anyhow!(
+                "model: score form {} but {} action network description ('{}')",
+                form.name(),
+                if action.is_some() { "an" } else { "no" },
+                super::model_file::ACTION_ARCH
+            ));
+        }
         let (arch, tp, lat) = (file.arch.clone(), file.two_point.clone(), file.train_lattice);
-        Ok(Self::from_parts(arch, form, theory, params, tp, lat, label, device)
-            .with_magnetisation(file.magnetisation.clone()))
+        let mut m = Self::from_parts(arch, form, theory, params, tp, lat, label, device)
+            .with_magnetisation(file.magnetisation.clone());
+        m.action = action;
+        Ok(m)
     }
 
     /// A network with given weights, form and data propagator (benchmarks use random weights).
@@ -83,7 +96,8 @@ impl NetworkScoreModel {
         let engine = Mutex::new(Slot::Pending(device, params.to_vec()));
         let parts = PartsCache::default();
         let magnetisation = Vec::new();
-        NetworkScoreModel { arch, two_point, train_lattice, magnetisation, form, theory, label, engine, parts }
+        let action = None;
+        NetworkScoreModel { arch, two_point, train_lattice, magnetisation, form, action, theory, label, engine, parts }
     }
 
     /// The model with its training data's magnetisations (see the field).
@@ -101,7 +115,10 @@ impl NetworkScoreModel {
     fn with_engine<R>(&self, f: impl FnOnce(&mut dyn NetEngine) -> Result<R>) -> Result<R> {
         let mut slot = self.engine.lock().map_err(|_| anyhow!("a previous network evaluation panicked"))?;
         if let Slot::Pending(device, params) = &*slot {
-            let e = engine::build(*device, self.arch.clone(), params, None)?;
+            let e = match &self.action {
+                Some(a) => engine::build_action(*device, a.clone(), self.arch.sigma_data, params, None)?,
+                None => engine::build(*device, self.arch.clone(), params, None)?,
+            };
             *slot = Slot::Ready(e);
         }
         match &mut *slot {
@@ -113,6 +130,10 @@ impl NetworkScoreModel {
 
 impl ScoreModel for NetworkScoreModel {
     fn check_lattice(&self, lat: Lattice) -> Result<(), String> {
+        if self.action.is_some() {
+            // A sum of 3×3-local terms: defined on every periodic lattice.
+            return lat.validate();
+        }
         let s = self.arch.stride();
         if lat.lt % s != 0 || lat.lx % s != 0 {
             return Err(format!("lattice: {lat} is not divisible by 2^levels = {s} of this network"));
@@ -141,7 +162,9 @@ impl ScoreModel for NetworkScoreModel {
 
     fn two_point(&self, lat: Lattice) -> Vec<f64> {
         match self.form {
-            ScoreForm::Plain => super::data::resample_two_point(&self.two_point, self.train_lattice, lat),
+            ScoreForm::Plain | ScoreForm::Action => {
+                super::data::resample_two_point(&self.two_point, self.train_lattice, lat)
+            }
             // The prior needs a G(p) without spurious near-zeros (see the function).
             ScoreForm::Physics => super::data::nearest_momentum_two_point(&self.two_point, self.train_lattice, lat),
         }
@@ -169,6 +192,15 @@ impl PartsCache {
     }
 }
 
+/// Whether `spec` names a model file of the action form (decides the device before the
+/// model is loaded; a file that cannot be read is reported by the load itself).
+pub fn is_action_model(spec: &str) -> bool {
+    if spec.contains(':') && !std::path::Path::new(spec).exists() {
+        return false;
+    }
+    ModelFile::read(std::path::Path::new(spec)).is_ok_and(|f| matches!(model_form(&f), Ok(ScoreForm::Action)))
+}
+
 /// The score form a model file records (plain for files older than score forms).
 pub fn model_form(file: &ModelFile) -> Result<ScoreForm> {
     let attr = file.attr("score_form").map(|v| v.as_str().map(str::to_string).unwrap_or_default());
@@ -189,6 +221,7 @@ pub fn score_parts(
 ) -> Result<ScoreParts, String> {
     Ok(match form {
         ScoreForm::Plain => ScoreParts::Plain,
+        ScoreForm::Action => ScoreParts::Action { sigma_data },
         ScoreForm::Physics => {
             let mut prior = PhysicsPrior::new(Phi4::new(lat, theory), g)?;
             if !m.is_empty() {
@@ -320,7 +353,7 @@ pub fn load(spec: &str, ema: bool, device: Device) -> Result<LoadedModel> {
     let theory = file.theory().map_err(|e| input(anyhow!("model: {e}")))?;
     let lattice = Some(file.train_lattice);
     let schedule = Some(file.schedule);
-    let stride = file.arch.stride();
     let m = NetworkScoreModel::new(&file, ema, device).map_err(input)?;
+    let stride = if m.action.is_some() { 1 } else { file.arch.stride() };
     Ok(LoadedModel { model: Box::new(m), theory, lattice, schedule, spec: spec.into(), file: Some(file), stride })
 }

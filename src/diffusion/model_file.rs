@@ -10,6 +10,9 @@
 //! Root attributes: arch, layout, optimiser, schedule (JSON), step, steps, config (TOML),
 //! data, theory couplings, train_lattice, sigma_data, seed, n_ranks, latdiff_version,
 //! finished, and the diagnostics (validation loss, score-vs-force deviation).
+//! Action-form models (`score_form = "action"`) also have `action_arch` (JSON of
+//! `nn::ActionArch`): the network the flat buffers belong to; their `arch` is the U-Net
+//! preset of the same name and only carries σ_data and the memory estimate's sizes.
 
 use super::objective::SigmaSchedule;
 use crate::io::attrs::{self, AttrValue};
@@ -18,6 +21,9 @@ use crate::nn::optim::AdamWConfig;
 use crate::nn::{Arch, ParamLayout};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
+
+/// The root attribute holding an action-form model's `nn::ActionArch`.
+pub const ACTION_ARCH: &str = "action_arch";
 
 #[derive(Clone, Debug)]
 pub struct ModelFile {
@@ -49,6 +55,18 @@ impl ModelFile {
         match self.attrs.iter_mut().find(|(k, _)| k == name) {
             Some(slot) => slot.1 = v,
             None => self.attrs.push((name.to_string(), v)),
+        }
+    }
+
+    /// The action network of an action-form model (`None` for the U-Net forms).
+    pub fn action_arch(&self) -> Result<Option<crate::nn::ActionArch>> {
+        match self.attr(ACTION_ARCH) {
+            None => Ok(None),
+            Some(v) => {
+                let text = v.as_str().ok_or_else(|| anyhow!("model: attribute '{ACTION_ARCH}' is not text"))?;
+                let a = serde_json::from_str(text).map_err(|e| anyhow!("model: attribute '{ACTION_ARCH}': {e}"))?;
+                Ok(Some(a))
+            }
         }
     }
 

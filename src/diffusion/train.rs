@@ -17,7 +17,7 @@ use crate::dist::{block_of, Comm};
 use crate::io::{AttrValue, Ensemble};
 use crate::lattice::Lattice;
 use crate::nn::optim::{AdamW, AdamWConfig};
-use crate::nn::{Arch, Network};
+use crate::nn::{ActionArch, ActionNet, Arch, Network, ParamLayout};
 use crate::rng::{self, Domain, Stream};
 use crate::theory::{Action, Phi4, Theory};
 use crate::util::{Progress, StopFlag};
@@ -209,7 +209,9 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     let param = ens.theory().map_err(input)?;
     let theory = Phi4::new(lat, param);
     let arch0 = Arch::preset(&cfg.preset).ok_or_else(|| input(anyhow!("preset: unknown '{}'", cfg.preset)))?;
-    let stride = arch0.stride();
+    let form = ScoreForm::parse(&cfg.score_form).map_err(|e| input(anyhow!(e)))?;
+    let action0 = action_arch(form, &cfg.preset).map_err(input)?;
+    let stride = if action0.is_some() { 1 } else { arch0.stride() };
     if lat.lt % stride != 0 || lat.lx % stride != 0 {
         return Err(input(anyhow!(
             "data: lattice {lat} is not divisible by 2^levels = {stride} of preset '{}'",
@@ -219,7 +221,6 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     if cfg.batch < n_ranks || cfg.batch % n_ranks != 0 {
         return Err(input(anyhow!("batch: {} cannot be split evenly over {n_ranks} ranks", cfg.batch)));
     }
-    let form = ScoreForm::parse(&cfg.score_form).map_err(|e| input(anyhow!(e)))?;
     let chain = if ens.has("chain") { Some(ens.read_i64("chain")?) } else { None };
     let split = data::split(chain.as_deref(), ens.n, cfg.val_fraction);
     let n_train = split.n_train();
@@ -259,6 +260,13 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
                 form.name()
             )));
         }
+        if m.action_arch().map_err(input)? != action0 {
+            return Err(input(anyhow!(
+                "resume: checkpoint '{}' has another action network than preset '{}'",
+                cfg.out.display(),
+                cfg.preset
+            )));
+        }
     }
 
     check_memory(cfg, comm, &arch0, &ens, &split)?;
@@ -284,12 +292,14 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
             let rows = data::read_rows(&ens, &split.train[..n_train.min(1024)])?;
             let m = match form {
                 ScoreForm::Physics => data::magnetisations(&rows, lat),
-                ScoreForm::Plain => Vec::new(),
+                ScoreForm::Plain | ScoreForm::Action => Vec::new(),
             };
             (SigmaSchedule { sigma_min: cfg.sigma_min, sigma_max, t_eps: 1e-5 }, data::two_point(&rows, lat), m)
         }
     };
     let net = Network::new(arch.clone());
+    let action_net = action0.clone().map(ActionNet::new);
+    let layout: ParamLayout = action_net.as_ref().map_or_else(|| net.layout.clone(), |a| a.layout.clone());
     let parts = super::model::score_parts(form, param, arch.sigma_data, two_point.clone(), &magnetisation, lat)
         .map_err(|e| input(anyhow!("data: {e}")))?;
     let opt_cfg = AdamWConfig {
@@ -309,7 +319,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     let shard = Shard::read(&ens, &split, cfg.batch, j0, j1)?;
     let (params0, opt0, mut slots): (Vec<f32>, Option<AdamW<f32>>, Vec<Stream>) = match &resume {
         Some(m) => {
-            let mut opt = AdamW::new(opt_cfg.clone(), &net.layout, &m.params);
+            let mut opt = AdamW::new(opt_cfg.clone(), &layout, &m.params);
             opt.m = m.adam_m.clone();
             opt.v = m.adam_v.clone();
             opt.ema = m.ema.clone();
@@ -318,13 +328,20 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
             (m.params.clone(), Some(opt), slots)
         }
         None => {
-            let p = net.init_params::<f32>(cfg.seed);
+            let p = match &action_net {
+                Some(a) => a.init_params::<f32>(cfg.seed),
+                None => net.init_params::<f32>(cfg.seed),
+            };
             let slots = (j0..j1).map(|j| rng::stream(cfg.seed, Domain::Train, j as u64)).collect();
             (p, None, slots)
         }
     };
     let start_step = opt0.as_ref().map_or(0, |o| o.step);
-    let mut engine = engine::build(device, arch.clone(), &params0, Some((opt_cfg.clone(), opt0.as_ref())))?;
+    let opt = Some((opt_cfg.clone(), opt0.as_ref()));
+    let mut engine = match &action0 {
+        Some(a) => engine::build_action(device, a.clone(), arch.sigma_data, &params0, opt)?,
+        None => engine::build(device, arch.clone(), &params0, opt)?,
+    };
     drop((params0, opt0));
     if start_step >= cfg.steps && root {
         eprintln!("train: checkpoint is already at step {start_step} of {}; nothing to do", cfg.steps);
@@ -344,7 +361,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
         eprintln!(
             "latdiff train: {} ({} parameters, {} score) on {lat} from {} ({} train / {held_out}), batch {} over {n_ranks} rank(s) on {}, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
             cfg.preset,
-            net.num_params(),
+            layout.len(),
             form.name(),
             cfg.data.display(),
             n_train,
@@ -360,7 +377,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     }
 
     // ---- the step loop ----
-    let np = net.num_params();
+    let np = layout.len();
     let mut buf = vec![0.0f32; np + N_EXTRA];
     let mut phi0 = vec![0.0f32; b_local * v];
     let mut z = vec![0.0f32; b_local * v];
@@ -394,7 +411,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
             check_finite_weights(&params, &opt.ema, step)?;
             let mut m = ModelFile {
                 arch: arch.clone(),
-                layout: net.layout.clone(),
+                layout: layout.clone(),
                 params,
                 ema: opt.ema,
                 adam_m: opt.m,
@@ -416,6 +433,9 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
             }
             m.set("preset", AttrValue::Str(cfg.preset.clone()));
             m.set("score_form", AttrValue::Str(form.name().into()));
+            if let Some(a) = &action0 {
+                m.set(super::model_file::ACTION_ARCH, AttrValue::Str(serde_json::to_string(a)?));
+            }
             if !split.val_chains.is_empty() {
                 m.set("val_chains", AttrValue::I64s(split.val_chains.clone()));
             }
@@ -589,6 +609,16 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
         final_val_loss: last_val,
         samples_per_s: samples / elapsed.max(1e-9),
         allreduce_share: t_allreduce / elapsed.max(1e-9),
+    })
+}
+
+/// The action network of the action form's preset (`None` for the U-Net forms).
+fn action_arch(form: ScoreForm, preset: &str) -> Result<Option<ActionArch>> {
+    if form != ScoreForm::Action {
+        return Ok(None);
+    }
+    ActionArch::preset(preset).map(Some).ok_or_else(|| {
+        anyhow!("preset: '{preset}' has no action network (score form action takes {})", ActionArch::NAMES)
     })
 }
 

@@ -1,5 +1,6 @@
 //! Score network: explicit forward/backward layers over one flat parameter buffer.
 
+pub mod action;
 pub mod activation;
 pub mod conv;
 pub mod embed;
@@ -10,9 +11,12 @@ pub mod groupnorm;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod periodic_conv;
 pub mod sample;
+pub mod silu2;
 pub mod unet;
 
+pub use action::{ActionArch, ActionNet, ActionWorkspace};
 pub use float::Float;
 pub use ops::{CpuOps, NetOps};
 pub use params::{ParamEntry, ParamLayout};

@@ -1,0 +1,238 @@
+//! `latdiff fit-action`: the learnt action S_θ(φ, σ) of an action-form model, fitted up to
+//! a constant on an ensemble's configurations in a basis of local operators, and read in
+//! the ensemble's φ⁴ parametrisation.
+//!
+//! φ⁴'s common polynomial form is S = Σ_x [−2h Σ_μ φ_x φ_{x+μ} + q φ_x² + λ φ_x⁴]
+//! (`theory::phi4`), so the fit's coefficients of the hopping term, φ² and φ⁴ give h, q and
+//! λ directly (S_θ has no free normalisation: its gradient is the score). φ⁶ and the
+//! diagonal next-nearest-neighbour hopping are the next operators: coefficients consistent
+//! with zero say that the learnt action has the theory's form.
+//!
+//! Least squares on per-site densities (y = S/V, x_k = O_k/V) through the covariance of the
+//! means, so that the jackknife (binned by chain, `analysis::stats`) re-solves the fit with
+//! each bin left out: errors include the correlations between coefficients.
+
+use super::action_engine::ActionEngine;
+use super::engine::Weights;
+use super::model::model_form;
+use super::model_file::ModelFile;
+use crate::analysis::stats::jackknife_vec;
+use crate::lattice::Lattice;
+use crate::theory::Parametrisation;
+use anyhow::{anyhow, Result};
+
+/// The operator basis, in the order of [`operators`] and of the fit's coefficients.
+pub const OPERATORS: [&str; 5] = ["hop", "phi2", "phi4", "phi6", "hop_nnn"];
+const K: usize = OPERATORS.len();
+
+/// Per-site densities O_k / V of one configuration: Σ_x Σ_μ φ_x φ_{x+μ} (μ forward),
+/// Σ φ², Σ φ⁴, Σ φ⁶, Σ_x φ_x (φ_{x+t̂+x̂} + φ_{x+t̂−x̂}).
+pub fn operators(phi: &[f32], lat: Lattice) -> [f64; K] {
+    let (lt, lx) = (lat.lt, lat.lx);
+    let at = |t: usize, x: usize| phi[(t % lt) * lx + x % lx] as f64;
+    let mut o = [0.0; K];
+    for t in 0..lt {
+        for x in 0..lx {
+            let p = at(t, x);
+            let p2 = p * p;
+            o[0] += p * (at(t + 1, x) + at(t, x + 1));
+            o[1] += p2;
+            o[2] += p2 * p2;
+            o[3] += p2 * p2 * p2;
+            o[4] += p * (at(t + 1, x + 1) + at(t + 1, x + lx - 1));
+        }
+    }
+    let v = lat.volume() as f64;
+    o.map(|s| s / v)
+}
+
+/// A fit of S ≈ c + Σ_k a_k O_k.
+#[derive(Clone, Debug)]
+pub struct ActionFit {
+    /// (a_k, error) per operator of [`OPERATORS`].
+    pub coefficients: Vec<(f64, f64)>,
+    /// √⟨(S − fit)²⟩ over the configurations.
+    pub residual_rms: f64,
+    /// The standard deviation of S over the configurations (what the fit explains).
+    pub action_std: f64,
+    pub n_configs: usize,
+    pub n_bins: usize,
+}
+
+impl ActionFit {
+    /// (h, q, λ) of the common polynomial form with their errors.
+    pub fn polynomial(&self) -> [(f64, f64); 3] {
+        let c = &self.coefficients;
+        [(-0.5 * c[0].0, 0.5 * c[0].1), c[1], c[2]]
+    }
+}
+
+/// Means of the primaries: x_k, x_j x_k (j ≤ k), y, x_k y.
+fn primaries(y: &[f64], x: &[[f64; K]]) -> Vec<Vec<f64>> {
+    let mut p: Vec<Vec<f64>> = Vec::new();
+    for k in 0..K {
+        p.push(x.iter().map(|r| r[k]).collect());
+    }
+    for j in 0..K {
+        for k in j..K {
+            p.push(x.iter().map(|r| r[j] * r[k]).collect());
+        }
+    }
+    p.push(y.to_vec());
+    for k in 0..K {
+        p.push(x.iter().zip(y).map(|(r, y)| r[k] * y).collect());
+    }
+    p
+}
+
+/// Coefficients a and constant c from the means of the primaries: Cov(x) a = Cov(x, y).
+fn solve_from_means(m: &[f64]) -> Vec<f64> {
+    let mx = &m[..K];
+    let mut idx = K;
+    let mut a = [[0.0; K]; K];
+    for j in 0..K {
+        for k in j..K {
+            let c = m[idx] - mx[j] * mx[k];
+            a[j][k] = c;
+            a[k][j] = c;
+            idx += 1;
+        }
+    }
+    let my = m[idx];
+    let mut b: [f64; K] = std::array::from_fn(|k| m[idx + 1 + k] - mx[k] * my);
+    let coef = solve(&mut a, &mut b);
+    let c0 = my - coef.iter().zip(mx).map(|(a, x)| a * x).sum::<f64>();
+    let mut out = coef.to_vec();
+    out.push(c0);
+    out
+}
+
+/// Gaussian elimination with partial pivoting (the 5×5 normal equations).
+fn solve(a: &mut [[f64; K]; K], b: &mut [f64; K]) -> [f64; K] {
+    for col in 0..K {
+        let piv = (col..K).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).unwrap();
+        a.swap(col, piv);
+        b.swap(col, piv);
+        for row in col + 1..K {
+            let f = a[row][col] / a[col][col];
+            for k in col..K {
+                a[row][k] -= f * a[col][k];
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = [0.0; K];
+    for row in (0..K).rev() {
+        let s: f64 = (row + 1..K).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - s) / a[row][row];
+    }
+    x
+}
+
+/// Fits the actions `s` (one per configuration) on the operators `x`; `chain` groups the
+/// configurations for the jackknife (bins of `bin_size` within a chain).
+pub fn fit(s: &[f64], x: &[[f64; K]], v: usize, chain: Option<&[usize]>, bin_size: usize) -> ActionFit {
+    let y: Vec<f64> = s.iter().map(|s| s / v as f64).collect();
+    let p = primaries(&y, x);
+    let est = jackknife_vec(&p, chain, None, bin_size, solve_from_means);
+    let c0 = est.value[K];
+    let fitted = |r: &[f64; K]| c0 + r.iter().zip(&est.value).map(|(x, a)| x * a).sum::<f64>();
+    let n = s.len() as f64;
+    let res2 = x.iter().zip(&y).map(|(r, y)| (y - fitted(r)).powi(2)).sum::<f64>() / n;
+    let mean = y.iter().sum::<f64>() / n;
+    let var = y.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / n;
+    ActionFit {
+        coefficients: (0..K).map(|k| (est.value[k], est.err[k])).collect(),
+        residual_rms: res2.sqrt() * v as f64,
+        action_std: var.sqrt() * v as f64,
+        n_configs: s.len(),
+        n_bins: est.n_bins,
+    }
+}
+
+/// S_θ(φ, σ) of every configuration with the model's EMA weights, in batches.
+pub fn learnt_actions(file: &ModelFile, configs: &[f32], lat: Lattice, sigma: f64) -> Result<Vec<f64>> {
+    if model_form(file)? != super::form::ScoreForm::Action {
+        return Err(crate::error::input_err(anyhow!(
+            "model: its score form is {}, not action: fit-action needs a model trained with --score-form action",
+            model_form(file)?.name()
+        )));
+    }
+    let arch = file.action_arch()?.ok_or_else(|| anyhow!("model: no action network description"))?;
+    let mut engine = ActionEngine::new(arch, file.arch.sigma_data, &file.ema, None)?;
+    let v = lat.volume();
+    let n = configs.len() / v;
+    let mut out = Vec::with_capacity(n);
+    for a in (0..n).step_by(64) {
+        let b = (a + 64).min(n);
+        let mut s = vec![0.0f32; b - a];
+        engine.actions(Weights::Current, lat, &configs[a * v..b * v], &vec![sigma as f32; b - a], &mut s)?;
+        out.extend(s.iter().map(|&x| x as f64));
+    }
+    Ok(out)
+}
+
+/// The ensemble's parametrisation's couplings from a fit: (name, value, error) triples.
+pub fn couplings(f: &ActionFit, theory: Parametrisation) -> Vec<(&'static str, f64, f64)> {
+    let [h, q, lambda] = f.polynomial();
+    match theory {
+        Parametrisation::Hopping { .. } => vec![("kappa", h.0, h.1), ("lambda", lambda.0, lambda.1), ("q", q.0, q.1)],
+        Parametrisation::Mass { .. } => {
+            vec![("m2", q.0 - 4.0, q.1), ("lambda", lambda.0, lambda.1), ("h", h.0, h.1)]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Operators of a known configuration: φ = 1 on one site of a 3×4 lattice, 2 on its
+    /// forward time neighbour and on its forward diagonal neighbour.
+    #[test]
+    fn operators_of_a_known_configuration() {
+        let lat = Lattice::new(3, 4);
+        let mut phi = vec![0.0f32; 12];
+        phi[0] = 1.0; // (0, 0)
+        phi[4] = 2.0; // (1, 0)
+        phi[5] = 2.0; // (1, 1)
+        let o = operators(&phi, lat);
+        let v = 12.0;
+        // bonds: (0,0)-(1,0) = 2, (1,0)-(1,1) = 4
+        assert!((o[0] * v - 6.0).abs() < 1e-12, "{}", o[0] * v);
+        assert!((o[1] * v - 9.0).abs() < 1e-12);
+        assert!((o[2] * v - 33.0).abs() < 1e-12);
+        assert!((o[3] * v - 129.0).abs() < 1e-12);
+        // diagonals: (0,0)-(1,1) = 2
+        assert!((o[4] * v - 2.0).abs() < 1e-12, "{}", o[4] * v);
+    }
+
+    /// An exact φ⁴ action (plus a constant) is recovered to rounding, with zero φ⁶ and
+    /// next-nearest-neighbour coefficients and zero residual.
+    #[test]
+    fn an_exact_phi4_action_is_recovered() {
+        use crate::theory::{Action, Phi4};
+        let lat = Lattice::new(4, 6);
+        let theory = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
+        let mut rng = crate::rng::stream(3, crate::rng::Domain::Misc, 0);
+        let n = 200;
+        let (mut s, mut x) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let phi: Vec<f64> = (0..24)
+                .map(|_| rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, &mut rng))
+                .collect();
+            let p32: Vec<f32> = phi.iter().map(|&v| v as f32).collect();
+            let p: Vec<f64> = p32.iter().map(|&v| v as f64).collect();
+            s.push(theory.action(&p) + 17.0);
+            x.push(operators(&p32, lat));
+        }
+        let f = fit(&s, &x, 24, None, 10);
+        let c = couplings(&f, theory.param);
+        assert_eq!(c[0].0, "kappa");
+        assert!((c[0].1 - 0.27).abs() < 1e-9, "{c:?}");
+        assert!((c[1].1 - 0.022).abs() < 1e-9, "{c:?}");
+        assert!((c[2].1 - (1.0 - 0.044)).abs() < 1e-9, "{c:?}");
+        assert!(f.coefficients[3].0.abs() < 1e-9 && f.coefficients[4].0.abs() < 1e-9, "{:?}", f.coefficients);
+        assert!(f.residual_rms < 1e-6 * f.action_std, "{} vs {}", f.residual_rms, f.action_std);
+    }
+}
