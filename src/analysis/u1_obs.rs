@@ -164,12 +164,8 @@ pub fn integer_charges(q: &[f64]) -> Result<Vec<i64>, String> {
     q.iter()
         .enumerate()
         .map(|(i, &x)| {
-            let r = x.round();
-            if (x - r).abs() < 1e-6 {
-                Ok(r as i64)
-            } else {
-                Err(format!("configuration {i}: topological charge {x} is not an integer (to 1e-6)"))
-            }
+            crate::theory::as_integer(x)
+                .ok_or_else(|| format!("configuration {i}: topological charge {x} is not an integer (to 1e-6)"))
         })
         .collect()
 }

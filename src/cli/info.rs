@@ -117,6 +117,17 @@ fn model_info(a: &InfoArgs, m: &crate::diffusion::model_file::ModelFile) -> Resu
         };
         println!("  prior         action + G(p), {zm}");
     }
+    print_diffusion_and_training(m);
+    if let Some(c) = m.attr("val_chains") {
+        println!("  held out      chains {c} (whole chains)");
+    }
+    print_provenance(a, m);
+    Ok(())
+}
+
+/// A model's noise schedule, training progress and validation figures (either form).
+fn print_diffusion_and_training(m: &crate::diffusion::model_file::ModelFile) {
+    let s = |k: &str| m.attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     println!(
         "  diffusion     VE SDE, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
         m.schedule.sigma_min, m.schedule.sigma_max, m.arch.sigma_data
@@ -133,16 +144,17 @@ fn model_info(a: &InfoArgs, m: &crate::diffusion::model_file::ModelFile) -> Resu
         println!("  validation    loss {v} (EMA {}), per sigma band {}", s("val_loss_ema"), s("val_loss_bands"));
         println!("  score check   |s(phi, sigma_min) + dS/dphi| / |dS/dphi| = {}", s("score_force_rel_dev"));
     }
-    if let Some(c) = m.attr("val_chains") {
-        println!("  held out      chains {c} (whole chains)");
-    }
+}
+
+/// A model's seed and version, and with `--config` its stored configuration.
+fn print_provenance(a: &InfoArgs, m: &crate::diffusion::model_file::ModelFile) {
+    let s = |k: &str| m.attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     println!("  seed          {}   latdiff {}", s("seed"), s("latdiff_version"));
     if a.config {
         if let Some(AttrValue::Str(c)) = m.attr("config") {
             println!("\n# stored configuration\n{c}");
         }
     }
-    Ok(())
 }
 
 /// An action-form model: the learnt scalar action's network instead of the U-Net's.
@@ -161,28 +173,8 @@ fn action_model_info(
         m.params.len(),
         act.layers
     );
-    println!(
-        "  diffusion     VE SDE, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
-        m.schedule.sigma_min, m.schedule.sigma_max, m.arch.sigma_data
-    );
-    println!(
-        "  training      step {} of {} (batch {}, {} rank(s)), finished {}",
-        m.step,
-        s("steps"),
-        s("batch"),
-        s("n_ranks"),
-        s("finished")
-    );
-    if let Some(v) = m.attr("val_loss") {
-        println!("  validation    loss {v} (EMA {}), per sigma band {}", s("val_loss_ema"), s("val_loss_bands"));
-        println!("  score check   |s(phi, sigma_min) + dS/dphi| / |dS/dphi| = {}", s("score_force_rel_dev"));
-    }
-    println!("  seed          {}   latdiff {}", s("seed"), s("latdiff_version"));
-    if a.config {
-        if let Some(AttrValue::Str(c)) = m.attr("config") {
-            println!("\n# stored configuration\n{c}");
-        }
-    }
+    print_diffusion_and_training(m);
+    print_provenance(a, m);
     Ok(())
 }
 

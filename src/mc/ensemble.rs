@@ -745,9 +745,8 @@ fn print_therm_verdict(report: &ThermReport) {
 /// The monitor of chain `chain` as the integer it must be (to 1e−6), or an error: a
 /// non-integer topological charge means a broken field, not a measurement.
 fn integer_monitor(name: &str, x: f64, chain: u64) -> Result<i64> {
-    let r = x.round();
-    anyhow::ensure!((x - r).abs() < 1e-6, "{name} of chain {chain} is {x}, not an integer to 1e-6");
-    Ok(r as i64)
+    crate::theory::as_integer(x)
+        .ok_or_else(|| anyhow::anyhow!("{name} of chain {chain} is {x}, not an integer to 1e-6"))
 }
 
 /// The physics and provenance attributes shared by every ensemble file: the theory's own

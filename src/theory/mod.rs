@@ -76,7 +76,8 @@ pub trait Theory: Action + Clone + Send {
     fn monitor_name(&self) -> &'static str;
 
     /// When the monitor is an integer on every valid configuration (U(1): the topological
-    /// charge), the name of the integer column that stores it per saved configuration.
+    /// charge), the name of the integer column that stores it per saved configuration
+    /// (checked with [`as_integer`]).
     fn integer_monitor_column(&self) -> Option<&'static str> {
         None
     }
@@ -94,6 +95,14 @@ pub trait Theory: Action + Clone + Send {
 
     /// The attributes naming the theory and its couplings in every file it produces.
     fn attrs(&self) -> TheoryAttrs;
+}
+
+/// `x` as the integer it must be (an integer observable such as U(1)'s topological charge,
+/// computed in floating point), or None when it is more than 1e−6 from one: a broken
+/// field, not a measurement.
+pub fn as_integer(x: f64) -> Option<i64> {
+    let r = x.round();
+    ((x - r).abs() < 1e-6).then_some(r as i64)
 }
 
 /// The couplings of every theory latdiff knows, tagged by the theory's name: what a
