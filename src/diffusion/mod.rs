@@ -12,6 +12,7 @@ pub mod fft;
 pub mod fit_action;
 pub mod form;
 pub mod free;
+pub mod gauge;
 pub mod generate;
 pub mod kernel;
 pub mod memory;

@@ -59,14 +59,14 @@ impl<T: Float> DsmWorkspace<CpuOps<T>> {
 
 impl<B: NetOps> DsmWorkspace<B> {
     pub fn on(dev: B, net: &Network, batch: usize, h: usize, w: usize) -> Result<Self> {
-        let n = batch * h * w;
+        let (n_in, n_out) = (batch * net.arch.in_channels * h * w, batch * net.arch.out_channels * h * w);
         let z = B::Elem::ZERO;
         Ok(DsmWorkspace {
             net: Workspace::on(dev, net, batch, h, w)?,
-            x_in: vec![z; n],
-            resid: vec![z; n],
+            x_in: vec![z; n_in],
+            resid: vec![z; n_out],
             scale: vec![z; batch],
-            dout: vec![z; n],
+            dout: vec![z; n_out],
         })
     }
 }
@@ -81,8 +81,9 @@ fn scale_input<T: Float>(x_in: &mut [T], phi: &[T], sigma: &[T], sigma_data: f64
     }
 }
 
-/// out[B,1,H,W] = F_θ(c_in(σ) φ, log σ) on the workspace's device: the network's raw output,
-/// which the score form (`diffusion::form`) turns into a score.
+/// out[B,C_out,H,W] = F_θ(c_in(σ) φ, log σ) on the workspace's device (F_θ(φ, log σ) for an
+/// input that is not scaled, `Arch::scaled_input`): the network's raw output, which the score
+/// form (`diffusion::form`) turns into a score.
 pub fn network_output<B: NetOps>(
     net: &Network,
     params: &B::Params,
@@ -91,8 +92,12 @@ pub fn network_output<B: NetOps>(
     out: &mut [B::Elem],
     ws: &mut DsmWorkspace<B>,
 ) -> Result<()> {
-    scale_input(&mut ws.x_in, phi, sigma, net.arch.sigma_data);
-    ws.net.set_input(&ws.x_in)?;
+    if net.arch.scaled_input {
+        scale_input(&mut ws.x_in, phi, sigma, net.arch.sigma_data);
+        ws.net.set_input(&ws.x_in)?;
+    } else {
+        ws.net.set_input(phi)?;
+    }
     net.forward_on(params, sigma, &mut ws.net)?;
     ws.net.get_output(out)
 }
@@ -112,7 +117,9 @@ pub fn dsm_loss_forward<B: NetOps>(
     ws: &mut DsmWorkspace<B>,
 ) -> Result<B::Elem> {
     let bsz = sigma.len();
-    let v = phi_sigma.len() / bsz;
+    // Output values per configuration (C_out·V; the input may have other channels).
+    let v = ws.resid.len() / bsz;
+    assert_eq!(offset.len(), ws.resid.len(), "DSM offset is not [B, C_out, H, W]");
     let mut f = std::mem::take(&mut ws.resid);
     let r = network_output(net, params, phi_sigma, sigma, &mut f, ws);
     ws.resid = f;

@@ -5,7 +5,7 @@
 //! with skip = identity, or a 1×1 conv when the channel count changes. Down path: stem
 //! conv, `blocks_per_level` blocks per level, 2×2 average pool between levels. Up path:
 //! nearest up-sampling, concat with the down path's skip of that level, blocks. Head:
-//! [GroupNorm] → SiLU → conv3×3 to one channel. Every conv is periodic, so the network is
+//! [GroupNorm] → SiLU → conv3×3 to `out_channels` (one for a scalar field). Every conv is periodic, so the network is
 //! fully convolutional on any H×W divisible by 2^(levels−1) (`Arch::stride`) and exactly
 //! equivariant under translations by multiples of that stride.
 //!
@@ -44,6 +44,17 @@ pub struct Arch {
     pub fourier_seed: u64,
     /// σ_data of the input preconditioning c_in = 1/√(σ_data² + σ²).
     pub sigma_data: f64,
+    /// Input channels per site: 1 for a scalar field; a field with several values per site,
+    /// or features of one (cos θ_P, sin θ_P of U(1) plaquettes), has more.
+    #[serde(default = "one")]
+    pub in_channels: usize,
+    /// Output channels per site (one score component per degree of freedom).
+    #[serde(default = "one")]
+    pub out_channels: usize,
+    /// Whether the diffusion objective feeds c_in(σ)·φ (a field of unbounded range) or the
+    /// input as given (bounded features such as cos/sin of angles, which need no scaling).
+    #[serde(default = "normalised")]
+    pub scaled_input: bool,
 }
 
 impl Arch {
@@ -59,6 +70,9 @@ impl Arch {
             fourier_seed: 0x5eed,
             sigma_data: 1.0,
             norm: true,
+            in_channels: 1,
+            out_channels: 1,
+            scaled_input: true,
         }
     }
 
@@ -143,6 +157,10 @@ impl Arch {
 
 fn normalised() -> bool {
     true
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for Arch {
@@ -247,7 +265,7 @@ impl Plan {
             groups: arch.groups,
             norm: arch.norm,
         };
-        let x = p.tensor(1, h, w);
+        let x = p.tensor(arch.in_channels, h, w);
         debug_assert_eq!(x, X);
         let e0 = p.tensor(2 * arch.fourier_features, 1, 1);
         p.ops.push(Op::Fourier { out: e0 });
@@ -282,7 +300,7 @@ impl Plan {
         }
         let g = if p.norm { p.norm("head.norm", hcur) } else { hcur };
         let a = p.silu(g);
-        p.out = p.conv("head.conv", a, 1, 3, 0.1);
+        p.out = p.conv("head.conv", a, arch.out_channels, 3, 0.1);
         p
     }
 }
@@ -359,7 +377,7 @@ impl<B: NetOps> Workspace<B> {
         2 * a * std::mem::size_of::<B::Elem>() + self.dev.scratch_bytes()
     }
 
-    /// Copies the network input x[B,1,H,W] to the device.
+    /// Copies the network input x[B,C_in,H,W] to the device.
     pub fn set_input(&mut self, x: &[B::Elem]) -> Result<()> {
         let t = self.acts[X].as_mut().expect("input tensor");
         self.dev.upload(t, x)
@@ -440,7 +458,7 @@ impl Network {
         p
     }
 
-    /// out[B,1,H,W] = F_θ(x[B,1,H,W], log σ[B]) on the CPU. Keeps what backward needs in `ws`.
+    /// out[B,C_out,H,W] = F_θ(x[B,C_in,H,W], log σ[B]) on the CPU. Keeps what backward needs in `ws`.
     pub fn forward<T: Float>(&self, params: &[T], x: &[T], sigma: &[T], out: &mut [T], ws: &mut CpuWorkspace<T>) {
         let r = ws.set_input(x).and_then(|_| self.forward_on(params, sigma, ws)).and_then(|_| ws.get_output(out));
         r.expect("CPU layers cannot fail");

@@ -81,6 +81,23 @@ impl U1 {
     }
 }
 
+/// One unit of flux spread evenly, Q = 1: θ_1(t, x) = f t with f = 2π/V gives f on every
+/// plaquette but the last row's, which the time links θ_0(L_t−1, x) = −f L_t x close.
+pub fn one_flux(lat: Lattice) -> Vec<f64> {
+    let (lt, lx, v) = (lat.lt, lat.lx, lat.volume());
+    let mut theta = vec![0.0; 2 * v];
+    let f = 2.0 * PI / v as f64;
+    for t in 0..lt {
+        for x in 0..lx {
+            theta[v + t * lx + x] = wrap_angle(f * t as f64);
+            if t == lt - 1 {
+                theta[t * lx + x] = wrap_angle(-f * (lt * x) as f64);
+            }
+        }
+    }
+    theta
+}
+
 impl Action for U1 {
     fn lattice(&self) -> Lattice {
         self.lattice
@@ -228,19 +245,9 @@ mod tests {
             assert!((s - s2).abs() < 1e-9 * s.abs().max(1.0), "S {s} vs {s2}");
             assert_eq!(q.round(), q2.round());
         }
-        // Constant field strength f = 2π/V: θ_1(t, x) = f t gives f on every plaquette but
-        // the last row's, which the time links θ_0(L_t−1, x) = −f L_t x close.
-        let (lt, lx, v) = (lat.lt, lat.lx, lat.volume());
-        let mut theta = vec![0.0; 2 * v];
-        let f = 2.0 * PI / v as f64;
-        for t in 0..lt {
-            for x in 0..lx {
-                theta[v + t * lx + x] = wrap_angle(f * t as f64);
-                if t == lt - 1 {
-                    theta[t * lx + x] = wrap_angle(-f * (lt * x) as f64);
-                }
-            }
-        }
+        // Constant field strength f = 2π/V (`one_flux`).
+        let theta = one_flux(lat);
+        let f = 2.0 * PI / lat.volume() as f64;
         let q = th.topological_charge(&theta);
         assert!((q - 1.0).abs() < 1e-9, "one unit of flux: Q = {q}");
         let plaq = th.plaquette_angles(&theta);
