@@ -1006,6 +1006,11 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lambda: Option<f64>,
+    /// U(1) target coupling (default: the model's training beta); another beta conditions
+    /// the model on it (its learnt correction scaled by beta/beta_train).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
     /// Write an independence-Metropolis chain over the weighted proposals.
     #[arg(long)]
     #[serde(default, skip_serializing_if = "is_false")]
@@ -1086,6 +1091,8 @@ pub struct SampleConfig {
     pub m2: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lambda: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
     pub metropolis: bool,
     pub hmc_refine: usize,
     pub no_ema: bool,
@@ -1122,6 +1129,7 @@ impl Default for SampleConfig {
             kappa: None,
             m2: None,
             lambda: None,
+            beta: None,
             metropolis: false,
             hmc_refine: 0,
             no_ema: false,
@@ -1149,6 +1157,7 @@ impl SampleConfig {
                 ("kappa", o.kappa),
                 ("m2", o.m2),
                 ("lambda", o.lambda),
+                ("beta", o.beta),
                 ("sigma_min", o.sigma_min),
                 ("sigma_max", o.sigma_max),
                 ("snr", o.snr),

@@ -568,7 +568,7 @@ mod whole {
             let m = NetworkScoreModel::from_parts(
                 arch.clone(),
                 form,
-                theory,
+                latdiff::theory::Couplings::Phi4(theory),
                 &params,
                 g.clone(),
                 lat,

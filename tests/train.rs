@@ -158,7 +158,7 @@ fn physics_form_learns_on_top_of_the_prior() {
     let split = latdiff::diffusion::data::split(Some(&e.read_i64("chain").unwrap()), e.n, 0.1);
     let parts = latdiff::diffusion::model::score_parts(
         ScoreForm::Physics,
-        m.theory().unwrap(),
+        m.couplings().unwrap(),
         m.arch.sigma_data,
         m.two_point.clone(),
         &m.magnetisation,

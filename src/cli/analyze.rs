@@ -8,7 +8,7 @@ use crate::analysis::replicas::{self, Replicas};
 use crate::analysis::u1_obs::{charge_change_fraction, integer_charges};
 use crate::analysis::{plot, stats, Observables, Phi4Observables, U1Observables};
 use crate::io::{AttrValue, Ensemble};
-use crate::theory::{Couplings, Phi4, Theory, U1};
+use crate::theory::{u1_exact, Couplings, Phi4, Theory, U1};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -179,6 +179,22 @@ pub struct Topology {
     pub chain: Vec<usize>,
     /// Fraction of successive saved configurations of a chain whose Q differs.
     pub changed_fraction: f64,
+    /// The exact ⟨cos θ_P⟩ and χ_t of this β on this torus (`theory::u1_exact`).
+    pub exact: (f64, f64),
+}
+
+impl Topology {
+    /// (key, exact value, deviation of the estimate in its standard errors) for the
+    /// plaquette and χ_t.
+    fn exact_comparison(&self, a: &Analysis) -> Vec<(&'static str, f64, f64)> {
+        [("plaquette", self.exact.0), ("chi_t", self.exact.1)]
+            .into_iter()
+            .map(|(k, x)| {
+                let dev = a.scalar(k).map_or(f64::NAN, |e| (e.mean - x) / e.err);
+                (k, x, dev)
+            })
+            .collect()
+    }
 }
 
 /// Measures (streamed) and analyses one opened file.
@@ -190,11 +206,13 @@ pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis>
     };
     let col = |k: &str| prim.column(k).map(<[f64]>::to_vec).unwrap_or_default();
     let topology = match i.couplings {
-        Couplings::U1 { .. } => {
+        Couplings::U1 { beta } => {
             let q = integer_charges(&col("q")).map_err(|e| super::input_err(anyhow!("{}: {e}", i.path.display())))?;
             let changed_fraction = charge_change_fraction(&q, i.chain.as_deref());
             let chain = i.chain.clone().unwrap_or_else(|| vec![0; q.len()]);
-            Some(Topology { q, chain, changed_fraction })
+            let v = i.ens.lattice.volume();
+            let exact = (u1_exact::plaquette(beta, v), u1_exact::topological_susceptibility(beta, v));
+            Some(Topology { q, chain, changed_fraction, exact })
         }
         Couplings::Phi4(_) => None,
     };
@@ -322,7 +340,12 @@ pub fn file_json(r: &FileAnalysis) -> Value {
     if let Some(t) = &r.topology {
         let hist: Map<String, Value> =
             charge_histogram(&t.q, r.weights.as_deref()).into_iter().map(|(q, p)| (q.to_string(), num(p))).collect();
-        o["topology"] = json!({"q_changed_fraction": num(t.changed_fraction), "p_q": hist});
+        let exact: Map<String, Value> = t
+            .exact_comparison(&r.analysis)
+            .into_iter()
+            .flat_map(|(k, x, dev)| [(k.to_string(), num(x)), (format!("{k}_sigma"), num(dev))])
+            .collect();
+        o["topology"] = json!({"q_changed_fraction": num(t.changed_fraction), "p_q": hist, "exact": exact});
     }
     if let Some(r) = &r.replicas {
         o["n_replicas"] = json!(r.count);
@@ -509,6 +532,9 @@ pub fn table(results: &[FileAnalysis]) -> String {
         }
         if let Some(t) = &r.topology {
             let _ = writeln!(s, "    topology: {}", topology_line(t, r.weights.as_deref()));
+            let cmp: Vec<String> =
+                t.exact_comparison(a).iter().map(|(k, x, dev)| format!("{k} {x:.6} ({dev:+.1} sigma)")).collect();
+            let _ = writeln!(s, "    exact on this torus: {}", cmp.join(", "));
         }
     }
     s.push('\n');

@@ -443,7 +443,16 @@ fn sample_rows(
             let g = (0..lat.volume()).map(|i| 1.0 / (1.0 + lat.phat2(i / l, i % l))).collect();
             let (fwd, _) = net.gemm_flops(1, l, l);
             let (form, theory) = (ScoreForm::Physics, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
-            let inner = NetworkScoreModel::from_parts(arch.clone(), form, theory, &params, g, lat, "bench".into(), dev);
+            let inner = NetworkScoreModel::from_parts(
+                arch.clone(),
+                form,
+                crate::theory::Couplings::Phi4(theory),
+                &params,
+                g,
+                lat,
+                "bench".into(),
+                dev,
+            );
             let model = Timed::new(&inner);
             let settings = SamplerSettings::new(SamplerKind::Em, steps, 0.01, 10.0);
             let t0 = std::time::Instant::now();

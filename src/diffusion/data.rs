@@ -17,6 +17,8 @@ use rand_distr::{Distribution, StandardNormal};
 
 pub struct Shard {
     pub lattice: Lattice,
+    /// Values per configuration (V, or C·V for C values per site).
+    pub dof: usize,
     /// Number of training configurations (the held-out ones excluded).
     pub n_train: usize,
     /// Training position of the first configuration held here.
@@ -105,17 +107,16 @@ impl Shard {
         // fraction of it, and one read beats one per row.
         let (r0, r1) = (split.train[a], split.train[b - 1] + 1);
         let span = e.read_configs(r0, r1)?;
-        let v = e.lattice.volume();
+        let v = e.shape.len();
         let mut configs = Vec::with_capacity((b - a) * v);
         for &r in &split.train[a..b] {
             configs.extend_from_slice(&span[(r - r0) * v..][..v]);
         }
-        Ok(Shard { lattice: e.lattice, n_train, start: a, configs })
+        Ok(Shard { lattice: e.lattice, dof: v, n_train, start: a, configs })
     }
 
     pub fn config(&self, position: usize) -> &[f32] {
-        let v = self.lattice.volume();
-        &self.configs[(position - self.start) * v..][..v]
+        &self.configs[(position - self.start) * self.dof..][..self.dof]
     }
 }
 
@@ -144,25 +145,27 @@ pub fn augment(dst: &mut [f32], src: &[f32], lat: Lattice, reflect: &impl Fn(f32
     }
 }
 
-/// Fills a batch slot: a configuration from the slot's stratum (augmented or not), unit
-/// noise z and a noise level σ from the schedule, all from the slot's own stream.
-#[allow(clippy::too_many_arguments)]
+/// Writes a random symmetry image of a configuration (`dst`, `src`) from the stream: the
+/// theory's augmentation ([`augment`] for a scalar field, `gauge::symmetry` for links).
+pub type Augment<'a> = &'a (dyn Fn(&mut [f32], &[f32], &mut Stream) + Sync);
+
+/// Fills a batch slot: a configuration from the slot's stratum (a symmetry image of it from
+/// `augment`, if given), unit noise z and a noise level σ from the schedule, all from the
+/// slot's own stream.
 pub fn fill_slot(
     phi0: &mut [f32],
     z: &mut [f32],
     shard: &Shard,
-    batch: usize,
-    slot: usize,
-    augment_on: bool,
-    reflect: &impl Fn(f32) -> f32,
+    (batch, slot): (usize, usize),
+    augment: Option<Augment>,
     schedule: &super::objective::SigmaSchedule,
     rng: &mut Stream,
 ) -> f32 {
     let (a, b) = stratum(shard.n_train, batch, slot);
     let idx = rng.random_range(a..b);
     let src = shard.config(idx);
-    if augment_on {
-        augment(phi0, src, shard.lattice, reflect, rng);
+    if let Some(augment) = augment {
+        augment(phi0, src, rng);
     } else {
         phi0.copy_from_slice(src);
     }

@@ -14,7 +14,12 @@
 //!   by plain DSM. No prior is added: S_θ alone is then the learnt action, so that
 //!   `fit-action` reads couplings from it without the training theory's own couplings
 //!   entering through the prior (which would make recovering them circular).
+//! * `physics` on U(1) link angles (`Gauge`): s = s_prior(θ, σ) + r (a(σ)/σ) F_θ with the
+//!   gauge prior of [`super::gauge::prior`], the network fed the plaquettes' cos/sin
+//!   ([`ScoreParts::network_input`]) and r = β/β_train (β-conditioning: 1 at the training
+//!   coupling). The target is the wrapped Gaussian kernel's score.
 
+use super::gauge::GaugePrior;
 use super::prior::PhysicsPrior;
 use rayon::prelude::*;
 
@@ -24,8 +29,20 @@ pub use crate::config::ScoreForm;
 /// A score form with what it needs on one lattice.
 pub enum ScoreParts {
     Plain,
-    Physics { prior: PhysicsPrior, sigma_data: f64 },
-    Action { sigma_data: f64 },
+    Physics {
+        prior: PhysicsPrior,
+        sigma_data: f64,
+    },
+    Action {
+        sigma_data: f64,
+    },
+    /// The physics form on U(1) links; `net_scale` multiplies the network's share
+    /// (β-conditioning, module docs).
+    Gauge {
+        prior: GaugePrior,
+        sigma_data: f64,
+        net_scale: f64,
+    },
 }
 
 impl ScoreParts {
@@ -34,7 +51,7 @@ impl ScoreParts {
         match self {
             ScoreParts::Plain => 1.0,
             ScoreParts::Action { sigma_data } => sigma * super::objective::c_in(*sigma_data, sigma),
-            ScoreParts::Physics { sigma_data, .. } => {
+            ScoreParts::Physics { sigma_data, .. } | ScoreParts::Gauge { sigma_data, .. } => {
                 let s2 = sigma * sigma;
                 (s2 / (sigma_data * sigma_data + s2)).powf(1.5)
             }
@@ -53,6 +70,7 @@ impl ScoreParts {
                 return (x, a, e);
             }
             ScoreParts::Physics { prior, .. } => prior,
+            ScoreParts::Gauge { prior, .. } => return self.gauge_training_inputs(prior, phi0, z, sigma),
         };
         let v = prior.lattice().volume();
         assert_eq!(phi0.len(), sigma.len() * v, "training inputs: phi0 is not [B, {}]", prior.lattice());
@@ -83,13 +101,75 @@ impl ScoreParts {
         (x, a, e)
     }
 
-    /// out = s(φ, σ) from the network's raw output F (batch [B, L_t, L_x]).
+    /// The U(1) loss inputs: the network sees the plaquettes of θ_σ = wrap(θ_0 + σz).
+    fn gauge_training_inputs(
+        &self,
+        prior: &GaugePrior,
+        theta0: &[f32],
+        z: &[f32],
+        sigma: &[f32],
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let n = 2 * prior.lattice.volume();
+        assert_eq!(theta0.len(), sigma.len() * n, "training inputs: links are not [B, 2, {}]", prior.lattice);
+        let mut x = vec![0.0f32; theta0.len()];
+        let mut e = vec![0.0f32; theta0.len()];
+        x.par_chunks_mut(n)
+            .zip(e.par_chunks_mut(n))
+            .zip(theta0.par_chunks(n).zip(z.par_chunks(n)))
+            .zip(sigma.par_iter())
+            .for_each_init(
+                || (vec![0.0f64; 4 * n], prior.projector.work()),
+                |(buf, ws), (((x, e), (t0, zz)), &s)| {
+                    let (t064, rest) = buf.split_at_mut(n);
+                    let (z64, rest) = rest.split_at_mut(n);
+                    let (t64, e64) = rest.split_at_mut(n);
+                    t064.iter_mut().zip(t0).for_each(|(d, s)| *d = *s as f64);
+                    z64.iter_mut().zip(zz).for_each(|(d, s)| *d = *s as f64);
+                    prior.denoising_inputs((t064, z64), s as f64, t64, e64, ws);
+                    super::gauge::features::plaquette_features(prior.lattice, t64, x);
+                    e.iter_mut().zip(e64.iter()).for_each(|(d, s)| *d = *s as f32);
+                },
+            );
+        let a = sigma.iter().map(|&s| self.output_scale(s as f64) as f32).collect();
+        (x, a, e)
+    }
+
+    /// What the network is fed for fields `phi` (f32): the field itself (scaled by the
+    /// objective), or for U(1) links the plaquettes' cos/sin.
+    pub fn network_input(&self, phi: &[f64]) -> Vec<f32> {
+        match self {
+            ScoreParts::Gauge { prior, .. } => super::gauge::features::batch_features(prior.lattice, phi),
+            _ => phi.iter().map(|&x| x as f32).collect(),
+        }
+    }
+
+    /// out = s(φ, σ) from the network's raw output F (batch [B, L_t, L_x], or [B, 2, L_t, L_x]
+    /// for links).
     pub fn compose(&self, phi: &[f64], sigma: &[f64], f: &[f32], out: &mut [f64]) {
         let v = phi.len() / sigma.len().max(1);
-        if let ScoreParts::Physics { prior, .. } = self {
-            prior.score_batch(phi, sigma, out);
-        } else {
-            out.iter_mut().for_each(|o| *o = 0.0);
+        let mut net_scale = 1.0;
+        match self {
+            ScoreParts::Physics { prior, .. } => prior.score_batch(phi, sigma, out),
+            ScoreParts::Gauge { prior, net_scale: r, .. } => {
+                net_scale = *r;
+                out.par_chunks_mut(v).zip(phi.par_chunks(v)).zip(sigma.par_iter()).for_each(|((o, p), &s)| {
+                    prior.score(p, s, o);
+                });
+            }
+            ScoreParts::Plain | ScoreParts::Action { .. } => out.iter_mut().for_each(|o| *o = 0.0),
+        }
+        if let ScoreParts::Gauge { prior, .. } = self {
+            // The network's share, projected (`gauge::projection`).
+            out.par_chunks_mut(v).zip(f.par_chunks(v)).zip(sigma.par_iter()).for_each_init(
+                || (prior.projector.work(), vec![0.0; v]),
+                |(ws, share), ((o, f), &s)| {
+                    let c = net_scale * self.output_scale(s) / s;
+                    share.iter_mut().zip(f).for_each(|(d, f)| *d = c * *f as f64);
+                    prior.projector.project(share, ws);
+                    o.iter_mut().zip(share.iter()).for_each(|(o, d)| *o += d);
+                },
+            );
+            return;
         }
         out.par_chunks_mut(v).zip(f.par_chunks(v)).zip(sigma.par_iter()).for_each(|((o, f), &s)| {
             let c = self.output_scale(s) / s;

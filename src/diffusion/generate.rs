@@ -11,10 +11,10 @@ use crate::backend::Device;
 use crate::config::{resolve_theory, SampleConfig};
 use crate::dist::Comm;
 use crate::error::input_err;
-use crate::io::{AttrValue, EnsembleWriter};
+use crate::io::{AttrValue, ConfigShape, EnsembleWriter};
 use crate::lattice::Lattice;
 use crate::rng::{self, Domain};
-use crate::theory::{Action, Parametrisation, Phi4};
+use crate::theory::{Action, Couplings, Parametrisation, Phi4, Theory, U1};
 use crate::util::{Progress, StopFlag};
 use anyhow::{anyhow, bail, Result};
 use rand::RngExt;
@@ -69,6 +69,9 @@ impl ScoreModel for Timed<'_> {
     fn two_point(&self, lat: Lattice) -> Vec<f64> {
         self.inner.two_point(lat)
     }
+    fn torus_dof(&self, lat: Lattice) -> Option<usize> {
+        self.inner.torus_dof(lat)
+    }
     fn device(&self) -> String {
         self.inner.device()
     }
@@ -92,13 +95,62 @@ pub struct SampleSummary {
 pub struct Plan {
     pub loaded: LoadedModel,
     pub lattice: Lattice,
-    pub target: Parametrisation,
+    pub target: Couplings,
     pub settings: SamplerSettings,
     pub batch: usize,
 }
 
+/// The theory the weights are exact for: the model's training theory, with whatever
+/// couplings the flags give instead (φ⁴: kappa/m2/lambda; U(1): beta, which conditions the
+/// model on it).
+fn target_couplings(cfg: &SampleConfig, trained: Couplings) -> Result<Couplings> {
+    let p = match trained {
+        Couplings::U1 { beta } => {
+            for (k, v) in [("kappa", cfg.kappa), ("m2", cfg.m2), ("lambda", cfg.lambda)] {
+                if let Some(v) = v {
+                    bail!(input_err(anyhow!(
+                        "{k}: {v} given, but the model is a U(1) gauge model (its coupling is beta)"
+                    )));
+                }
+            }
+            return Ok(Couplings::U1 { beta: cfg.beta.unwrap_or(beta) });
+        }
+        Couplings::Phi4(p) => p,
+    };
+    if let Some(b) = cfg.beta {
+        bail!(input_err(anyhow!(
+            "beta: {b} given, but the model is a phi4 model (its couplings are kappa or m2, and lambda)"
+        )));
+    }
+    if cfg.kappa.is_none() && cfg.m2.is_none() && cfg.lambda.is_none() {
+        return Ok(Couplings::Phi4(p));
+    }
+    let (kappa, m2) = match (cfg.kappa, cfg.m2, p) {
+        (None, None, Parametrisation::Hopping { kappa, .. }) => (Some(kappa), None),
+        (None, None, Parametrisation::Mass { m2, .. }) => (None, Some(m2)),
+        (k, m, _) => (k, m),
+    };
+    Ok(Couplings::Phi4(resolve_theory(kappa, m2, cfg.lambda.or(Some(p.lambda()))).map_err(input_err)?))
+}
+
+/// What the torus takes: the em sampler (its kernel is the wrapped em kernel), no SMC yet.
+fn check_torus_sampler(sampler: SamplerKind) -> Result<()> {
+    if sampler != SamplerKind::Em {
+        bail!(input_err(anyhow!(
+            "sampler: '{}' is not available for U(1) gauge models yet (em, with path weights and --metropolis)",
+            sampler.name()
+        )));
+    }
+    Ok(())
+}
+
 pub fn plan(cfg: &SampleConfig, device: Device, comm: &Comm) -> Result<Plan> {
-    let loaded = model::load(&cfg.model, !cfg.no_ema, device)?;
+    if let Some(b) = cfg.beta {
+        if !(b > 0.0 && b.is_finite()) {
+            bail!(input_err(anyhow!("beta: {b} is not a positive coupling")));
+        }
+    }
+    let loaded = model::load_conditioned(&cfg.model, !cfg.no_ema, device, cfg.beta)?;
     let lattice = match (cfg.lattice, loaded.lattice) {
         (Some(l), _) => l.0,
         (None, Some(l)) => l,
@@ -106,19 +158,14 @@ pub fn plan(cfg: &SampleConfig, device: Device, comm: &Comm) -> Result<Plan> {
     };
     loaded.model.check_lattice(lattice).map_err(|e| input_err(anyhow!(e)))?;
     let batch = batch_within_budget(cfg, &loaded, lattice, comm)?;
-    // Target theory: the model's, with whatever couplings the flags give instead.
-    let target = if cfg.kappa.is_none() && cfg.m2.is_none() && cfg.lambda.is_none() {
-        loaded.theory
-    } else {
-        let (kappa, m2) = match (cfg.kappa, cfg.m2, loaded.theory) {
-            (None, None, Parametrisation::Hopping { kappa, .. }) => (Some(kappa), None),
-            (None, None, Parametrisation::Mass { m2, .. }) => (None, Some(m2)),
-            (k, m, _) => (k, m),
-        };
-        resolve_theory(kappa, m2, cfg.lambda.or(Some(loaded.theory.lambda()))).map_err(input_err)?
-    };
+    let target = target_couplings(cfg, loaded.theory)?;
     let sampler = SamplerKind::parse(&cfg.sampler).map_err(|e| input_err(anyhow!(e)))?;
-    let kernel = Kernel::parse(&cfg.kernel).map_err(|e| input_err(anyhow!(e)))?;
+    let mut kernel = Kernel::parse(&cfg.kernel).map_err(|e| input_err(anyhow!(e)))?;
+    if loaded.model.torus_dof(lattice).is_some() {
+        check_torus_sampler(sampler)?;
+        // The matched kernel (the default) is Gaussian on R^V: the torus has the wrapped em.
+        kernel = Kernel::Em;
+    }
     let v = lattice.volume() as f64;
     let (smin, smax) = match loaded.schedule {
         // The network knows only the noise levels it was trained on: keep them on larger
@@ -188,18 +235,19 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     if root {
         crate::backend::announce();
     }
-    let (lat, v) = (p.lattice, p.lattice.volume());
-    let target = Phi4::new(lat, p.target);
+    let lat = p.lattice;
+    let target = Target::new(lat, p.target);
+    let v = target.shape().len();
     let weighted = p.settings.has_weights();
     let timed = Timed::new(p.loaded.model.as_ref()).stopping_on(stop);
     let (r, nr) = (comm.rank(), comm.size());
     let b = p.batch.min(cfg.n_configs.div_ceil(nr)).max(1);
     if root {
         eprintln!(
-            "latdiff sample: {} on {lat}, target phi4 {} ({}), {} sampler, {} kernel, {} steps, sigma in [{:.3e}, {:.3e}], {} configs in batches of {b} over {nr} rank(s), model on {}",
+            "latdiff sample: {} on {lat}, target {} {}, {} sampler, {} kernel, {} steps, sigma in [{:.3e}, {:.3e}], {} configs in batches of {b} over {nr} rank(s), model on {}",
             p.loaded.model.describe(),
-            p.target.describe(),
             p.target.name(),
+            p.target.describe(),
             p.settings.sampler.name(),
             p.settings.kernel.name(),
             p.settings.n_steps,
@@ -218,7 +266,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     }
     let icols: Vec<&str> =
         if cfg.metropolis { vec!["chain", "trajectory", "accepted"] } else { vec!["chain", "trajectory"] };
-    let mut writer = if root { Some(EnsembleWriter::create(&cfg.out, lat, &cols, &icols)?) } else { None };
+    let mut writer = if root { Some(EnsembleWriter::create(&cfg.out, target.shape(), &cols, &icols)?) } else { None };
 
     let mut imh_rng = rng::stream(cfg.seed, Domain::Misc, METROPOLIS_STREAM);
     let mut imh = Imh::new();
@@ -235,7 +283,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         let first = round * per_round + r * b;
         let k = b.min(cfg.n_configs.saturating_sub(first));
         let batch = (k > 0).then(|| {
-            let t = weighted.then_some(&target as &dyn Action);
+            let t = weighted.then_some(target.action());
             sample_batch(&timed, t, lat, &p.settings, cfg.seed, first as u64, k)
         });
         // A batch interrupted on any rank drops the whole round on every rank.
@@ -251,8 +299,8 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         } else {
             (Vec::new(), Vec::new())
         };
-        super::refine::hmc_refine(&target, &mut cfgs, cfg.seed, first as u64, cfg.hmc_refine);
-        let actions: Vec<f64> = cfgs.par_chunks(v).map(|c| target.action(c)).collect();
+        target.refine(&mut cfgs, cfg.seed, first as u64, cfg.hmc_refine);
+        let actions: Vec<f64> = cfgs.par_chunks(v).map(|c| target.action().action(c)).collect();
         let c32: Vec<f32> = cfgs.iter().map(|&x| x as f32).collect();
         let counts: Vec<usize> =
             (0..nr).map(|q| b.min(cfg.n_configs.saturating_sub(round * per_round + q * b))).collect();
@@ -357,6 +405,53 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     Ok(s)
 }
 
+/// The theory the samples are exact for, on the sampling lattice.
+enum Target {
+    Phi4(Phi4),
+    U1(U1),
+}
+
+impl Target {
+    fn new(lat: Lattice, c: Couplings) -> Self {
+        match c {
+            Couplings::Phi4(p) => Target::Phi4(Phi4::new(lat, p)),
+            Couplings::U1 { beta } => Target::U1(U1::new(lat, beta)),
+        }
+    }
+
+    fn action(&self) -> &dyn Action {
+        match self {
+            Target::Phi4(t) => t,
+            Target::U1(t) => t,
+        }
+    }
+
+    /// One configuration's shape in /configs (the theory's `dof_shape`).
+    fn shape(&self) -> ConfigShape {
+        let lat = self.action().lattice();
+        let dims = match self {
+            Target::Phi4(t) => t.dof_shape(lat),
+            Target::U1(t) => t.dof_shape(lat),
+        };
+        ConfigShape::new(dims).expect("a theory's configuration shape")
+    }
+
+    fn refine(&self, configs: &mut [f64], seed: u64, first: u64, trajectories: usize) {
+        match self {
+            Target::Phi4(t) => super::refine::hmc_refine(t, configs, seed, first, trajectories),
+            Target::U1(t) => super::refine::hmc_refine(t, configs, seed, first, trajectories),
+        }
+    }
+
+    fn write_attrs(&self, w: &EnsembleWriter) -> Result<()> {
+        let lat = self.action().lattice();
+        match self {
+            Target::Phi4(t) => crate::mc::ensemble::theory_attrs(w, t, lat),
+            Target::U1(t) => crate::mc::ensemble::theory_attrs(w, t, lat),
+        }
+    }
+}
+
 pub(crate) fn write_attrs(
     w: &EnsembleWriter,
     cfg: &SampleConfig,
@@ -364,11 +459,15 @@ pub(crate) fn write_attrs(
     comm: &Comm,
     s: &SampleSummary,
 ) -> Result<()> {
-    crate::mc::ensemble::theory_attrs(w, &crate::theory::Phi4::new(p.lattice, p.target), p.lattice)?;
+    Target::new(p.lattice, p.target).write_attrs(w)?;
     w.set_attr("generator", AttrValue::Str("diffusion".into()))?;
     w.set_attr("model", AttrValue::Str(cfg.model.clone()))?;
     w.set_attr("model_description", AttrValue::Str(p.loaded.model.describe()))?;
     w.set_attr("model_theory", AttrValue::Str(p.loaded.theory.describe()))?;
+    if let (Couplings::U1 { beta: b }, Couplings::U1 { beta: b0 }) = (p.target, p.loaded.theory) {
+        // β-conditioning: the network's correction scaled by β/β_train.
+        w.set_attr("beta_conditioning", AttrValue::F64(b / b0))?;
+    }
     w.set_attr("device", AttrValue::Str(p.loaded.model.device()))?;
     if let Some(f) = &p.loaded.file {
         for (k, v) in &f.attrs {

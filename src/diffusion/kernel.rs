@@ -13,10 +13,14 @@ use super::sampler::{Kernel, SamplerSettings};
 use super::ScoreModel;
 use crate::lattice::Lattice;
 use crate::rng::Stream;
+use crate::theory::manifold::{wrap_angle, wrapped_gaussian_log};
+use rand::RngExt;
+use std::f64::consts::PI;
 
 pub(crate) const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
-/// Start distribution N(0, C_N) and reverse steps on one lattice and σ ladder.
+/// Start distribution N(0, C_N) and reverse steps on one lattice and σ ladder; on the
+/// torus (U(1) links) the uniform start and wrapped em steps.
 pub struct ReverseKernel {
     lattice: Lattice,
     fft: Arc<Fft2>,
@@ -24,6 +28,8 @@ pub struct ReverseKernel {
     sigma: Vec<f64>,
     /// G(p) for the matched kernel; `None` for the em kernel (Σ_k = Δ_k I).
     g: Option<Vec<f64>>,
+    /// Angles on the torus, this many per configuration (`torus`); `None` on R^V.
+    torus: Option<usize>,
 }
 
 /// Per-thread scratch of the kernel.
@@ -50,7 +56,52 @@ impl ReverseKernel {
             Kernel::Em => None,
             Kernel::Matched => Some(positive_two_point(model, lat)?),
         };
-        Ok(ReverseKernel { lattice: lat, fft: fft::plan(lat), sigma: settings.sigma_ladder(), g })
+        Ok(ReverseKernel { lattice: lat, fft: fft::plan(lat), sigma: settings.sigma_ladder(), g, torus: None })
+    }
+
+    /// The em kernel for `n` angles per configuration on the torus: the start is uniform
+    /// (log q = −n log 2π; the noised ensemble at σ_N ≳ 3 is uniform to 10⁻⁸), and step k
+    /// draws θ_{k−1} = wrap(θ_k + Δ_k s + √Δ_k z) with the wrapped Gaussian kernels in the
+    /// path weight on both sides:
+    ///   log_w += log K(wrap(θ_k − θ_{k−1}); Δ_k) − log K(wrap(θ_{k−1} − θ_k − Δ_k s); Δ_k).
+    pub fn torus(lat: Lattice, settings: &SamplerSettings, n: usize) -> Result<Self, String> {
+        if settings.kernel != Kernel::Em {
+            return Err("sampler: angles on the torus take the em kernel only".into());
+        }
+        Ok(ReverseKernel { lattice: lat, fft: fft::plan(lat), sigma: settings.sigma_ladder(), g: None, torus: Some(n) })
+    }
+
+    /// Values per configuration.
+    pub fn dof(&self) -> usize {
+        self.torus.unwrap_or(self.lattice.volume())
+    }
+
+    fn torus_start(&self, theta: &mut [f64], rngs: &mut [Stream], log_w: &mut [f64], n: usize) {
+        theta.par_chunks_mut(n).zip(rngs.par_iter_mut()).zip(log_w.par_iter_mut()).for_each(|((t, r), l)| {
+            for a in t.iter_mut() {
+                *a = wrap_angle(r.random_range(-PI..PI));
+            }
+            *l = n as f64 * LN_2PI;
+        });
+    }
+
+    fn torus_step(&self, k: usize, theta: &mut [f64], score: &[f64], rngs: &mut [Stream], log_w: &mut [f64], n: usize) {
+        let (sk, skm) = (self.sigma[k], self.sigma[k - 1]);
+        let delta = sk * sk - skm * skm;
+        let width = delta.sqrt();
+        theta.par_chunks_mut(n).zip(score.par_chunks(n)).zip(rngs.par_iter_mut()).zip(log_w.par_iter_mut()).for_each(
+            |(((t, sc), r), l)| {
+                let mut acc = 0.0;
+                for (a, s) in t.iter_mut().zip(sc) {
+                    let z: f64 = StandardNormal.sample(r);
+                    let from = *a;
+                    *a = wrap_angle(from + delta * s + width * z);
+                    acc += wrapped_gaussian_log(wrap_angle(from - *a), width)
+                        - wrapped_gaussian_log(wrap_angle(*a - from - delta * s), width);
+                }
+                *l += acc;
+            },
+        );
     }
 
     pub fn lattice(&self) -> Lattice {
@@ -87,6 +138,9 @@ impl ReverseKernel {
     /// Draws φ_N ~ N(0, C_N) for each configuration from its stream and sets
     /// log_w = −log N(φ_N; 0, C_N) = ½ zᵀz + ½ log det C_N + (V/2) log 2π.
     pub fn start(&self, phi: &mut [f64], rngs: &mut [Stream], log_w: &mut [f64]) {
+        if let Some(n) = self.torus {
+            return self.torus_start(phi, rngs, log_w, n);
+        }
         let v = self.lattice.volume();
         let sn2 = self.sigma[self.n_steps()].powi(2);
         let c_n: Vec<f64> = match &self.g {
@@ -110,6 +164,9 @@ impl ReverseKernel {
     /// η ~ N(0, Σ_k) from its stream, and log_w += log N(φ_k; φ_{k−1}, Δ_k I) − log N(φ_{k−1}; μ_k, Σ_k).
     /// `score` holds s(φ_k, σ_k) per configuration.
     pub fn step(&self, k: usize, phi: &mut [f64], score: &[f64], rngs: &mut [Stream], log_w: &mut [f64]) {
+        if let Some(n) = self.torus {
+            return self.torus_step(k, phi, score, rngs, log_w, n);
+        }
         let v = self.lattice.volume();
         let (sk, skm) = (self.sigma[k], self.sigma[k - 1]);
         let delta = sk * sk - skm * skm;

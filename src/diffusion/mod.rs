@@ -29,7 +29,8 @@ pub mod zero_mode;
 use crate::lattice::Lattice;
 
 /// Anything that gives the score of the noised ensemble: a trained network or the exact
-/// free-field score. Fields are f64 on the sampler side, row-major [B, L_t, L_x].
+/// free-field score. Fields are f64 on the sampler side, row-major [B, L_t, L_x] ([B, 2, L_t,
+/// L_x] for U(1) links, `torus_dof`).
 pub trait ScoreModel: Sync {
     /// Why the model cannot run on `lat`, if it cannot (e.g. not divisible by 2^levels).
     fn check_lattice(&self, lat: Lattice) -> Result<(), String>;
@@ -48,6 +49,12 @@ pub trait ScoreModel: Sync {
     /// The physics prior its score is built on at `lat`, if it has one (physics-form networks,
     /// `prior:` models): its scalar action is the SMC sampler's intermediate target.
     fn prior_parts(&self, _lat: Lattice) -> Option<std::sync::Arc<form::ScoreParts>> {
+        None
+    }
+
+    /// For a field of angles on the torus (U(1) links), their number per configuration on
+    /// `lat`; `None` for a real field of one value per site.
+    fn torus_dof(&self, _lat: Lattice) -> Option<usize> {
         None
     }
 

@@ -11,8 +11,8 @@ use super::ScoreModel;
 use crate::backend::Device;
 use crate::lattice::Lattice;
 use crate::nn::{ActionArch, Arch, Network};
-use crate::theory::{Parametrisation, Phi4};
-use anyhow::{anyhow, Result};
+use crate::theory::{Couplings, Parametrisation, Phi4};
+use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +28,10 @@ pub struct NetworkScoreModel {
     /// The action network of the action form (the U-Net otherwise).
     pub action: Option<ActionArch>,
     /// The training theory: the physics prior's action on every lattice.
-    theory: Parametrisation,
+    theory: Couplings,
+    /// The theory sampled (U(1): another β than the training one conditions the score on
+    /// it, `form` docs); the training theory unless `conditioned_on` says otherwise.
+    target: Couplings,
     label: String,
     /// The network with its weights on the chosen device, built at the first evaluation so
     /// that every input check comes before the device is touched.
@@ -64,7 +67,7 @@ impl NetworkScoreModel {
             file.train_lattice,
             file.step
         );
-        let theory = file.theory()?;
+        let theory = file.couplings()?;
         let action = file.action_arch()?;
         if (form == ScoreForm::Action) != action.is_some() {
             return Err(anyhow!(
@@ -86,7 +89,7 @@ impl NetworkScoreModel {
     pub fn from_parts(
         arch: Arch,
         form: ScoreForm,
-        theory: Parametrisation,
+        theory: Couplings,
         params: &[f32],
         two_point: Vec<f64>,
         train_lattice: Lattice,
@@ -97,7 +100,42 @@ impl NetworkScoreModel {
         let parts = PartsCache::default();
         let magnetisation = Vec::new();
         let action = None;
-        NetworkScoreModel { arch, two_point, train_lattice, magnetisation, form, action, theory, label, engine, parts }
+        let target = theory;
+        NetworkScoreModel {
+            arch,
+            two_point,
+            train_lattice,
+            magnetisation,
+            form,
+            action,
+            theory,
+            target,
+            label,
+            engine,
+            parts,
+        }
+    }
+
+    /// The model sampling `target` instead of its training theory: for U(1), the prior at the
+    /// target β and the network's correction scaled by β/β_train (exact as σ → 0). Other
+    /// changes of theory are refused.
+    pub fn conditioned_on(mut self, target: Couplings) -> Result<Self, String> {
+        match (self.theory, target) {
+            (Couplings::U1 { .. }, Couplings::U1 { beta }) if beta > 0.0 && beta.is_finite() => {}
+            (a, b) if a == b => {}
+            (a, b) => {
+                return Err(format!(
+                    "model: trained on {} {}; it cannot be conditioned on {} {}",
+                    a.name(),
+                    a.describe(),
+                    b.name(),
+                    b.describe()
+                ))
+            }
+        }
+        self.target = target;
+        self.parts = PartsCache::default();
+        Ok(self)
     }
 
     /// The model with its training data's magnetisations (see the field).
@@ -109,7 +147,16 @@ impl NetworkScoreModel {
     /// The score form's parts on `lat` (built once per lattice).
     pub fn parts(&self, lat: Lattice) -> Result<Arc<ScoreParts>, String> {
         let m = if lat == self.train_lattice { &self.magnetisation[..] } else { &[] };
-        self.parts.get(lat, || score_parts(self.form, self.theory, self.arch.sigma_data, self.two_point(lat), m, lat))
+        self.parts.get(lat, || {
+            let parts = score_parts(self.form, self.target, self.arch.sigma_data, self.two_point(lat), m, lat)?;
+            Ok(match (parts, self.theory) {
+                (ScoreParts::Gauge { prior, sigma_data, .. }, Couplings::U1 { beta }) => {
+                    let net_scale = prior.beta / beta;
+                    ScoreParts::Gauge { prior, sigma_data, net_scale }
+                }
+                (p, _) => p,
+            })
+        })
     }
 
     fn with_engine<R>(&self, f: impl FnOnce(&mut dyn NetEngine) -> Result<R>) -> Result<R> {
@@ -143,10 +190,11 @@ impl ScoreModel for NetworkScoreModel {
 
     fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
         let parts = self.parts(lat)?;
-        let phi32: Vec<f32> = phi.iter().map(|&x| x as f32).collect();
+        let x = parts.network_input(phi);
         let sig32: Vec<f32> = sigma.iter().map(|&x| x as f32).collect();
+        // One output per degree of freedom, like the field.
         let mut f = vec![0.0f32; phi.len()];
-        self.with_engine(|e| e.output(Weights::Current, lat, &phi32, &sig32, &mut f))
+        self.with_engine(|e| e.output(Weights::Current, lat, &x, &sig32, &mut f))
             .map_err(|e| format!("network: {e:#}"))?;
         parts.compose(phi, sigma, &f, out);
         Ok(())
@@ -154,6 +202,10 @@ impl ScoreModel for NetworkScoreModel {
 
     fn device(&self) -> String {
         self.with_engine(|e| Ok(e.describe())).unwrap_or_else(|e| format!("unavailable ({e:#})"))
+    }
+
+    fn torus_dof(&self, lat: Lattice) -> Option<usize> {
+        matches!(self.theory, Couplings::U1 { .. }).then_some(2 * lat.volume())
     }
 
     fn prior_parts(&self, lat: Lattice) -> Option<Arc<ScoreParts>> {
@@ -213,12 +265,22 @@ pub fn model_form(file: &ModelFile) -> Result<ScoreForm> {
 /// marginal depends on the volume, so other lattices keep the Gaussian zero mode).
 pub fn score_parts(
     form: ScoreForm,
-    theory: Parametrisation,
+    theory: Couplings,
     sigma_data: f64,
     g: Vec<f64>,
     m: &[f64],
     lat: Lattice,
 ) -> Result<ScoreParts, String> {
+    let theory = match (theory, form) {
+        (Couplings::Phi4(p), _) => p,
+        (Couplings::U1 { beta }, ScoreForm::Physics) => {
+            let prior = super::gauge::GaugePrior::new(lat, beta);
+            return Ok(ScoreParts::Gauge { prior, sigma_data, net_scale: 1.0 });
+        }
+        (Couplings::U1 { .. }, f) => {
+            return Err(format!("score form {}: U(1) gauge fields take the physics form only", f.name()))
+        }
+    };
     Ok(match form {
         ScoreForm::Plain => ScoreParts::Plain,
         ScoreForm::Action => ScoreParts::Action { sigma_data },
@@ -250,7 +312,7 @@ pub fn workspace_bytes_per_config(arch: &crate::nn::Arch, lat: Lattice) -> usize
 pub struct LoadedModel {
     pub model: Box<dyn ScoreModel>,
     /// The theory it was trained on (or is exact for).
-    pub theory: Parametrisation,
+    pub theory: Couplings,
     /// Its training lattice, if it has one.
     pub lattice: Option<Lattice>,
     /// Its noise range, if trained.
@@ -278,7 +340,8 @@ impl PriorScoreModel {
 
     fn parts_on(&self, lat: Lattice) -> Result<Arc<ScoreParts>, String> {
         let m = if lat == self.data_lattice { &self.magnetisation[..] } else { &[] };
-        self.parts.get(lat, || score_parts(ScoreForm::Physics, self.theory, 1.0, self.two_point(lat), m, lat))
+        let theory = Couplings::Phi4(self.theory);
+        self.parts.get(lat, || score_parts(ScoreForm::Physics, theory, 1.0, self.two_point(lat), m, lat))
     }
 }
 
@@ -306,10 +369,27 @@ impl ScoreModel for PriorScoreModel {
     }
 }
 
-fn load_prior(spec: &str, path: &str) -> Result<LoadedModel> {
+/// The prior of an ensemble's theory (U(1): at `beta` when given, the prior being exact
+/// for any coupling at σ = 0; φ⁴ takes no beta).
+fn load_prior(spec: &str, path: &str, beta: Option<f64>) -> Result<LoadedModel> {
     let ens = crate::io::Ensemble::open(std::path::Path::new(path))?;
-    let theory = ens.theory()?;
     let lat = ens.lattice;
+    let theory = match ens.couplings()? {
+        Couplings::U1 { beta: b0 } => {
+            let beta = beta.unwrap_or(b0);
+            return Ok(LoadedModel {
+                model: Box::new(super::gauge::model::GaugePriorModel { beta }),
+                theory: Couplings::U1 { beta },
+                lattice: Some(lat),
+                schedule: Some(super::gauge::prior::default_schedule(0.01, 0.0)),
+                spec: spec.into(),
+                file: None,
+                stride: 1,
+            });
+        }
+        Couplings::Phi4(_) if beta.is_some() => bail!("beta: the ensemble is phi4's (beta is the U(1) coupling)"),
+        Couplings::Phi4(p) => p,
+    };
     let configs = ens.read_configs(0, ens.n.min(1024))?;
     let g = super::data::two_point(&configs, lat);
     let m = super::data::magnetisations(&configs, lat);
@@ -318,7 +398,7 @@ fn load_prior(spec: &str, path: &str) -> Result<LoadedModel> {
     let schedule = SigmaSchedule { sigma_min, sigma_max: dmax.max(10.0 * sigma_min), t_eps: 1e-5 };
     Ok(LoadedModel {
         model: Box::new(PriorScoreModel::new(theory, g, m, lat)),
-        theory,
+        theory: Couplings::Phi4(theory),
         lattice: Some(lat),
         schedule: Some(schedule),
         spec: spec.into(),
@@ -332,13 +412,19 @@ fn load_prior(spec: &str, path: &str) -> Result<LoadedModel> {
 /// placed on `device`. A spec or file that cannot be read is bad input (`error::InputError`);
 /// a device that fails is not.
 pub fn load(spec: &str, ema: bool, device: Device) -> Result<LoadedModel> {
+    load_conditioned(spec, ema, device, None)
+}
+
+/// As [`load`], a U(1) model conditioned on `beta` when given (`conditioned_on`); the
+/// loaded model's `theory` stays the training theory.
+pub fn load_conditioned(spec: &str, ema: bool, device: Device, beta: Option<f64>) -> Result<LoadedModel> {
     let input = crate::error::input_err;
     if let Some(path) = spec.strip_prefix("prior:") {
-        return load_prior(spec, path).map_err(|e| input(anyhow!("model: {e:#}")));
+        return load_prior(spec, path, beta).map_err(|e| input(anyhow!("model: {e:#}")));
     }
     if spec.starts_with("free:") {
         let m = FreeScoreModel::parse(spec).map_err(|e| input(anyhow!("model: {e}")))?;
-        let theory = m.param();
+        let theory = Couplings::Phi4(m.param());
         return Ok(LoadedModel {
             model: Box::new(m),
             theory,
@@ -350,10 +436,13 @@ pub fn load(spec: &str, ema: bool, device: Device) -> Result<LoadedModel> {
         });
     }
     let file = ModelFile::read(std::path::Path::new(spec)).map_err(|e| input(anyhow!("model: {e}")))?;
-    let theory = file.theory().map_err(|e| input(anyhow!("model: {e}")))?;
+    let theory = file.couplings().map_err(|e| input(anyhow!("model: {e}")))?;
     let lattice = Some(file.train_lattice);
     let schedule = Some(file.schedule);
-    let m = NetworkScoreModel::new(&file, ema, device).map_err(input)?;
+    let mut m = NetworkScoreModel::new(&file, ema, device).map_err(input)?;
+    if let Some(beta) = beta {
+        m = m.conditioned_on(Couplings::U1 { beta }).map_err(|e| input(anyhow!(e)))?;
+    }
     let stride = if m.action.is_some() { 1 } else { file.arch.stride() };
     Ok(LoadedModel { model: Box::new(m), theory, lattice, schedule, spec: spec.into(), file: Some(file), stride })
 }

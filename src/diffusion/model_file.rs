@@ -70,15 +70,19 @@ impl ModelFile {
         }
     }
 
-    /// The φ⁴ theory the model was trained on, read by the theory from the training data's
-    /// attributes.
-    pub fn theory(&self) -> Result<crate::theory::Parametrisation> {
+    /// The theory and couplings the model was trained on, read by the theory from the
+    /// training data's attributes.
+    pub fn couplings(&self) -> Result<crate::theory::Couplings> {
         let find = |k: &str| self.data_attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v);
         crate::theory::Couplings::from_attrs(&|k| find(k).and_then(|v| v.as_str().map(str::to_string)), &|k| {
             find(k).and_then(AttrValue::as_f64)
         })
-        .and_then(crate::theory::Couplings::phi4)
         .map_err(|e| anyhow!("model: training data: {e}"))
+    }
+
+    /// The φ⁴ theory the model was trained on (an error for a U(1) model).
+    pub fn theory(&self) -> Result<crate::theory::Parametrisation> {
+        self.couplings()?.phi4().map_err(|e| anyhow!("model: training data: {e}"))
     }
 
     /// Writes atomically: a temporary sibling, then rename over any previous checkpoint.

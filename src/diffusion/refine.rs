@@ -6,18 +6,18 @@ use rayon::prelude::*;
 use crate::mc::hmc::{Chain, HmcParams};
 use crate::mc::Integrator;
 use crate::rng::{self, Domain};
-use crate::theory::Phi4;
+use crate::theory::Theory;
 
 /// The refinement trajectories' integrator settings.
 pub const REFINE: HmcParams = HmcParams { integrator: Integrator::Omelyan, n_md: 10, tau: 1.0, tau_jitter: 0.2 };
 
 /// Configuration i of `configs` (global index `first_index + i`) runs `trajectories` HMC
 /// trajectories of `target` with the stream `rng::stream(seed, Domain::HmcChain, 2^40 + index)`.
-pub fn hmc_refine(target: &Phi4, configs: &mut [f64], seed: u64, first_index: u64, trajectories: usize) {
+pub fn hmc_refine<T: Theory>(target: &T, configs: &mut [f64], seed: u64, first_index: u64, trajectories: usize) {
     if trajectories == 0 {
         return;
     }
-    let v = target.lattice.volume();
+    let v: usize = target.dof_shape(target.lattice()).iter().product();
     configs.par_chunks_mut(v).enumerate().for_each(|(i, phi)| {
         let idx = first_index + i as u64;
         let rng = rng::stream(seed, Domain::HmcChain, (1u64 << 40) + idx);

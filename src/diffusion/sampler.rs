@@ -211,8 +211,12 @@ pub fn sample_batch(
             score_calls: 0,
         });
     }
-    let v = lat.volume();
-    let kernel = ReverseKernel::new(model, lat, settings)?;
+    let kernel = match model.torus_dof(lat) {
+        Some(n) if settings.sampler == SamplerKind::Em => ReverseKernel::torus(lat, settings, n)?,
+        Some(_) => return Err(format!("sampler: {} is not available on the torus (em only)", settings.sampler.name())),
+        None => ReverseKernel::new(model, lat, settings)?,
+    };
+    let v = kernel.dof();
     let sig = kernel.sigma_ladder();
     let n = settings.n_steps;
 

@@ -19,13 +19,89 @@ use crate::lattice::Lattice;
 use crate::nn::optim::{AdamW, AdamWConfig};
 use crate::nn::{ActionArch, ActionNet, Arch, Network, ParamLayout};
 use crate::rng::{self, Domain, Stream};
-use crate::theory::{Action, Phi4, Theory};
+use crate::theory::{Action, Couplings, Phi4, Theory, U1};
 use crate::util::{Progress, StopFlag};
 use anyhow::{anyhow, bail, Result};
 use rand_distr::{Distribution, StandardNormal};
 
 /// Scalars appended to the gradient buffer: loss sum and count in 3 σ bands, stop flag.
 const N_EXTRA: usize = 7;
+
+/// What training needs from the theory of its data.
+struct DataTheory {
+    couplings: Couplings,
+    lattice: Lattice,
+    /// Values per configuration: V for φ⁴, 2V link angles for U(1).
+    dof: usize,
+    /// The action whose force the score at σ_min is compared with.
+    action: Box<dyn Action + Send>,
+    /// What the model file records of the theory (`Theory::attrs`).
+    labels: Vec<(&'static str, String)>,
+}
+
+impl DataTheory {
+    fn new(lattice: Lattice, couplings: Couplings) -> Self {
+        let v = lattice.volume();
+        match couplings {
+            Couplings::Phi4(p) => {
+                let t = Phi4::new(lattice, p);
+                DataTheory { couplings, lattice, dof: v, labels: t.attrs().labels, action: Box::new(t) }
+            }
+            Couplings::U1 { beta } => {
+                let t = U1::new(lattice, beta);
+                DataTheory { couplings, lattice, dof: 2 * v, labels: t.attrs().labels, action: Box::new(t) }
+            }
+        }
+    }
+
+    /// The preset's network with the theory's channels (U(1): plaquette cos/sin in, one
+    /// score per link direction out, the bounded input unscaled).
+    fn network_arch(&self, preset: Arch) -> Arch {
+        match self.couplings {
+            Couplings::Phi4(_) => preset,
+            Couplings::U1 { .. } => Arch {
+                in_channels: super::gauge::IN_CHANNELS,
+                out_channels: super::gauge::OUT_CHANNELS,
+                scaled_input: false,
+                ..preset
+            },
+        }
+    }
+
+    /// A random symmetry image of a configuration (`data::Augment`).
+    fn augment(&self, dst: &mut [f32], src: &[f32], rng: &mut Stream) {
+        match self.couplings {
+            Couplings::Phi4(_) => data::augment(dst, src, self.lattice, &|v| -v, rng),
+            Couplings::U1 { .. } => super::gauge::symmetry::augment_links(dst, src, self.lattice, rng),
+        }
+    }
+
+    /// σ_data, the default noise range and the data's two-point function G(p) (U(1): of the
+    /// plaquette angles, recorded for information; no sampler kernel uses it).
+    fn statistics(&self, cfg: &TrainConfig, stat_cfgs: &[f32], rows: &[f32]) -> (f64, SigmaSchedule, Vec<f64>) {
+        let lat = self.lattice;
+        match self.couplings {
+            Couplings::Phi4(_) => {
+                let (rms, dmax) = data::field_scales(stat_cfgs, self.dof);
+                let sigma_max = if cfg.sigma_max > 0.0 { cfg.sigma_max } else { dmax.max(10.0 * cfg.sigma_min) };
+                let sched = SigmaSchedule { sigma_min: cfg.sigma_min, sigma_max, t_eps: 1e-5 };
+                (if rms > 0.0 { rms } else { 1.0 }, sched, data::two_point(rows, lat))
+            }
+            Couplings::U1 { .. } => {
+                let u = U1::new(lat, 1.0);
+                let plaq: Vec<f32> = rows
+                    .chunks(self.dof)
+                    .flat_map(|c| {
+                        let t: Vec<f64> = c.iter().map(|&x| x as f64).collect();
+                        u.plaquette_angles(&t).into_iter().map(|a| crate::theory::manifold::wrap_angle(a) as f32)
+                    })
+                    .collect();
+                let sched = super::gauge::prior::default_schedule(cfg.sigma_min, cfg.sigma_max);
+                (super::gauge::prior::link_scale(lat, stat_cfgs), sched, data::two_point(&plaq, lat))
+            }
+        }
+    }
+}
 
 /// Consecutive steps with a non-finite loss or gradient after which training stops as
 /// diverged (exit code 1, no model written). Such a step is skipped, parameters unchanged:
@@ -106,17 +182,18 @@ impl Validation {
         chunk: usize,
         sched: &SigmaSchedule,
     ) -> Result<(f64, [f64; 3])> {
-        let v = lat.volume();
         let n = self.len();
         if n == 0 {
             return Ok((f64::NAN, [f64::NAN; 3]));
         }
+        // Network inputs and outputs per configuration (their channels may differ).
+        let (vx, v) = (self.phi_sigma.len() / n, self.offset.len() / n);
         let (mut tot, mut bs, mut bc) = (0.0, [0.0; 3], [0.0; 3]);
         let mut a = 0;
         while a < n {
             let b = (a + chunk).min(n);
             let mut per = vec![0.0f32; b - a];
-            let (x, e) = (&self.phi_sigma[a * v..b * v], &self.offset[a * v..b * v]);
+            let (x, e) = (&self.phi_sigma[a * vx..b * vx], &self.offset[a * v..b * v]);
             engine.losses(w, lat, x, &self.sigma[a..b], &self.scale[a..b], e, &mut per)?;
             for (i, l) in per.iter().enumerate() {
                 let bd = band(sched, self.sigma[a + i] as f64);
@@ -136,12 +213,11 @@ pub fn score_force_deviation(
     engine: &mut dyn NetEngine,
     w: Weights,
     parts: &ScoreParts,
-    theory: &Phi4,
-    configs: &[f32],
+    theory: &dyn Action,
+    (configs, v): (&[f32], usize),
     sigma_min: f64,
 ) -> Result<f64> {
-    let lat = theory.lattice;
-    let v = lat.volume();
+    let lat = theory.lattice();
     let n = configs.len() / v;
     if n == 0 {
         return Ok(f64::NAN);
@@ -153,8 +229,8 @@ pub fn score_force_deviation(
         let k = chunk.min(n - a);
         let sig = vec![sigma_min as f32; k];
         let mut f = vec![0.0f32; k * v];
-        engine.output(w, lat, &configs[a * v..(a + k) * v], &sig, &mut f)?;
         let phi: Vec<f64> = configs[a * v..(a + k) * v].iter().map(|&x| x as f64).collect();
+        engine.output(w, lat, &parts.network_input(&phi), &sig, &mut f)?;
         let mut s = vec![0.0; k * v];
         parts.compose(&phi, &vec![sigma_min; k], &f, &mut s);
         let mut d = vec![0.0; v];
@@ -206,10 +282,16 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     // ---- everything that can be wrong with the input, before any work ----
     let ens = Ensemble::open(&cfg.data).map_err(input)?;
     let lat = ens.lattice;
-    let param = ens.theory().map_err(input)?;
-    let theory = Phi4::new(lat, param);
-    let arch0 = Arch::preset(&cfg.preset).ok_or_else(|| input(anyhow!("preset: unknown '{}'", cfg.preset)))?;
+    let theory = DataTheory::new(lat, ens.couplings().map_err(input)?);
+    let preset = Arch::preset(&cfg.preset).ok_or_else(|| input(anyhow!("preset: unknown '{}'", cfg.preset)))?;
+    let arch0 = theory.network_arch(preset);
     let form = ScoreForm::parse(&cfg.score_form).map_err(|e| input(anyhow!(e)))?;
+    if matches!(theory.couplings, Couplings::U1 { .. }) && form != ScoreForm::Physics {
+        return Err(input(anyhow!(
+            "score_form: '{}' is not available for U(1) gauge fields (physics only: the angles live on a torus)",
+            form.name()
+        )));
+    }
     let action0 = action_arch(form, &cfg.preset).map_err(input)?;
     let stride = if action0.is_some() { 1 } else { arch0.stride() };
     if lat.lt % stride != 0 || lat.lx % stride != 0 {
@@ -275,9 +357,7 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
     }
 
     // ---- data statistics: identical on every rank (same configurations, same arithmetic) ----
-    let v = lat.volume();
-    let stat_cfgs = data::read_rows(&ens, &split.train[..n_train.min(256)])?;
-    let (rms, dmax) = data::field_scales(&stat_cfgs, v);
+    let v = theory.dof;
     let mut arch = arch0;
     let (schedule, two_point, magnetisation) = match &resume {
         Some(m) => {
@@ -285,23 +365,25 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
             (m.schedule, m.two_point.clone(), m.magnetisation.clone())
         }
         None => {
-            arch.sigma_data = if rms > 0.0 { rms } else { 1.0 };
-            let sigma_max = if cfg.sigma_max > 0.0 { cfg.sigma_max } else { dmax.max(10.0 * cfg.sigma_min) };
             // Every rank needs G(p) and the magnetisations: the physics prior is part of
             // each rank's objective.
+            let stat_cfgs = data::read_rows(&ens, &split.train[..n_train.min(256)])?;
             let rows = data::read_rows(&ens, &split.train[..n_train.min(1024)])?;
-            let m = match form {
-                ScoreForm::Physics => data::magnetisations(&rows, lat),
-                ScoreForm::Plain | ScoreForm::Action => Vec::new(),
+            let (sigma_data, schedule, g) = theory.statistics(cfg, &stat_cfgs, &rows);
+            arch.sigma_data = sigma_data;
+            let m = match (form, theory.couplings) {
+                (ScoreForm::Physics, Couplings::Phi4(_)) => data::magnetisations(&rows, lat),
+                _ => Vec::new(),
             };
-            (SigmaSchedule { sigma_min: cfg.sigma_min, sigma_max, t_eps: 1e-5 }, data::two_point(&rows, lat), m)
+            (schedule, g, m)
         }
     };
     let net = Network::new(arch.clone());
     let action_net = action0.clone().map(ActionNet::new);
     let layout: ParamLayout = action_net.as_ref().map_or_else(|| net.layout.clone(), |a| a.layout.clone());
-    let parts = super::model::score_parts(form, param, arch.sigma_data, two_point.clone(), &magnetisation, lat)
-        .map_err(|e| input(anyhow!("data: {e}")))?;
+    let parts =
+        super::model::score_parts(form, theory.couplings, arch.sigma_data, two_point.clone(), &magnetisation, lat)
+            .map_err(|e| input(anyhow!("data: {e}")))?;
     let opt_cfg = AdamWConfig {
         lr: cfg.lr,
         lr_min: cfg.lr_min,
@@ -428,8 +510,8 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
             };
             m.set("data", AttrValue::Str(cfg.data.display().to_string()));
             // The theory's labels; its couplings stay in the data attributes.
-            for (k, v) in theory.attrs().labels {
-                m.set(k, AttrValue::Str(v));
+            for (k, v) in &theory.labels {
+                m.set(k, AttrValue::Str(v.clone()));
             }
             m.set("preset", AttrValue::Str(cfg.preset.clone()));
             m.set("score_form", AttrValue::Str(form.name().into()));
@@ -454,16 +536,15 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
             m.write(&cfg.out)
         };
 
+    let augment = |d: &mut [f32], s: &[f32], r: &mut Stream| theory.augment(d, s, r);
     while step < cfg.steps {
         for (i, slot) in (j0..j1).enumerate() {
             sigma[i] = data::fill_slot(
                 &mut phi0[i * v..][..v],
                 &mut z[i * v..][..v],
                 &shard,
-                cfg.batch,
-                slot,
-                cfg.augment,
-                &|v| theory.reflect(v),
+                (cfg.batch, slot),
+                cfg.augment.then_some(&augment),
                 &schedule,
                 &mut slots[i],
             );
@@ -564,7 +645,14 @@ pub fn train(cfg: &TrainConfig, comm: &Comm, stop: &StopFlag, device: Device) ->
         let (vl, vb) = val.loss(engine.as_mut(), Weights::Current, lat, cfg.batch, &schedule)?;
         let (vle, _) = val.loss(engine.as_mut(), Weights::Ema, lat, cfg.batch, &schedule)?;
         last_val = vl;
-        let dev = score_force_deviation(engine.as_mut(), Weights::Ema, &parts, &theory, &val.phi0, schedule.sigma_min)?;
+        let dev = score_force_deviation(
+            engine.as_mut(),
+            Weights::Ema,
+            &parts,
+            theory.action.as_ref(),
+            (&val.phi0, v),
+            schedule.sigma_min,
+        )?;
         eprintln!(
             "validation loss {vl:.4} (EMA weights {vle:.4}; sigma bands {:.3}/{:.3}/{:.3}); score at sigma_min vs exact force: relative deviation {dev:.3}",
             vb[0], vb[1], vb[2]

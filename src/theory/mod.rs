@@ -156,7 +156,7 @@ impl Couplings {
         match self {
             Couplings::Phi4(p) => Ok(p),
             Couplings::U1 { .. } => Err(
-                "the file holds U(1) gauge fields (theory = u1); this command handles phi4 only (hmc, analyze and info handle u1)"
+                "the file holds U(1) gauge fields (theory = u1); this command handles phi4 only (hmc, train, sample, analyze and info handle u1)"
                     .into(),
             ),
         }

@@ -12,10 +12,13 @@
 //! network's correction; [`symmetry`] holds the lattice symmetries that augment the data.
 
 pub mod features;
+pub mod model;
 pub mod prior;
+pub mod projection;
 pub mod symmetry;
 
 pub use prior::GaugePrior;
+pub use projection::GaugeProjector;
 
 /// Network input channels (cos θ_P, sin θ_P) and output channels (the two link directions).
 pub const IN_CHANNELS: usize = 2;

@@ -9,29 +9,31 @@
 //! zero): exact at both ends, like φ⁴'s prior; the network learns what lies between.
 
 use super::super::objective::SigmaSchedule;
+use super::projection::{GaugeProjector, ProjectorWork};
 use crate::lattice::Lattice;
 use crate::theory::manifold::{wrap_angle, wrapped_gaussian_score};
 use crate::theory::u1_exact::{bessel_ratio, inverse_bessel_ratio};
 use crate::theory::{Action, U1};
+use std::sync::Arc;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct GaugePrior {
     pub lattice: Lattice,
     /// The coupling the prior is exact for at σ = 0.
     pub beta: f64,
+    /// Onto the directions a gauge-invariant score can take (the denoising target is
+    /// projected, and the network's share of the score).
+    pub projector: Arc<GaugeProjector>,
 }
 
 impl GaugePrior {
     pub fn new(lattice: Lattice, beta: f64) -> Self {
-        GaugePrior { lattice, beta }
+        GaugePrior { lattice, beta, projector: Arc::new(GaugeProjector::new(lattice)) }
     }
 
     /// β_σ: A(β_σ) = A(β) e^{−2σ²}.
     pub fn beta_at(&self, sigma: f64) -> f64 {
-        if sigma == 0.0 {
-            return self.beta;
-        }
-        inverse_bessel_ratio(bessel_ratio(self.beta) * (-2.0 * sigma * sigma).exp())
+        noised_beta(self.beta, sigma)
     }
 
     /// The surrogate action S_σ(θ) = −β_σ Σ_P cos θ_P.
@@ -41,14 +43,21 @@ impl GaugePrior {
 
     /// out = −∂S_σ/∂θ, the prior's score.
     pub fn score(&self, theta: &[f64], sigma: f64, out: &mut [f64]) {
-        U1::new(self.lattice, self.beta_at(sigma)).deriv(theta, out);
-        out.iter_mut().for_each(|o| *o = -*o);
+        prior_score(self.lattice, self.beta, theta, sigma, out);
     }
 
     /// For clean links θ_0, unit noise z and level σ: the noised links θ_σ = wrap(θ_0 + σz)
-    /// and the loss offset e = σ (s_prior(θ_σ) − t) against the denoising target
-    /// t = ∂/∂θ_σ log K_σ(θ_σ | θ_0), the wrapped Gaussian's score (`objective` docs).
-    pub fn denoising_inputs(&self, theta0: &[f64], z: &[f64], sigma: f64, theta: &mut [f64], e: &mut [f64]) {
+    /// and the loss offset e = σ (s_prior(θ_σ) − P t) against the projected denoising
+    /// target P t, t = ∂/∂θ_σ log K_σ(θ_σ | θ_0) the wrapped Gaussian's score (`objective`
+    /// and `projection` docs; s_prior is in the range of P already).
+    pub fn denoising_inputs(
+        &self,
+        (theta0, z): (&[f64], &[f64]),
+        sigma: f64,
+        theta: &mut [f64],
+        e: &mut [f64],
+        ws: &mut ProjectorWork,
+    ) {
         for ((t, t0), z) in theta.iter_mut().zip(theta0).zip(z) {
             *t = wrap_angle(t0 + sigma * z);
         }
@@ -56,7 +65,23 @@ impl GaugePrior {
         for ((e, t), t0) in e.iter_mut().zip(theta.iter()).zip(theta0) {
             *e = sigma * (*e - wrapped_gaussian_score(wrap_angle(t - t0), sigma));
         }
+        self.projector.project(e, ws);
     }
+}
+
+/// β_σ of the module docs: A(β_σ) = A(β) e^{−2σ²}.
+pub fn noised_beta(beta: f64, sigma: f64) -> f64 {
+    if sigma == 0.0 {
+        return beta;
+    }
+    inverse_bessel_ratio(bessel_ratio(beta) * (-2.0 * sigma * sigma).exp())
+}
+
+/// out = −∂S_σ/∂θ of the prior exact for `beta` at σ = 0 (`GaugePrior::score` without
+/// building its projector).
+pub fn prior_score(lattice: Lattice, beta: f64, theta: &[f64], sigma: f64, out: &mut [f64]) {
+    U1::new(lattice, noised_beta(beta, sigma)).deriv(theta, out);
+    out.iter_mut().for_each(|o| *o = -*o);
 }
 
 /// The default noise range of U(1) training: from `sigma_min` to σ = 3, where every
@@ -120,8 +145,8 @@ mod tests {
         }
     }
 
-    /// With σ small, the offset is z plus the prior's σ-scaled force: plain DSM's residual
-    /// at zero network output, the wrap ignored.
+    /// With σ small, the offset is P z plus the prior's σ-scaled force: plain DSM's residual
+    /// at zero network output, projected, the wrap ignored.
     #[test]
     fn denoising_offset_is_plain_dsm_at_small_sigma() {
         let lat = Lattice::new(4, 4);
@@ -131,9 +156,12 @@ mod tests {
         let z: Vec<f64> = (0..32).map(|_| rng.random_range(-2.0..2.0)).collect();
         let (mut t, mut e) = (vec![0.0; 32], vec![0.0; 32]);
         let sigma = 1e-3;
-        p.denoising_inputs(&t0, &z, sigma, &mut t, &mut e);
+        let mut ws = p.projector.work();
+        p.denoising_inputs((&t0, &z), sigma, &mut t, &mut e, &mut ws);
+        let mut pz = z.clone();
+        p.projector.project(&mut pz, &mut ws);
         for i in 0..32 {
-            assert!((e[i] - z[i]).abs() < 1e-2, "{i}: {} vs {}", e[i], z[i]);
+            assert!((e[i] - pz[i]).abs() < 1e-2, "{i}: {} vs {}", e[i], pz[i]);
         }
     }
 }

@@ -91,7 +91,8 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
     };
     let model = p.loaded.model.as_ref();
     let kernel = ReverseKernel::new(model, p.lattice, &p.settings).map_err(|e| input_err(anyhow!(e)))?;
-    let target = Phi4::new(p.lattice, p.target);
+    // The torus is refused in `generate::plan`: SMC is φ⁴'s.
+    let target = Phi4::new(p.lattice, p.target.phi4().map_err(|e| input_err(anyhow!(e)))?);
     let form = crate::config::SmcTarget::parse(&cfg.smc_target).map_err(|e| input_err(anyhow!(e)))?;
     let levels = Levels::new(model, target, p.settings.sigma_ladder(), form).map_err(|e| input_err(anyhow!(e)))?;
     Ok(Setup { n_replicas, settings, kernel, levels, target })
@@ -143,11 +144,11 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
 fn announce(p: &Plan, s: &Setup, n_ranks: usize) {
     crate::backend::announce();
     eprintln!(
-        "latdiff sample: {} on {}, target phi4 {} ({}), smc sampler ({} kernel, {} steps, sigma in [{:.3e}, {:.3e}]): {} replicas x {} particles over {n_ranks} rank(s), resample below ESS/N {}, {} MALA steps after each; intermediate targets from {}; {}{}; model on {}",
+        "latdiff sample: {} on {}, target {} {}, smc sampler ({} kernel, {} steps, sigma in [{:.3e}, {:.3e}]): {} replicas x {} particles over {n_ranks} rank(s), resample below ESS/N {}, {} MALA steps after each; intermediate targets from {}; {}{}; model on {}",
         p.loaded.model.describe(),
         p.lattice,
-        p.target.describe(),
         p.target.name(),
+        p.target.describe(),
         p.settings.kernel.name(),
         p.settings.n_steps,
         p.settings.sigma_min,

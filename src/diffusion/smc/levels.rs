@@ -97,7 +97,7 @@ impl Levels {
         match &self.surrogate {
             Surrogate::Model(parts) => match &**parts {
                 ScoreParts::Physics { prior, .. } => prior,
-                ScoreParts::Plain | ScoreParts::Action { .. } => unreachable!("only physics parts are kept"),
+                _ => unreachable!("only physics parts are kept"),
             },
             Surrogate::Built(prior) => prior,
         }
