@@ -297,7 +297,8 @@ fn u1_diffusion_refuses_what_the_torus_lacks() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for (args, want) in [
         (vec!["--sampler", "pc"], "sampler: 'pc' is not available for U(1)"),
-        (vec!["--sampler", "smc"], "sampler: 'smc' is not available for U(1)"),
+        (vec!["--sampler", "ode"], "sampler: 'ode' is not available for U(1)"),
+        (vec!["--sampler", "smc", "--exact-magnetisation"], "exact_magnetisation: a U(1) field has no magnetisation"),
         (vec!["--kappa", "0.2"], "kappa: 0.2 given, but the model is a U(1) gauge model"),
         (vec!["--beta", "-1"], "beta: -1 is not a positive coupling"),
     ] {
@@ -313,5 +314,33 @@ fn u1_diffusion_refuses_what_the_torus_lacks() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(!d.join("s.h5").exists());
+    }
+}
+
+/// SMC on the torus through the command line (`prior:` model, no training): the file is a
+/// U(1) ensemble with its replica columns, the same on one and two ranks (batches that
+/// split the work differently), and a replica's estimates are those of the exact torus
+/// within 4 replica errors (β = 2, 8 × 8; the physics at larger β is in the SMC unit tests
+/// and the README's study).
+#[test]
+fn smc_on_the_torus_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = hmc(d, "b2.h5", 2.0, 8, "hot", 64);
+    let model = format!("prior:{}", data.display());
+    let args = ["sample", "--model", &model, "--sampler", "smc", "--replicas", "8", "--n-configs", "512"];
+    let args: Vec<&str> = args.iter().copied().chain(["--steps", "60", "--seed", "4"]).collect();
+    let o = latdiff().current_dir(d).args(&args).args(["--out", "smc.h5"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = Ensemble::open(&d.join("smc.h5")).unwrap();
+    assert_eq!(e.shape.dims(), &[2, 8, 8]);
+    assert_eq!(e.read_i64("replica").unwrap().iter().max(), Some(&7));
+    let j = analyze(&d.join("smc.h5"));
+    assert_eq!(j["n_replicas"].as_u64(), Some(8));
+    assert_within("SMC β = 2: plaquette", scalar(&j, "plaquette"), u1_exact::plaquette(2.0, 64), 4.0);
+    assert_within("SMC β = 2: χ_t", scalar(&j, "chi_t"), u1_exact::topological_susceptibility(2.0, 64), 4.0);
+    if let Some((a, b)) = common::one_and_two_ranks(d, &args) {
+        assert_eq!(a.read_configs(0, a.n).unwrap(), b.read_configs(0, b.n).unwrap(), "1 vs 2 ranks: /configs");
+        assert_eq!(a.read_f64("log_weight").unwrap(), b.read_f64("log_weight").unwrap());
     }
 }

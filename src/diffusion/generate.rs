@@ -133,11 +133,11 @@ fn target_couplings(cfg: &SampleConfig, trained: Couplings) -> Result<Couplings>
     Ok(Couplings::Phi4(resolve_theory(kappa, m2, cfg.lambda.or(Some(p.lambda()))).map_err(input_err)?))
 }
 
-/// What the torus takes: the em sampler (its kernel is the wrapped em kernel), no SMC yet.
+/// What the torus takes: the em sampler and SMC on it (the wrapped em kernel).
 fn check_torus_sampler(sampler: SamplerKind) -> Result<()> {
-    if sampler != SamplerKind::Em {
+    if !matches!(sampler, SamplerKind::Em | SamplerKind::Smc) {
         bail!(input_err(anyhow!(
-            "sampler: '{}' is not available for U(1) gauge models yet (em, with path weights and --metropolis)",
+            "sampler: '{}' is not available for U(1) gauge models (em, with path weights and --metropolis, or smc)",
             sampler.name()
         )));
     }
@@ -406,20 +406,20 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
 }
 
 /// The theory the samples are exact for, on the sampling lattice.
-enum Target {
+pub(crate) enum Target {
     Phi4(Phi4),
     U1(U1),
 }
 
 impl Target {
-    fn new(lat: Lattice, c: Couplings) -> Self {
+    pub(crate) fn new(lat: Lattice, c: Couplings) -> Self {
         match c {
             Couplings::Phi4(p) => Target::Phi4(Phi4::new(lat, p)),
             Couplings::U1 { beta } => Target::U1(U1::new(lat, beta)),
         }
     }
 
-    fn action(&self) -> &dyn Action {
+    pub(crate) fn action(&self) -> &dyn Action {
         match self {
             Target::Phi4(t) => t,
             Target::U1(t) => t,
@@ -427,7 +427,7 @@ impl Target {
     }
 
     /// One configuration's shape in /configs (the theory's `dof_shape`).
-    fn shape(&self) -> ConfigShape {
+    pub(crate) fn shape(&self) -> ConfigShape {
         let lat = self.action().lattice();
         let dims = match self {
             Target::Phi4(t) => t.dof_shape(lat),
@@ -436,7 +436,7 @@ impl Target {
         ConfigShape::new(dims).expect("a theory's configuration shape")
     }
 
-    fn refine(&self, configs: &mut [f64], seed: u64, first: u64, trajectories: usize) {
+    pub(crate) fn refine(&self, configs: &mut [f64], seed: u64, first: u64, trajectories: usize) {
         match self {
             Target::Phi4(t) => super::refine::hmc_refine(t, configs, seed, first, trajectories),
             Target::U1(t) => super::refine::hmc_refine(t, configs, seed, first, trajectories),

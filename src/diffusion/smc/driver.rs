@@ -8,14 +8,15 @@
 use anyhow::{anyhow, bail, Result};
 
 use super::levels::Levels;
+use super::torus::{run_torus_replica, TorusLevels};
 use super::{run_replica, LevelRecord, Replica, SmcSettings};
 use crate::config::SampleConfig;
-use crate::diffusion::generate::{write_attrs, Plan, SampleSummary, Timed, INTERRUPTED};
+use crate::diffusion::generate::{write_attrs, Plan, SampleSummary, Target, Timed, INTERRUPTED};
 use crate::diffusion::kernel::ReverseKernel;
 use crate::dist::Comm;
 use crate::error::input_err;
 use crate::io::EnsembleWriter;
-use crate::theory::{Action, Phi4};
+use crate::theory::{Couplings, Phi4};
 use crate::util::{Progress, StopFlag};
 use rayon::prelude::*;
 
@@ -63,13 +64,28 @@ impl ReplicaStats {
     }
 }
 
+/// The intermediate targets of one theory's ladder.
+enum Ladder {
+    Phi4(Levels),
+    Torus(TorusLevels),
+}
+
+impl Ladder {
+    fn describe(&self) -> String {
+        match self {
+            Ladder::Phi4(l) => l.describe(),
+            Ladder::Torus(l) => l.describe(),
+        }
+    }
+}
+
 /// Everything the replicas share.
 struct Setup {
     n_replicas: usize,
     settings: SmcSettings,
     kernel: ReverseKernel,
-    levels: Levels,
-    target: Phi4,
+    levels: Ladder,
+    target: Target,
 }
 
 fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
@@ -90,11 +106,24 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
         batch: p.batch.min(n_particles),
     };
     let model = p.loaded.model.as_ref();
-    let kernel = ReverseKernel::new(model, p.lattice, &p.settings).map_err(|e| input_err(anyhow!(e)))?;
-    // The torus is refused in `generate::plan`: SMC is φ⁴'s.
-    let target = Phi4::new(p.lattice, p.target.phi4().map_err(|e| input_err(anyhow!(e)))?);
-    let form = crate::config::SmcTarget::parse(&cfg.smc_target).map_err(|e| input_err(anyhow!(e)))?;
-    let levels = Levels::new(model, target, p.settings.sigma_ladder(), form).map_err(|e| input_err(anyhow!(e)))?;
+    let target = Target::new(p.lattice, p.target);
+    let (kernel, levels) = match p.target {
+        Couplings::Phi4(param) => {
+            let kernel = ReverseKernel::new(model, p.lattice, &p.settings).map_err(|e| input_err(anyhow!(e)))?;
+            let form = crate::config::SmcTarget::parse(&cfg.smc_target).map_err(|e| input_err(anyhow!(e)))?;
+            let levels = Levels::new(model, Phi4::new(p.lattice, param), p.settings.sigma_ladder(), form)
+                .map_err(|e| input_err(anyhow!(e)))?;
+            (kernel, Ladder::Phi4(levels))
+        }
+        Couplings::U1 { beta } => {
+            if cfg.exact_magnetisation {
+                bail!(input_err(anyhow!("exact_magnetisation: a U(1) field has no magnetisation")));
+            }
+            let dof = target.shape().len();
+            let kernel = ReverseKernel::torus(p.lattice, &p.settings, dof).map_err(|e| input_err(anyhow!(e)))?;
+            (kernel, Ladder::Torus(TorusLevels::new(p.lattice, beta, p.settings.sigma_ladder())))
+        }
+    };
     Ok(Setup { n_replicas, settings, kernel, levels, target })
 }
 
@@ -106,7 +135,8 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
     }
     let timed = Timed::new(p.loaded.model.as_ref()).stopping_on(stop);
     let columns = (&["action", "log_weight"][..], &["chain", "trajectory", "replica", "ancestor"][..]);
-    let mut writer = root.then(|| EnsembleWriter::create(&cfg.out, p.lattice, columns.0, columns.1)).transpose()?;
+    let mut writer =
+        root.then(|| EnsembleWriter::create(&cfg.out, s.target.shape(), columns.0, columns.1)).transpose()?;
     let mut stats = Vec::with_capacity(s.n_replicas);
     let mut progress = Progress::new("sample", cfg.n_configs as u64, "configs", root);
     let t0 = std::time::Instant::now();
@@ -183,7 +213,7 @@ struct Round {
 impl Round {
     fn gather(comm: &Comm, s: &Setup, n_steps: usize, round: usize, mine: Option<&Replica>) -> Self {
         let (n_ranks, n) = (comm.size(), s.settings.n_particles);
-        let v = s.target.lattice.volume();
+        let v = s.kernel.dof();
         let stats_len = 3 + LEVEL_FIELDS * n_steps;
         let present: Vec<usize> = (0..n_ranks).map(|q| usize::from(round * n_ranks + q < s.n_replicas)).collect();
         let counts = |per: usize| present.iter().map(|c| c * per).collect::<Vec<_>>();
@@ -281,13 +311,16 @@ fn run_one(
     index: usize,
     stopped: &(dyn Fn() -> bool + Sync),
 ) -> Result<Replica> {
-    let mut r =
-        run_replica(model, &s.kernel, &s.levels, &s.settings, cfg.seed, index, stopped).map_err(|e| anyhow!(e))?;
+    let mut r = match &s.levels {
+        Ladder::Phi4(levels) => run_replica(model, &s.kernel, levels, &s.settings, cfg.seed, index, stopped),
+        Ladder::Torus(levels) => run_torus_replica(model, &s.kernel, levels, &s.settings, cfg.seed, index, stopped),
+    }
+    .map_err(|e| anyhow!(e))?;
     if cfg.hmc_refine > 0 {
         let first = (index * s.settings.n_particles) as u64;
-        crate::diffusion::refine::hmc_refine(&s.target, &mut r.configs, cfg.seed, first, cfg.hmc_refine);
-        let v = s.target.lattice.volume();
-        r.action = r.configs.par_chunks(v).map(|c| s.target.action(c)).collect();
+        s.target.refine(&mut r.configs, cfg.seed, first, cfg.hmc_refine);
+        let v = s.kernel.dof();
+        r.action = r.configs.par_chunks(v).map(|c| s.target.action().action(c)).collect();
     }
     Ok(r)
 }

@@ -36,6 +36,7 @@ pub mod magnetisation;
 pub mod mala;
 pub mod report;
 pub mod resample;
+pub mod torus;
 
 use rand::RngExt;
 use rayon::prelude::*;
