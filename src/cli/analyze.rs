@@ -181,7 +181,12 @@ pub struct Topology {
     pub changed_fraction: f64,
     /// The exact ⟨cos θ_P⟩ and χ_t of this β on this torus (`theory::u1_exact`).
     pub exact: (f64, f64),
+    /// The exact P(Q) for Q = −Q_EXACT..=Q_EXACT.
+    pub exact_p_q: Vec<(i64, f64)>,
 }
+
+/// The largest |Q| whose exact probability analyze prints.
+const Q_EXACT: usize = 6;
 
 impl Topology {
     /// (key, exact value, deviation of the estimate in its standard errors) for the
@@ -212,7 +217,9 @@ pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis>
             let chain = i.chain.clone().unwrap_or_else(|| vec![0; q.len()]);
             let v = i.ens.lattice.volume();
             let exact = (u1_exact::plaquette(beta, v), u1_exact::topological_susceptibility(beta, v));
-            Some(Topology { q, chain, changed_fraction, exact })
+            let p = u1_exact::charge_distribution(beta, v, Q_EXACT);
+            let exact_p_q = (-(Q_EXACT as i64)..=Q_EXACT as i64).map(|q| (q, p[q.unsigned_abs() as usize])).collect();
+            Some(Topology { q, chain, changed_fraction, exact, exact_p_q })
         }
         Couplings::Phi4(_) => None,
     };
@@ -344,6 +351,10 @@ pub fn file_json(r: &FileAnalysis) -> Value {
             .exact_comparison(&r.analysis)
             .into_iter()
             .flat_map(|(k, x, dev)| [(k.to_string(), num(x)), (format!("{k}_sigma"), num(dev))])
+            .chain(std::iter::once((
+                "p_q".to_string(),
+                Value::Object(t.exact_p_q.iter().map(|(q, p)| (q.to_string(), num(*p))).collect()),
+            )))
             .collect();
         o["topology"] = json!({"q_changed_fraction": num(t.changed_fraction), "p_q": hist, "exact": exact});
     }
@@ -534,7 +545,9 @@ pub fn table(results: &[FileAnalysis]) -> String {
             let _ = writeln!(s, "    topology: {}", topology_line(t, r.weights.as_deref()));
             let cmp: Vec<String> =
                 t.exact_comparison(a).iter().map(|(k, x, dev)| format!("{k} {x:.6} ({dev:+.1} sigma)")).collect();
-            let _ = writeln!(s, "    exact on this torus: {}", cmp.join(", "));
+            let p_q: Vec<String> =
+                t.exact_p_q.iter().filter(|(_, p)| *p >= 0.005).map(|(q, p)| format!("{q} {p:.3}")).collect();
+            let _ = writeln!(s, "    exact on this torus: {}; P(Q) (>= 0.005): {}", cmp.join(", "), p_q.join(", "));
         }
     }
     s.push('\n');
