@@ -339,6 +339,13 @@ fn smc_on_the_torus_from_the_command_line() {
     assert_eq!(j["n_replicas"].as_u64(), Some(8));
     assert_within("SMC β = 2: plaquette", scalar(&j, "plaquette"), u1_exact::plaquette(2.0, 64), 4.0);
     assert_within("SMC β = 2: χ_t", scalar(&j, "chi_t"), u1_exact::topological_susceptibility(2.0, 64), 4.0);
+    // analyze names the exact values it compares with, and the exact P(Q).
+    let exact = &j["topology"]["exact"];
+    assert_eq!(exact["chi_t"].as_f64(), Some(u1_exact::topological_susceptibility(2.0, 64)));
+    let sigma = (scalar(&j, "chi_t").0 - exact["chi_t"].as_f64().unwrap()) / scalar(&j, "chi_t").1;
+    assert!((exact["chi_t_sigma"].as_f64().unwrap() - sigma).abs() < 1e-9);
+    let p = u1_exact::charge_distribution(2.0, 64, 6);
+    assert_eq!(exact["p_q"]["-1"].as_f64(), Some(p[1]));
     if let Some((a, b)) = common::one_and_two_ranks(d, &args) {
         assert_eq!(a.read_configs(0, a.n).unwrap(), b.read_configs(0, b.n).unwrap(), "1 vs 2 ranks: /configs");
         assert_eq!(a.read_f64("log_weight").unwrap(), b.read_f64("log_weight").unwrap());
