@@ -59,15 +59,20 @@ fn one_and_two_ranks_write_the_same_smc_file() {
     }
     let replica: Vec<i64> = (0..48).map(|i| i / 16).collect();
     assert_eq!(a.read_i64("replica").unwrap(), replica);
-    for key in ["log_z", "level_ess_fraction", "level_acceptance", "level_step", "resamplings", "distinct_ancestors"] {
+    for key in ["log_z", "resamplings", "distinct_ancestors"] {
         // Debug prints every f64 exactly, and NaN (no MALA at that level) equal to itself.
         assert_eq!(format!("{:?}", a.attr(key).unwrap()), format!("{:?}", b.attr(key).unwrap()), "attribute {key}");
     }
+    for key in ["smc_levels/ess_fraction", "smc_levels/acceptance", "smc_levels/step", "smc_levels/sigma"] {
+        let (x, y) = (a.read_f64(key).unwrap(), b.read_f64(key).unwrap());
+        assert_eq!(format!("{x:?}"), format!("{y:?}"), "/{key}");
+    }
+    assert_eq!(a.read_i64("smc_levels/resampled").unwrap(), b.read_i64("smc_levels/resampled").unwrap());
     assert_eq!(b.attr_f64("n_ranks"), Some(2.0));
     // Both ranks ran replicas that resampled and rejuvenated: the comparison covers them.
     let AttrValue::I64s(resamplings) = a.attr("resamplings").unwrap() else { panic!("resamplings") };
     assert!(resamplings.iter().all(|&r| r > 0), "{resamplings:?}");
-    let AttrValue::F64s(acc) = a.attr("level_acceptance").unwrap() else { panic!("level_acceptance") };
+    let acc = a.read_f64("smc_levels/acceptance").unwrap();
     assert!(acc.iter().any(|a| a.is_finite() && *a > 0.0), "no MALA step was accepted: {acc:?}");
 }
 
@@ -88,10 +93,10 @@ fn smc_file_layout_and_replica_errors() {
     assert_eq!(e.attr_f64("particles_per_replica"), Some(16.0));
     let AttrValue::F64s(log_z) = e.attr("log_z").unwrap() else { panic!("log_z") };
     assert_eq!(log_z.len(), 3);
-    let AttrValue::F64s(sigma) = e.attr("level_sigma").unwrap() else { panic!("level_sigma") };
+    let sigma = e.read_f64("smc_levels/sigma").unwrap();
     assert_eq!((sigma.len(), *sigma.last().unwrap()), (20, 0.0));
-    let AttrValue::F64s(ess) = e.attr("level_ess_fraction").unwrap() else { panic!("level_ess_fraction") };
-    assert_eq!(ess.len(), 60);
+    let ess = e.file.dataset("smc_levels/ess_fraction").unwrap();
+    assert_eq!(ess.shape(), vec![3, 20]);
     // Normalised within each replica: mean e^w = 1.
     let lw = e.read_f64("log_weight").unwrap();
     for r in 0..3 {
@@ -142,4 +147,21 @@ fn bad_smc_input_is_one_line() {
         assert!(err.contains(key), "{args:?}: {err}");
         assert!(!d.join("x.h5").exists());
     }
+}
+
+/// Many replicas × many levels: the level records (64 × 140 × 8 bytes > 64 KiB) are written
+/// (as attributes they failed the write after the whole run).
+#[test]
+fn large_level_records_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = latdiff()
+        .current_dir(d)
+        .args(["sample", "--sampler", "smc", "--model", "free:kappa=0.17", "--lattice", "4"])
+        .args(["--replicas", "64", "--n-configs", "128", "--steps", "140", "--out", "big.h5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = Ensemble::open(&d.join("big.h5")).unwrap();
+    assert_eq!(e.file.dataset("smc_levels/ess_fraction").unwrap().shape(), vec![64, 140]);
 }

@@ -1,5 +1,8 @@
-//! What an SMC run reports: per-replica log Z, resamplings and ancestors, per-level ESS and
-//! MALA figures, as file attributes (README: "SMC output") and one summary line.
+//! What an SMC run reports: per-replica log Z, resamplings and ancestors as file
+//! attributes, per-level ESS and MALA figures as datasets of the group `/smc_levels`
+//! (README: "SMC output"), and one summary line. The level records are R × N numbers: as
+//! attributes they outgrow HDF5's 64 KiB object header at 64 replicas of 200 levels, which
+//! failed the write after the whole run.
 
 use anyhow::Result;
 
@@ -7,6 +10,9 @@ use super::driver::ReplicaStats;
 use super::resample::log_mean_exp;
 use super::SmcSettings;
 use crate::io::{AttrValue, EnsembleWriter};
+
+/// The group of the per-level records.
+pub const LEVELS_GROUP: &str = "smc_levels";
 
 /// The replicas' figures in replica order.
 pub struct Report<'a> {
@@ -67,12 +73,26 @@ impl<'a> Report<'a> {
         w.set_attr("log_z_combined_err", AttrValue::F64(log_z_err))?;
         w.set_attr("resamplings", ints(&|s| s.resamplings))?;
         w.set_attr("distinct_ancestors", ints(&|s| s.distinct_ancestors))?;
-        let sigma = self.stats.first().map(|s| s.levels.iter().map(|l| l.sigma).collect()).unwrap_or_default();
-        w.set_attr("level_sigma", AttrValue::F64s(sigma))?;
-        w.set_attr("level_ess_fraction", AttrValue::F64s(self.levels(|l| l.ess_fraction)))?;
-        w.set_attr("level_resampled", AttrValue::I64s(self.levels(|l| i64::from(l.resampled))))?;
-        w.set_attr("level_acceptance", AttrValue::F64s(self.levels(|l| l.acceptance)))?;
-        w.set_attr("level_step", AttrValue::F64s(self.levels(|l| l.step)))?;
+        self.write_levels(w)
+    }
+
+    /// `/smc_levels/sigma` [N] and, [R, N] replica-major, `ess_fraction`, `resampled`,
+    /// `acceptance`, `step`.
+    fn write_levels(&self, w: &EnsembleWriter) -> Result<()> {
+        let g = w.file().create_group(LEVELS_GROUP)?;
+        let sigma: Vec<f64> =
+            self.stats.first().map(|s| s.levels.iter().map(|l| l.sigma).collect()).unwrap_or_default();
+        g.new_dataset_builder().with_data(sigma.as_slice()).create("sigma")?;
+        let shape = (self.stats.len(), sigma.len());
+        let f64s = |name: &str, x: Vec<f64>| -> Result<()> {
+            g.new_dataset_builder().with_data(&ndarray::Array2::from_shape_vec(shape, x)?).create(name)?;
+            Ok(())
+        };
+        f64s("ess_fraction", self.levels(|l| l.ess_fraction))?;
+        f64s("acceptance", self.levels(|l| l.acceptance))?;
+        f64s("step", self.levels(|l| l.step))?;
+        let resampled = ndarray::Array2::from_shape_vec(shape, self.levels(|l| i64::from(l.resampled)))?;
+        g.new_dataset_builder().with_data(&resampled).create("resampled")?;
         Ok(())
     }
 
