@@ -66,6 +66,25 @@ impl ScoreModel for Timed<'_> {
         self.nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         r
     }
+    fn has_action(&self) -> bool {
+        self.inner.has_action()
+    }
+    fn action_values(
+        &self,
+        lat: Lattice,
+        phi: &[f64],
+        sigma: &[f64],
+        action: &mut [f64],
+        score: Option<&mut [f64]>,
+    ) -> Result<(), String> {
+        if self.stop.is_some_and(StopFlag::raised) {
+            return Err(INTERRUPTED.into());
+        }
+        let t = std::time::Instant::now();
+        let r = self.inner.action_values(lat, phi, sigma, action, score);
+        self.nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        r
+    }
     fn two_point(&self, lat: Lattice) -> Vec<f64> {
         self.inner.two_point(lat)
     }
