@@ -266,6 +266,36 @@ mod tests {
         assert!(worst < 2e-4, "score vs -dS/dphi: {worst:.2e} of the largest component");
     }
 
+    /// pc with an action model: each corrector step is one MALA step against S_θ (one
+    /// evaluation per step plus one per level), its mean acceptance is reported, there are
+    /// no weights, and the samples do not depend on the batching.
+    #[test]
+    fn pc_with_an_action_model_corrects_with_mala() {
+        use crate::diffusion::sampler::{sample_batch, SamplerKind, SamplerSettings};
+        let lat = Lattice::new(4, 6);
+        let m = random_action_model(lat, 3);
+        let st = SamplerSettings { corrector_steps: 2, ..SamplerSettings::new(SamplerKind::Pc, 6, 0.05, 5.0) };
+        let target = crate::theory::Phi4::new(lat, crate::theory::Parametrisation::Hopping { kappa: 0.2, lambda: 0.0 });
+        let b = sample_batch(&m, Some(&target), lat, &st, 1, 0, 8).unwrap();
+        assert_eq!(b.score_calls, 6 + 3 * 5);
+        assert!(b.log_weight.is_none());
+        let a = b.corrector_acceptance.unwrap();
+        assert!(a > 0.0 && a < 1.0, "acceptance {a}");
+        let halves =
+            [sample_batch(&m, None, lat, &st, 1, 0, 3).unwrap(), sample_batch(&m, None, lat, &st, 1, 3, 5).unwrap()];
+        assert_eq!(b.configs, [&halves[0].configs[..], &halves[1].configs[..]].concat());
+        let plain = sample_batch(
+            &crate::diffusion::free::FreeScoreModel::parse("free:kappa=0.2").unwrap(),
+            None,
+            lat,
+            &st,
+            1,
+            0,
+            2,
+        );
+        assert_eq!(plain.unwrap().corrector_acceptance, None);
+    }
+
     /// Models without a learnt action say so in one line.
     #[test]
     fn models_without_an_action_refuse_energies() {

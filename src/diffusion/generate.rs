@@ -103,6 +103,8 @@ pub struct SampleSummary {
     pub ess_fraction: Option<f64>,
     pub log_w_std: Option<f64>,
     pub acceptance: Option<f64>,
+    /// pc with an action model: the MALA corrector's mean acceptance probability.
+    pub corrector_acceptance: Option<f64>,
     pub network_share: f64,
     pub network_evals_per_s: f64,
 }
@@ -249,6 +251,8 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     let mut progress = Progress::new("sample", cfg.n_configs as u64, "configs", root);
     let t0 = std::time::Instant::now();
     let mut evals = 0usize;
+    // Σ over configurations of their batch's corrector acceptance, and their number.
+    let mut corrector = [0.0, 0.0];
     let mut n_done = 0usize;
     for round in 0..n_rounds {
         let first = round * per_round + r * b;
@@ -266,6 +270,10 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         let (mut cfgs, mut logw) = if let Some(sb) = batch {
             let sb = sb.map_err(|e| anyhow!(e))?;
             evals += sb.network_evaluations();
+            if let Some(a) = sb.corrector_acceptance {
+                corrector[0] += a * k as f64;
+                corrector[1] += k as f64;
+            }
             (sb.configs, sb.log_weight.unwrap_or_else(|| vec![0.0; k]))
         } else {
             (Vec::new(), Vec::new())
@@ -333,12 +341,14 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     let mut ev = [evals as f64, timed.seconds()];
     comm.all_reduce_sum(&mut ev);
     let network_share = ev[1] / (seconds * nr as f64);
+    comm.all_reduce_sum(&mut corrector);
     let mut s = SampleSummary {
         n: n_done,
         seconds,
         ess_fraction: None,
         log_w_std: None,
         acceptance: None,
+        corrector_acceptance: (corrector[1] > 0.0).then(|| corrector[0] / corrector[1]),
         network_share,
         network_evals_per_s: ev[0] / seconds,
     };
@@ -362,7 +372,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
             );
         }
         eprintln!(
-            "wrote {} configurations to {}: {:.2} configs/s, {:.1} network evaluations/s ({:.0}% of the time in the network){}{}{}",
+            "wrote {} configurations to {}: {:.2} configs/s, {:.1} network evaluations/s ({:.0}% of the time in the network){}{}{}{}",
             n_done,
             cfg.out.display(),
             n_done as f64 / seconds,
@@ -371,6 +381,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
             s.ess_fraction.map(|e| format!(", ESS/N = {e:.4}")).unwrap_or_default(),
             s.log_w_std.map(|e| format!(", std(log w) = {e:.3}")).unwrap_or_default(),
             s.acceptance.map(|a| format!(", Metropolis acceptance {a:.4}")).unwrap_or_default(),
+            s.corrector_acceptance.map(|a| format!(", MALA corrector acceptance {a:.4}")).unwrap_or_default(),
         );
     }
     Ok(s)
@@ -420,6 +431,9 @@ pub(crate) fn write_attrs(
     }
     if let Some(a) = s.acceptance {
         w.set_attr("acceptance", AttrValue::F64(a))?;
+    }
+    if let Some(a) = s.corrector_acceptance {
+        w.set_attr("corrector_acceptance", AttrValue::F64(a))?;
     }
     w.set_attr("config", AttrValue::Str(crate::config::to_toml(cfg)))?;
     Ok(())

@@ -5,6 +5,7 @@
 //! σ-dependent action (stochastic quantisation).
 
 pub mod action_engine;
+pub mod corrector;
 pub mod cumulant;
 pub mod data;
 pub mod engine;
