@@ -212,6 +212,8 @@ pub enum SmcTarget {
     Prior,
     /// The first-order cumulant surrogate of the noised action (`diffusion::cumulant`).
     Cumulant,
+    /// The model's own learnt action S_θ(·, σ_k) (action-form networks).
+    Learnt,
 }
 
 impl SmcTarget {
@@ -219,7 +221,16 @@ impl SmcTarget {
         match s.trim() {
             "prior" => Ok(SmcTarget::Prior),
             "cumulant" => Ok(SmcTarget::Cumulant),
-            _ => Err(format!("smc_target: '{s}' is not one of prior, cumulant")),
+            "learnt" => Ok(SmcTarget::Learnt),
+            _ => Err(format!("smc_target: '{s}' is not one of prior, cumulant, learnt")),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            SmcTarget::Prior => "prior",
+            SmcTarget::Cumulant => "cumulant",
+            SmcTarget::Learnt => "learnt",
         }
     }
 }
@@ -1036,7 +1047,8 @@ pub struct SampleOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejuvenate: Option<usize>,
     /// SMC: intermediate targets, cumulant (the first-order cumulant action, which fades
-    /// with the noise; default) or prior (the physics prior's action S_prior).
+    /// with the noise; default), prior (the physics prior's action S_prior) or learnt (the
+    /// model's own action S_theta(., sigma_k): action-form models only).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smc_target: Option<String>,
@@ -1213,9 +1225,17 @@ impl SampleConfig {
         if !(0.0..=1.0).contains(&self.resample_ess) {
             bail!("resample_ess: {} is not a fraction in [0, 1]", self.resample_ess);
         }
-        SmcTarget::parse(&self.smc_target).map_err(|e| anyhow!(e))?;
+        let target = SmcTarget::parse(&self.smc_target).map_err(|e| anyhow!(e))?;
         if let Some(s) = self.network_below.filter(|s| !(*s >= 0.0)) {
             bail!("network_below: {s} is not a noise level (sigma >= 0)");
+        }
+        if target == SmcTarget::Learnt {
+            if let Some(s) = self.network_below {
+                bail!("network_below: {s} means nothing with smc_target = learnt (the targets' own score is the network's)");
+            }
+            if self.exact_magnetisation {
+                bail!("exact_magnetisation: not built for smc_target = learnt (it evaluates the level target per particle along five shifts)");
+            }
         }
         match self.replicas {
             Some(_) if self.sampler != "smc" => {

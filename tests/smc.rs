@@ -138,6 +138,10 @@ fn bad_smc_input_is_one_line() {
         (vec!["--sampler", "smc", "--replicas", "0"], "replicas"),
         (vec!["--sampler", "smc", "--resample-ess", "1.5"], "resample_ess"),
         (vec!["--sampler", "smc", "--metropolis"], "metropolis"),
+        (vec!["--sampler", "smc", "--smc-target", "learned"], "'learned'"),
+        (vec!["--sampler", "smc", "--smc-target", "learnt"], "smc_target: 'learnt' needs"),
+        (vec!["--sampler", "smc", "--smc-target", "learnt", "--network-below", "1"], "network_below"),
+        (vec!["--sampler", "smc", "--smc-target", "learnt", "--exact-magnetisation"], "exact_magnetisation"),
     ];
     for (args, key) in cases {
         let o = latdiff().current_dir(d).arg("sample").args(base).args(&args).args(["--out", "x.h5"]).output().unwrap();

@@ -59,6 +59,20 @@ pub trait NetEngine: Send {
     /// out = F_θ(φ, σ), the raw network output, for a batch of B = sigma.len()
     /// configurations (`form::ScoreParts::compose` makes it a score).
     fn output(&mut self, w: Weights, lat: Lattice, phi: &[f32], sigma: &[f32], out: &mut [f32]) -> Result<()>;
+    /// action[b] = S_θ(c_in(σ_b) φ_b, σ_b), the scalar of a network that has one (the action
+    /// form), and with `out` its raw output F_θ = −∂S_θ/∂x from the same pass (what `output`
+    /// gives). Networks without a scalar action refuse.
+    fn actions(
+        &mut self,
+        _w: Weights,
+        _lat: Lattice,
+        _phi: &[f32],
+        _sigma: &[f32],
+        _action: &mut [f32],
+        _out: Option<&mut [f32]>,
+    ) -> Result<()> {
+        Err(anyhow!("this network has no scalar action (only the action score form has one)"))
+    }
     /// Host copy of the current parameters (cross-rank checksums).
     fn params(&mut self) -> Result<Vec<f32>>;
     /// Host copies of the parameters and the optimiser state (checkpoints).

@@ -13,7 +13,7 @@
 //! each bin left out: errors include the correlations between coefficients.
 
 use super::action_engine::ActionEngine;
-use super::engine::Weights;
+use super::engine::{NetEngine, Weights};
 use super::model::model_form;
 use super::model_file::ModelFile;
 use crate::analysis::stats::jackknife_vec;
@@ -166,7 +166,7 @@ pub fn learnt_actions(file: &ModelFile, configs: &[f32], lat: Lattice, sigma: f6
     for a in (0..n).step_by(64) {
         let b = (a + 64).min(n);
         let mut s = vec![0.0f32; b - a];
-        engine.actions(Weights::Current, lat, &configs[a * v..b * v], &vec![sigma as f32; b - a], &mut s)?;
+        engine.actions(Weights::Current, lat, &configs[a * v..b * v], &vec![sigma as f32; b - a], &mut s, None)?;
         out.extend(s.iter().map(|&x| x as f64));
     }
     Ok(out)

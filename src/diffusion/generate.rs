@@ -66,6 +66,25 @@ impl ScoreModel for Timed<'_> {
         self.nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         r
     }
+    fn has_action(&self) -> bool {
+        self.inner.has_action()
+    }
+    fn action_values(
+        &self,
+        lat: Lattice,
+        phi: &[f64],
+        sigma: &[f64],
+        action: &mut [f64],
+        score: Option<&mut [f64]>,
+    ) -> Result<(), String> {
+        if self.stop.is_some_and(StopFlag::raised) {
+            return Err(INTERRUPTED.into());
+        }
+        let t = std::time::Instant::now();
+        let r = self.inner.action_values(lat, phi, sigma, action, score);
+        self.nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        r
+    }
     fn two_point(&self, lat: Lattice) -> Vec<f64> {
         self.inner.two_point(lat)
     }
@@ -87,6 +106,8 @@ pub struct SampleSummary {
     pub ess_fraction: Option<f64>,
     pub log_w_std: Option<f64>,
     pub acceptance: Option<f64>,
+    /// pc with an action model: the MALA corrector's mean acceptance probability.
+    pub corrector_acceptance: Option<f64>,
     pub network_share: f64,
     pub network_evals_per_s: f64,
 }
@@ -278,6 +299,8 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     let mut progress = Progress::new("sample", cfg.n_configs as u64, "configs", root);
     let t0 = std::time::Instant::now();
     let mut evals = 0usize;
+    // Σ over configurations of their batch's corrector acceptance, and their number.
+    let mut corrector = [0.0, 0.0];
     let mut n_done = 0usize;
     for round in 0..n_rounds {
         let first = round * per_round + r * b;
@@ -295,6 +318,10 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
         let (mut cfgs, mut logw) = if let Some(sb) = batch {
             let sb = sb.map_err(|e| anyhow!(e))?;
             evals += sb.network_evaluations();
+            if let Some(a) = sb.corrector_acceptance {
+                corrector[0] += a * k as f64;
+                corrector[1] += k as f64;
+            }
             (sb.configs, sb.log_weight.unwrap_or_else(|| vec![0.0; k]))
         } else {
             (Vec::new(), Vec::new())
@@ -362,12 +389,14 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     let mut ev = [evals as f64, timed.seconds()];
     comm.all_reduce_sum(&mut ev);
     let network_share = ev[1] / (seconds * nr as f64);
+    comm.all_reduce_sum(&mut corrector);
     let mut s = SampleSummary {
         n: n_done,
         seconds,
         ess_fraction: None,
         log_w_std: None,
         acceptance: None,
+        corrector_acceptance: (corrector[1] > 0.0).then(|| corrector[0] / corrector[1]),
         network_share,
         network_evals_per_s: ev[0] / seconds,
     };
@@ -391,7 +420,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
             );
         }
         eprintln!(
-            "wrote {} configurations to {}: {:.2} configs/s, {:.1} network evaluations/s ({:.0}% of the time in the network){}{}{}",
+            "wrote {} configurations to {}: {:.2} configs/s, {:.1} network evaluations/s ({:.0}% of the time in the network){}{}{}{}",
             n_done,
             cfg.out.display(),
             n_done as f64 / seconds,
@@ -400,6 +429,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
             s.ess_fraction.map(|e| format!(", ESS/N = {e:.4}")).unwrap_or_default(),
             s.log_w_std.map(|e| format!(", std(log w) = {e:.3}")).unwrap_or_default(),
             s.acceptance.map(|a| format!(", Metropolis acceptance {a:.4}")).unwrap_or_default(),
+            s.corrector_acceptance.map(|a| format!(", MALA corrector acceptance {a:.4}")).unwrap_or_default(),
         );
     }
     Ok(s)
@@ -500,6 +530,9 @@ pub(crate) fn write_attrs(
     }
     if let Some(a) = s.acceptance {
         w.set_attr("acceptance", AttrValue::F64(a))?;
+    }
+    if let Some(a) = s.corrector_acceptance {
+        w.set_attr("corrector_acceptance", AttrValue::F64(a))?;
     }
     w.set_attr("config", AttrValue::Str(crate::config::to_toml(cfg)))?;
     Ok(())

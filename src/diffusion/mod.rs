@@ -5,6 +5,7 @@
 //! σ-dependent action (stochastic quantisation).
 
 pub mod action_engine;
+pub mod corrector;
 pub mod cumulant;
 pub mod data;
 pub mod engine;
@@ -56,6 +57,26 @@ pub trait ScoreModel: Sync {
     /// `lat`; `None` for a real field of one value per site.
     fn torus_dof(&self, _lat: Lattice) -> Option<usize> {
         None
+    }
+
+    /// Whether `action_values` gives an action whose gradient is the score (action-form
+    /// networks): the energies for Metropolis tests against the model itself.
+    fn has_action(&self) -> bool {
+        false
+    }
+
+    /// action[b] = U(φ_b; σ_b) with s(φ, σ) = −∇_φ U(φ; σ) (up to a constant per σ): for an
+    /// action-form network its learnt S_θ(c_in(σ) φ, σ). With `score`, s(φ_b, σ_b) from the
+    /// same pass, bit for bit what `score` gives. Models without one refuse (`has_action`).
+    fn action_values(
+        &self,
+        _lat: Lattice,
+        _phi: &[f64],
+        _sigma: &[f64],
+        _action: &mut [f64],
+        _score: Option<&mut [f64]>,
+    ) -> Result<(), String> {
+        Err(format!("{} has no learnt action (only score form action has one)", self.describe()))
     }
 
     /// Where the model is evaluated (file attribute `device`).

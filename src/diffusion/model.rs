@@ -200,6 +200,35 @@ impl ScoreModel for NetworkScoreModel {
         Ok(())
     }
 
+    fn has_action(&self) -> bool {
+        self.action.is_some()
+    }
+
+    fn action_values(
+        &self,
+        lat: Lattice,
+        phi: &[f64],
+        sigma: &[f64],
+        action: &mut [f64],
+        score: Option<&mut [f64]>,
+    ) -> Result<(), String> {
+        if !self.has_action() {
+            return Err(format!("{} has no learnt action (only score form action has one)", self.label));
+        }
+        let parts = self.parts(lat)?;
+        let phi32: Vec<f32> = phi.iter().map(|&x| x as f32).collect();
+        let sig32: Vec<f32> = sigma.iter().map(|&x| x as f32).collect();
+        let mut s32 = vec![0.0f32; sigma.len()];
+        let mut f = score.as_ref().map(|_| vec![0.0f32; phi.len()]);
+        self.with_engine(|e| e.actions(Weights::Current, lat, &phi32, &sig32, &mut s32, f.as_deref_mut()))
+            .map_err(|e| format!("network: {e:#}"))?;
+        action.iter_mut().zip(&s32).for_each(|(a, s)| *a = *s as f64);
+        if let (Some(out), Some(f)) = (score, f) {
+            parts.compose(phi, sigma, &f, out);
+        }
+        Ok(())
+    }
+
     fn device(&self) -> String {
         self.with_engine(|e| Ok(e.describe())).unwrap_or_else(|e| format!("unavailable ({e:#})"))
     }

@@ -38,7 +38,12 @@
 //! * `SamplerKind::Pc`: the EM/matched predictor step followed, at every σ_{k−1} > 0, by M
 //!   Langevin corrector steps φ ← φ + ε s(φ, σ_{k−1}) + √(2ε) z with Song et al.'s (2021)
 //!   signal-to-noise rule ε = 2 (r ‖z‖/‖s‖)², norms per configuration. The corrector's
-//!   backward kernel is not derived, so `log_weight` is `None`.
+//!   backward kernel is not derived, so `log_weight` is `None`. With a model that has an
+//!   action (`ScoreModel::has_action`) each corrector step is instead Metropolis-adjusted
+//!   against U = S_θ(·, σ_{k−1}) ([`super::corrector`]: ε(φ) = 2 r² V/‖s(φ)‖², the rule
+//!   with ‖z‖² at its mean), which leaves exp(−U) exactly invariant. Exact weights would
+//!   then need U before and after each level's corrector (SMC's incremental weights with
+//!   resampling off); they are not built, so `log_weight` stays `None` for pc.
 //! * `SamplerKind::Ode`: probability-flow ODE dφ/dσ = −σ s(φ, σ), Heun's method on the ladder
 //!   from σ_N to σ_1, then the Tweedie denoising step φ_0 = φ_1 + σ_1² s(φ_1, σ_1) (which is
 //!   also an Euler step in σ from σ_1 to 0). Started from N(0, C_N) as above. No weights.
@@ -129,7 +134,8 @@ impl SamplerSettings {
     }
 
     /// Score evaluations per configuration (= batched `ScoreModel::score` calls per batch):
-    /// em and smc N, pc N + M(N − 1), ode 2(N − 1) + 1.
+    /// em and smc N, pc N + M(N − 1) (N + (M + 1)(N − 1) with an action model's MALA
+    /// corrector), ode 2(N − 1) + 1.
     pub fn score_calls(&self) -> usize {
         let n = self.n_steps;
         match self.sampler {
@@ -155,6 +161,8 @@ pub struct SampleBatch {
     pub log_weight: Option<Vec<f64>>,
     /// Batched `ScoreModel::score` calls made (= network evaluations per configuration).
     pub score_calls: usize,
+    /// pc with an action model: the MALA corrector's mean acceptance probability.
+    pub corrector_acceptance: Option<f64>,
 }
 
 impl SampleBatch {
@@ -209,6 +217,7 @@ pub fn sample_batch(
             configs: Vec::new(),
             log_weight: weights.then(Vec::new),
             score_calls: 0,
+            corrector_acceptance: None,
         });
     }
     let kernel = match model.torus_dof(lat) {
@@ -225,6 +234,8 @@ pub fn sample_batch(
     let mut phi = vec![0.0; batch * v];
     let mut s = vec![0.0; batch * v];
     let mut calls = 0usize;
+    // The MALA corrector's evaluations and each level's mean acceptance (action models).
+    let (mut corrector_calls, mut corrector) = (0usize, Vec::new());
     let z_work = || vec![0.0; v];
     let mut score = |phi: &[f64], sigma: f64, out: &mut [f64]| -> Result<(), String> {
         calls += 1;
@@ -239,7 +250,15 @@ pub fn sample_batch(
                 let (sk, skm) = (sig[k], sig[k - 1]);
                 score(&phi, sk, &mut s)?;
                 kernel.step(k, &mut phi, &s, &mut rngs, &mut lw);
-                if settings.sampler == SamplerKind::Pc && k > 1 {
+                if settings.sampler == SamplerKind::Pc && k > 1 && model.has_action() {
+                    // Against S_θ(·, σ_{k−1}) with the score from the same pass.
+                    let mut eval = |p: &[f64], u: &mut [f64], s: &mut [f64]| {
+                        model.action_values(lat, p, &vec![skm; batch], u, Some(s))
+                    };
+                    let steps = settings.corrector_steps;
+                    corrector.push(super::corrector::mala(&mut eval, settings.snr, steps, &mut phi, &mut rngs)?);
+                    corrector_calls += if steps > 0 { steps + 1 } else { 0 };
+                } else if settings.sampler == SamplerKind::Pc && k > 1 {
                     let snr = settings.snr;
                     for _ in 0..settings.corrector_steps {
                         score(&phi, skm, &mut s)?;
@@ -290,7 +309,14 @@ pub fn sample_batch(
         }
         _ => None,
     };
-    Ok(SampleBatch { lattice: lat, configs: phi, log_weight, score_calls: calls })
+    let corrector_acceptance = (!corrector.is_empty()).then(|| corrector.iter().sum::<f64>() / corrector.len() as f64);
+    Ok(SampleBatch {
+        lattice: lat,
+        configs: phi,
+        log_weight,
+        score_calls: calls + corrector_calls,
+        corrector_acceptance,
+    })
 }
 
 /// Independence Metropolis fed one proposal at a time: what `latdiff sample --metropolis`

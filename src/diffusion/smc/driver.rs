@@ -259,6 +259,7 @@ fn summarise(comm: &Comm, p: &Plan, n_done: usize, seconds: f64, network_seconds
         ess_fraction: None,
         log_w_std: None,
         acceptance: None,
+        corrector_acceptance: None,
         network_share: ev[1] / (seconds * n_ranks),
         network_evals_per_s: ev[0] / seconds,
     }

@@ -1,5 +1,6 @@
 //! The intermediate targets π_k ∝ exp(−U_k) of the SMC sampler, one per noise level:
-//! U_k = S_prior(·, σ_k) for 0 < k < N, U_0 = S (the target action), and the Gaussian
+//! U_k for 0 < k < N a surrogate of the noised action at σ_k (S_prior, the cumulant action,
+//! or the model's own learnt S_θ(·, σ_k)), U_0 = S (the target action), and the Gaussian
 //! preconditioner C_k = G + σ_k² of the MALA moves that leave π_k invariant.
 
 use std::sync::Arc;
@@ -71,11 +72,28 @@ impl LevelPotential<'_> {
     }
 }
 
+/// U_k as the sampler evaluates it.
+#[derive(Clone, Copy)]
+pub enum Level<'a> {
+    /// In closed form, per configuration.
+    Analytic(LevelPotential<'a>),
+    /// The model's learnt action S_θ(·, σ) (`ScoreModel::action_values`), in batches; its
+    /// gradient is minus the model's score at σ.
+    Learnt { sigma: f64 },
+}
+
 impl Levels {
     /// The levels of `sigma` ([σ_0 = 0, …, σ_N]) for `model` sampling `target`: S_prior from
     /// the model's physics prior when it has one, else from the target theory and the
-    /// model's G(p) (exact at every σ for a free target with its exact propagator).
+    /// model's G(p) (exact at every σ for a free target with its exact propagator). The
+    /// learnt targets need a model with an action.
     pub fn new(model: &dyn ScoreModel, target: Phi4, sigma: Vec<f64>, form: SmcTarget) -> Result<Self, String> {
+        if form == SmcTarget::Learnt && !model.has_action() {
+            return Err(format!(
+                "smc_target: 'learnt' needs a model with a learnt action (score form action); {} has none",
+                model.describe()
+            ));
+        }
         let lat = target.lattice;
         let g = positive_two_point(model, lat)?;
         let surrogate = match model.prior_parts(lat) {
@@ -110,6 +128,7 @@ impl Levels {
             SmcTarget::Prior if self.prior().zero_mode().is_some() => ("", " with the data's zero-mode marginal"),
             SmcTarget::Prior => ("", ""),
             SmcTarget::Cumulant => ("the first-order cumulant action on ", ""),
+            SmcTarget::Learnt => return "the model's learnt action S_theta(., sigma_k)".into(),
         };
         let source = match &self.surrogate {
             Surrogate::Model(_) => format!("the model's physics prior{zero_mode}"),
@@ -118,7 +137,35 @@ impl Levels {
         format!("{form}{source}")
     }
 
-    /// U_k for 0 ≤ k < N (π_N is the start distribution, never a MALA target).
+    /// What the learnt targets cannot do: their own score is the network's, and the
+    /// magnetisation redraw evaluates U per particle along five shifts.
+    pub fn check(&self, settings: &super::SmcSettings) -> Result<(), String> {
+        if self.form != SmcTarget::Learnt {
+            return Ok(());
+        }
+        if settings.network_below.is_finite() {
+            return Err(format!(
+                "network_below: {} means nothing with smc_target = learnt (the targets' own score is the network's)",
+                settings.network_below
+            ));
+        }
+        if settings.exact_magnetisation {
+            return Err("exact_magnetisation: not built for smc_target = learnt".into());
+        }
+        Ok(())
+    }
+
+    /// U_k for 0 ≤ k < N.
+    pub fn level(&self, k: usize) -> Level<'_> {
+        if self.form == SmcTarget::Learnt && k > 0 {
+            assert!(k + 1 < self.sigma.len(), "smc: level {k} is the start level, not a target");
+            return Level::Learnt { sigma: self.sigma[k] };
+        }
+        Level::Analytic(self.potential(k))
+    }
+
+    /// U_k for 0 ≤ k < N in closed form (π_N is the start distribution, never a MALA
+    /// target; learnt levels have none, see [`Levels::level`]).
     pub fn potential(&self, k: usize) -> LevelPotential<'_> {
         assert!(k + 1 < self.sigma.len(), "smc: level {k} has no surrogate (the start level is Gaussian)");
         if k == 0 {
@@ -134,6 +181,7 @@ impl Levels {
         match self.form {
             SmcTarget::Prior => LevelPotential::Prior { prior, sigma },
             SmcTarget::Cumulant => LevelPotential::Cumulant { prior, sigma },
+            SmcTarget::Learnt => panic!("smc: a learnt level is evaluated in batches by the model (Levels::level)"),
         }
     }
 

@@ -10,7 +10,9 @@
 //! covariance of π, every momentum mode moves at the same rate.
 //!
 //! Each particle draws its ξ and its uniform from its own stream, so a sweep does not depend
-//! on threads or batching. The step size is shared by the particles of a replica and adapted
+//! on threads or batching. A learnt level's U comes from the model in batches
+//! ([`rejuvenate_batched`]): every particle proposes, the proposals are evaluated together,
+//! then each is tested, with each particle's arithmetic and draws those of [`sweep`]. The step size is shared by the particles of a replica and adapted
 //! between sweeps towards [`TARGET_ACCEPTANCE`] from their mean acceptance probability
 //! (summed in particle order): a population adaptation, standard in SMC.
 
@@ -66,14 +68,25 @@ pub struct Particles<'a> {
     pub rngs: &'a mut [Stream],
 }
 
-struct Work {
-    prior: PriorWork,
+/// Per-thread buffers of one particle's step besides its potential's.
+struct Scratch {
     fft: Fft2Work,
     z: Vec<f64>,
     noise: Vec<f64>,
+    r: Vec<f64>,
+}
+
+impl Scratch {
+    fn new(fft: &Fft2, v: usize) -> Self {
+        Scratch { fft: fft.work(), z: vec![0.0; v], noise: vec![0.0; v], r: vec![0.0; v] }
+    }
+}
+
+struct Work {
+    prior: PriorWork,
+    scratch: Scratch,
     proposal: Vec<f64>,
     grad: Vec<f64>,
-    r: Vec<f64>,
 }
 
 /// One MALA step of every particle with step `eps`; returns each one's acceptance
@@ -87,15 +100,8 @@ pub fn sweep(
     p: Particles<'_>,
 ) -> Vec<f64> {
     let v = pre.c.len();
-    let new_work = || Work {
-        prior: new_prior_work(),
-        fft: fft.work(),
-        z: vec![0.0; v],
-        noise: vec![0.0; v],
-        proposal: vec![0.0; v],
-        grad: vec![0.0; v],
-        r: vec![0.0; v],
-    };
+    let new_work =
+        || Work { prior: new_prior_work(), scratch: Scratch::new(fft, v), proposal: vec![0.0; v], grad: vec![0.0; v] };
     let mut accept = vec![0.0; p.energy.len()];
     p.phi
         .par_chunks_mut(v)
@@ -122,30 +128,71 @@ fn step(
     rng: &mut Stream,
     w: &mut Work,
 ) -> f64 {
-    let zz = normals(rng, &mut w.z);
-    fft.color_noise(&pre.sqrt_c, &w.z, &mut w.noise, &mut w.fft);
-    // proposal = φ − ε C ∇U(φ) + √(2ε) C^{1/2} ξ.
-    fft.apply_diag(&pre.c, grad, &mut w.proposal, &mut w.fft);
-    let a = (2.0 * eps).sqrt();
-    for ((y, x), n) in w.proposal.iter_mut().zip(phi.iter()).zip(&w.noise) {
-        *y = x - eps * *y + a * n;
-    }
+    let zz = propose(pre, fft, eps, phi, grad, &mut w.proposal, rng, &mut w.scratch);
     let u_new = pot.energy(&w.proposal, &mut w.prior);
     pot.gradient(&w.proposal, &mut w.grad, &mut w.prior);
+    let to = Proposal { phi: &w.proposal, grad: &w.grad, energy: u_new, zz };
+    accept(pre, fft, eps, &to, phi, grad, u, rng, &mut w.scratch)
+}
+
+/// proposal = φ − ε C ∇U(φ) + √(2ε) C^{1/2} ξ with ξ from `rng`; returns ξᵀξ.
+#[allow(clippy::too_many_arguments)]
+fn propose(
+    pre: &Preconditioner,
+    fft: &Fft2,
+    eps: f64,
+    phi: &[f64],
+    grad: &[f64],
+    proposal: &mut [f64],
+    rng: &mut Stream,
+    w: &mut Scratch,
+) -> f64 {
+    let zz = normals(rng, &mut w.z);
+    fft.color_noise(&pre.sqrt_c, &w.z, &mut w.noise, &mut w.fft);
+    fft.apply_diag(&pre.c, grad, proposal, &mut w.fft);
+    let a = (2.0 * eps).sqrt();
+    for ((y, x), n) in proposal.iter_mut().zip(phi.iter()).zip(&w.noise) {
+        *y = x - eps * *y + a * n;
+    }
+    zz
+}
+
+/// A particle's proposal with U, ∇U there and the ξᵀξ that drew it.
+struct Proposal<'a> {
+    phi: &'a [f64],
+    grad: &'a [f64],
+    energy: f64,
+    zz: f64,
+}
+
+/// The Metropolis–Hastings test of `to` (module docs): on acceptance φ, ∇U and U become the
+/// proposal's. One uniform per step whatever happens: the stream's position never depends
+/// on α. Returns min(1, α) (0 for a NaN α).
+#[allow(clippy::too_many_arguments)]
+fn accept(
+    pre: &Preconditioner,
+    fft: &Fft2,
+    eps: f64,
+    to: &Proposal<'_>,
+    phi: &mut [f64],
+    grad: &mut [f64],
+    u: &mut f64,
+    rng: &mut Stream,
+    w: &mut Scratch,
+) -> f64 {
     // r = φ − φ' + ε C ∇U(φ'): the reverse move's noise, scaled by √(2ε) C^{1/2}.
-    fft.apply_diag(&pre.c, &w.grad, &mut w.r, &mut w.fft);
-    for ((r, x), y) in w.r.iter_mut().zip(phi.iter()).zip(&w.proposal) {
+    fft.apply_diag(&pre.c, to.grad, &mut w.r, &mut w.fft);
+    for ((r, x), y) in w.r.iter_mut().zip(phi.iter()).zip(to.phi) {
         *r = x - y + eps * *r;
     }
     let reverse = fft.inv_quad_form(&pre.c, &w.r, &mut w.fft) / (4.0 * eps);
-    let log_alpha = *u - u_new - reverse + 0.5 * zz;
+    let log_alpha = *u - to.energy - reverse + 0.5 * to.zz;
     let prob = if log_alpha.is_nan() { 0.0 } else { log_alpha.min(0.0).exp() };
-    // One uniform per step whatever happens: the stream's position never depends on α.
     let uniform: f64 = rng.random();
     if uniform < prob {
-        phi.copy_from_slice(&w.proposal);
-        grad.copy_from_slice(&w.grad);
-        *u = u_new;
+        phi.copy_from_slice(to.phi);
+        grad.copy_from_slice(to.grad);
+        *u = to.energy;
     }
     prob
 }
@@ -183,15 +230,99 @@ pub fn rejuvenate(
 ) -> Rejuvenation {
     let v = pre.c.len();
     gradients(pot, v, new_prior_work, p.phi, p.grad);
+    let one = |eps: f64| {
+        let here = Particles { phi: &mut *p.phi, energy: &mut *p.energy, grad: &mut *p.grad, rngs: &mut *p.rngs };
+        Ok(sweep(pot, pre, fft, eps, new_prior_work, here))
+    };
+    adapted(eps, sweeps, one).unwrap_or_else(|e: std::convert::Infallible| match e {})
+}
+
+/// U and ∇U of a set of configurations ([B, L_t, L_x] → [B], [B, L_t, L_x]), evaluated
+/// together: a learnt action, which the model evaluates in batches.
+pub type BatchPotential<'a> = dyn FnMut(&[f64], &mut [f64], &mut [f64]) -> Result<(), String> + 'a;
+
+/// [`rejuvenate`] on a level whose U comes in batches (`eval`): each sweep proposes for
+/// every particle, evaluates all proposals at once, then tests each. A particle's
+/// arithmetic and draws are those of [`sweep`]'s step.
+pub fn rejuvenate_batched(
+    eval: &mut BatchPotential<'_>,
+    pre: &Preconditioner,
+    fft: &Fft2,
+    eps: f64,
+    sweeps: usize,
+    p: Particles<'_>,
+) -> Result<Rejuvenation, String> {
+    let (n, v) = (p.energy.len(), pre.c.len());
+    // U of the particles is known; their ∇U comes with a fresh U, which is the same.
+    eval(p.phi, &mut vec![0.0; n], p.grad)?;
+    let mut proposed =
+        Proposals { phi: vec![0.0; n * v], grad: vec![0.0; n * v], energy: vec![0.0; n], zz: vec![0.0; n] };
+    let one = |eps: f64| {
+        let here = Particles { phi: &mut *p.phi, energy: &mut *p.energy, grad: &mut *p.grad, rngs: &mut *p.rngs };
+        batched_sweep(eval, pre, fft, eps, &mut proposed, here)
+    };
+    adapted(eps, sweeps, one)
+}
+
+/// Every particle's proposal of one batched sweep.
+struct Proposals {
+    phi: Vec<f64>,
+    grad: Vec<f64>,
+    energy: Vec<f64>,
+    zz: Vec<f64>,
+}
+
+fn batched_sweep(
+    eval: &mut BatchPotential<'_>,
+    pre: &Preconditioner,
+    fft: &Fft2,
+    eps: f64,
+    to: &mut Proposals,
+    p: Particles<'_>,
+) -> Result<Vec<f64>, String> {
+    let v = pre.c.len();
+    let scratch = || Scratch::new(fft, v);
+    to.phi
+        .par_chunks_mut(v)
+        .zip(p.phi.par_chunks(v))
+        .zip(p.grad.par_chunks(v))
+        .zip(p.rngs.par_iter_mut())
+        .zip(to.zz.par_iter_mut())
+        .for_each_init(scratch, |w, ((((y, phi), grad), rng), zz)| {
+            *zz = propose(pre, fft, eps, phi, grad, y, rng, w);
+        });
+    eval(&to.phi, &mut to.energy, &mut to.grad)?;
+    let mut accepted = vec![0.0; p.energy.len()];
+    p.phi
+        .par_chunks_mut(v)
+        .zip(p.grad.par_chunks_mut(v))
+        .zip(p.energy.par_iter_mut())
+        .zip(p.rngs.par_iter_mut())
+        .zip(accepted.par_iter_mut())
+        .enumerate()
+        .for_each_init(scratch, |w, (i, ((((phi, grad), u), rng), a))| {
+            let prop = Proposal {
+                phi: &to.phi[i * v..][..v],
+                grad: &to.grad[i * v..][..v],
+                energy: to.energy[i],
+                zz: to.zz[i],
+            };
+            *a = accept(pre, fft, eps, &prop, phi, grad, u, rng, w);
+        });
+    Ok(accepted)
+}
+
+/// `sweeps` calls of `sweep(ε)` (each returning the particles' acceptance probabilities),
+/// ε adapted after each from their mean.
+fn adapted<E>(eps: f64, sweeps: usize, mut sweep: impl FnMut(f64) -> Result<Vec<f64>, E>) -> Result<Rejuvenation, E> {
     let (mut eps, mut total) = (eps, 0.0);
     for _ in 0..sweeps {
-        let here = Particles { phi: &mut *p.phi, energy: &mut *p.energy, grad: &mut *p.grad, rngs: &mut *p.rngs };
-        let probs = sweep(pot, pre, fft, eps, new_prior_work, here);
+        let probs = sweep(eps)?;
         // In particle order: the same sum on any number of threads.
         let mean = probs.iter().sum::<f64>() / probs.len().max(1) as f64;
         total += mean;
         eps = adapt_step(eps, mean);
     }
     let acceptance = if sweeps == 0 { f64::NAN } else { total / sweeps as f64 };
-    Rejuvenation { acceptance, step: eps }
+    Ok(Rejuvenation { acceptance, step: eps })
 }

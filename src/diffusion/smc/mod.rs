@@ -3,8 +3,10 @@
 //! A replica of n particles starts from N(0, C_N) and steps down the σ ladder with the
 //! em/matched reverse kernel b_k of [`super::sampler`] (shared code: [`super::kernel`]).
 //! Level k has the target π_k ∝ exp(−U_k) ([`levels`]): U_N = −log N(·; 0, C_N) (normalised,
-//! the start density itself), U_k = S_prior(·, σ_k) for 0 < k < N (the physics prior's
-//! scalar action, exact at σ → 0 and σ → ∞), U_0 = S, the target action. Step k carries the
+//! the start density itself), U_k for 0 < k < N a surrogate of the noised action at σ_k
+//! (S_prior, the physics prior's scalar action, exact at σ → 0 and σ → ∞; the cumulant
+//! action; or the model's own learnt S_θ(·, σ_k), evaluated in batches by the model),
+//! U_0 = S, the target action. Step k carries the
 //! incremental weight
 //!   log w_k = −U_{k−1}(φ_{k−1}) + log f_k(φ_k | φ_{k−1}) + U_k(φ_k) − log b_k(φ_{k−1} | φ_k),
 //! f_k the forward noising kernel. Their sum over k telescopes to the em sampler's path
@@ -41,7 +43,7 @@ pub mod torus;
 use rand::RngExt;
 use rayon::prelude::*;
 
-use self::levels::Levels;
+use self::levels::{Level, Levels};
 use self::mala::{Particles, Preconditioner};
 use super::kernel::ReverseKernel;
 use super::ScoreModel;
@@ -126,6 +128,7 @@ pub fn run_replica(
     index: usize,
     stopped: &(dyn Fn() -> bool + Sync),
 ) -> Result<Replica, String> {
+    levels.check(settings)?;
     let n = settings.n_particles;
     let (lat, sigma) = (kernel.lattice(), kernel.sigma_ladder());
     let v = lat.volume();
@@ -163,7 +166,7 @@ pub fn run_replica(
             let pot = levels.potential(k - 1);
             magnetisation::redraw(pot, delta, cov0, &b, &mut st.phi, &mut st.path, &mut rngs, || levels.work());
         }
-        st.level_energies(levels, k - 1);
+        st.level_energies(model, levels, k - 1, settings.batch)?;
         let w = st.weights();
         let ess_fraction = resample::ess_fraction(&w);
         if !(ess_fraction > 0.0) {
@@ -179,7 +182,7 @@ pub fn run_replica(
             resamplings += 1;
             rec.resampled = true;
             if settings.rejuvenate > 0 {
-                let r = st.rejuvenate(levels, k - 1, step, settings.rejuvenate, &mut rngs);
+                let r = st.rejuvenate(model, levels, k - 1, step, settings, &mut rngs)?;
                 (rec.acceptance, rec.step, step) = (r.acceptance, r.step, r.step);
             }
         }
@@ -216,13 +219,26 @@ impl State {
         self.path.iter().zip(&self.energy).map(|(p, u)| p - u).collect()
     }
 
-    fn level_energies(&mut self, levels: &Levels, k: usize) {
-        let pot = levels.potential(k);
+    fn level_energies(
+        &mut self,
+        model: &dyn ScoreModel,
+        levels: &Levels,
+        k: usize,
+        batch: usize,
+    ) -> Result<(), String> {
         let v = levels.lattice().volume();
-        self.energy
-            .par_iter_mut()
-            .zip(self.phi.par_chunks(v))
-            .for_each_init(|| levels.work(), |ws, (u, p)| *u = pot.energy(p, ws));
+        match levels.level(k) {
+            Level::Analytic(pot) => {
+                self.energy
+                    .par_iter_mut()
+                    .zip(self.phi.par_chunks(v))
+                    .for_each_init(|| levels.work(), |ws, (u, p)| *u = pot.energy(p, ws));
+                Ok(())
+            }
+            Level::Learnt { sigma } => {
+                learnt_in_chunks(model, levels.lattice(), &self.phi, sigma, &mut self.energy, None, batch)
+            }
+        }
     }
 
     /// Replaces the particles by their ancestors `a`; every weight becomes zero (P = U).
@@ -237,19 +253,33 @@ impl State {
     /// MALA on level k; the weights W = P − U stay what they were.
     fn rejuvenate(
         &mut self,
+        model: &dyn ScoreModel,
         levels: &Levels,
         k: usize,
         step: f64,
-        sweeps: usize,
+        settings: &SmcSettings,
         rngs: &mut [Stream],
-    ) -> mala::Rejuvenation {
+    ) -> Result<mala::Rejuvenation, String> {
         self.grad.resize(self.phi.len(), 0.0);
         let before = self.weights();
         let pre = Preconditioner::new(levels.preconditioner(k));
         let particles = Particles { phi: &mut self.phi, energy: &mut self.energy, grad: &mut self.grad, rngs };
-        let r = mala::rejuvenate(levels.potential(k), &pre, levels.fft(), step, sweeps, || levels.work(), particles);
+        let (fft, sweeps) = (levels.fft(), settings.rejuvenate);
+        let r = match levels.level(k) {
+            Level::Analytic(pot) => mala::rejuvenate(pot, &pre, fft, step, sweeps, || levels.work(), particles),
+            Level::Learnt { sigma } => {
+                let lat = levels.lattice();
+                // ∇U = −s: the model's action and score come from one pass.
+                let mut eval = |phi: &[f64], u: &mut [f64], grad: &mut [f64]| {
+                    learnt_in_chunks(model, lat, phi, sigma, u, Some(&mut *grad), settings.batch)?;
+                    grad.iter_mut().for_each(|g| *g = -*g);
+                    Ok(())
+                };
+                mala::rejuvenate_batched(&mut eval, &pre, fft, step, sweeps, particles)?
+            }
+        };
         self.path = before.iter().zip(&self.energy).map(|(w, u)| w + u).collect();
-        r
+        Ok(r)
     }
 }
 
@@ -266,6 +296,26 @@ fn score_in_chunks(
     let chunk = batch.max(1) * v;
     for (p, o) in phi.chunks(chunk).zip(out.chunks_mut(chunk)) {
         model.score(lat, p, &vec![sigma; p.len() / v], o)?;
+    }
+    Ok(())
+}
+
+/// The model's action at σ (and its score, when asked) in calls of at most `batch`
+/// configurations.
+fn learnt_in_chunks(
+    model: &dyn ScoreModel,
+    lat: crate::lattice::Lattice,
+    phi: &[f64],
+    sigma: f64,
+    action: &mut [f64],
+    mut score: Option<&mut [f64]>,
+    batch: usize,
+) -> Result<(), String> {
+    let v = lat.volume();
+    let b = batch.max(1);
+    for (i, (p, a)) in phi.chunks(b * v).zip(action.chunks_mut(b)).enumerate() {
+        let s = score.as_deref_mut().map(|s| &mut s[i * b * v..][..p.len()]);
+        model.action_values(lat, p, &vec![sigma; a.len()], a, s)?;
     }
     Ok(())
 }
