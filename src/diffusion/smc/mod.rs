@@ -6,8 +6,7 @@
 //! the start density itself), U_k for 0 < k < N a surrogate of the noised action at σ_k
 //! (S_prior, the physics prior's scalar action, exact at σ → 0 and σ → ∞; the cumulant
 //! action; or the model's own learnt S_θ(·, σ_k), evaluated in batches by the model),
-//! U_0 = S, the target action. Step k carries the
-//! incremental weight
+//! U_0 = S, the target action. Step k carries the incremental weight
 //!   log w_k = −U_{k−1}(φ_{k−1}) + log f_k(φ_k | φ_{k−1}) + U_k(φ_k) − log b_k(φ_{k−1} | φ_k),
 //! f_k the forward noising kernel. Their sum over k telescopes to the em sampler's path
 //! weight. Each particle carries its path part P (start term and Σ log f − log b, summed
