@@ -166,20 +166,11 @@ pub fn run_replica(
             magnetisation::redraw(pot, delta, cov0, &b, &mut st.phi, &mut st.path, &mut rngs, || levels.work());
         }
         st.level_energies(model, levels, k - 1, settings.batch)?;
-        let w = st.weights();
-        let ess_fraction = resample::ess_fraction(&w);
-        if !(ess_fraction > 0.0) {
-            return Err(format!("smc: replica {index}: every weight vanished at sigma = {:.4e}", sigma[k - 1]));
-        }
-        let mut rec =
-            LevelRecord { sigma: sigma[k - 1], ess_fraction, resampled: false, acceptance: f64::NAN, step: f64::NAN };
-        if ess_fraction < settings.resample_ess {
-            let u: f64 = resample_rng.random();
-            let a = resample::systematic(&w, u).expect("a positive weight exists");
-            log_z += resample::log_mean_exp(&w);
+        let (mut rec, resampled) =
+            arrive(index, sigma[k - 1], &st.weights(), settings.resample_ess, &mut resample_rng, &mut log_z)?;
+        if let Some(a) = resampled {
             st.take(&a, v);
             resamplings += 1;
-            rec.resampled = true;
             if settings.rejuvenate > 0 {
                 let r = st.rejuvenate(model, levels, k - 1, step, settings, &mut rngs)?;
                 (rec.acceptance, rec.step, step) = (r.acceptance, r.step, r.step);
@@ -199,6 +190,33 @@ pub fn run_replica(
         levels: records,
         resamplings,
     })
+}
+
+/// Arrival at the level at `sigma` with log-weights `w`: the ESS check and the level's
+/// record, and, when the ESS fell below `resample_ess`·n, the ancestors of a systematic
+/// resampling (one uniform from `rng`; `log_z` gains log mean e^w). Shared by the φ⁴ and
+/// torus replica loops.
+pub(crate) fn arrive(
+    index: usize,
+    sigma: f64,
+    w: &[f64],
+    resample_ess: f64,
+    rng: &mut Stream,
+    log_z: &mut f64,
+) -> Result<(LevelRecord, Option<Vec<usize>>), String> {
+    let ess_fraction = resample::ess_fraction(w);
+    if !(ess_fraction > 0.0) {
+        return Err(format!("smc: replica {index}: every weight vanished at sigma = {sigma:.4e}"));
+    }
+    let mut rec = LevelRecord { sigma, ess_fraction, resampled: false, acceptance: f64::NAN, step: f64::NAN };
+    if ess_fraction >= resample_ess {
+        return Ok((rec, None));
+    }
+    let u: f64 = rng.random();
+    let a = resample::systematic(w, u).expect("a positive weight exists");
+    *log_z += resample::log_mean_exp(w);
+    rec.resampled = true;
+    Ok((rec, Some(a)))
 }
 
 /// The particles of a replica between steps.
@@ -283,7 +301,7 @@ impl State {
 }
 
 /// out = s(φ, σ) in calls of at most `batch` configurations.
-fn score_in_chunks(
+pub(crate) fn score_in_chunks(
     model: &dyn ScoreModel,
     lat: crate::lattice::Lattice,
     phi: &[f64],
@@ -291,7 +309,8 @@ fn score_in_chunks(
     out: &mut [f64],
     batch: usize,
 ) -> Result<(), String> {
-    let v = lat.volume();
+    // Values per configuration: V, or the torus's angles.
+    let v = model.torus_dof(lat).unwrap_or(lat.volume());
     let chunk = batch.max(1) * v;
     for (p, o) in phi.chunks(chunk).zip(out.chunks_mut(chunk)) {
         model.score(lat, p, &vec![sigma; p.len() / v], o)?;

@@ -15,7 +15,7 @@ use rand::RngExt;
 use rayon::prelude::*;
 
 use super::mala::{adapt_step, initial_step};
-use super::{resample, LevelRecord, Replica, SmcSettings, RESAMPLE_STREAM};
+use super::{arrive, resample, score_in_chunks, Replica, SmcSettings, RESAMPLE_STREAM};
 use crate::diffusion::gauge::prior::noised_beta;
 use crate::diffusion::kernel::{ReverseKernel, LN_2PI};
 use crate::diffusion::ScoreModel;
@@ -105,29 +105,19 @@ pub fn run_torus_replica(
                 }
             });
         } else {
-            for (t, s) in theta.chunks(settings.batch.max(1) * dof).zip(score.chunks_mut(settings.batch.max(1) * dof)) {
-                model.score(lat, t, &vec![sigma[k]; t.len() / dof], s)?;
-            }
+            score_in_chunks(model, lat, &theta, sigma[k], &mut score, settings.batch)?;
         }
         kernel.step(k, &mut theta, &score, &mut rngs, &mut path);
         energy.par_iter_mut().zip(theta.par_chunks(dof)).for_each(|(u, t)| *u = levels.energy(k - 1, t));
         let w: Vec<f64> = path.iter().zip(&energy).map(|(p, u)| p - u).collect();
-        let ess_fraction = resample::ess_fraction(&w);
-        if !(ess_fraction > 0.0) {
-            return Err(format!("smc: replica {index}: every weight vanished at sigma = {:.4e}", sigma[k - 1]));
-        }
-        let mut rec =
-            LevelRecord { sigma: sigma[k - 1], ess_fraction, resampled: false, acceptance: f64::NAN, step: f64::NAN };
-        if ess_fraction < settings.resample_ess {
-            let u: f64 = resample_rng.random();
-            let a = resample::systematic(&w, u).expect("a positive weight exists");
-            log_z += resample::log_mean_exp(&w);
+        let (mut rec, resampled) =
+            arrive(index, sigma[k - 1], &w, settings.resample_ess, &mut resample_rng, &mut log_z)?;
+        if let Some(a) = resampled {
             theta = a.iter().flat_map(|&j| theta[j * dof..][..dof].iter().copied()).collect();
             energy = a.iter().map(|&j| energy[j]).collect();
             ancestors = a.iter().map(|&j| ancestors[j]).collect();
             path.clone_from(&energy);
             resamplings += 1;
-            rec.resampled = true;
             if settings.rejuvenate > 0 && k - 1 < levels.n() {
                 let (acc, eps) =
                     rejuvenate(levels, k - 1, step, settings.rejuvenate, &mut theta, &mut energy, &mut rngs);
