@@ -15,9 +15,8 @@
 //! [`reference_trajectory`], the same Philox-driven algorithm on the CPU.
 
 use super::engine::{ChainRow, ChainState, HmcEngine, HmcSetup};
-use super::hmc::{HmcParams, TrajectoryResult};
-use super::integrator::OMELYAN_LAMBDA;
-use super::Integrator;
+use super::hmc::{metropolis, HmcParams, TrajectoryResult};
+use super::integrator::MdField;
 use crate::backend::cuda::CudaBackend;
 use crate::backend::philox;
 use crate::cuda_launch;
@@ -112,74 +111,11 @@ impl CudaHmc {
         cuda_launch!(&self.be, "reduce", "phi4_energy", cfg, &self.phi, &self.mom, out, &lt, &lx, &hop, &quad, &lam)
     }
 
-    fn kick(&mut self, coef: f64) -> Result<()> {
-        let (hop, quad, lam) = self.coeffs();
-        let (lt, lx, nc) = self.dims();
-        let cfg = self.be.grid(self.n_chains * self.theory.lattice.volume());
-        cuda_launch!(
-            &self.be,
-            "phi4_md",
-            "phi4_kick",
-            cfg,
-            &self.phi,
-            &mut self.mom,
-            &self.dt,
-            &coef,
-            &nc,
-            &lt,
-            &lx,
-            &hop,
-            &quad,
-            &lam
-        )
-    }
-
-    fn kick_drift(&mut self, kcoef: f64, dcoef: f64) -> Result<()> {
-        let (hop, quad, lam) = self.coeffs();
-        let (lt, lx, nc) = self.dims();
-        let cfg = self.be.grid(self.n_chains * self.theory.lattice.volume());
-        cuda_launch!(
-            &self.be,
-            "phi4_md",
-            "phi4_kick_drift",
-            cfg,
-            &self.phi,
-            &mut self.phi_tmp,
-            &mut self.mom,
-            &self.dt,
-            &kcoef,
-            &dcoef,
-            &nc,
-            &lt,
-            &lx,
-            &hop,
-            &quad,
-            &lam
-        )?;
-        std::mem::swap(&mut self.phi, &mut self.phi_tmp);
-        Ok(())
-    }
-
-    /// The MD trajectory of every chain with the step sizes in `dt` (same kick/drift
-    /// sequence as `Integrator::integrate`, written as [kick, drift] pairs + a closing kick).
+    /// Every chain's MD trajectory with the step sizes in `dt`: the integrators' own
+    /// schedule (`Integrator::run`) driving this engine's kernels.
     fn integrate(&mut self) -> Result<()> {
-        let n_md = self.params.n_md;
-        match self.params.integrator {
-            Integrator::Leapfrog => {
-                for step in 0..n_md {
-                    self.kick_drift(if step == 0 { 0.5 } else { 1.0 }, 1.0)?;
-                }
-                self.kick(0.5)
-            }
-            Integrator::Omelyan => {
-                let l = OMELYAN_LAMBDA;
-                for step in 0..n_md {
-                    self.kick_drift(if step == 0 { l } else { 2.0 * l }, 0.5)?;
-                    self.kick_drift(1.0 - 2.0 * l, 0.5)?;
-                }
-                self.kick(l)
-            }
-        }
+        let (integrator, n_md) = (self.params.integrator, self.params.n_md);
+        integrator.run(self, n_md, &|| false).map(|_| ())
     }
 
     /// Testing hook: integrates given fields and momenta (chain-major) over `tau` and returns
@@ -228,7 +164,7 @@ impl CudaHmc {
         let u: Vec<(f64, f64)> =
             (0..n).map(|c| philox::hmc_uniforms(self.seed, (self.chain0 + c) as u32, traj)).collect();
         let p = self.params;
-        let dt: Vec<f64> = u.iter().map(|(ut, _)| p.tau * (1.0 - p.tau_jitter * ut) / p.n_md as f64).collect();
+        let dt: Vec<f64> = u.iter().map(|&(ut, _)| p.trajectory_length(ut) / p.n_md as f64).collect();
         let s = self.be.stream.clone();
         drv("upload dt", s.memcpy_htod(&dt, &mut self.dt))?;
         self.draw_momenta()?;
@@ -244,7 +180,7 @@ impl CudaHmc {
             let (s0, k0) = (e0[3 * c], e0[3 * c + 2]);
             let (s1, m1, k1) = (e1[3 * c], e1[3 * c + 1], e1[3 * c + 2]);
             let delta_h = (s1 + k1) - (s0 + k0);
-            let accepted = delta_h <= 0.0 || u[c].1 < (-delta_h).exp();
+            let accepted = metropolis(delta_h, u[c].1);
             if accepted {
                 self.action[c] = s1;
                 self.n_accept[c] += 1;
@@ -276,6 +212,60 @@ impl CudaHmc {
     }
 }
 
+/// The engine's kernels for the integrators: φ⁴'s force kick, fused with the drift where a
+/// drift follows (φ ping-ponged between two buffers).
+impl MdField for CudaHmc {
+    type Error = anyhow::Error;
+
+    fn kick_drift(&mut self, kcoef: f64, dcoef: f64) -> Result<()> {
+        let (hop, quad, lam) = self.coeffs();
+        let (lt, lx, nc) = self.dims();
+        let cfg = self.be.grid(self.n_chains * self.theory.lattice.volume());
+        cuda_launch!(
+            &self.be,
+            "phi4_md",
+            "phi4_kick_drift",
+            cfg,
+            &self.phi,
+            &mut self.phi_tmp,
+            &mut self.mom,
+            &self.dt,
+            &kcoef,
+            &dcoef,
+            &nc,
+            &lt,
+            &lx,
+            &hop,
+            &quad,
+            &lam
+        )?;
+        std::mem::swap(&mut self.phi, &mut self.phi_tmp);
+        Ok(())
+    }
+
+    fn kick(&mut self, coef: f64) -> Result<()> {
+        let (hop, quad, lam) = self.coeffs();
+        let (lt, lx, nc) = self.dims();
+        let cfg = self.be.grid(self.n_chains * self.theory.lattice.volume());
+        cuda_launch!(
+            &self.be,
+            "phi4_md",
+            "phi4_kick",
+            cfg,
+            &self.phi,
+            &mut self.mom,
+            &self.dt,
+            &coef,
+            &nc,
+            &lt,
+            &lx,
+            &hop,
+            &quad,
+            &lam
+        )
+    }
+}
+
 impl HmcEngine for CudaHmc {
     fn describe(&self) -> String {
         format!("cuda:{} {} ({})", self.be.ordinal, self.be.name, self.be.arch)
@@ -299,10 +289,8 @@ impl HmcEngine for CudaHmc {
     /// kick+drift 32 (φ read once from DRAM, neighbours from cache; mom read+write; φ_out),
     /// the closing kick 24. Rejections' restores are not counted.
     fn bytes_per_site_trajectory(&self) -> Option<f64> {
-        let launches = match self.params.integrator {
-            Integrator::Leapfrog => self.params.n_md,
-            Integrator::Omelyan => 2 * self.params.n_md,
-        };
+        // Every force evaluation but the closing kick is a fused kick+drift launch.
+        let launches = self.params.integrator.force_evals(self.params.n_md) - 1;
         Some((8 + 16 + 32 + 32 * launches + 24) as f64)
     }
     fn peak_bytes_per_s(&self) -> Option<f64> {
@@ -374,7 +362,7 @@ pub fn reference_trajectory(
 ) -> TrajectoryResult {
     let v = theory.lattice.volume();
     let (ut, ua) = philox::hmc_uniforms(seed, chain, traj);
-    let tau = params.tau * (1.0 - params.tau_jitter * ut);
+    let tau = params.trajectory_length(ut);
     let mut mom = philox::normals(seed, chain, traj, philox::HMC_MOMENTA, v);
     let (s0, _) = theory.action_and_sum(phi);
     let k0 = 0.5 * mom.iter().map(|p| p * p).sum::<f64>();
@@ -383,7 +371,7 @@ pub fn reference_trajectory(
     let (s1, m1) = theory.action_and_sum(&new);
     let k1 = 0.5 * mom.iter().map(|p| p * p).sum::<f64>();
     let delta_h = (s1 + k1) - (s0 + k0);
-    let accepted = delta_h <= 0.0 || ua < (-delta_h).exp();
+    let accepted = metropolis(delta_h, ua);
     if accepted {
         *phi = new;
     }

@@ -20,6 +20,19 @@ pub struct HmcParams {
     pub tau_jitter: f64,
 }
 
+impl HmcParams {
+    /// The length of a trajectory whose jitter uniform is `u` ∈ [0, 1).
+    pub fn trajectory_length(&self, u: f64) -> f64 {
+        self.tau * (1.0 - self.tau_jitter * u)
+    }
+}
+
+/// The Metropolis test of a trajectory with energy change `delta_h` against the uniform `u`
+/// (every engine's, so CPU and device chains accept by the same rule).
+pub fn metropolis(delta_h: f64, u: f64) -> bool {
+    delta_h <= 0.0 || u < (-delta_h).exp()
+}
+
 /// Named in the options, so config's (plain data).
 pub use crate::config::Start;
 
@@ -102,7 +115,7 @@ impl Chain {
         stop: &impl Fn() -> bool,
     ) -> Option<TrajectoryResult> {
         let u_tau: f64 = self.rng.random();
-        let tau = params.tau * (1.0 - params.tau_jitter * u_tau);
+        let tau = params.trajectory_length(u_tau);
         let manifold = theory.manifold();
         manifold.sample_momenta(&mut self.rng, &mut self.mom);
         let kinetic0 = manifold.kinetic(&self.mom);
@@ -116,7 +129,7 @@ impl Chain {
         let delta_h = (s1 + kinetic1) - (self.action + kinetic0);
         // Always draw the uniform, so the stream advances the same way on accept and reject.
         let u: f64 = self.rng.random();
-        let accepted = delta_h <= 0.0 || u < (-delta_h).exp();
+        let accepted = metropolis(delta_h, u);
         if accepted {
             self.action = s1;
             self.monitor = m1;

@@ -39,37 +39,68 @@ impl Integrator {
         tau: f64,
         stop: &impl Fn() -> bool,
     ) -> bool {
-        let dt = tau / n_md as f64;
-        let m = theory.manifold();
-        let drift = |phi: &mut [f64], mom: &[f64], dt: f64| m.drift(phi, mom, dt);
-        match self {
-            Integrator::Leapfrog => {
-                theory.kick(phi, mom, 0.5 * dt);
-                for step in 0..n_md {
-                    if stop() {
-                        return false;
-                    }
-                    drift(phi, mom, dt);
-                    let eps = if step + 1 == n_md { 0.5 * dt } else { dt };
-                    theory.kick(phi, mom, eps);
-                }
+        let mut field = CpuField { theory, phi, mom, dt: tau / n_md as f64 };
+        match self.run(&mut field, n_md, stop) {
+            Ok(done) => done,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The integrator's schedule, written once for every engine: `n_md` steps of
+    /// (kick, drift) pairs in units of the step size, then the closing kick. A step's
+    /// opening kick carries the previous step's closing one. `stop()` is asked before each
+    /// step; false means the trajectory was abandoned mid-way.
+    pub fn run<F: MdField + ?Sized>(&self, field: &mut F, n_md: usize, stop: &impl Fn() -> bool) -> Result<bool, F::Error> {
+        let l = OMELYAN_LAMBDA;
+        for step in 0..n_md {
+            if stop() {
+                return Ok(false);
             }
-            Integrator::Omelyan => {
-                let l = OMELYAN_LAMBDA;
-                theory.kick(phi, mom, l * dt);
-                for step in 0..n_md {
-                    if stop() {
-                        return false;
-                    }
-                    drift(phi, mom, 0.5 * dt);
-                    theory.kick(phi, mom, (1.0 - 2.0 * l) * dt);
-                    drift(phi, mom, 0.5 * dt);
-                    let eps = if step + 1 == n_md { l * dt } else { 2.0 * l * dt };
-                    theory.kick(phi, mom, eps);
+            match self {
+                Integrator::Leapfrog => field.kick_drift(if step == 0 { 0.5 } else { 1.0 }, 1.0)?,
+                Integrator::Omelyan => {
+                    field.kick_drift(if step == 0 { l } else { 2.0 * l }, 0.5)?;
+                    field.kick_drift(1.0 - 2.0 * l, 0.5)?;
                 }
             }
         }
-        true
+        field.kick(match self {
+            Integrator::Leapfrog => 0.5,
+            Integrator::Omelyan => l,
+        })?;
+        Ok(true)
+    }
+}
+
+/// What an HMC engine supplies to the integrators: the two MD updates of its fields (one
+/// chain's on the CPU, every chain's at once on a device, each chain with its own step
+/// size dt). Coefficients are in units of dt.
+pub trait MdField {
+    type Error;
+    /// p += kick·dt·F(φ), then φ moves along p for drift·dt (on the theory's manifold).
+    fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<(), Self::Error>;
+    /// p += kick·dt·F(φ).
+    fn kick(&mut self, kick: f64) -> Result<(), Self::Error>;
+}
+
+/// One chain's field and momenta on the CPU.
+struct CpuField<'a, T: Theory> {
+    theory: &'a T,
+    phi: &'a mut [f64],
+    mom: &'a mut [f64],
+    dt: f64,
+}
+
+impl<T: Theory> MdField for CpuField<'_, T> {
+    type Error = std::convert::Infallible;
+    fn kick_drift(&mut self, kick: f64, drift: f64) -> Result<(), Self::Error> {
+        self.theory.kick(self.phi, self.mom, kick * self.dt);
+        self.theory.manifold().drift(self.phi, self.mom, drift * self.dt);
+        Ok(())
+    }
+    fn kick(&mut self, kick: f64) -> Result<(), Self::Error> {
+        self.theory.kick(self.phi, self.mom, kick * self.dt);
+        Ok(())
     }
 }
 
