@@ -1034,10 +1034,16 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_ema: bool,
-    /// SMC: independent replicas, --n-configs split evenly over them (default: one per MPI rank).
+    /// SMC: independent replicas, --n-configs split evenly over them (default: one per MPI
+    /// rank, or per group of --ranks-per-replica ranks).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replicas: Option<usize>,
+    /// SMC: MPI ranks that share one replica's particles (default 1: whole replicas per
+    /// rank); must divide the rank count. The output does not depend on it.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranks_per_replica: Option<usize>,
     /// SMC: resample when the ESS falls below this fraction of a replica's particles (0: never).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1110,6 +1116,8 @@ pub struct SampleConfig {
     pub no_ema: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replicas: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranks_per_replica: Option<usize>,
     pub resample_ess: f64,
     pub rejuvenate: usize,
     pub smc_target: String,
@@ -1146,6 +1154,7 @@ impl Default for SampleConfig {
             hmc_refine: 0,
             no_ema: false,
             replicas: None,
+            ranks_per_replica: None,
             resample_ess: 0.5,
             rejuvenate: 5,
             smc_target: "cumulant".into(),
@@ -1236,6 +1245,13 @@ impl SampleConfig {
             if self.exact_magnetisation {
                 bail!("exact_magnetisation: not built for smc_target = learnt (it evaluates the level target per particle along five shifts)");
             }
+        }
+        match self.ranks_per_replica {
+            Some(_) if self.sampler != "smc" => {
+                bail!("ranks_per_replica: only the smc sampler has replicas (sampler = {})", self.sampler)
+            }
+            Some(0) => bail!("ranks_per_replica: must be at least 1"),
+            _ => {}
         }
         match self.replicas {
             Some(_) if self.sampler != "smc" => {

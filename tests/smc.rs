@@ -45,35 +45,60 @@ fn analyze(dir: &Path, file: &str, json: bool) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// Every dataset and SMC attribute of two SMC files bit for bit (n configurations).
+fn assert_same_smc(a: &Ensemble, b: &Ensemble, n: usize, what: &str) {
+    assert_eq!(a.n, n);
+    assert!(a.read_configs(0, n).unwrap() == b.read_configs(0, n).unwrap(), "{what}: the configurations differ");
+    for col in ["action", "log_weight"] {
+        assert_eq!(a.read_f64(col).unwrap(), b.read_f64(col).unwrap(), "{what}: /{col}");
+    }
+    for col in ["replica", "ancestor", "trajectory", "chain"] {
+        assert_eq!(a.read_i64(col).unwrap(), b.read_i64(col).unwrap(), "{what}: /{col}");
+    }
+    for key in ["log_z", "resamplings", "distinct_ancestors"] {
+        // Debug prints every f64 exactly, and NaN (no MALA at that level) equal to itself.
+        let (x, y) = (a.attr(key).unwrap(), b.attr(key).unwrap());
+        assert_eq!(format!("{x:?}"), format!("{y:?}"), "{what}: attribute {key}");
+    }
+    for key in ["smc_levels/ess_fraction", "smc_levels/acceptance", "smc_levels/step", "smc_levels/sigma"] {
+        let (x, y) = (a.read_f64(key).unwrap(), b.read_f64(key).unwrap());
+        assert_eq!(format!("{x:?}"), format!("{y:?}"), "{what}: /{key}");
+    }
+    let resampled = |e: &Ensemble| e.read_i64("smc_levels/resampled").unwrap();
+    assert_eq!(resampled(a), resampled(b), "{what}: /smc_levels/resampled");
+}
+
 #[test]
 fn one_and_two_ranks_write_the_same_smc_file() {
     let dir = tempfile::tempdir().unwrap();
     let Some((a, b)) = one_and_two_ranks(dir.path(), SMC) else { return };
-    assert_eq!(a.n, 48);
-    assert!(a.read_configs(0, 48).unwrap() == b.read_configs(0, 48).unwrap(), "the configurations differ");
-    for col in ["action", "log_weight"] {
-        assert_eq!(a.read_f64(col).unwrap(), b.read_f64(col).unwrap(), "/{col}");
-    }
-    for col in ["replica", "ancestor", "trajectory", "chain"] {
-        assert_eq!(a.read_i64(col).unwrap(), b.read_i64(col).unwrap(), "/{col}");
-    }
+    assert_same_smc(&a, &b, 48, "1 vs 2 ranks");
     let replica: Vec<i64> = (0..48).map(|i| i / 16).collect();
     assert_eq!(a.read_i64("replica").unwrap(), replica);
-    for key in ["log_z", "resamplings", "distinct_ancestors"] {
-        // Debug prints every f64 exactly, and NaN (no MALA at that level) equal to itself.
-        assert_eq!(format!("{:?}", a.attr(key).unwrap()), format!("{:?}", b.attr(key).unwrap()), "attribute {key}");
-    }
-    for key in ["smc_levels/ess_fraction", "smc_levels/acceptance", "smc_levels/step", "smc_levels/sigma"] {
-        let (x, y) = (a.read_f64(key).unwrap(), b.read_f64(key).unwrap());
-        assert_eq!(format!("{x:?}"), format!("{y:?}"), "/{key}");
-    }
-    assert_eq!(a.read_i64("smc_levels/resampled").unwrap(), b.read_i64("smc_levels/resampled").unwrap());
     assert_eq!(b.attr_f64("n_ranks"), Some(2.0));
     // Both ranks ran replicas that resampled and rejuvenated: the comparison covers them.
     let AttrValue::I64s(resamplings) = a.attr("resamplings").unwrap() else { panic!("resamplings") };
     assert!(resamplings.iter().all(|&r| r > 0), "{resamplings:?}");
     let acc = a.read_f64("smc_levels/acceptance").unwrap();
     assert!(acc.iter().any(|a| a.is_finite() && *a > 0.0), "no MALA step was accepted: {acc:?}");
+}
+
+/// A replica's particles spread over 2 and over 3 ranks (`--ranks-per-replica`: 8/8 and
+/// 6/5/5 of 16 particles; resampling moves configurations between ranks, MALA adapts from
+/// the whole replica's acceptance) write the file one rank writes, bit for bit.
+#[test]
+fn a_replica_spread_over_ranks_writes_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = latdiff().current_dir(dir.path()).args(SMC).args(["--out", "one.h5"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let one = Ensemble::open(&dir.path().join("one.h5")).unwrap();
+    for n_ranks in [2, 3] {
+        let Some(spread) = spread_over_ranks(dir.path(), SMC, n_ranks) else { return };
+        assert_same_smc(&one, &spread, 48, &format!("1 rank vs a replica over {n_ranks} ranks"));
+    }
+    // Resampling happened, so particles did move between ranks.
+    let AttrValue::I64s(resamplings) = one.attr("resamplings").unwrap() else { panic!("resamplings") };
+    assert!(resamplings.iter().all(|&r| r > 0), "{resamplings:?}");
 }
 
 /// The layout, the attributes, and `analyze`: errors from the spread between replicas,

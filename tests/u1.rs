@@ -349,5 +349,11 @@ fn smc_on_the_torus_from_the_command_line() {
     if let Some((a, b)) = common::one_and_two_ranks(d, &args) {
         assert_eq!(a.read_configs(0, a.n).unwrap(), b.read_configs(0, b.n).unwrap(), "1 vs 2 ranks: /configs");
         assert_eq!(a.read_f64("log_weight").unwrap(), b.read_f64("log_weight").unwrap());
+        // Each replica's particles over both ranks (--ranks-per-replica 2): the same file.
+        let c = common::spread_over_ranks(d, &args, 2).unwrap();
+        assert_eq!(a.read_configs(0, a.n).unwrap(), c.read_configs(0, c.n).unwrap(), "a replica over 2 ranks");
+        assert_eq!(a.read_f64("log_weight").unwrap(), c.read_f64("log_weight").unwrap());
+        assert_eq!(a.read_i64("ancestor").unwrap(), c.read_i64("ancestor").unwrap());
+        assert_eq!(format!("{:?}", a.attr("log_z")), format!("{:?}", c.attr("log_z")));
     }
 }

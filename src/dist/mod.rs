@@ -91,15 +91,7 @@ impl Comm {
             if self.rank == 0 {
                 let total: usize = counts.iter().sum();
                 let mut out = vec![T::default(); total];
-                let c: Vec<i32> = counts.iter().map(|&c| c as i32).collect();
-                let d: Vec<i32> = counts
-                    .iter()
-                    .scan(0i32, |acc, &c| {
-                        let here = *acc;
-                        *acc += c as i32;
-                        Some(here)
-                    })
-                    .collect();
+                let (c, d) = counts_displacements(counts);
                 let mut part = mpi::datatype::PartitionMut::new(&mut out[..], &c[..], &d[..]);
                 root.gather_varcount_into_root(send, &mut part);
                 return out;
@@ -109,6 +101,73 @@ impl Comm {
             }
         }
         unreachable!("several ranks without MPI")
+    }
+
+    /// Concatenates each rank's `send` in rank order on every rank. `counts[r]` is rank r's
+    /// length (known to all ranks).
+    pub fn all_gather<T: Element>(&self, send: &[T], counts: &[usize]) -> Vec<T> {
+        assert_eq!(counts.len(), self.size);
+        debug_assert_eq!(counts[self.rank], send.len());
+        if self.size == 1 {
+            return send.to_vec();
+        }
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            let total: usize = counts.iter().sum();
+            // MPI refuses the dangling pointer of an empty Vec: real buffers, zero counts.
+            let mut out = vec![T::default(); total.max(1)];
+            let padded = [T::default()];
+            let send = if send.is_empty() { &padded[..0] } else { send };
+            let (c, d) = counts_displacements(counts);
+            let mut part = mpi::datatype::PartitionMut::new(&mut out[..], &c[..], &d[..]);
+            w.all_gather_varcount_into(send, &mut part);
+            out.truncate(total);
+            return out;
+        }
+        unreachable!("several ranks without MPI")
+    }
+
+    /// Personalised exchange: rank q sends `send[..]` in blocks of `send_counts[r]` values to
+    /// each rank r in rank order and receives `recv_counts[r]` values from each rank r,
+    /// concatenated in rank order. Every rank must know both count lists.
+    pub fn all_to_all<T: Element>(&self, send: &[T], send_counts: &[usize], recv_counts: &[usize]) -> Vec<T> {
+        assert_eq!(send_counts.len(), self.size);
+        assert_eq!(recv_counts.len(), self.size);
+        debug_assert_eq!(send_counts.iter().sum::<usize>(), send.len());
+        if self.size == 1 {
+            return send.to_vec();
+        }
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            let total: usize = recv_counts.iter().sum();
+            let mut out = vec![T::default(); total.max(1)];
+            let padded = [T::default()];
+            let send = if send.is_empty() { &padded[..0] } else { send };
+            let (sc, sd) = counts_displacements(send_counts);
+            let (rc, rd) = counts_displacements(recv_counts);
+            let part = mpi::datatype::Partition::new(send, &sc[..], &sd[..]);
+            let mut rpart = mpi::datatype::PartitionMut::new(&mut out[..], &rc[..], &rd[..]);
+            w.all_to_all_varcount_into(&part, &mut rpart);
+            out.truncate(total);
+            return out;
+        }
+        unreachable!("several ranks without MPI")
+    }
+
+    /// The ranks of the same `color` as a communicator of their own, ordered as here
+    /// (collective over this communicator). It must be dropped before this one.
+    pub fn split(&self, color: usize) -> Comm {
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            use mpi::topology::Color;
+            let sub = w
+                .split_by_color_with_key(Color::with_value(color as i32), self.rank as i32)
+                .expect("every rank has a colour");
+            let (rank, size) = (sub.rank() as usize, sub.size() as usize);
+            return Comm { rank, size, world: Some(sub), _universe: None };
+        }
+        let _ = color;
+        Comm::single()
     }
 
     /// The first failure among the ranks (collective): each rank passes its own error text
@@ -215,6 +274,21 @@ impl Comm {
             })
             .collect()
     }
+}
+
+/// MPI's counts and displacements of consecutive blocks.
+#[cfg(feature = "mpi")]
+fn counts_displacements(counts: &[usize]) -> (Vec<i32>, Vec<i32>) {
+    let c: Vec<i32> = counts.iter().map(|&c| c as i32).collect();
+    let d: Vec<i32> = counts
+        .iter()
+        .scan(0i32, |acc, &c| {
+            let here = *acc;
+            *acc += c as i32;
+            Some(here)
+        })
+        .collect();
+    (c, d)
 }
 
 pub fn block_of(n: usize, size: usize, rank: usize) -> (usize, usize) {

@@ -61,6 +61,23 @@ pub fn one_and_two_ranks(dir: &Path, args: &[&str]) -> Option<(Ensemble, Ensembl
     Some((Ensemble::open(&dir.join("r1.h5")).unwrap(), Ensemble::open(&dir.join("r2.h5")).unwrap()))
 }
 
+/// `latdiff ARGS --ranks-per-replica N` under `mpirun -n N` in `dir` (batch 5), written to
+/// `spread{N}.h5` and opened; None when mpirun is missing outside CI.
+pub fn spread_over_ranks(dir: &Path, args: &[&str], n_ranks: usize) -> Option<Ensemble> {
+    let out = format!("spread{n_ranks}.h5");
+    let n = n_ranks.to_string();
+    let o = mpirun()?
+        .current_dir(dir)
+        .args(["-n", &n])
+        .arg(bin())
+        .args(args)
+        .args(["--ranks-per-replica", &n, "--out", &out, "--batch", "5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{n_ranks} ranks per replica: {}", String::from_utf8_lossy(&o.stderr));
+    Some(Ensemble::open(&dir.join(out)).unwrap())
+}
+
 pub struct HmcRun {
     pub lattice: Lattice,
     pub kappa: Option<f64>,

@@ -1,15 +1,18 @@
-//! `latdiff sample --sampler smc`: whole replicas spread over the MPI ranks, streamed to one
-//! file in replica order.
+//! `latdiff sample --sampler smc`: replicas spread over the MPI ranks, streamed to one file
+//! in replica order.
 //!
-//! Round t runs replica t·P + q on rank q (P ranks); rank 0 gathers the round and appends
+//! The ranks form G groups of `ranks_per_replica` consecutive ranks (P = 1: a group is a
+//! rank); round t runs replica t·G + g on group g, its particles spread over the group's
+//! ranks ([`super::spread`]); rank 0 gathers the round from the groups' leaders and appends
 //! its replicas in order. A replica's result depends only on (seed, replica, particles)
-//! (see [`super`]), so the file is the same for any rank count.
+//! (see [`super`]), so the file is the same for any rank count and any P.
 
 use anyhow::{anyhow, bail, Result};
 
 use super::levels::Levels;
-use super::torus::{run_torus_replica, TorusLevels};
-use super::{run_replica, LevelRecord, Replica, SmcSettings};
+use super::spread::Spread;
+use super::torus::{run_torus_replica_spread, TorusLevels};
+use super::{run_replica_spread, LevelRecord, Replica, SmcSettings};
 use crate::config::SampleConfig;
 use crate::diffusion::generate::{write_attrs, Plan, SampleSummary, Target, Timed, INTERRUPTED};
 use crate::diffusion::kernel::ReverseKernel;
@@ -82,6 +85,8 @@ impl Ladder {
 /// Everything the replicas share.
 struct Setup {
     n_replicas: usize,
+    /// P: ranks per replica.
+    ranks_per_replica: usize,
     settings: SmcSettings,
     kernel: ReverseKernel,
     levels: Ladder,
@@ -89,14 +94,26 @@ struct Setup {
 }
 
 fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
-    let n_replicas = cfg.replicas.unwrap_or(comm.size());
+    let ranks_per_replica = cfg.ranks_per_replica.unwrap_or(1);
+    if comm.size() % ranks_per_replica != 0 {
+        return Err(input_err(anyhow!(
+            "ranks_per_replica: {ranks_per_replica} does not divide the {} MPI ranks",
+            comm.size()
+        )));
+    }
+    let n_replicas = cfg.replicas.unwrap_or(comm.size() / ranks_per_replica);
     if cfg.n_configs % n_replicas != 0 {
         return Err(input_err(anyhow!(
-            "replicas: n_configs = {} is not a multiple of the {n_replicas} replicas (one per rank unless --replicas says otherwise)",
+            "replicas: n_configs = {} is not a multiple of the {n_replicas} replicas (one per rank, or per ranks_per_replica ranks, unless --replicas says otherwise)",
             cfg.n_configs
         )));
     }
     let n_particles = cfg.n_configs / n_replicas;
+    if n_particles < ranks_per_replica {
+        return Err(input_err(anyhow!(
+            "ranks_per_replica: {ranks_per_replica} ranks for {n_particles} particles per replica (at least one particle per rank)"
+        )));
+    }
     let settings = SmcSettings {
         n_particles,
         resample_ess: cfg.resample_ess,
@@ -124,7 +141,7 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
             (kernel, Ladder::Torus(TorusLevels::new(p.lattice, beta, p.settings.sigma_ladder())))
         }
     };
-    Ok(Setup { n_replicas, settings, kernel, levels, target })
+    Ok(Setup { n_replicas, ranks_per_replica, settings, kernel, levels, target })
 }
 
 pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<SampleSummary> {
@@ -141,10 +158,15 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
     let mut progress = Progress::new("sample", cfg.n_configs as u64, "configs", root);
     let t0 = std::time::Instant::now();
     let mut n_done = 0;
-    for round in 0..s.n_replicas.div_ceil(n_ranks) {
-        let replica = round * n_ranks + rank;
+    let per = s.ranks_per_replica;
+    let (n_groups, group) = (n_ranks / per, rank / per);
+    // The group's communicator (collective to make; none needed for whole replicas).
+    let group_comm = if per > 1 { comm.split(group) } else { Comm::single() };
+    let spread = Spread::over(&group_comm, s.settings.n_particles);
+    for round in 0..s.n_replicas.div_ceil(n_groups) {
+        let replica = round * n_groups + group;
         let stopped = || stop.raised();
-        let mine = (replica < s.n_replicas).then(|| run_one(&timed, &s, cfg, replica, &stopped));
+        let mine = (replica < s.n_replicas).then(|| run_one(&timed, &s, cfg, replica, &spread, &stopped));
         // A replica interrupted on any rank drops the whole round on every rank (the
         // others would wait in its gather); finished rounds are kept.
         let mut interrupted = [f64::from(u8::from(matches!(&mine, Some(Err(e)) if e.to_string() == INTERRUPTED)))];
@@ -152,7 +174,8 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
         if interrupted[0] > 0.0 {
             break;
         }
-        let mine = mine.transpose()?;
+        // The group's leader holds the replica; the other ranks of the group send nothing.
+        let mine = mine.transpose()?.filter(|_| spread.is_leader());
         let round = Round::gather(comm, &s, p.settings.n_steps, round, mine.as_ref());
         if let Some(w) = writer.as_mut() {
             round.append(w, &mut stats)?;
@@ -174,7 +197,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
 fn announce(p: &Plan, s: &Setup, n_ranks: usize) {
     crate::backend::announce();
     eprintln!(
-        "latdiff sample: {} on {}, target {} {}, smc sampler ({} kernel, {} steps, sigma in [{:.3e}, {:.3e}]): {} replicas x {} particles over {n_ranks} rank(s), resample below ESS/N {}, {} MALA steps after each; intermediate targets from {}; {}{}; model on {}",
+        "latdiff sample: {} on {}, target {} {}, smc sampler ({} kernel, {} steps, sigma in [{:.3e}, {:.3e}]): {} replicas x {} particles over {n_ranks} rank(s){}, resample below ESS/N {}, {} MALA steps after each; intermediate targets from {}; {}{}; model on {}",
         p.loaded.model.describe(),
         p.lattice,
         p.target.name(),
@@ -185,6 +208,10 @@ fn announce(p: &Plan, s: &Setup, n_ranks: usize) {
         p.settings.sigma_max,
         s.n_replicas,
         s.settings.n_particles,
+        match s.ranks_per_replica {
+            1 => String::new(),
+            per => format!(" ({per} per replica)"),
+        },
         s.settings.resample_ess,
         s.settings.rejuvenate,
         s.levels.describe(),
@@ -212,14 +239,17 @@ struct Round {
 
 impl Round {
     fn gather(comm: &Comm, s: &Setup, n_steps: usize, round: usize, mine: Option<&Replica>) -> Self {
-        let (n_ranks, n) = (comm.size(), s.settings.n_particles);
+        let (n_ranks, n, per) = (comm.size(), s.settings.n_particles, s.ranks_per_replica);
+        let n_groups = n_ranks / per;
         let v = s.kernel.dof();
         let stats_len = 3 + LEVEL_FIELDS * n_steps;
-        let present: Vec<usize> = (0..n_ranks).map(|q| usize::from(round * n_ranks + q < s.n_replicas)).collect();
+        // Rank q sends a replica when it leads a group with one this round.
+        let present: Vec<usize> =
+            (0..n_ranks).map(|q| usize::from(q % per == 0 && round * n_groups + q / per < s.n_replicas)).collect();
         let counts = |per: usize| present.iter().map(|c| c * per).collect::<Vec<_>>();
         let (c32, rows, ancestors, st) = mine.map(pack).unwrap_or_default();
         Round {
-            first: round * n_ranks,
+            first: round * n_groups,
             count: present.iter().sum(),
             n_particles: n,
             stats_len,
@@ -303,21 +333,26 @@ fn finish(
     Ok(summary)
 }
 
-/// Replica `index`, refined with `--hmc-refine` trajectories if asked (HMC leaves e^{−S}
-/// invariant: the weights stay valid), with its action.
+/// Replica `index` (whole on the group's leader), refined there with `--hmc-refine`
+/// trajectories if asked (HMC leaves e^{−S} invariant: the weights stay valid), with its
+/// action.
 fn run_one(
     model: &dyn crate::diffusion::ScoreModel,
     s: &Setup,
     cfg: &SampleConfig,
     index: usize,
+    spread: &Spread,
     stopped: &(dyn Fn() -> bool + Sync),
 ) -> Result<Replica> {
+    let key = (cfg.seed, index);
     let mut r = match &s.levels {
-        Ladder::Phi4(levels) => run_replica(model, &s.kernel, levels, &s.settings, cfg.seed, index, stopped),
-        Ladder::Torus(levels) => run_torus_replica(model, &s.kernel, levels, &s.settings, cfg.seed, index, stopped),
+        Ladder::Phi4(levels) => run_replica_spread(model, &s.kernel, levels, &s.settings, key, spread, stopped),
+        Ladder::Torus(levels) => {
+            run_torus_replica_spread(model, &s.kernel, levels, &s.settings, key, spread, stopped)
+        }
     }
     .map_err(|e| anyhow!(e))?;
-    if cfg.hmc_refine > 0 {
+    if cfg.hmc_refine > 0 && spread.is_leader() {
         let first = (index * s.settings.n_particles) as u64;
         s.target.refine(&mut r.configs, cfg.seed, first, cfg.hmc_refine);
         let v = s.kernel.dof();

@@ -20,6 +20,7 @@ use rand::RngExt;
 use rayon::prelude::*;
 
 use super::levels::LevelPotential;
+use super::spread::Spread;
 use crate::diffusion::fft::{Fft2, Fft2Work};
 use crate::diffusion::kernel::normals;
 use crate::diffusion::prior::PriorWork;
@@ -219,6 +220,7 @@ pub struct Rejuvenation {
 
 /// `sweeps` MALA steps of every particle, the step size `eps` adapted after each.
 /// `p.energy` must hold U of each particle on entry; `p.grad` is overwritten.
+#[allow(clippy::too_many_arguments)]
 pub fn rejuvenate(
     pot: LevelPotential<'_>,
     pre: &Preconditioner,
@@ -227,6 +229,7 @@ pub fn rejuvenate(
     sweeps: usize,
     new_prior_work: impl Fn() -> PriorWork + Sync + Send + Copy,
     p: Particles<'_>,
+    spread: &Spread,
 ) -> Rejuvenation {
     let v = pre.c.len();
     gradients(pot, v, new_prior_work, p.phi, p.grad);
@@ -234,7 +237,7 @@ pub fn rejuvenate(
         let here = Particles { phi: &mut *p.phi, energy: &mut *p.energy, grad: &mut *p.grad, rngs: &mut *p.rngs };
         Ok(sweep(pot, pre, fft, eps, new_prior_work, here))
     };
-    adapted(eps, sweeps, one).unwrap_or_else(|e: std::convert::Infallible| match e {})
+    adapted(eps, sweeps, spread, one).unwrap_or_else(|e: std::convert::Infallible| match e {})
 }
 
 /// U and ∇U of a set of configurations ([B, L_t, L_x] → [B], [B, L_t, L_x]), evaluated
@@ -251,6 +254,7 @@ pub fn rejuvenate_batched(
     eps: f64,
     sweeps: usize,
     p: Particles<'_>,
+    spread: &Spread,
 ) -> Result<Rejuvenation, String> {
     let (n, v) = (p.energy.len(), pre.c.len());
     // U of the particles is known; their ∇U comes with a fresh U, which is the same.
@@ -261,7 +265,7 @@ pub fn rejuvenate_batched(
         let here = Particles { phi: &mut *p.phi, energy: &mut *p.energy, grad: &mut *p.grad, rngs: &mut *p.rngs };
         batched_sweep(eval, pre, fft, eps, &mut proposed, here)
     };
-    adapted(eps, sweeps, one)
+    adapted(eps, sweeps, spread, one)
 }
 
 /// Every particle's proposal of one batched sweep.
@@ -312,14 +316,20 @@ fn batched_sweep(
     Ok(accepted)
 }
 
-/// `sweeps` calls of `sweep(ε)` (each returning the particles' acceptance probabilities),
-/// ε adapted after each from their mean.
-fn adapted<E>(eps: f64, sweeps: usize, mut sweep: impl FnMut(f64) -> Result<Vec<f64>, E>) -> Result<Rejuvenation, E> {
+/// `sweeps` calls of `sweep(ε)` (each returning this rank's particles' acceptance
+/// probabilities), ε adapted after each from their mean over the whole replica. Shared by
+/// φ⁴'s and the torus's rejuvenation.
+pub(crate) fn adapted<E>(
+    eps: f64,
+    sweeps: usize,
+    spread: &Spread,
+    mut sweep: impl FnMut(f64) -> Result<Vec<f64>, E>,
+) -> Result<Rejuvenation, E> {
     let (mut eps, mut total) = (eps, 0.0);
     for _ in 0..sweeps {
         let probs = sweep(eps)?;
-        // In particle order: the same sum on any number of threads.
-        let mean = probs.iter().sum::<f64>() / probs.len().max(1) as f64;
+        // In particle order: the same sum on any number of threads and ranks.
+        let mean = spread.mean(&probs);
         total += mean;
         eps = adapt_step(eps, mean);
     }

@@ -37,6 +37,7 @@ pub mod magnetisation;
 pub mod mala;
 pub mod report;
 pub mod resample;
+pub mod spread;
 pub mod torus;
 
 use rand::RngExt;
@@ -44,6 +45,7 @@ use rayon::prelude::*;
 
 use self::levels::{Level, Levels};
 use self::mala::{Particles, Preconditioner};
+use self::spread::Spread;
 use super::kernel::ReverseKernel;
 use super::ScoreModel;
 use crate::rng::{self, Domain, Stream};
@@ -117,7 +119,7 @@ impl Replica {
     }
 }
 
-/// Runs replica `index` of `settings.n_particles` particles (module docs).
+/// Runs replica `index` of `settings.n_particles` particles on this rank (module docs).
 pub fn run_replica(
     model: &dyn ScoreModel,
     kernel: &ReverseKernel,
@@ -127,18 +129,34 @@ pub fn run_replica(
     index: usize,
     stopped: &(dyn Fn() -> bool + Sync),
 ) -> Result<Replica, String> {
+    let spread = Spread::local(settings.n_particles);
+    run_replica_spread(model, kernel, levels, settings, (seed, index), &spread, stopped)
+}
+
+/// Replica `index` with its particles spread as `spread` says: every rank of the group
+/// calls it; the leader gets the whole replica, the others its figures and no particles.
+pub fn run_replica_spread(
+    model: &dyn ScoreModel,
+    kernel: &ReverseKernel,
+    levels: &Levels,
+    settings: &SmcSettings,
+    (seed, index): (u64, usize),
+    spread: &Spread,
+    stopped: &(dyn Fn() -> bool + Sync),
+) -> Result<Replica, String> {
     levels.check(settings)?;
     let n = settings.n_particles;
     let (lat, sigma) = (kernel.lattice(), kernel.sigma_ladder());
     let v = lat.volume();
-    let first = (index * n) as u64;
-    let mut rngs: Vec<Stream> = (0..n).map(|i| rng::stream(seed, Domain::Sample, first + i as u64)).collect();
+    let (i0, i1) = spread.range();
+    let mut rngs = particle_streams(seed, index, n, (i0, i1));
     let mut resample_rng = rng::stream(seed, Domain::Misc, RESAMPLE_STREAM + index as u64);
+    let n_here = i1 - i0;
     let mut st = State {
-        phi: vec![0.0; n * v],
-        path: vec![0.0; n],
-        energy: vec![0.0; n],
-        ancestors: (0..n).collect(),
+        phi: vec![0.0; n_here * v],
+        path: vec![0.0; n_here],
+        energy: vec![0.0; n_here],
+        ancestors: (i0..i1).collect(),
         grad: Vec::new(),
     };
     kernel.start(&mut st.phi, &mut rngs, &mut st.path);
@@ -147,10 +165,10 @@ pub fn run_replica(
     let (mut log_z, mut resamplings) = (0.0, 0usize);
     let mut step = mala::initial_step(v);
     let mut records = Vec::with_capacity(kernel.n_steps());
-    let mut score = vec![0.0; n * v];
+    let mut score = vec![0.0; n_here * v];
     for k in (1..=kernel.n_steps()).rev() {
         // Levels without the network call nothing that would notice a stop signal.
-        if stopped() {
+        if spread.any(stopped()) {
             return Err(crate::diffusion::generate::INTERRUPTED.into());
         }
         if sigma[k] > settings.network_below {
@@ -166,30 +184,38 @@ pub fn run_replica(
             magnetisation::redraw(pot, delta, cov0, &b, &mut st.phi, &mut st.path, &mut rngs, || levels.work());
         }
         st.level_energies(model, levels, k - 1, settings.batch)?;
-        let (mut rec, resampled) =
-            arrive(index, sigma[k - 1], &st.weights(), settings.resample_ess, &mut resample_rng, &mut log_z)?;
+        let w = spread.all(&st.weights());
+        let (mut rec, resampled) = arrive(index, sigma[k - 1], &w, settings.resample_ess, &mut resample_rng, &mut log_z)?;
         if let Some(a) = resampled {
-            st.take(&a, v);
+            st.take(&a, v, spread);
             resamplings += 1;
             if settings.rejuvenate > 0 {
-                let r = st.rejuvenate(model, levels, k - 1, step, settings, &mut rngs)?;
+                let r = st.rejuvenate(model, levels, k - 1, step, settings, &mut rngs, spread)?;
                 (rec.acceptance, rec.step, step) = (r.acceptance, r.step, r.step);
             }
         }
         records.push(rec);
     }
-    let log_weight = st.weights();
+    let log_weight = spread.all(&st.weights());
     log_z += resample::log_mean_exp(&log_weight);
+    let ancestors: Vec<u64> = st.ancestors.iter().map(|&a| a as u64).collect();
     Ok(Replica {
         index,
-        configs: st.phi,
-        log_weight,
-        action: st.energy,
+        configs: spread.gather(&st.phi, v),
+        log_weight: if spread.is_leader() { log_weight } else { Vec::new() },
+        action: spread.gather(&st.energy, 1),
         log_z,
-        ancestors: st.ancestors,
+        ancestors: spread.gather(&ancestors, 1).into_iter().map(|a| a as usize).collect(),
         levels: records,
         resamplings,
     })
+}
+
+/// The streams of particles [i0, i1) of replica `index`: particle i's is the em sampler's
+/// sample `index`·n + i.
+pub(crate) fn particle_streams(seed: u64, index: usize, n: usize, (i0, i1): (usize, usize)) -> Vec<Stream> {
+    let first = (index * n) as u64;
+    (i0..i1).map(|i| rng::stream(seed, Domain::Sample, first + i as u64)).collect()
 }
 
 /// Arrival at the level at `sigma` with log-weights `w`: the ESS check and the level's
@@ -258,16 +284,16 @@ impl State {
         }
     }
 
-    /// Replaces the particles by their ancestors `a`; every weight becomes zero (P = U).
-    fn take(&mut self, a: &[usize], v: usize) {
-        let phi: Vec<f64> = a.iter().flat_map(|&j| self.phi[j * v..][..v].iter().copied()).collect();
-        self.phi = phi;
-        self.energy = a.iter().map(|&j| self.energy[j]).collect();
-        self.ancestors = a.iter().map(|&j| self.ancestors[j]).collect();
+    /// Replaces the particles by their ancestors `a` (indices into the whole replica);
+    /// every weight becomes zero (P = U).
+    fn take(&mut self, a: &[usize], v: usize, spread: &Spread) {
+        let (phi, energy, ancestors) = take_rows(a, (&self.phi, &self.energy, &self.ancestors), v, spread);
+        (self.phi, self.energy, self.ancestors) = (phi, energy, ancestors);
         self.path.clone_from(&self.energy);
     }
 
     /// MALA on level k; the weights W = P − U stay what they were.
+    #[allow(clippy::too_many_arguments)]
     fn rejuvenate(
         &mut self,
         model: &dyn ScoreModel,
@@ -276,6 +302,7 @@ impl State {
         step: f64,
         settings: &SmcSettings,
         rngs: &mut [Stream],
+        spread: &Spread,
     ) -> Result<mala::Rejuvenation, String> {
         self.grad.resize(self.phi.len(), 0.0);
         let before = self.weights();
@@ -283,7 +310,7 @@ impl State {
         let particles = Particles { phi: &mut self.phi, energy: &mut self.energy, grad: &mut self.grad, rngs };
         let (fft, sweeps) = (levels.fft(), settings.rejuvenate);
         let r = match levels.level(k) {
-            Level::Analytic(pot) => mala::rejuvenate(pot, &pre, fft, step, sweeps, || levels.work(), particles),
+            Level::Analytic(pot) => mala::rejuvenate(pot, &pre, fft, step, sweeps, || levels.work(), particles, spread),
             Level::Learnt { sigma } => {
                 let lat = levels.lattice();
                 // ∇U = −s: the model's action and score come from one pass.
@@ -292,12 +319,38 @@ impl State {
                     grad.iter_mut().for_each(|g| *g = -*g);
                     Ok(())
                 };
-                mala::rejuvenate_batched(&mut eval, &pre, fft, step, sweeps, particles)?
+                mala::rejuvenate_batched(&mut eval, &pre, fft, step, sweeps, particles, spread)?
             }
         };
         self.path = before.iter().zip(&self.energy).map(|(w, u)| w + u).collect();
         Ok(r)
     }
+}
+
+/// The configurations (`v` values each), energies and ancestors of this rank's particles
+/// replaced by those of their ancestors `a` (φ⁴'s and the torus's resampling).
+pub(crate) fn take_rows(
+    a: &[usize],
+    (phi, energy, ancestors): (&[f64], &[f64], &[usize]),
+    v: usize,
+    spread: &Spread,
+) -> (Vec<f64>, Vec<f64>, Vec<usize>) {
+    // One row per particle: its configuration, U and ancestor (exact in f64 below 2^53).
+    let width = v + 2;
+    let rows: Vec<f64> = phi
+        .chunks(v)
+        .zip(energy.iter().zip(ancestors))
+        .flat_map(|(p, (&u, &anc))| p.iter().copied().chain([u, anc as f64]))
+        .collect();
+    let taken = spread.take(a, &rows, width);
+    let n = taken.len() / width;
+    let mut out = (Vec::with_capacity(n * v), Vec::with_capacity(n), Vec::with_capacity(n));
+    for row in taken.chunks(width) {
+        out.0.extend_from_slice(&row[..v]);
+        out.1.push(row[v]);
+        out.2.push(row[v + 1] as usize);
+    }
+    out
 }
 
 /// out = s(φ, σ) in calls of at most `batch` configurations.

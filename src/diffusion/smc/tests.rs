@@ -495,9 +495,9 @@ fn batched_mala_is_the_per_particle_sweep_bit_for_bit() {
                 }
                 Ok(())
             };
-            mala::rejuvenate_batched(&mut eval, &pre, &f, 0.6, 4, p).unwrap()
+            mala::rejuvenate_batched(&mut eval, &pre, &f, 0.6, 4, p, &Spread::local(n)).unwrap()
         } else {
-            mala::rejuvenate(pot, &pre, &f, 0.6, 4, || prior.work(), p)
+            mala::rejuvenate(pot, &pre, &f, 0.6, 4, || prior.work(), p, &Spread::local(n))
         };
         (phi, energy, grad, r)
     };

@@ -14,8 +14,9 @@
 use rand::RngExt;
 use rayon::prelude::*;
 
-use super::mala::{adapt_step, initial_step};
-use super::{arrive, resample, score_in_chunks, Replica, SmcSettings, RESAMPLE_STREAM};
+use super::mala::{adapted, initial_step, Rejuvenation};
+use super::spread::Spread;
+use super::{arrive, particle_streams, resample, score_in_chunks, take_rows, Replica, SmcSettings, RESAMPLE_STREAM};
 use crate::diffusion::gauge::prior::noised_beta;
 use crate::diffusion::kernel::{ReverseKernel, LN_2PI};
 use crate::diffusion::ScoreModel;
@@ -65,8 +66,8 @@ impl TorusLevels {
     }
 }
 
-/// Runs replica `index` on the torus (module docs; reproducibility as in [`super`]).
-#[allow(clippy::too_many_arguments)]
+/// Runs replica `index` on the torus on this rank (module docs; reproducibility as in
+/// [`super`]).
 pub fn run_torus_replica(
     model: &dyn ScoreModel,
     kernel: &ReverseKernel,
@@ -76,22 +77,36 @@ pub fn run_torus_replica(
     index: usize,
     stopped: &(dyn Fn() -> bool + Sync),
 ) -> Result<Replica, String> {
+    let spread = Spread::local(settings.n_particles);
+    run_torus_replica_spread(model, kernel, levels, settings, (seed, index), &spread, stopped)
+}
+
+/// [`run_torus_replica`] with the particles spread as `spread` says ([`super::spread`]).
+pub fn run_torus_replica_spread(
+    model: &dyn ScoreModel,
+    kernel: &ReverseKernel,
+    levels: &TorusLevels,
+    settings: &SmcSettings,
+    (seed, index): (u64, usize),
+    spread: &Spread,
+    stopped: &(dyn Fn() -> bool + Sync),
+) -> Result<Replica, String> {
     let (n, dof) = (settings.n_particles, kernel.dof());
     let (lat, sigma) = (kernel.lattice(), kernel.sigma_ladder());
-    let first = (index * n) as u64;
-    let mut rngs: Vec<Stream> = (0..n).map(|i| rng::stream(seed, Domain::Sample, first + i as u64)).collect();
+    let (i0, i1) = spread.range();
+    let mut rngs = particle_streams(seed, index, n, (i0, i1));
     let mut resample_rng = rng::stream(seed, Domain::Misc, RESAMPLE_STREAM + index as u64);
-    let mut theta = vec![0.0; n * dof];
-    let mut path = vec![0.0; n];
+    let mut theta = vec![0.0; (i1 - i0) * dof];
+    let mut path = vec![0.0; i1 - i0];
     kernel.start(&mut theta, &mut rngs, &mut path);
     let mut energy = path.clone();
-    let mut ancestors: Vec<usize> = (0..n).collect();
+    let mut ancestors: Vec<usize> = (i0..i1).collect();
     let (mut log_z, mut resamplings) = (0.0, 0usize);
     let mut step = initial_step(lat.volume());
     let mut records = Vec::with_capacity(kernel.n_steps());
-    let mut score = vec![0.0; n * dof];
+    let mut score = vec![0.0; (i1 - i0) * dof];
     for k in (1..=kernel.n_steps()).rev() {
-        if stopped() {
+        if spread.any(stopped()) {
             return Err(crate::diffusion::generate::INTERRUPTED.into());
         }
         if sigma[k] > settings.network_below {
@@ -111,42 +126,48 @@ pub fn run_torus_replica(
         energy.par_iter_mut().zip(theta.par_chunks(dof)).for_each(|(u, t)| *u = levels.energy(k - 1, t));
         let w: Vec<f64> = path.iter().zip(&energy).map(|(p, u)| p - u).collect();
         let (mut rec, resampled) =
-            arrive(index, sigma[k - 1], &w, settings.resample_ess, &mut resample_rng, &mut log_z)?;
+            arrive(index, sigma[k - 1], &spread.all(&w), settings.resample_ess, &mut resample_rng, &mut log_z)?;
         if let Some(a) = resampled {
-            theta = a.iter().flat_map(|&j| theta[j * dof..][..dof].iter().copied()).collect();
-            energy = a.iter().map(|&j| energy[j]).collect();
-            ancestors = a.iter().map(|&j| ancestors[j]).collect();
+            (theta, energy, ancestors) = take_rows(&a, (&theta, &energy, &ancestors), dof, spread);
             path.clone_from(&energy);
             resamplings += 1;
             if settings.rejuvenate > 0 && k - 1 < levels.n() {
-                let (acc, eps) =
-                    rejuvenate(levels, k - 1, step, settings.rejuvenate, &mut theta, &mut energy, &mut rngs);
+                let particles = (&mut theta[..], &mut energy[..], &mut rngs[..]);
+                let r = rejuvenate(levels, k - 1, step, settings.rejuvenate, particles, spread);
                 // MALA leaves π_{k−1} invariant: W = P − U is unchanged, so P follows U.
                 path.clone_from(&energy);
-                (rec.acceptance, rec.step, step) = (acc, eps, eps);
+                (rec.acceptance, rec.step, step) = (r.acceptance, r.step, r.step);
             }
         }
         records.push(rec);
     }
-    let log_weight: Vec<f64> = path.iter().zip(&energy).map(|(p, u)| p - u).collect();
+    let log_weight = spread.all(&path.iter().zip(&energy).map(|(p, u)| p - u).collect::<Vec<_>>());
     log_z += resample::log_mean_exp(&log_weight);
-    Ok(Replica { index, configs: theta, log_weight, action: energy, log_z, ancestors, levels: records, resamplings })
+    let ancestors: Vec<u64> = ancestors.iter().map(|&a| a as u64).collect();
+    Ok(Replica {
+        index,
+        configs: spread.gather(&theta, dof),
+        log_weight: if spread.is_leader() { log_weight } else { Vec::new() },
+        action: spread.gather(&energy, 1),
+        log_z,
+        ancestors: spread.gather(&ancestors, 1).into_iter().map(|a| a as usize).collect(),
+        levels: records,
+        resamplings,
+    })
 }
 
-/// `sweeps` MALA steps of every particle on level k, the step adapted after each; returns
-/// (mean acceptance probability, the step after the last adaptation).
+/// `sweeps` MALA steps of every particle here on level k, the step adapted after each from
+/// the replica's mean acceptance.
 fn rejuvenate(
     levels: &TorusLevels,
     k: usize,
     eps: f64,
     sweeps: usize,
-    theta: &mut [f64],
-    energy: &mut [f64],
-    rngs: &mut [Stream],
-) -> (f64, f64) {
-    let dof = theta.len() / energy.len();
-    let (mut eps, mut total) = (eps, 0.0);
-    for _ in 0..sweeps {
+    (theta, energy, rngs): (&mut [f64], &mut [f64], &mut [Stream]),
+    spread: &Spread,
+) -> Rejuvenation {
+    let dof = levels.lattice.volume() * 2;
+    let sweep = |eps: f64| {
         let mut probs = vec![0.0; energy.len()];
         theta
             .par_chunks_mut(dof)
@@ -154,12 +175,9 @@ fn rejuvenate(
             .zip(rngs.par_iter_mut())
             .zip(probs.par_iter_mut())
             .for_each(|(((t, u), r), p)| *p = mala_step(levels, k, eps, t, u, r));
-        // In particle order: the same sum on any number of threads.
-        let mean = probs.iter().sum::<f64>() / probs.len().max(1) as f64;
-        total += mean;
-        eps = adapt_step(eps, mean);
-    }
-    (total / sweeps.max(1) as f64, eps)
+        Ok(probs)
+    };
+    adapted(eps, sweeps, spread, sweep).unwrap_or_else(|e: std::convert::Infallible| match e {})
 }
 
 /// One MALA step on the torus (module docs); returns min(1, α).
@@ -243,7 +261,8 @@ mod tests {
         let mut energy: Vec<f64> = theta.chunks(dof).map(|t| levels.energy(0, t)).collect();
         let (mut eps, mut acc) = (0.1, 0.0);
         for _ in 0..40 {
-            (acc, eps) = rejuvenate(&levels, 0, eps, 10, &mut theta, &mut energy, &mut rngs);
+            let r = rejuvenate(&levels, 0, eps, 10, (&mut theta, &mut energy, &mut rngs), &Spread::local(n));
+            (acc, eps) = (r.acceptance, r.step);
         }
         let u = U1::new(lat, beta);
         let p: Vec<f64> = theta.chunks(dof).map(|t| u.mean_plaquette(t)).collect();

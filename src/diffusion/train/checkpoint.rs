@@ -13,7 +13,7 @@ impl Trainer<'_> {
     /// Gathers every rank's slot streams (collective: all ranks call it); rank 0 writes.
     pub fn write_checkpoint(&mut self, step: u64, extra: Vec<(String, AttrValue)>) -> Result<()> {
         let (cfg, comm) = (self.cfg, self.comm);
-        let words: Vec<u64> = self.slots.iter().flat_map(|s| rng::state_words(s)).collect();
+        let words: Vec<u64> = self.slots.iter().flat_map(rng::state_words).collect();
         let counts: Vec<usize> = (0..comm.size())
             .map(|r| {
                 let (a, b) = block_of(cfg.batch, comm.size(), r);
