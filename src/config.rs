@@ -499,7 +499,8 @@ pub struct HmcOptions {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<Start>,
-    /// Embedded-Ising (Wolff) cluster flips after each trajectory (default 4; no effect for kappa <= 0).
+    /// Updates besides HMC after each trajectory: φ⁴ embedded-Ising (Wolff) cluster flips
+    /// (default 4; no effect for kappa <= 0); U(1) flux moves changing Q by ±1 (default 0).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_updates: Option<usize>,
@@ -618,11 +619,9 @@ impl HmcConfig {
                 cfg.m2 = Some(m2);
                 cfg.lambda = Some(lambda);
             }
-            // U(1) has no cluster updates: the φ⁴ default does not apply, asking for them is refused.
-            Couplings::U1 { .. } => match flags.cluster_updates.or(file.cluster_updates) {
-                None | Some(0) => cfg.cluster_updates = 0,
-                Some(n) => bail!("cluster_updates: {n} given, but theory u1 has no cluster updates (use 0)"),
-            },
+            // U(1)'s updates besides HMC are flux moves (`theory::u1::flux_move`): asked
+            // for, not on by default (the φ⁴ default of 4 Wolff flips does not apply).
+            Couplings::U1 { .. } => cfg.cluster_updates = flags.cluster_updates.or(file.cluster_updates).unwrap_or(0),
         }
         cfg.validate()?;
         Ok(cfg)

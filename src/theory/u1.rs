@@ -98,6 +98,29 @@ pub fn one_flux(lat: Lattice) -> Vec<f64> {
     theta
 }
 
+/// A flux move: θ → wrap(θ ± F) with F = [`one_flux`] (the sign from one uniform), accepted
+/// with probability min(1, e^{U(θ) − U(θ')}) (a second uniform, always drawn). Adding F
+/// adds 2π/V to every plaquette angle, so Q changes by ±1 (unless a plaquette wraps) at an
+/// action cost of about β (2π)²/(2V) ⟨cos θ_P⟩: O(1) at any β once V is large, where
+/// local updates need an improbable dislocation to change Q. The proposal is a torus
+/// translation chosen with a symmetric sign, so the move leaves e^{−U} invariant for any
+/// U on the torus. `u` holds U(θ) on entry and U of the result on exit; returns whether
+/// the move was accepted.
+pub fn flux_move(theta: &mut [f64], u: &mut f64, flux: &[f64], action: &dyn Fn(&[f64]) -> f64, rng: &mut Stream) -> bool {
+    let sign = if rng.random::<f64>() < 0.5 { 1.0 } else { -1.0 };
+    let proposal: Vec<f64> = theta.iter().zip(flux).map(|(t, f)| wrap_angle(t + sign * f)).collect();
+    let u_new = action(&proposal);
+    let log_alpha = *u - u_new;
+    let prob = if log_alpha.is_nan() { 0.0 } else { log_alpha.min(0.0).exp() };
+    let uniform: f64 = rng.random();
+    let accepted = uniform < prob;
+    if accepted {
+        theta.copy_from_slice(&proposal);
+        *u = u_new;
+    }
+    accepted
+}
+
 impl Action for U1 {
     fn lattice(&self) -> Lattice {
         self.lattice
@@ -177,6 +200,15 @@ impl Theory for U1 {
 
     fn monitor_name(&self) -> &'static str {
         "abs_q_density"
+    }
+
+    /// `n` flux moves ([`flux_move`]) against S: the topology changes that HMC's local
+    /// dynamics make ever rarer as β grows. Returns the number accepted.
+    fn cluster_flips(&self, field: &mut [f64], rng: &mut Stream, n: usize) -> Option<usize> {
+        let flux = one_flux(self.lattice);
+        let mut s = self.action(field);
+        let action = |t: &[f64]| self.action(t);
+        Some((0..n).filter(|_| flux_move(field, &mut s, &flux, &action, rng)).count())
     }
 
     fn integer_monitor_column(&self) -> Option<&'static str> {

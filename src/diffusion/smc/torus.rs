@@ -9,7 +9,9 @@
 //! freely, and the weights, not the dynamics, carry each sector's share down to β, so the
 //! charges are weighted correctly where HMC at β freezes. MALA moves on the torus are
 //! unpreconditioned: θ' = wrap(θ − ε ∇U + √(2ε) ξ) with the wrapped Gaussian proposal
-//! densities in the acceptance.
+//! densities in the acceptance; each MALA sweep is followed by a flux move (Q ± 1, exact
+//! Metropolis against U_k), so that at large β_σ, where local moves no longer change Q,
+//! the sectors' shares are still restored at every rejuvenation.
 
 use rand::RngExt;
 use rayon::prelude::*;
@@ -23,6 +25,7 @@ use crate::diffusion::ScoreModel;
 use crate::lattice::Lattice;
 use crate::rng::{self, Domain, Stream};
 use crate::theory::manifold::{wrap_angle, wrapped_gaussian_log};
+use crate::theory::u1::{flux_move, one_flux};
 use crate::theory::{Action, U1};
 use rand_distr::{Distribution, StandardNormal};
 
@@ -156,8 +159,11 @@ pub fn run_torus_replica_spread(
     })
 }
 
-/// `sweeps` MALA steps of every particle here on level k, the step adapted after each from
-/// the replica's mean acceptance.
+/// `sweeps` sweeps on level k of every particle here, each a MALA step followed by a flux
+/// move ([`flux_move`]: Q ± 1, which MALA's local steps stop doing once β_σ is large), the
+/// MALA step adapted after each sweep from the replica's mean acceptance. Both moves leave
+/// π_k invariant, so the sectors' shares are restored by the dynamics at every
+/// rejuvenation instead of resting on the few lineages that resampling leaves.
 fn rejuvenate(
     levels: &TorusLevels,
     k: usize,
@@ -167,6 +173,8 @@ fn rejuvenate(
     spread: &Spread,
 ) -> Rejuvenation {
     let dof = levels.lattice.volume() * 2;
+    let flux = one_flux(levels.lattice);
+    let action = |t: &[f64]| levels.energy(k, t);
     let sweep = |eps: f64| {
         let mut probs = vec![0.0; energy.len()];
         theta
@@ -174,7 +182,10 @@ fn rejuvenate(
             .zip(energy.par_iter_mut())
             .zip(rngs.par_iter_mut())
             .zip(probs.par_iter_mut())
-            .for_each(|(((t, u), r), p)| *p = mala_step(levels, k, eps, t, u, r));
+            .for_each(|(((t, u), r), p)| {
+                *p = mala_step(levels, k, eps, t, u, r);
+                flux_move(t, u, &flux, &action, r);
+            });
         Ok(probs)
     };
     adapted(eps, sweeps, spread, sweep).unwrap_or_else(|e: std::convert::Infallible| match e {})
