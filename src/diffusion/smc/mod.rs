@@ -232,7 +232,12 @@ pub(crate) fn arrive(
 ) -> Result<(LevelRecord, Option<Vec<usize>>), String> {
     let ess_fraction = resample::ess_fraction(w);
     if !(ess_fraction > 0.0) {
-        return Err(format!("smc: replica {index}: every weight vanished at sigma = {sigma:.4e}"));
+        let nan = w.iter().filter(|x| x.is_nan()).count();
+        let inf = w.iter().filter(|x| x.is_infinite()).count();
+        return Err(format!(
+            "smc: replica {index}: every weight vanished at sigma = {sigma:.4e} ({nan} NaN, {inf} infinite of {}: the level targets or the kernel overflowed)",
+            w.len()
+        ));
     }
     let mut rec = LevelRecord { sigma, ess_fraction, resampled: false, acceptance: f64::NAN, step: f64::NAN };
     if ess_fraction >= resample_ess {
