@@ -32,7 +32,7 @@ fn fold<T: Float>(a: [T; LANES]) -> T {
 
 /// Σ f(x_i) over `x` in `LANES` interleaved partial sums.
 #[inline(always)]
-fn lane_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
+pub(crate) fn lane_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
     let mut acc = [T::ZERO; LANES];
     let mut it = x.chunks_exact(LANES);
     for c in &mut it {
@@ -45,6 +45,27 @@ fn lane_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
         acc[l] += f(*v);
     }
     fold(acc)
+}
+
+/// (Σ f(a_i, b_i).0, Σ f(a_i, b_i).1) in `LANES` interleaved partial sums.
+#[inline(always)]
+fn lane_sum2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> (T, T)) -> (T, T) {
+    let (mut s0, mut s1) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+    let (mut ia, mut ib) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (ca, cb) in (&mut ia).zip(&mut ib) {
+        let (ca, cb): (&[T; LANES], &[T; LANES]) = (ca.try_into().unwrap(), cb.try_into().unwrap());
+        for l in 0..LANES {
+            let (u, v) = f(ca[l], cb[l]);
+            s0[l] += u;
+            s1[l] += v;
+        }
+    }
+    for (l, (u, v)) in ia.remainder().iter().zip(ib.remainder()).enumerate() {
+        let (u, v) = f(*u, *v);
+        s0[l] += u;
+        s1[l] += v;
+    }
+    (fold(s0), fold(s1))
 }
 
 /// (1 + scale, shift) of channel `ch` of sample `bi` from ss[B, 2C]; (1, 0) without FiLM.
@@ -119,28 +140,12 @@ fn group_backward<T: Float>(
         let (ga, be, sc, sh) = coef.at(j);
         let (a, b0) = (ga * rstd * sc, be * sc + sh);
         let (xs, ys, zs) = (&x[j * hw..][..hw], &dy[j * hw..][..hw], &mut dz[j * hw..][..hw]);
-        let (mut a0, mut a1) = ([T::ZERO; LANES], [T::ZERO; LANES]);
-        let mut body = |l: usize, xv: T, yv: T, zv: &mut T| {
-            let xh = (xv - mean) * rstd;
-            let z = (xv - mean) * a + b0;
+        for ((zv, xv), yv) in zs.iter_mut().zip(xs).zip(ys) {
+            let z = (*xv - mean) * a + b0;
             let s = z.sigmoid();
-            let d = yv * s * (T::ONE + z * (T::ONE - s));
-            *zv = d;
-            a0[l] += d;
-            a1[l] += d * xh;
-        };
-        let (mut xc, mut yc, mut zc) = (xs.chunks_exact(LANES), ys.chunks_exact(LANES), zs.chunks_exact_mut(LANES));
-        for ((xa, ya), za) in (&mut xc).zip(&mut yc).zip(&mut zc) {
-            let (xa, ya): (&[T; LANES], &[T; LANES]) = (xa.try_into().unwrap(), ya.try_into().unwrap());
-            let za: &mut [T; LANES] = za.try_into().unwrap();
-            for l in 0..LANES {
-                body(l, xa[l], ya[l], &mut za[l]);
-            }
+            *zv = *yv * s * (T::ONE + z * (T::ONE - s));
         }
-        for (l, ((xv, yv), zv)) in xc.remainder().iter().zip(yc.remainder()).zip(zc.into_remainder()).enumerate() {
-            body(l, *xv, *yv, zv);
-        }
-        let (s0, s1) = (fold(a0), fold(a1));
+        let (s0, s1) = lane_sum2(zs, xs, |d, xv| (d, d * ((xv - mean) * rstd)));
         sums[2 * j] = s0;
         sums[2 * j + 1] = s1;
         m1 += ga * sc * s0;
