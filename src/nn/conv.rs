@@ -15,6 +15,7 @@
 //! Dense layers are the H = W = 1, k = 1 case of the same code.
 
 use super::float::Float;
+use super::fused::lane_sum;
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -521,22 +522,29 @@ fn backward_chunk<T: Float>(
 ) {
     let (kd, n, hw, seg) = (s.kdim(), c.cols(s.w), s.h * s.w, c.ny * s.w);
     let TaskScratch { col, tmp, dw, band } = t;
-    for bl in 0..c.nb {
-        for co in 0..s.cout {
-            let src = &dout[((c.b0 + bl) * s.cout + co) * hw + c.y0 * s.w..][..seg];
-            tmp[co * n + bl * seg..][..seg].copy_from_slice(src);
+    // dout of the chunk as a [Cout, n] matrix (row stride `rs`): in place for a band of one
+    // sample (the GEMMs pack it anyway), gathered into `tmp` across samples.
+    let (dy, rs): (&[T], usize) = if c.nb == 1 {
+        (&dout[(c.b0 * s.cout) * hw + c.y0 * s.w..][..(s.cout - 1) * hw + seg], hw)
+    } else {
+        for bl in 0..c.nb {
+            for co in 0..s.cout {
+                let src = &dout[((c.b0 + bl) * s.cout + co) * hw + c.y0 * s.w..][..seg];
+                tmp[co * n + bl * seg..][..seg].copy_from_slice(src);
+            }
         }
-    }
+        (&tmp[..], n)
+    };
     let (dwt, dbt) = dw.split_at_mut(s.cout * kd);
     for (co, db) in dbt[..s.cout].iter_mut().enumerate() {
-        *db += tmp[co * n..][..n].iter().copied().sum::<T>();
+        *db += lane_sum(&dy[co * rs..][..n], |v| v);
     }
     im2col_chunk(col, inp, s, c);
     // dW[Cout, K] += dout[Cout, n] · colᵀ[n, K]
-    matmul(s.cout, kd, n, dwt, kd, 1, true, tmp, n, 1, col, 1, n, false);
+    matmul(s.cout, kd, n, dwt, kd, 1, true, dy, rs, 1, col, 1, n, false);
     if let Some(dinp) = dinp {
         // dcol[K, n] = Wᵀ[K, Cout] · dout[Cout, n], written over col (no longer needed).
-        matmul(kd, n, s.cout, col, n, 1, false, weight, 1, kd, tmp, n, 1, false);
+        matmul(kd, n, s.cout, col, n, 1, false, weight, 1, kd, dy, rs, 1, false);
         col2im_chunk(dinp, tb0, col, s, c, band);
     }
 }

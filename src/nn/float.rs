@@ -53,7 +53,8 @@ pub fn exp_f32(x: f32) -> f32 {
     // Adding and subtracting 1.5 · 2^23 rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -62,7 +63,10 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    er * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n from t's bits (1.5 · 2^23 + n for |n| < 2^22): integer lanes only, where `n as
+    // i32` (a saturating conversion) kept the loops around SiLU from vectorising under AVX2.
+    let n_int = t.to_bits().wrapping_sub(ROUND.to_bits());
+    er * f32::from_bits(n_int.wrapping_add(127) << 23)
 }
 
 macro_rules! impl_float {

@@ -5,6 +5,7 @@ pub mod activation;
 pub mod conv;
 pub mod embed;
 pub mod float;
+pub mod fused;
 #[cfg(test)]
 pub mod gradcheck;
 pub mod groupnorm;

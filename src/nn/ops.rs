@@ -11,7 +11,7 @@ use super::conv::{self, ConvScratch, ConvShape};
 use super::float::Float;
 use super::optim::{AdamW, AdamWConfig, StepInfo};
 use super::params::ParamLayout;
-use super::{activation as act, embed, groupnorm as gn, sample};
+use super::{activation as act, embed, fused, groupnorm as gn, sample};
 use anyhow::Result;
 use std::borrow::BorrowMut;
 use std::ops::Range;
@@ -129,6 +129,47 @@ pub trait NetOps: Send {
         c: usize,
         hw: usize,
     ) -> Result<()>;
+    /// out = SiLU(FiLM(GroupNorm(inp))), FiLM skipped when `ss` is None (the head). `tmp`
+    /// receives the GroupNorm and FiLM outputs where a backend composes the three layers
+    /// (the default, [`compose_norm_film_silu_forward`]); a fused backend may leave it alone.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_film_silu_forward(
+        &mut self,
+        out: &mut Self::Buf,
+        stats: &mut Self::Buf,
+        tmp: [&mut Self::Buf; 2],
+        inp: &Self::Buf,
+        ss: Option<&Self::Buf>,
+        params: &Self::Params,
+        gamma: Range<usize>,
+        beta: Range<usize>,
+        n: NormShape,
+    ) -> Result<()> {
+        compose_norm_film_silu_forward(self, out, stats, tmp, inp, ss, params, gamma, beta, n)
+    }
+    /// Backward of `norm_film_silu_forward`: accumulates dinp, dss (with FiLM) and dγ, dβ
+    /// (adjacent in `dparams`); `tmp` as the forward left it, `dtmp` scratch of its size.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_film_silu_backward(
+        &mut self,
+        dinp: &mut Self::Buf,
+        dss: Option<&mut Self::Buf>,
+        dparams: &mut Self::Params,
+        dtmp: [&mut Self::Buf; 2],
+        dout: &Self::Buf,
+        inp: &Self::Buf,
+        ss: Option<&Self::Buf>,
+        stats: &Self::Buf,
+        tmp: [&Self::Buf; 2],
+        params: &Self::Params,
+        gamma: Range<usize>,
+        beta: Range<usize>,
+        n: NormShape,
+    ) -> Result<()> {
+        compose_norm_film_silu_backward(
+            self, dinp, dss, dparams, dtmp, dout, inp, ss, stats, tmp, params, gamma, beta, n,
+        )
+    }
     fn silu_forward(&mut self, out: &mut Self::Buf, inp: &Self::Buf) -> Result<()>;
     fn silu_backward(&mut self, dinp: &mut Self::Buf, dout: &Self::Buf, inp: &Self::Buf) -> Result<()>;
     fn add_forward(&mut self, out: &mut Self::Buf, a: &Self::Buf, b: &Self::Buf) -> Result<()>;
@@ -183,6 +224,63 @@ pub trait NetOps: Send {
     fn adamw_state(&mut self, opt: &Self::Adam, layout: &ParamLayout) -> Result<AdamW<Self::Elem>>;
 }
 
+/// `norm_film_silu_forward` as the three layers, through `tmp` = [GroupNorm out, FiLM out]:
+/// the reference for a fused kernel, and what a backend without one runs.
+#[allow(clippy::too_many_arguments)]
+pub fn compose_norm_film_silu_forward<B: NetOps + ?Sized>(
+    dev: &mut B,
+    out: &mut B::Buf,
+    stats: &mut B::Buf,
+    [normed, filmed]: [&mut B::Buf; 2],
+    inp: &B::Buf,
+    ss: Option<&B::Buf>,
+    params: &B::Params,
+    gamma: Range<usize>,
+    beta: Range<usize>,
+    n: NormShape,
+) -> Result<()> {
+    dev.groupnorm_forward(normed, stats, inp, params, gamma, beta, n)?;
+    match ss {
+        Some(ss) => {
+            dev.film_forward(filmed, normed, ss, n.b, n.c, n.hw)?;
+            dev.silu_forward(out, filmed)
+        }
+        None => dev.silu_forward(out, normed),
+    }
+}
+
+/// The backward of [`compose_norm_film_silu_forward`], layer by layer.
+#[allow(clippy::too_many_arguments)]
+pub fn compose_norm_film_silu_backward<B: NetOps + ?Sized>(
+    dev: &mut B,
+    dinp: &mut B::Buf,
+    dss: Option<&mut B::Buf>,
+    dparams: &mut B::Params,
+    [dnormed, dfilmed]: [&mut B::Buf; 2],
+    dout: &B::Buf,
+    inp: &B::Buf,
+    ss: Option<&B::Buf>,
+    stats: &B::Buf,
+    [normed, filmed]: [&B::Buf; 2],
+    params: &B::Params,
+    gamma: Range<usize>,
+    beta: Range<usize>,
+    n: NormShape,
+) -> Result<()> {
+    // The layer backwards accumulate; dtmp is scratch that nothing else zeroes.
+    dev.zero(dnormed)?;
+    match (ss, dss) {
+        (Some(ss), Some(dss)) => {
+            dev.zero(dfilmed)?;
+            dev.silu_backward(dfilmed, dout, filmed)?;
+            dev.film_backward(dnormed, dss, dfilmed, normed, ss, n.b, n.c, n.hw)?;
+        }
+        (None, None) => dev.silu_backward(dnormed, dout, normed)?,
+        _ => anyhow::bail!("norm_film_silu_backward: ss and dss must both be given or both not"),
+    }
+    dev.groupnorm_backward(dinp, dparams, gamma, beta, dnormed, inp, stats, params, n)
+}
+
 /// Two disjoint mutable ranges that the plan laid out back to back.
 fn pair<'a, T>(buf: &'a mut [T], a: &Range<usize>, b: &Range<usize>) -> (&'a mut [T], &'a mut [T]) {
     assert_eq!(a.end, b.start);
@@ -193,6 +291,18 @@ fn pair<'a, T>(buf: &'a mut [T], a: &Range<usize>, b: &Range<usize>) -> (&'a mut
 #[derive(Default)]
 pub struct CpuOps<T> {
     scratch: ConvScratch<T>,
+    /// Per-(sample, channel) sums of the fused GroupNorm + FiLM + SiLU backward.
+    norm_sums: Vec<T>,
+    /// Runs GroupNorm + FiLM + SiLU as the three unfused layers (tests of the fused kernel).
+    unfused: bool,
+}
+
+impl<T: Float> CpuOps<T> {
+    /// The backend with GroupNorm + FiLM + SiLU as three layers: the reference of the fused
+    /// kernel.
+    pub fn unfused() -> Self {
+        Self { unfused: true, ..Self::default() }
+    }
 }
 
 impl<T: Float> NetOps for CpuOps<T> {
@@ -206,7 +316,7 @@ impl<T: Float> NetOps for CpuOps<T> {
         format!("cpu ({} threads)", rayon::current_num_threads())
     }
     fn fork(&self) -> Result<Self> {
-        Ok(Self::default())
+        Ok(Self { unfused: self.unfused, ..Self::default() })
     }
     fn alloc(&mut self, n: usize) -> Result<Vec<T>> {
         Ok(vec![T::ZERO; n])
@@ -330,6 +440,53 @@ impl<T: Float> NetOps for CpuOps<T> {
         hw: usize,
     ) -> Result<()> {
         act::film_backward(dinp, dss, dout, inp, ss, b, c, hw);
+        Ok(())
+    }
+    fn norm_film_silu_forward(
+        &mut self,
+        out: &mut Vec<T>,
+        stats: &mut Vec<T>,
+        tmp: [&mut Vec<T>; 2],
+        inp: &Vec<T>,
+        ss: Option<&Vec<T>>,
+        params: &[T],
+        gamma: Range<usize>,
+        beta: Range<usize>,
+        n: NormShape,
+    ) -> Result<()> {
+        if self.unfused {
+            return compose_norm_film_silu_forward(self, out, stats, tmp, inp, ss, params, gamma, beta, n);
+        }
+        let ss = ss.map(|v| &v[..]);
+        fused::norm_film_silu_forward(out, stats, inp, &params[gamma], &params[beta], ss, n);
+        Ok(())
+    }
+    fn norm_film_silu_backward(
+        &mut self,
+        dinp: &mut Vec<T>,
+        dss: Option<&mut Vec<T>>,
+        dparams: &mut [T],
+        dtmp: [&mut Vec<T>; 2],
+        dout: &Vec<T>,
+        inp: &Vec<T>,
+        ss: Option<&Vec<T>>,
+        stats: &Vec<T>,
+        tmp: [&Vec<T>; 2],
+        params: &[T],
+        gamma: Range<usize>,
+        beta: Range<usize>,
+        n: NormShape,
+    ) -> Result<()> {
+        if self.unfused {
+            let (g, b) = (gamma, beta);
+            return compose_norm_film_silu_backward(
+                self, dinp, dss, dparams, dtmp, dout, inp, ss, stats, tmp, params, g, b, n,
+            );
+        }
+        let (dg, db) = pair(dparams, &gamma, &beta);
+        let (dss, ss) = (dss.map(|v| &mut v[..]), ss.map(|v| &v[..]));
+        let (ga, be) = (&params[gamma], &params[beta]);
+        fused::norm_film_silu_backward(dinp, dss, dg, db, dout, inp, ss, stats, ga, be, n, &mut self.norm_sums);
         Ok(())
     }
     fn silu_forward(&mut self, out: &mut Vec<T>, inp: &Vec<T>) -> Result<()> {

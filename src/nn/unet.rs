@@ -177,11 +177,13 @@ struct TSpec {
     w: usize,
 }
 
+/// The plan's layers. `Nfs` is SiLU(FiLM(GroupNorm(inp))) (no FiLM without `ss`); its `tmp`
+/// receive the GroupNorm and FiLM outputs where a backend composes the three layers.
 #[derive(Clone, Debug)]
 enum Op {
     Fourier { out: usize },
     Conv { w: usize, b: usize, cout: usize, k: usize, inp: usize, out: usize },
-    Norm { g: usize, b: usize, inp: usize, out: usize, stats: usize },
+    Nfs { g: usize, b: usize, inp: usize, ss: Option<usize>, stats: usize, tmp: [usize; 2], out: usize },
     Film { inp: usize, ss: usize, out: usize },
     Silu { inp: usize, out: usize },
     Add { a: usize, b: usize, out: usize },
@@ -221,13 +223,17 @@ impl Plan {
         self.ops.push(Op::Conv { w, b, cout, k, inp, out });
         out
     }
-    fn norm(&mut self, name: &str, inp: usize) -> usize {
+    /// SiLU(FiLM(GroupNorm(inp))); FiLM's (scale, shift) from `film(self)`, which registers
+    /// its parameters after the norm's (the layout of the unfused plan).
+    fn norm_film_silu(&mut self, name: &str, inp: usize, film: impl FnOnce(&mut Self) -> Option<usize>) -> usize {
         let t = self.tensors[inp];
         let g = self.param(format!("{name}.gamma"), &[t.c], 0, 0.0);
         let b = self.param(format!("{name}.beta"), &[t.c], 0, -1.0);
-        let out = self.tensor(t.c, t.h, t.w);
+        let ss = film(self);
         let stats = self.tensor(2 * self.groups, 1, 1);
-        self.ops.push(Op::Norm { g, b, inp, out, stats });
+        let tmp = [self.tensor(t.c, t.h, t.w), self.tensor(t.c, t.h, t.w)];
+        let out = self.tensor(t.c, t.h, t.w);
+        self.ops.push(Op::Nfs { g, b, inp, ss, stats, tmp, out });
         out
     }
     fn unary(&mut self, inp: usize, c: usize, h: usize, w: usize, f: impl Fn(usize, usize) -> Op) -> usize {
@@ -241,11 +247,15 @@ impl Plan {
     }
     fn block(&mut self, name: &str, inp: usize, emb: usize, cout: usize) -> usize {
         let t = self.tensors[inp];
-        let g = if self.norm { self.norm(&format!("{name}.norm"), inp) } else { inp };
-        let ss = self.conv(&format!("{name}.film"), emb, 2 * t.c, 1, 0.1);
-        let f = self.tensor(t.c, t.h, t.w);
-        self.ops.push(Op::Film { inp: g, ss, out: f });
-        let a = self.silu(f);
+        let film = |p: &mut Self| p.conv(&format!("{name}.film"), emb, 2 * t.c, 1, 0.1);
+        let a = if self.norm {
+            self.norm_film_silu(&format!("{name}.norm"), inp, |p| Some(film(p)))
+        } else {
+            let ss = film(self);
+            let f = self.tensor(t.c, t.h, t.w);
+            self.ops.push(Op::Film { inp, ss, out: f });
+            self.silu(f)
+        };
         let c = self.conv(&format!("{name}.conv"), a, cout, 3, 1.0);
         let skip = if t.c == cout { inp } else { self.conv(&format!("{name}.skip"), inp, cout, 1, 1.0) };
         let out = self.tensor(cout, t.h, t.w);
@@ -298,8 +308,7 @@ impl Plan {
                 hcur = p.block(&format!("up{l}.{j}"), hcur, emb, ch[l]);
             }
         }
-        let g = if p.norm { p.norm("head.norm", hcur) } else { hcur };
-        let a = p.silu(g);
+        let a = if p.norm { p.norm_film_silu("head.norm", hcur, |_| None) } else { p.silu(hcur) };
         p.out = p.conv("head.conv", a, arch.out_channels, 3, 0.1);
         p
     }
@@ -326,6 +335,8 @@ pub struct Workspace<B: NetOps> {
     out: usize,
     acts: Vec<Option<B::Buf>>,
     grads: Vec<Option<B::Buf>>,
+    /// Tensors that an op uses as its own scratch (not zeroed before a backward pass).
+    scratch: Vec<bool>,
     sigma: Vec<B::Elem>,
     /// The device the tensors live on.
     pub dev: B,
@@ -357,12 +368,19 @@ impl<B: NetOps> Workspace<B> {
         };
         let acts = alloc(&mut dev)?;
         let grads = alloc(&mut dev)?;
+        let mut scratch = vec![false; plan.tensors.len()];
+        for op in &plan.ops {
+            if let Op::Nfs { tmp, .. } = op {
+                tmp.iter().for_each(|&i| scratch[i] = true);
+            }
+        }
         Ok(Workspace {
             batch,
             h,
             w,
             acts,
             grads,
+            scratch,
             tensors: plan.tensors,
             ops: plan.ops,
             out: plan.out,
@@ -496,7 +514,8 @@ impl Network {
         };
         for op in ops.iter() {
             let o = match *op {
-                Op::Fourier { out } | Op::Conv { out, .. } | Op::Norm { out, .. } => out,
+                Op::Fourier { out } | Op::Conv { out, .. } => out,
+                Op::Nfs { out, .. } => out,
                 Op::Film { out, .. } | Op::Silu { out, .. } | Op::Add { out, .. } => out,
                 Op::Down { out, .. } | Op::Up { out, .. } | Op::Concat { out, .. } => out,
             };
@@ -507,12 +526,23 @@ impl Network {
                 Op::Conv { w, b, cout, k, inp, .. } => {
                     dev.conv2d_forward(&mut dst, t(a, inp), params, l.range(w), l.range(b), &cshape(inp, cout, k))
                 }
-                Op::Norm { g, b, inp, stats, .. } => {
+                Op::Nfs { g, b, inp, ss, stats, tmp: [t0, t1], .. } => {
                     let tt = tensors[inp];
                     let n = NormShape { b: bsz, c: tt.c, hw: tt.h * tt.w, groups: self.arch.groups };
-                    let mut st = acts[stats].take().expect("stats tensor");
-                    let r = dev.groupnorm_forward(&mut dst, &mut st, t(acts, inp), params, l.range(g), l.range(b), n);
-                    acts[stats] = Some(st);
+                    let [mut st, mut m0, mut m1] = [stats, t0, t1].map(|i| acts[i].take().expect("scratch tensor"));
+                    let ssb = ss.map(|i| t(acts, i));
+                    let r = dev.norm_film_silu_forward(
+                        &mut dst,
+                        &mut st,
+                        [&mut m0, &mut m1],
+                        t(acts, inp),
+                        ssb,
+                        params,
+                        l.range(g),
+                        l.range(b),
+                        n,
+                    );
+                    [acts[stats], acts[t0], acts[t1]] = [Some(st), Some(m0), Some(m1)];
                     r
                 }
                 Op::Film { inp, ss, .. } => {
@@ -553,9 +583,11 @@ impl Network {
     ) -> Result<()> {
         let bsz = ws.batch;
         let l = &self.layout;
-        let Workspace { tensors, ops, acts, grads, dev, out, .. } = ws;
-        for g in grads.iter_mut() {
-            dev.zero(g.as_mut().expect("gradient tensor"))?;
+        let Workspace { tensors, ops, acts, grads, dev, out, scratch, .. } = ws;
+        for (i, g) in grads.iter_mut().enumerate() {
+            if !scratch[i] {
+                dev.zero(g.as_mut().expect("gradient tensor"))?;
+            }
         }
         dev.upload(grads[*out].as_mut().expect("output gradient"), dout)?;
         let fourier = match ops[0] {
@@ -588,22 +620,31 @@ impl Network {
                     grads[inp] = Some(din);
                     r?;
                 }
-                Op::Norm { g, b, inp, out, stats } => {
+                Op::Nfs { g, b, inp, ss, stats, tmp: [t0, t1], out } => {
                     let tt = tensors[inp];
                     let n = NormShape { b: bsz, c: tt.c, hw: tt.h * tt.w, groups: self.arch.groups };
-                    let mut din = take(grads, inp);
-                    let r = dev.groupnorm_backward(
+                    let (mut din, mut dss) = (take(grads, inp), ss.map(|i| take(grads, i)));
+                    let (mut d0, mut d1) = (take(grads, t0), take(grads, t1));
+                    let r = dev.norm_film_silu_backward(
                         &mut din,
+                        dss.as_mut(),
                         dparams,
-                        l.range(g),
-                        l.range(b),
+                        [&mut d0, &mut d1],
                         t(grads, out),
                         t(a, inp),
+                        ss.map(|i| t(a, i)),
                         t(a, stats),
+                        [t(a, t0), t(a, t1)],
                         params,
+                        l.range(g),
+                        l.range(b),
                         n,
                     );
                     grads[inp] = Some(din);
+                    if let (Some(i), Some(d)) = (ss, dss) {
+                        grads[i] = Some(d);
+                    }
+                    [grads[t0], grads[t1]] = [Some(d0), Some(d1)];
                     r?;
                 }
                 Op::Film { inp, ss, out } => {

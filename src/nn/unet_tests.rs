@@ -235,3 +235,30 @@ fn local_network_output_on_a_tiled_lattice_is_the_tiled_output() {
         assert!((yt[i] - y[j]).abs() <= 1e-12 * (1.0 + y[j].abs()), "site {i}: {} vs {}", yt[i], y[j]);
     }
 }
+
+/// The fused GroupNorm + FiLM + SiLU path against the three unfused layers through the whole
+/// network (f64): output, parameter gradients (accumulated onto non-zero ones) and dL/dx.
+#[test]
+fn fused_norm_film_silu_equals_unfused_layers() {
+    use crate::nn::CpuOps;
+    let (b, h, w) = (2, 8, 8);
+    for arch in [Arch::small(), Arch { channels: vec![8, 12], groups: 4, ..Arch::tiny() }] {
+        let net = Network::new(arch);
+        let p = random_params(&net, 51);
+        let x = rand_vec(b * h * w, 52);
+        let r = rand_vec(b * h * w, 53);
+        let run_on = |unfused: bool| {
+            let mut ws =
+                Workspace::on(if unfused { CpuOps::unfused() } else { CpuOps::default() }, &net, b, h, w).unwrap();
+            let y = run(&net, &p, &x, &[0.4, 2.5], &mut ws);
+            let (mut dp, mut dx) = (vec![0.25; p.len()], vec![0.0; x.len()]);
+            net.backward(&p, &mut dp, Some(&mut dx), &r, &mut ws);
+            [y, dp, dx]
+        };
+        let (fused, unfused) = (run_on(false), run_on(true));
+        for (what, (a, b)) in ["out", "dparams", "dx"].iter().zip(fused.iter().zip(&unfused)) {
+            let err = a.iter().zip(b).map(|(u, v)| (u - v).abs() / (1.0 + v.abs())).fold(0.0, f64::max);
+            assert!(err < 1e-12, "{what} differs by {err:.1e}");
+        }
+    }
+}
