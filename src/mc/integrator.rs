@@ -50,7 +50,12 @@ impl Integrator {
     /// (kick, drift) pairs in units of the step size, then the closing kick. A step's
     /// opening kick carries the previous step's closing one. `stop()` is asked before each
     /// step; false means the trajectory was abandoned mid-way.
-    pub fn run<F: MdField + ?Sized>(&self, field: &mut F, n_md: usize, stop: &impl Fn() -> bool) -> Result<bool, F::Error> {
+    pub fn run<F: MdField + ?Sized>(
+        &self,
+        field: &mut F,
+        n_md: usize,
+        stop: &impl Fn() -> bool,
+    ) -> Result<bool, F::Error> {
         let l = OMELYAN_LAMBDA;
         for step in 0..n_md {
             if stop() {

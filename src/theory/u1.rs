@@ -106,7 +106,13 @@ pub fn one_flux(lat: Lattice) -> Vec<f64> {
 /// translation chosen with a symmetric sign, so the move leaves e^{−U} invariant for any
 /// U on the torus. `u` holds U(θ) on entry and U of the result on exit; returns whether
 /// the move was accepted.
-pub fn flux_move(theta: &mut [f64], u: &mut f64, flux: &[f64], action: &dyn Fn(&[f64]) -> f64, rng: &mut Stream) -> bool {
+pub fn flux_move(
+    theta: &mut [f64],
+    u: &mut f64,
+    flux: &[f64],
+    action: &dyn Fn(&[f64]) -> f64,
+    rng: &mut Stream,
+) -> bool {
     let sign = if rng.random::<f64>() < 0.5 { 1.0 } else { -1.0 };
     let proposal: Vec<f64> = theta.iter().zip(flux).map(|(t, f)| wrap_angle(t + sign * f)).collect();
     let u_new = action(&proposal);

@@ -347,9 +347,7 @@ fn run_one(
     let key = (cfg.seed, index);
     let mut r = match &s.levels {
         Ladder::Phi4(levels) => run_replica_spread(model, &s.kernel, levels, &s.settings, key, spread, stopped),
-        Ladder::Torus(levels) => {
-            run_torus_replica_spread(model, &s.kernel, levels, &s.settings, key, spread, stopped)
-        }
+        Ladder::Torus(levels) => run_torus_replica_spread(model, &s.kernel, levels, &s.settings, key, spread, stopped),
     }
     .map_err(|e| anyhow!(e))?;
     if cfg.hmc_refine > 0 && spread.is_leader() {

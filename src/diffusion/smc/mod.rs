@@ -185,7 +185,8 @@ pub fn run_replica_spread(
         }
         st.level_energies(model, levels, k - 1, settings.batch)?;
         let w = spread.all(&st.weights());
-        let (mut rec, resampled) = arrive(index, sigma[k - 1], &w, settings.resample_ess, &mut resample_rng, &mut log_z)?;
+        let (mut rec, resampled) =
+            arrive(index, sigma[k - 1], &w, settings.resample_ess, &mut resample_rng, &mut log_z)?;
         if let Some(a) = resampled {
             st.take(&a, v, spread);
             resamplings += 1;

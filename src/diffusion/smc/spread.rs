@@ -88,8 +88,8 @@ impl<'a> Spread<'a> {
             return a.iter().flat_map(|&j| rows[j * width..][..width].iter().copied()).collect();
         };
         let (p, q) = (c.size(), c.rank());
-        let owner = |j: usize| (0..p).find(|&r| j < block_of(self.n, p, r).1).expect("an ancestor of the replica");
         let ranges: Vec<(usize, usize)> = (0..p).map(|r| block_of(self.n, p, r)).collect();
+        let owner = |j: usize| ranges.iter().position(|&(_, end)| j < end).expect("an ancestor of the replica");
         let (i0, i1) = ranges[q];
         // To each rank, in its particle order, the rows of its particles whose ancestor is here.
         let (mut send, mut send_counts) = (Vec::new(), vec![0; p]);
@@ -102,8 +102,7 @@ impl<'a> Spread<'a> {
             }
         }
         let mine = &a[i0..i1];
-        let recv_counts: Vec<usize> =
-            (0..p).map(|s| width * mine.iter().filter(|&&j| owner(j) == s).count()).collect();
+        let recv_counts: Vec<usize> = (0..p).map(|s| width * mine.iter().filter(|&&j| owner(j) == s).count()).collect();
         let recv = c.all_to_all(&send, &send_counts, &recv_counts);
         // The received rows come grouped by source rank, each group in particle order.
         let mut next: Vec<usize> = recv_counts

@@ -143,4 +143,3 @@ fn action_arch(form: ScoreForm, preset: &str) -> Result<Option<ActionArch>> {
         anyhow!("preset: '{preset}' has no action network (score form action takes {})", ActionArch::NAMES)
     })
 }
-

@@ -170,7 +170,8 @@ impl Trainer<'_> {
         self.check_replicas_agree(step)?;
         let steps_per_epoch = (self.plan.n_train / cfg.batch).max(1) as u64;
         if self.comm.is_root() && (step % steps_per_epoch == 0 || step == cfg.steps) && !self.val.is_empty() {
-            let (vl, vb) = self.val.loss(self.engine.as_mut(), Weights::Current, self.plan.lat, cfg.batch, &self.schedule)?;
+            let (vl, vb) =
+                self.val.loss(self.engine.as_mut(), Weights::Current, self.plan.lat, cfg.batch, &self.schedule)?;
             out.last_val = vl;
             let every = steps_per_epoch.max(cfg.steps / 20);
             if (progress_is_plain() && step % every < steps_per_epoch) || step == cfg.steps {
