@@ -1062,6 +1062,12 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_below: Option<f64>,
+    /// SMC with smc_target = learnt: the hybrid ladder, the learnt action S_theta(., sigma_k)
+    /// as the target of the levels with sigma above this and the cumulant action at or below
+    /// it (default 0: learnt at every level).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learnt_above: Option<f64>,
     /// SMC: draw each reverse step's magnetisation from its conditional under the level
     /// target (a 1-D grid) instead of the Gaussian step: for critical and broken phases.
     #[arg(long)]
@@ -1122,6 +1128,8 @@ pub struct SampleConfig {
     pub smc_target: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_below: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learnt_above: Option<f64>,
     pub exact_magnetisation: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_memory: Option<usize>,
@@ -1158,6 +1166,7 @@ impl Default for SampleConfig {
             rejuvenate: 5,
             smc_target: "cumulant".into(),
             network_below: None,
+            learnt_above: None,
             exact_magnetisation: false,
             max_memory: None,
             batch: None,
@@ -1183,6 +1192,7 @@ impl SampleConfig {
                 ("snr", o.snr),
                 ("resample_ess", o.resample_ess),
                 ("network_below", o.network_below),
+                ("learnt_above", o.learnt_above),
             ]
         })?;
         let cfg: SampleConfig = merge(file, flags)?;
@@ -1237,9 +1247,20 @@ impl SampleConfig {
         if let Some(s) = self.network_below.filter(|s| !(*s >= 0.0)) {
             bail!("network_below: {s} is not a noise level (sigma >= 0)");
         }
+        if let Some(s) = self.learnt_above {
+            if target != SmcTarget::Learnt {
+                bail!("learnt_above: {s} needs smc_target = learnt (it sets where the learnt levels end)");
+            }
+            if !(s >= 0.0) {
+                bail!("learnt_above: {s} is not a noise level (sigma >= 0)");
+            }
+        }
         if target == SmcTarget::Learnt {
-            if let Some(s) = self.network_below {
-                bail!("network_below: {s} means nothing with smc_target = learnt (the targets' own score is the network's)");
+            // Only the cumulant levels (σ ≤ learnt_above) have a score of their own to drive
+            // with: on learnt levels the target's own score is the network's.
+            let above = self.learnt_above.unwrap_or(0.0);
+            if let Some(s) = self.network_below.filter(|s| *s >= above) {
+                bail!("network_below: {s} means nothing with smc_target = learnt unless it is below learnt_above ({above}): on learnt levels the targets' own score is the network's");
             }
             if self.exact_magnetisation {
                 bail!("exact_magnetisation: not built for smc_target = learnt (it evaluates the level target per particle along five shifts)");

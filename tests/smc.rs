@@ -167,6 +167,9 @@ fn bad_smc_input_is_one_line() {
         (vec!["--sampler", "smc", "--smc-target", "learnt"], "smc_target: 'learnt' needs"),
         (vec!["--sampler", "smc", "--smc-target", "learnt", "--network-below", "1"], "network_below"),
         (vec!["--sampler", "smc", "--smc-target", "learnt", "--exact-magnetisation"], "exact_magnetisation"),
+        (vec!["--sampler", "smc", "--learnt-above", "1"], "learnt_above: 1 needs smc_target = learnt"),
+        (vec!["--sampler", "smc", "--smc-target", "learnt", "--learnt-above", "-1"], "learnt_above: -1"),
+        (vec!["--sampler", "smc", "--smc-target", "learnt", "--learnt-above", "1", "--network-below", "2"], "network_below: 2"),
     ];
     for (args, key) in cases {
         let o = latdiff().current_dir(d).arg("sample").args(base).args(&args).args(["--out", "x.h5"]).output().unwrap();

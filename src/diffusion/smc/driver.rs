@@ -129,7 +129,8 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
             let kernel = ReverseKernel::new(model, p.lattice, &p.settings).map_err(|e| input_err(anyhow!(e)))?;
             let form = crate::config::SmcTarget::parse(&cfg.smc_target).map_err(|e| input_err(anyhow!(e)))?;
             let levels = Levels::new(model, Phi4::new(p.lattice, param), p.settings.sigma_ladder(), form)
-                .map_err(|e| input_err(anyhow!(e)))?;
+                .map_err(|e| input_err(anyhow!(e)))?
+                .learnt_above(cfg.learnt_above.unwrap_or(0.0));
             (kernel, Ladder::Phi4(levels))
         }
         Couplings::U1 { beta } => {

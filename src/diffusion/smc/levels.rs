@@ -2,6 +2,13 @@
 //! U_k for 0 < k < N a surrogate of the noised action at σ_k (S_prior, the cumulant action,
 //! or the model's own learnt S_θ(·, σ_k)), U_0 = S (the target action), and the Gaussian
 //! preconditioner C_k = G + σ_k² of the MALA moves that leave π_k invariant.
+//!
+//! The learnt ladder can be a hybrid: S_θ above a crossover σ_c, the cumulant action at and
+//! below it. Why: measured on φ⁴ near criticality, S_θ is the better target at large σ
+//! (it has learnt the noised double well the cumulant's Gaussian misses) and the worse one
+//! near σ = 0, where the cumulant action becomes S exactly and S_θ(·, σ_min) still carries
+//! the network's error, paid in full at the last step. The ladder stays exact either way:
+//! any family of intermediate targets telescopes to the same final weights.
 
 use std::sync::Arc;
 
@@ -30,6 +37,9 @@ pub struct Levels {
     surrogate: Surrogate,
     /// Which scalar of the surrogate's G (and theory) the levels 0 < k < N use.
     form: SmcTarget,
+    /// With `form` learnt: levels with σ_k above this use S_θ, the others the cumulant
+    /// action (0: every level learnt). Unused by the other forms.
+    learnt_above: f64,
     target: Phi4,
     /// [σ_0 = 0, σ_1, …, σ_N].
     sigma: Vec<f64>,
@@ -100,7 +110,19 @@ impl Levels {
             Some(parts) if matches!(*parts, ScoreParts::Physics { .. }) => Surrogate::Model(parts),
             _ => Surrogate::Built(PhysicsPrior::new(target, g.clone()).map_err(|e| format!("smc: {e}"))?),
         };
-        Ok(Levels { surrogate, form, target, sigma, g, fft: fft::plan(lat) })
+        Ok(Levels { surrogate, form, target, sigma, g, fft: fft::plan(lat), learnt_above: 0.0 })
+    }
+
+    /// The hybrid learnt ladder (module docs): S_θ above `sigma_c`, the cumulant action at
+    /// and below it.
+    pub fn learnt_above(mut self, sigma_c: f64) -> Self {
+        self.learnt_above = sigma_c;
+        self
+    }
+
+    /// Whether level k (0 < k < N) is a learnt one.
+    pub fn is_learnt(&self, k: usize) -> bool {
+        self.form == SmcTarget::Learnt && k > 0 && self.sigma[k] > self.learnt_above
     }
 
     pub fn lattice(&self) -> Lattice {
@@ -128,6 +150,12 @@ impl Levels {
             SmcTarget::Prior if self.prior().zero_mode().is_some() => ("", " with the data's zero-mode marginal"),
             SmcTarget::Prior => ("", ""),
             SmcTarget::Cumulant => ("the first-order cumulant action on ", ""),
+            SmcTarget::Learnt if self.learnt_above > 0.0 => {
+                return format!(
+                    "the model's learnt action S_theta(., sigma_k) above sigma = {} and the first-order cumulant action at and below it",
+                    self.learnt_above
+                )
+            }
             SmcTarget::Learnt => return "the model's learnt action S_theta(., sigma_k)".into(),
         };
         let source = match &self.surrogate {
@@ -137,16 +165,17 @@ impl Levels {
         format!("{form}{source}")
     }
 
-    /// What the learnt targets cannot do: their own score is the network's, and the
-    /// magnetisation redraw evaluates U per particle along five shifts.
+    /// What the learnt targets cannot do: their own score is the network's (so a
+    /// `network_below` must be below the crossover), and the magnetisation redraw evaluates
+    /// U per particle along five shifts.
     pub fn check(&self, settings: &super::SmcSettings) -> Result<(), String> {
         if self.form != SmcTarget::Learnt {
             return Ok(());
         }
-        if settings.network_below.is_finite() {
+        if settings.network_below >= self.learnt_above && settings.network_below.is_finite() {
             return Err(format!(
-                "network_below: {} means nothing with smc_target = learnt (the targets' own score is the network's)",
-                settings.network_below
+                "network_below: {} means nothing with smc_target = learnt unless it is below learnt_above ({}): on learnt levels the targets' own score is the network's",
+                settings.network_below, self.learnt_above
             ));
         }
         if settings.exact_magnetisation {
@@ -157,7 +186,7 @@ impl Levels {
 
     /// U_k for 0 ≤ k < N.
     pub fn level(&self, k: usize) -> Level<'_> {
-        if self.form == SmcTarget::Learnt && k > 0 {
+        if self.is_learnt(k) {
             assert!(k + 1 < self.sigma.len(), "smc: level {k} is the start level, not a target");
             return Level::Learnt { sigma: self.sigma[k] };
         }
@@ -175,13 +204,16 @@ impl Levels {
         }
     }
 
-    /// The surrogate action at σ > 0.
+    /// The surrogate action at σ > 0 (the hybrid learnt ladder's cumulant part at and below
+    /// its crossover).
     fn surrogate(&self, sigma: f64) -> LevelPotential<'_> {
         let prior = self.prior();
         match self.form {
             SmcTarget::Prior => LevelPotential::Prior { prior, sigma },
-            SmcTarget::Cumulant => LevelPotential::Cumulant { prior, sigma },
-            SmcTarget::Learnt => panic!("smc: a learnt level is evaluated in batches by the model (Levels::level)"),
+            SmcTarget::Learnt if sigma > self.learnt_above => {
+                panic!("smc: a learnt level is evaluated in batches by the model (Levels::level)")
+            }
+            SmcTarget::Cumulant | SmcTarget::Learnt => LevelPotential::Cumulant { prior, sigma },
         }
     }
 

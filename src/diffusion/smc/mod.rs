@@ -171,7 +171,8 @@ pub fn run_replica_spread(
         if spread.any(stopped()) {
             return Err(crate::diffusion::generate::INTERRUPTED.into());
         }
-        if sigma[k] > settings.network_below {
+        // A learnt level's own score is the network's.
+        if sigma[k] > settings.network_below && !levels.is_learnt(k) {
             levels.surrogate_score(k, &st.phi, &mut score);
         } else {
             score_in_chunks(model, lat, &st.phi, sigma[k], &mut score, settings.batch)?;

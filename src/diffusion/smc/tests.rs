@@ -383,10 +383,23 @@ fn run_learnt(
     smc: SmcSettings,
     n_replicas: usize,
 ) -> Run {
+    run_hybrid(m, target_kappa, lat, (kernel, n_steps), smc, n_replicas, 0.0)
+}
+
+/// [`run_learnt`] on the hybrid ladder: learnt above `sigma_c`, cumulant at and below.
+fn run_hybrid(
+    m: &dyn ScoreModel,
+    target_kappa: f64,
+    lat: Lattice,
+    (kernel, n_steps): (Kernel, usize),
+    smc: SmcSettings,
+    n_replicas: usize,
+    sigma_c: f64,
+) -> Run {
     let s = sampler(kernel, n_steps);
     let k = ReverseKernel::new(m, lat, &s).unwrap();
     let target = Phi4::new(lat, hopping(target_kappa));
-    let levels = Levels::new(m, target, s.sigma_ladder(), SmcTarget::Learnt).unwrap();
+    let levels = Levels::new(m, target, s.sigma_ladder(), SmcTarget::Learnt).unwrap().learnt_above(sigma_c);
     let replicas = (0..n_replicas).map(|r| run_replica(m, &k, &levels, &smc, 11, r, &|| false).unwrap()).collect();
     Run { replicas, lat }
 }
@@ -426,6 +439,54 @@ fn exact_free_action_as_learnt_targets_is_exact() {
         assert_eq!(rep.resamplings, 0);
         assert!(rep.levels.iter().all(|x| x.ess_fraction > 1.0 - 1e-9), "ESS below N");
         assert!((rep.log_z - exact_z).abs() < 1e-9 * lat.volume() as f64, "log Z {} vs {exact_z}", rep.log_z);
+    }
+}
+
+/// The hybrid ladder switches family at its crossover: learnt levels strictly above σ_c,
+/// the cumulant action at and below, the target S at σ = 0.
+#[test]
+fn hybrid_ladder_is_learnt_above_the_crossover_and_cumulant_below() {
+    let lat = Lattice::new(4, 4);
+    let s = sampler(Kernel::Matched, 20);
+    let sigma = s.sigma_ladder();
+    let sigma_c = sigma[10];
+    let m = FreeWithAction(model(0.2));
+    let levels =
+        Levels::new(&m, Phi4::new(lat, hopping(0.2)), sigma.clone(), SmcTarget::Learnt).unwrap().learnt_above(sigma_c);
+    assert!(matches!(levels.level(0), Level::Analytic(LevelPotential::Target(_))));
+    for k in 1..sigma.len() - 1 {
+        match (levels.level(k), k > 10) {
+            (Level::Learnt { sigma: s }, true) => assert_eq!(s, sigma[k]),
+            (Level::Analytic(LevelPotential::Cumulant { sigma: s, .. }), false) => assert_eq!(s, sigma[k]),
+            _ => panic!("level {k} (sigma {}) has the wrong family for the crossover {sigma_c}", sigma[k]),
+        }
+    }
+    assert!(levels.describe().contains("above sigma"), "{}", levels.describe());
+    // network_below must lie under the crossover: above it the targets' own score is the network's.
+    assert!(levels.check(&SmcSettings { network_below: sigma_c, ..smc(8, 0.5, 1) }).is_err());
+    assert!(levels.check(&SmcSettings { network_below: sigma[5], ..smc(8, 0.5, 1) }).is_ok());
+}
+
+/// The exact free action above the crossover and the cumulant action below it (exact for
+/// the free theory with its exact G, up to a constant per level): every level arrives with
+/// ESS/n = 1 and log Z is exact, also when the cumulant levels' own score drives their
+/// steps (`network_below` 0). A cumulant part evaluated at the wrong σ, or a learnt level
+/// driven by a surrogate's score, would make the weights uneven.
+#[test]
+fn hybrid_ladder_of_exact_free_actions_is_exact() {
+    let p = hopping(0.2);
+    let lat = Lattice::square(16);
+    let m = FreeWithAction(model(0.2));
+    let exact_z = free_log_z(&p, lat);
+    for network_below in [f64::INFINITY, 0.0] {
+        let settings = SmcSettings { network_below, ..smc(64, 0.5, 2) };
+        let r = run_hybrid(&m, 0.2, lat, (Kernel::Matched, 40), settings, 4, 1.0);
+        for rep in &r.replicas {
+            assert_eq!(rep.resamplings, 0);
+            assert!(rep.levels.iter().all(|x| x.ess_fraction > 1.0 - 1e-9), "ESS below N");
+            let dz = rep.log_z - exact_z;
+            assert!(dz.abs() < 1e-9 * lat.volume() as f64, "log Z off by {dz} (network_below {network_below})");
+        }
     }
 }
 
