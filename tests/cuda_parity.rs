@@ -1,12 +1,14 @@
 //! GPU kernels against the CPU reference: every test prints "skipped: no CUDA device" and
 //! returns when no GPU is usable. f32 layers: relative error (max |gpu − cpu| / max |cpu|)
-//! below 1e-5; f64 HMC: below 1e-10 for single steps and energies.
+//! below 1e-5; f64 HMC: below 1e-12 for forces and energies, 1e-10 for whole MD
+//! trajectories.
 
 use cudarc::driver::CudaSlice;
 use latdiff::backend::cuda::CudaBackend;
 use latdiff::backend::{cuda_nn as g, cuda_usable, philox};
 use latdiff::lattice::Lattice;
 use latdiff::mc::cuda_hmc::{reference_trajectory, CudaHmc};
+use latdiff::mc::cuda_theory::CudaTheory;
 use latdiff::mc::engine::HmcSetup;
 use latdiff::mc::hmc::{Chain, HmcParams, Start};
 use latdiff::mc::Integrator;
@@ -64,7 +66,7 @@ fn phi4(lt: usize, lx: usize) -> Phi4 {
     Phi4::new(Lattice::new(lt, lx), Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 })
 }
 
-fn engine(th: Phi4, integ: Integrator, n_chains: usize, jitter: f64) -> CudaHmc {
+fn engine<T: CudaTheory>(th: T, integ: Integrator, n_chains: usize, jitter: f64) -> CudaHmc<T> {
     let params = HmcParams { integrator: integ, n_md: 7, tau: 1.0, tau_jitter: jitter };
     let setup = HmcSetup { theory: th, params, cluster_updates: 0, seed: 42, start: Start::Hot, chains: 0..n_chains };
     CudaHmc::new(0, &setup).unwrap()
@@ -152,6 +154,25 @@ fn hmc_trajectories_match_philox_reference() {
         let got = e.fields().unwrap();
         assert_close(&format!("hmc 5 trajectories {integ:?}"), &got, &cpu.concat(), 1e-9);
     }
+}
+
+/// The GPU's φ⁴ force (one kick of zero momenta) is −∂S/∂φ of the CPU's `Phi4`.
+#[test]
+fn hmc_phi4_force_matches_cpu() {
+    let Some(_) = gpu() else { return };
+    let (th, nc, v) = (phi4(6, 10), 3, 60);
+    let phi = rand_f64(nc * v, 5);
+    let got = engine(th, Integrator::Leapfrog, nc, 0.0).force_given(&phi).unwrap();
+    assert_close("phi4 force", &got, &cpu_forces(&th, &phi, v), 1e-12);
+}
+
+/// −∂S/∂φ of every chain (chain-major, `dof` values each) on the CPU.
+fn cpu_forces(th: &impl Action, fields: &[f64], dof: usize) -> Vec<f64> {
+    let mut out = vec![0.0; fields.len()];
+    for (f, d) in fields.chunks(dof).zip(out.chunks_mut(dof)) {
+        th.deriv(f, d);
+    }
+    out.iter().map(|d| -d).collect()
 }
 
 // ---------------------------------------------------------------- layers (f32)
