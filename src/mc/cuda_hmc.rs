@@ -1,4 +1,4 @@
-//! HMC on the GPU for any theory with kernels ([`CudaTheory`]: φ⁴): every chain of
+//! HMC on the GPU for any theory with kernels ([`CudaTheory`]: φ⁴, U(1)): every chain of
 //! the rank advances together, f64 throughout.
 //!
 //! Per trajectory (all chains at once): Philox momenta keyed by (seed, chain, trajectory)
@@ -13,7 +13,7 @@
 //! Start configurations are the CPU's (`Chain::new`), so a GPU run starts where a CPU run
 //! with the same seed does; after that the random numbers differ (Philox, not xoshiro), so
 //! GPU ensembles agree with CPU ones statistically, not bit-wise. Updates besides HMC
-//! (φ⁴'s Wolff flips) are CPU-only. The parity tests
+//! (φ⁴'s Wolff flips, U(1)'s flux moves) are CPU-only. The parity tests
 //! (tests/cuda_parity.rs) compare MD integration and energies for given fields and momenta
 //! with the CPU code, and whole trajectories with [`reference_trajectory`], the same
 //! Philox-driven algorithm on the CPU.
@@ -36,7 +36,7 @@ pub struct CudaHmc<T: CudaTheory = Phi4> {
     seed: u64,
     chain0: usize,
     n_chains: usize,
-    /// Values per chain's field (φ⁴: V sites).
+    /// Values per chain's field (φ⁴: V sites; U(1): 2V links).
     dof: usize,
     hot: Vec<bool>,
     /// Trajectories done by every chain (they advance together); the Philox step counter.
@@ -255,7 +255,7 @@ impl<T: CudaTheory> HmcEngine for CudaHmc<T> {
         }
         Ok(res)
     }
-    /// Per degree of freedom (φ⁴'s site; f64 = 8 B): momenta 8, field copy 16,
+    /// Per degree of freedom (φ⁴'s site, U(1)'s link; f64 = 8 B): momenta 8, field copy 16,
     /// two energy passes 2·16, each fused kick+drift 32 (the field read once from DRAM,
     /// neighbours from cache; mom read+write; the new field), the closing kick 24.
     /// Rejections' restores are not counted.

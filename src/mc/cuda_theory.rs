@@ -5,14 +5,14 @@
 //! and the Metropolis restore (`kernels/hmc.cu`, any number of values per chain), the
 //! Metropolis rule and the chains' bookkeeping. A theory supplies its force (a kick, and a
 //! kick fused with the drift on its manifold) and its energies: φ⁴ in `kernels/phi4_md.cu`
-//! and `reduce.cu`.
+//! and `reduce.cu`, U(1) in `kernels/u1_md.cu`.
 //!
 //! Buffers hold `n_chains` fields chain-major, each of the theory's `dof_shape` (φ⁴: V
-//! sites); `dt[c]` is chain c's step size, scaled by the coefficients.
+//! sites, U(1): 2V links); `dt[c]` is chain c's step size, scaled by the coefficients.
 
 use crate::backend::cuda::CudaBackend;
 use crate::cuda_launch;
-use crate::theory::{Phi4, Theory};
+use crate::theory::{Phi4, Theory, U1};
 use anyhow::Result;
 use cudarc::driver::CudaSlice;
 
@@ -142,5 +142,66 @@ impl CudaTheory for Phi4 {
             &quad,
             &lam
         )
+    }
+}
+
+/// Wilson action on the torus: one thread per site updates the site's two links; the drift
+/// wraps the angles into (−π, π] as `Torus::drift` does; the monitor is Q.
+impl CudaTheory for U1 {
+    fn launch_energies(
+        &self,
+        be: &CudaBackend,
+        n_chains: usize,
+        field: &CudaSlice<f64>,
+        mom: &CudaSlice<f64>,
+        out: &mut CudaSlice<f64>,
+    ) -> Result<()> {
+        let (lt, lx) = extents(self);
+        cuda_launch!(be, "u1_md", "u1_energy", be.rows(n_chains), field, mom, out, &lt, &lx, &self.beta)
+    }
+
+    fn launch_kick_drift(
+        &self,
+        be: &CudaBackend,
+        n_chains: usize,
+        kick: f64,
+        drift: f64,
+        field_in: &CudaSlice<f64>,
+        field_out: &mut CudaSlice<f64>,
+        mom: &mut CudaSlice<f64>,
+        dt: &CudaSlice<f64>,
+    ) -> Result<()> {
+        let (lt, lx) = extents(self);
+        let cfg = site_grid(be, self, n_chains);
+        cuda_launch!(
+            be,
+            "u1_md",
+            "u1_kick_drift",
+            cfg,
+            field_in,
+            field_out,
+            mom,
+            dt,
+            &kick,
+            &drift,
+            &(n_chains as i64),
+            &lt,
+            &lx,
+            &self.beta
+        )
+    }
+
+    fn launch_kick(
+        &self,
+        be: &CudaBackend,
+        n_chains: usize,
+        kick: f64,
+        field: &CudaSlice<f64>,
+        mom: &mut CudaSlice<f64>,
+        dt: &CudaSlice<f64>,
+    ) -> Result<()> {
+        let (lt, lx) = extents(self);
+        let cfg = site_grid(be, self, n_chains);
+        cuda_launch!(be, "u1_md", "u1_kick", cfg, field, mom, dt, &kick, &(n_chains as i64), &lt, &lx, &self.beta)
     }
 }

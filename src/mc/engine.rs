@@ -191,7 +191,7 @@ impl<T: Theory> HmcEngine for CpuHmc<T> {
 }
 
 /// Builds the engine for `device`, for any theory with GPU kernels
-/// ([`CudaTheory`](super::cuda_theory::CudaTheory): φ⁴); a theory without them runs
+/// ([`CudaTheory`](super::cuda_theory::CudaTheory): φ⁴, U(1)); a theory without them runs
 /// on [`CpuHmc`] directly.
 pub fn build<T: super::cuda_theory::CudaTheory + 'static>(
     device: Device,
