@@ -3,6 +3,8 @@
 //! below 1e-5; f64 HMC: below 1e-12 for forces and energies, 1e-10 for whole MD
 //! trajectories (φ⁴ and U(1); U(1) angles compared modulo 2π).
 
+mod common;
+
 use cudarc::driver::CudaSlice;
 use latdiff::backend::cuda::CudaBackend;
 use latdiff::backend::{cuda_nn as g, cuda_usable, philox};
@@ -16,7 +18,7 @@ use latdiff::nn::conv::{conv2d_backward, conv2d_forward, ConvScratch, ConvShape}
 use latdiff::nn::optim::{AdamW, AdamWConfig};
 use latdiff::nn::{activation as act, groupnorm as gn, sample, ParamLayout};
 use latdiff::theory::manifold::wrap_angle;
-use latdiff::theory::{Action, Manifold, Parametrisation, Phi4, Theory, U1};
+use latdiff::theory::{u1_exact, Action, Manifold, Parametrisation, Phi4, Theory, U1};
 use rand::{RngExt, SeedableRng};
 
 fn gpu() -> Option<CudaBackend> {
@@ -298,6 +300,50 @@ fn hmc_u1_trajectories_match_philox_reference() {
         let got = e.fields().unwrap();
         assert_angles_close(&format!("u1 5 trajectories {integ:?}"), &got, &cpu.concat(), 1e-9);
     }
+}
+
+/// `latdiff --device auto hmc --theory u1` runs on the GPU when one is present, and its
+/// ensemble at β = 3, L = 16 has the exact plaquette (and χ_t) of the torus within 4 errors
+/// of analyze's binned jackknife; flux moves are refused on the GPU in one line.
+#[test]
+fn hmc_u1_gpu_ensemble_matches_exact_plaquette() {
+    let Some(_) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("u1_gpu.h5");
+    let args = ["hmc", "--theory", "u1", "--beta", "3", "--lattice", "16", "--n-configs", "4096", "--n-chains", "64"];
+    let o = common::latdiff()
+        .args(["--device", "auto"])
+        .args(args)
+        .args(["--n-sep", "2", "--start", "mixed", "--seed", "5", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "hmc failed: {stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("device: cuda:")), "auto did not pick the GPU: {stderr}");
+    let a = common::latdiff().args(["analyze", "--json"]).arg(&out).output().unwrap();
+    assert!(a.status.success(), "analyze failed: {}", String::from_utf8_lossy(&a.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let scalar = |k: &str| {
+        let o = &j["observables"][k];
+        (o["mean"].as_f64().unwrap(), o["err"].as_f64().unwrap())
+    };
+    let v = 256;
+    common::assert_within("GPU u1 β = 3, L = 16: plaquette", scalar("plaquette"), u1_exact::plaquette(3.0, v), 4.0);
+    let chi = u1_exact::topological_susceptibility(3.0, v);
+    common::assert_within("GPU u1 β = 3, L = 16: χ_t", scalar("chi_t"), chi, 4.0);
+
+    let flux = common::latdiff()
+        .args(["--device", "cuda"])
+        .args(args)
+        .args(["--cluster-updates", "2", "--out"])
+        .arg(dir.path().join("flux.h5"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&flux.stderr);
+    assert_eq!(flux.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{err}");
+    assert!(err.contains("flux moves run on the CPU only"), "{err}");
 }
 
 // ---------------------------------------------------------------- layers (f32)
