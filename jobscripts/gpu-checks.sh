@@ -56,6 +56,14 @@ T="--lattice 16 --kappa 0.26 --lambda 0.022 --n-configs $N --n-chains 64 --n-sep
 "$BIN" analyze "$OUT/hmc_cpu.h5" "$OUT/hmc_gpu.h5" --json > "$OUT/hmc_compare.json"
 within_4_sigma "$OUT/hmc_compare.json"
 
+stage "U(1) HMC on the GPU and on the CPU (beta = 3, L = 16), compared by latdiff analyze"
+U="--theory u1 --beta 3 --lattice 16 --n-configs $N --n-chains 64 --n-sep 2 --seed 1 --cluster-updates 0"
+"$BIN" --device cuda hmc $U --out "$OUT/u1_gpu.h5" --force
+"$BIN" --device cpu hmc $U --out "$OUT/u1_cpu.h5" --force
+"$BIN" analyze "$OUT/u1_cpu.h5" "$OUT/u1_gpu.h5" | tee "$OUT/u1_compare.txt"
+"$BIN" analyze "$OUT/u1_cpu.h5" "$OUT/u1_gpu.h5" --json > "$OUT/u1_compare.json"
+within_4_sigma "$OUT/u1_compare.json"
+
 stage "train and sample on the GPU, compared with the HMC ensemble"
 "$BIN" --device cuda train --data "$OUT/hmc_gpu.h5" --out "$OUT/model.h5" --preset local \
   --steps "$STEPS" --batch 32 --lr 2e-3 --seed 1 --force
@@ -68,6 +76,7 @@ within_4_sigma "$OUT/gen_compare.json"
 
 stage "benchmarks (record in BENCHMARKS.md with the GPU's name)"
 "$BIN" --device cuda bench hmc --lattice "$LATS" --seconds "$SECS" | tee "$OUT/bench_hmc.txt"
+"$BIN" --device cuda bench hmc --theory u1 --lattice "$LATS" --seconds "$SECS" | tee "$OUT/bench_hmc_u1.txt"
 for l in "${NETL[@]}"; do
   "$BIN" --device cuda bench train --preset dmassq --lattice "$l" --batch 64 --seconds "$SECS" \
     | tee "$OUT/bench_train_L$l.txt"

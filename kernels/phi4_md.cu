@@ -11,7 +11,7 @@
 //   mom_x ← mom_x − ε ∂S/∂φ_x(φ_in);  φ_out_x ← φ_in_x + δ mom_x
 // is race-free with φ ping-ponged between two buffers and mom updated in place.
 // Leapfrog K(½) [D K]… is written [K D]^n K; Omelyan K(λ) D(½) K(1−2λ) D(½) K(2λ)… likewise.
-#include "philox.cuh"
+// Momenta and the Metropolis restore are every theory's: hmc.cu.
 
 __device__ __forceinline__ double phi4_dsdphi_eps(const double* __restrict__ p, int s, int lt, int lx, double a,
                                                   double b, double c) {
@@ -53,30 +53,5 @@ extern "C" __global__ void phi4_kick_drift(const double* __restrict__ phi_in, do
                    phi4_dsdphi_eps(phi_in + c * v, s, lt, lx, 2.0 * hop * eps, 2.0 * quad * eps, 4.0 * lam * eps);
         mom[i] = p;
         phi_out[i] = phi_in[i] + (dcoef * d) * p;
-    }
-}
-
-// Gaussian momenta keyed by (seed, chain0 + c, traj): thread j of chain c fills sites 2j, 2j+1.
-extern "C" __global__ void phi4_momenta(double* __restrict__ mom, long long n_chains, int v, unsigned int key0,
-                                        unsigned int key1, unsigned int chain0, unsigned int traj) {
-    long long pairs = (v + 1) / 2, n = n_chains * pairs;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
-        long long c = i / pairs;
-        int j = (int)(i - c * pairs);
-        philox4 ctr = {(unsigned int)j, chain0 + (unsigned int)c, traj, PHILOX_HMC_MOMENTA};
-        double z0, z1;
-        philox_normal2(philox4x32_10(ctr, key0, key1), &z0, &z1);
-        double* m = mom + c * v;
-        m[2 * j] = z0;
-        if (2 * j + 1 < v) m[2 * j + 1] = z1;
-    }
-}
-
-// Metropolis rejection: chains with accept[c] == 0 get their pre-trajectory field back.
-extern "C" __global__ void phi4_restore(double* __restrict__ phi, const double* __restrict__ phi_old,
-                                        const int* __restrict__ accept, long long n_chains, int v) {
-    long long n = n_chains * v;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
-        if (!accept[i / v]) phi[i] = phi_old[i];
     }
 }

@@ -84,7 +84,8 @@ fn every_launch_matches_its_kernel_signature() {
         parts
     }
     let mut launches = 0;
-    for dir in ["src/backend"] {
+    // The network's launches (backend) and the HMC engine's and theories' (mc).
+    for dir in ["src/backend", "src/mc"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
             let src = std::fs::read_to_string(&path).unwrap();

@@ -1,19 +1,24 @@
 //! GPU kernels against the CPU reference: every test prints "skipped: no CUDA device" and
 //! returns when no GPU is usable. f32 layers: relative error (max |gpu − cpu| / max |cpu|)
-//! below 1e-5; f64 HMC: below 1e-10 for single steps and energies.
+//! below 1e-5; f64 HMC: below 1e-12 for forces and energies, 1e-10 for whole MD
+//! trajectories (φ⁴ and U(1); U(1) angles compared modulo 2π).
+
+mod common;
 
 use cudarc::driver::CudaSlice;
 use latdiff::backend::cuda::CudaBackend;
 use latdiff::backend::{cuda_nn as g, cuda_usable, philox};
 use latdiff::lattice::Lattice;
 use latdiff::mc::cuda_hmc::{reference_trajectory, CudaHmc};
+use latdiff::mc::cuda_theory::CudaTheory;
 use latdiff::mc::engine::HmcSetup;
 use latdiff::mc::hmc::{Chain, HmcParams, Start};
 use latdiff::mc::Integrator;
 use latdiff::nn::conv::{conv2d_backward, conv2d_forward, ConvScratch, ConvShape};
 use latdiff::nn::optim::{AdamW, AdamWConfig};
 use latdiff::nn::{activation as act, groupnorm as gn, sample, ParamLayout};
-use latdiff::theory::{Action, Parametrisation, Phi4};
+use latdiff::theory::manifold::wrap_angle;
+use latdiff::theory::{u1_exact, Action, Manifold, Parametrisation, Phi4, Theory, U1};
 use rand::{RngExt, SeedableRng};
 
 fn gpu() -> Option<CudaBackend> {
@@ -64,7 +69,7 @@ fn phi4(lt: usize, lx: usize) -> Phi4 {
     Phi4::new(Lattice::new(lt, lx), Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 })
 }
 
-fn engine(th: Phi4, integ: Integrator, n_chains: usize, jitter: f64) -> CudaHmc {
+fn engine<T: CudaTheory>(th: T, integ: Integrator, n_chains: usize, jitter: f64) -> CudaHmc<T> {
     let params = HmcParams { integrator: integ, n_md: 7, tau: 1.0, tau_jitter: jitter };
     let setup = HmcSetup { theory: th, params, cluster_updates: 0, seed: 42, start: Start::Hot, chains: 0..n_chains };
     CudaHmc::new(0, &setup).unwrap()
@@ -152,6 +157,193 @@ fn hmc_trajectories_match_philox_reference() {
         let got = e.fields().unwrap();
         assert_close(&format!("hmc 5 trajectories {integ:?}"), &got, &cpu.concat(), 1e-9);
     }
+}
+
+/// The GPU's φ⁴ force (one kick of zero momenta) is −∂S/∂φ of the CPU's `Phi4`.
+#[test]
+fn hmc_phi4_force_matches_cpu() {
+    let Some(_) = gpu() else { return };
+    let (th, nc, v) = (phi4(6, 10), 3, 60);
+    let phi = rand_f64(nc * v, 5);
+    let got = engine(th, Integrator::Leapfrog, nc, 0.0).force_given(&phi).unwrap();
+    assert_close("phi4 force", &got, &cpu_forces(&th, &phi, v), 1e-12);
+}
+
+/// −∂S/∂φ of every chain (chain-major, `dof` values each) on the CPU.
+fn cpu_forces(th: &impl Action, fields: &[f64], dof: usize) -> Vec<f64> {
+    let mut out = vec![0.0; fields.len()];
+    for (f, d) in fields.chunks(dof).zip(out.chunks_mut(dof)) {
+        th.deriv(f, d);
+    }
+    out.iter().map(|d| -d).collect()
+}
+
+// ---------------------------------------------------------------- U(1) HMC (f64)
+
+fn u1(lt: usize, lx: usize, beta: f64) -> U1 {
+    U1::new(Lattice::new(lt, lx), beta)
+}
+
+/// Uniform link angles in (−π, π): any plaquette angle, so every branch of sin and wrap.
+fn rand_angles(n: usize, seed: u64) -> Vec<f64> {
+    let mut r = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    (0..n).map(|_| r.random_range(-std::f64::consts::PI..std::f64::consts::PI)).collect()
+}
+
+/// Angles agree modulo 2π: max |wrap(gpu − cpu)| / π below `tol` (a link on either side of
+/// ±π is the same link).
+fn assert_angles_close(what: &str, gpu: &[f64], cpu: &[f64], tol: f64) {
+    assert_eq!(gpu.len(), cpu.len());
+    assert!(gpu.iter().all(|a| -std::f64::consts::PI < *a && *a <= std::f64::consts::PI), "{what}: not wrapped");
+    let e = gpu.iter().zip(cpu).map(|(a, b)| wrap_angle(a - b).abs()).fold(0.0, f64::max) / std::f64::consts::PI;
+    assert!(e < tol, "{what}: relative angle error {e:.3e} >= {tol:.0e}");
+    eprintln!("ok: {what}: relative angle error {e:.2e}");
+}
+
+/// Same links -> the GPU's Wilson force −β Σ sin θ_P contributions equal the CPU's
+/// `U1::deriv`, on square, rectangular and the smallest lattices, to 1e-12.
+#[test]
+fn hmc_u1_force_matches_cpu() {
+    let Some(_) = gpu() else { return };
+    for (lt, lx, beta) in [(8, 12, 3.0), (2, 3, 0.7), (16, 16, 9.0), (2, 2, 1.3)] {
+        let (th, nc) = (u1(lt, lx, beta), 3);
+        let dof = 2 * lt * lx;
+        let theta = rand_angles(nc * dof, 11);
+        let got = engine(th, Integrator::Leapfrog, nc, 0.0).force_given(&theta).unwrap();
+        assert_close(&format!("u1 force {lt}x{lx} beta {beta}"), &got, &cpu_forces(&th, &theta, dof), 1e-12);
+    }
+}
+
+/// (S, Q, ½p²) per chain equal the CPU's `U1::action_and_monitor` and kinetic energy: S and
+/// ½p² to 1e-12 relative, Q to 1e-9 absolute and the same integer.
+#[test]
+fn hmc_u1_energies_match_cpu() {
+    let Some(_) = gpu() else { return };
+    for (lt, lx) in [(6, 10), (16, 16), (3, 2)] {
+        let (th, nc) = (u1(lt, lx, 2.5), 4);
+        let dof = 2 * lt * lx;
+        let theta = rand_angles(nc * dof, 12);
+        let mom = rand_f64(nc * dof, 13);
+        let got = engine(th, Integrator::Leapfrog, nc, 0.0).energies_given(&theta, &mom).unwrap();
+        let (mut s_k, mut s_k_gpu) = (Vec::new(), Vec::new());
+        for c in 0..nc {
+            let (s, q) = th.action_and_monitor(&theta[c * dof..][..dof]);
+            let k = th.manifold().kinetic(&mom[c * dof..][..dof]);
+            s_k.extend([s, k]);
+            s_k_gpu.extend([got[3 * c], got[3 * c + 2]]);
+            let q_gpu = got[3 * c + 1];
+            assert!((q_gpu - q).abs() < 1e-9, "{lt}x{lx} chain {c}: Q {q_gpu} vs {q}");
+            assert_eq!(q_gpu.round(), q.round(), "{lt}x{lx} chain {c}: charge");
+        }
+        assert_close(&format!("u1 energies {lt}x{lx}"), &s_k_gpu, &s_k, 1e-12);
+    }
+}
+
+/// Same links, same momenta -> the same MD trajectory as `Integrator::integrate` on the CPU
+/// (the drift wrapping into (−π, π] as `Torus::drift`), both integrators.
+#[test]
+fn hmc_u1_md_integration_matches_cpu() {
+    let Some(_) = gpu() else { return };
+    for (lt, lx) in [(8, 12), (2, 3), (16, 16)] {
+        for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
+            let (th, nc) = (u1(lt, lx, 3.0), 3);
+            let dof = 2 * lt * lx;
+            let mut e = engine(th, integ, nc, 0.0);
+            let theta = rand_angles(nc * dof, 14);
+            let mom = rand_f64(nc * dof, 15);
+            let (gt, gm) = e.integrate_given(&theta, &mom, 0.9).unwrap();
+            let (mut ct, mut cm) = (theta.clone(), mom.clone());
+            for c in 0..nc {
+                let r = c * dof..(c + 1) * dof;
+                integ.integrate(&th, &mut ct[r.clone()], &mut cm[r], 7, 0.9);
+            }
+            assert_angles_close(&format!("u1 theta {integ:?} {lt}x{lx}"), &gt, &ct, 1e-10);
+            assert_close(&format!("u1 mom {integ:?} {lt}x{lx}"), &gm, &cm, 1e-10);
+        }
+    }
+}
+
+/// The GPU draws 2V momenta per chain, the host's Philox normals of the same key.
+#[test]
+fn hmc_u1_momenta_match_host_philox() {
+    let Some(_) = gpu() else { return };
+    let (th, nc) = (u1(5, 7, 3.0), 3);
+    let got = engine(th, Integrator::Leapfrog, nc, 0.0).momenta().unwrap();
+    let want: Vec<f64> = (0..nc as u32).flat_map(|c| philox::normals(42, c, 0, philox::HMC_MOMENTA, 70)).collect();
+    assert_close("u1 philox momenta", &got, &want, 1e-13);
+}
+
+/// Whole U(1) trajectories (momenta, MD, Metropolis, restore) against the same algorithm on
+/// the CPU (`reference_trajectory`), from the CPU's hot starts.
+#[test]
+fn hmc_u1_trajectories_match_philox_reference() {
+    let Some(_) = gpu() else { return };
+    for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
+        let (th, nc) = (u1(8, 8, 3.0), 4);
+        let mut e = engine(th, integ, nc, 0.2);
+        let params = e.params;
+        let mut cpu: Vec<Vec<f64>> = (0..nc).map(|c| Chain::new(&th, 42, c as u64, Start::Hot).phi).collect();
+        for traj in 0..5u32 {
+            let res = e.trajectory_all().unwrap();
+            for (c, r) in res.iter().enumerate() {
+                let want = reference_trajectory(&th, &params, 42, c as u32, traj, &mut cpu[c]);
+                assert_eq!(r.accepted, want.accepted, "{integ:?} chain {c} traj {traj}: accept differs");
+                assert!(
+                    (r.delta_h - want.delta_h).abs() < 1e-8 * (1.0 + want.delta_h.abs()),
+                    "{integ:?} chain {c} traj {traj}: dH {} vs {}",
+                    r.delta_h,
+                    want.delta_h
+                );
+                assert_eq!(r.monitor.round(), want.monitor.round(), "{integ:?} chain {c} traj {traj}: Q differs");
+            }
+        }
+        let got = e.fields().unwrap();
+        assert_angles_close(&format!("u1 5 trajectories {integ:?}"), &got, &cpu.concat(), 1e-9);
+    }
+}
+
+/// `latdiff --device auto hmc --theory u1` runs on the GPU when one is present, and its
+/// ensemble at β = 3, L = 16 has the exact plaquette (and χ_t) of the torus within 4 errors
+/// of analyze's binned jackknife; flux moves are refused on the GPU in one line.
+#[test]
+fn hmc_u1_gpu_ensemble_matches_exact_plaquette() {
+    let Some(_) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("u1_gpu.h5");
+    let args = ["hmc", "--theory", "u1", "--beta", "3", "--lattice", "16", "--n-configs", "4096", "--n-chains", "64"];
+    let o = common::latdiff()
+        .args(["--device", "auto"])
+        .args(args)
+        .args(["--n-sep", "2", "--start", "mixed", "--seed", "5", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "hmc failed: {stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("device: cuda:")), "auto did not pick the GPU: {stderr}");
+    let a = common::latdiff().args(["analyze", "--json"]).arg(&out).output().unwrap();
+    assert!(a.status.success(), "analyze failed: {}", String::from_utf8_lossy(&a.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let scalar = |k: &str| {
+        let o = &j["observables"][k];
+        (o["mean"].as_f64().unwrap(), o["err"].as_f64().unwrap())
+    };
+    let v = 256;
+    common::assert_within("GPU u1 β = 3, L = 16: plaquette", scalar("plaquette"), u1_exact::plaquette(3.0, v), 4.0);
+    let chi = u1_exact::topological_susceptibility(3.0, v);
+    common::assert_within("GPU u1 β = 3, L = 16: χ_t", scalar("chi_t"), chi, 4.0);
+
+    let flux = common::latdiff()
+        .args(["--device", "cuda"])
+        .args(args)
+        .args(["--cluster-updates", "2", "--out"])
+        .arg(dir.path().join("flux.h5"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&flux.stderr);
+    assert_eq!(flux.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{err}");
+    assert!(err.contains("flux moves run on the CPU only"), "{err}");
 }
 
 // ---------------------------------------------------------------- layers (f32)

@@ -29,7 +29,9 @@ macro_rules! kfile {
 
 /// Every kernel file; the compile check iterates over this list.
 pub const KERNELS: &[KernelFile] = &[
-    kfile!("phi4_md", ["phi4_kick", "phi4_kick_drift", "phi4_momenta", "phi4_restore"]),
+    kfile!("hmc", ["hmc_momenta", "hmc_restore"]),
+    kfile!("phi4_md", ["phi4_kick", "phi4_kick_drift"]),
+    kfile!("u1_md", ["u1_kick", "u1_kick_drift", "u1_energy"]),
     kfile!("reduce", ["phi4_energy", "sum_sq_partial_f32", "row_sum_f32"]),
     kfile!("conv_im2col", ["im2col_periodic", "col2im_periodic_add", "cn_to_nchw_bias", "nchw_to_cn"]),
     kfile!(

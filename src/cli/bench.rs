@@ -1,10 +1,8 @@
 //! `latdiff bench`: throughput figures for BENCHMARKS.md.
 
 use crate::backend::{self, Device, DeviceRequest};
-use crate::mc::{
-    bench::{engine_throughput, hmc_throughput},
-    Integrator,
-};
+use crate::config::TheoryName;
+use crate::mc::{bench::engine_throughput, Integrator};
 use anyhow::Result;
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -20,7 +18,7 @@ pub enum BenchWhat {
         /// MD steps per trajectory.
         #[arg(long, default_value_t = 10)]
         n_md: usize,
-        /// Theory: phi4 (κ = 0.27, λ = 0.022) or u1 (β = 3, CPU only; rates count links).
+        /// Theory: phi4 (κ = 0.27, λ = 0.022) or u1 (β = 3; rates count links).
         #[arg(long, value_enum, default_value = "phi4")]
         theory: crate::config::TheoryName,
     },
@@ -131,7 +129,10 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
         BenchWhat::All { seconds } => {
             let hmc: Vec<serde_json::Value> = [32usize, 128]
                 .iter()
-                .map(|&l| hmc_row(dev, l, Integrator::Leapfrog, 10, *seconds).map(|r| serde_json::to_value(r).unwrap()))
+                .map(|&l| {
+                    hmc_row(dev, TheoryName::Phi4, l, Integrator::Leapfrog, 10, *seconds)
+                        .map(|r| serde_json::to_value(r).unwrap())
+                })
                 .collect::<Result<_>>()?;
             let presets: Vec<String> = ["tiny", "small", "dmassq"].iter().map(|s| s.to_string()).collect();
             let train = train_rows(dev, &presets, 32, 64, *seconds, &comm)?;
@@ -156,21 +157,13 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
     }
     match &a.what {
         BenchWhat::Hmc { lattice, seconds, n_md, theory } => {
-            if *theory == crate::config::TheoryName::U1 && dev != Device::Cpu {
-                return Err(super::input_err(anyhow::anyhow!("theory u1 has no GPU kernels yet: use --device cpu")));
-            }
             let mut rows = Vec::new();
             for &l in lattice {
                 if l < 2 {
                     return Err(super::input_err(anyhow::anyhow!("lattice: {l} is too small")));
                 }
                 for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
-                    rows.push(match theory {
-                        crate::config::TheoryName::Phi4 => hmc_row(dev, l, integ, *n_md, *seconds)?,
-                        crate::config::TheoryName::U1 => {
-                            crate::mc::bench::u1_throughput(l, cpu_chains(l), integ, *n_md, *seconds)
-                        }
-                    });
+                    rows.push(hmc_row(dev, *theory, l, integ, *n_md, *seconds)?);
                 }
             }
             if a.json {
@@ -233,13 +226,21 @@ fn cpu_chains(l: usize) -> usize {
     (rayon::current_num_threads() * 4).max((64 * 32 * 32 / (l * l)).max(1))
 }
 
-/// HMC throughput at L×L with as many chains as keep the device busy.
-fn hmc_row(dev: Device, l: usize, integ: Integrator, n_md: usize, seconds: f64) -> Result<crate::mc::bench::HmcBench> {
-    Ok(match dev {
-        Device::Cpu => hmc_throughput(l, cpu_chains(l), integ, n_md, seconds),
+/// HMC throughput of `theory` at L×L with as many chains as keep the device busy.
+fn hmc_row(
+    dev: Device,
+    theory: TheoryName,
+    l: usize,
+    integ: Integrator,
+    n_md: usize,
+    seconds: f64,
+) -> Result<crate::mc::bench::HmcBench> {
+    let chains = match dev {
+        Device::Cpu => cpu_chains(l),
         // ~16 M sites in flight saturate a GPU's memory system.
-        Device::Cuda { .. } => engine_throughput(dev, l, (1 << 24) / (l * l).max(1), integ, n_md, seconds)?,
-    })
+        Device::Cuda { .. } => (1 << 24) / (l * l).max(1),
+    };
+    engine_throughput(dev, theory, l, chains, integ, n_md, seconds)
 }
 
 /// Markdown table (or JSON) of homogeneous rows.

@@ -11,12 +11,15 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
         device,
         threads,
         |cfg| super::Output { path: cfg.out.clone(), replace: cfg.force },
-        // One GPU per rank (its node-local index picks it). Wolff flips and U(1) are CPU-only,
-        // so with them `auto` stays on the CPU and `cuda` is refused.
+        // One GPU per rank (its node-local index picks it). The updates besides HMC (φ⁴'s
+        // Wolff flips, U(1)'s flux moves) are CPU-only, so with them `auto` stays on the CPU
+        // and `cuda` is refused.
         |cfg| match (cfg.theory, cfg.cluster_updates) {
-            (TheoryName::U1, _) => Err("theory u1 runs on the CPU only (it has no GPU kernels yet)"),
             (_, 0) => Ok(()),
-            _ => Err("Wolff cluster updates run on the CPU only (--cluster-updates 0 runs HMC on the GPU)"),
+            (TheoryName::Phi4, _) => {
+                Err("Wolff cluster updates run on the CPU only (--cluster-updates 0 runs HMC on the GPU)")
+            }
+            (TheoryName::U1, _) => Err("flux moves run on the CPU only (--cluster-updates 0 runs HMC on the GPU)"),
         },
         |cfg, comm, stop, dev| {
             let local = comm.block_counts(cfg.n_chains)[comm.rank()];

@@ -1,8 +1,10 @@
 //! HMC throughput, shared by `cargo bench` and `latdiff bench hmc`.
 
+use super::cuda_theory::CudaTheory;
 use super::engine::{HmcEngine, HmcSetup};
 use super::hmc::{HmcParams, Start};
 use super::Integrator;
+use crate::config::TheoryName;
 use crate::lattice::Lattice;
 use crate::theory::{Parametrisation, Phi4, Theory, U1};
 use serde::Serialize;
@@ -38,15 +40,17 @@ pub struct HmcBench {
 /// Runs `chains` chains of an L×L φ⁴ lattice for about `seconds` (after a warm-up) and
 /// reports throughput. The chains are spread over rayon's threads.
 pub fn hmc_throughput(l: usize, chains: usize, integrator: Integrator, n_md: usize, seconds: f64) -> HmcBench {
-    engine_throughput(crate::backend::Device::Cpu, l, chains, integrator, n_md, seconds)
+    engine_throughput(crate::backend::Device::Cpu, TheoryName::Phi4, l, chains, integrator, n_md, seconds)
         .expect("the CPU engine cannot fail to build")
 }
 
 /// Throughput of any [`HmcEngine`](super::engine::HmcEngine) (the device is chosen once, in
-/// `engine::build`): `chains` cold-started chains of an L×L lattice for about `seconds`.
-/// Engines that model their memory traffic (CUDA) also report the achieved bandwidth.
+/// `engine::build`): `chains` cold-started chains of an L×L lattice of `theory` (φ⁴ at
+/// κ = 0.27, λ = 0.022; U(1) at β = 3) for about `seconds`. Engines that model their memory
+/// traffic (CUDA) also report the achieved bandwidth.
 pub fn engine_throughput(
     device: crate::backend::Device,
+    theory: TheoryName,
     l: usize,
     chains: usize,
     integrator: Integrator,
@@ -54,15 +58,25 @@ pub fn engine_throughput(
     seconds: f64,
 ) -> anyhow::Result<HmcBench> {
     let lat = Lattice::square(l);
-    let setup =
-        bench_setup(Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 }), chains, integrator, n_md);
-    measure(super::engine::build(device, &setup)?, &setup, seconds)
+    match theory {
+        TheoryName::Phi4 => {
+            let phi4 = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
+            theory_throughput(device, phi4, chains, integrator, n_md, seconds)
+        }
+        TheoryName::U1 => theory_throughput(device, U1::new(lat, 3.0), chains, integrator, n_md, seconds),
+    }
 }
 
-/// CPU throughput of U(1) gauge theory at β = 3 (link updates).
-pub fn u1_throughput(l: usize, chains: usize, integrator: Integrator, n_md: usize, seconds: f64) -> HmcBench {
-    let setup = bench_setup(U1::new(Lattice::square(l), 3.0), chains, integrator, n_md);
-    measure(Box::new(super::engine::CpuHmc::new(&setup)), &setup, seconds).expect("the CPU engine cannot fail")
+fn theory_throughput<T: CudaTheory + 'static>(
+    device: crate::backend::Device,
+    theory: T,
+    chains: usize,
+    integrator: Integrator,
+    n_md: usize,
+    seconds: f64,
+) -> anyhow::Result<HmcBench> {
+    let setup = bench_setup(theory, chains, integrator, n_md);
+    measure(super::engine::build(device, &setup)?, &setup, seconds)
 }
 
 fn bench_setup<T: Theory>(theory: T, chains: usize, integrator: Integrator, n_md: usize) -> HmcSetup<T> {
@@ -112,8 +126,10 @@ mod tests {
     /// The device-generic path (used by `bench hmc --device cuda`) on the CPU engine.
     #[test]
     fn engine_throughput_runs_on_cpu() {
-        let b = engine_throughput(crate::backend::Device::Cpu, 4, 3, Integrator::Omelyan, 3, 0.0).unwrap();
-        assert_eq!(b.device.split(' ').next(), Some("cpu"));
-        assert!(b.trajectories_per_chain >= 1 && b.site_updates_per_s > 0.0 && b.bandwidth_fraction.is_none());
+        for theory in [TheoryName::Phi4, TheoryName::U1] {
+            let b = engine_throughput(crate::backend::Device::Cpu, theory, 4, 3, Integrator::Omelyan, 3, 0.0).unwrap();
+            assert_eq!(b.device.split(' ').next(), Some("cpu"));
+            assert!(b.trajectories_per_chain >= 1 && b.site_updates_per_s > 0.0 && b.bandwidth_fraction.is_none());
+        }
     }
 }

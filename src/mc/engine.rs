@@ -64,7 +64,8 @@ pub trait HmcEngine {
     fn save(&mut self) -> Result<Vec<ChainState>>;
     /// Continues from states `save` returned for the same chains.
     fn restore(&mut self, states: &[ChainState]) -> Result<()>;
-    /// Modelled DRAM bytes moved per lattice site per trajectory (for bandwidth figures).
+    /// Modelled DRAM bytes moved per degree of freedom (lattice site; link for U(1)) per
+    /// trajectory (for bandwidth figures).
     fn bytes_per_site_trajectory(&self) -> Option<f64> {
         None
     }
@@ -189,9 +190,13 @@ impl<T: Theory> HmcEngine for CpuHmc<T> {
     }
 }
 
-/// Builds φ⁴'s engine for `device`: the GPU has φ⁴'s kernels only; other theories run
-/// on [`CpuHmc`].
-pub fn build(device: Device, setup: &HmcSetup<Phi4>) -> Result<Box<dyn HmcEngine>> {
+/// Builds the engine for `device`, for any theory with GPU kernels
+/// ([`CudaTheory`](super::cuda_theory::CudaTheory): φ⁴, U(1)); a theory without them runs
+/// on [`CpuHmc`] directly.
+pub fn build<T: super::cuda_theory::CudaTheory + 'static>(
+    device: Device,
+    setup: &HmcSetup<T>,
+) -> Result<Box<dyn HmcEngine>> {
     match device {
         Device::Cpu => Ok(Box::new(CpuHmc::new(setup))),
         Device::Cuda { ordinal } => Ok(Box::new(super::cuda_hmc::CudaHmc::new(ordinal, setup)?)),

@@ -233,9 +233,8 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
             drive(cfg, comm, stop, device, engine, &setup)
         }
         Couplings::U1 { beta } => {
-            anyhow::ensure!(device == Device::Cpu, "theory u1 has no GPU kernels yet: it runs on the CPU");
             let setup = setup_for(cfg, comm, U1::new(lat, beta));
-            let engine: Box<dyn HmcEngine> = Box::new(engine::CpuHmc::new(&setup));
+            let engine = engine::build(device, &setup)?;
             drive(cfg, comm, stop, device, engine, &setup)
         }
     }
