@@ -22,7 +22,7 @@ use super::embed::{fourier_forward, fourier_frequencies};
 use super::float::Float;
 use super::params::ParamLayout;
 use super::periodic_conv::{
-    conv3_backward_bias, conv3_backward_input, conv3_backward_weight, conv3_forward, neighbour_table, Conv3Shape, TAPS,
+    conv3_backward_bias, conv3_backward_input, conv3_backward_weight, conv3_forward, Conv3Scratch, Conv3Shape, TAPS,
 };
 use super::silu2::{silu_backward, silu_backward_backward, silu_forward};
 use rand::SeedableRng;
@@ -97,7 +97,7 @@ pub struct ActionWorkspace<T> {
     pub batch: usize,
     pub lt: usize,
     pub lx: usize,
-    nb: Vec<usize>,
+    conv: Conv3Scratch<T>,
     fourier: Vec<T>,
     /// [B, 2C] per layer: (γ, β) of m = a (1 + γ) + β.
     film: Vec<Vec<T>>,
@@ -130,7 +130,7 @@ impl<T: Float> ActionWorkspace<T> {
             batch,
             lt,
             lx,
-            nb: neighbour_table(lt, lx),
+            conv: Conv3Scratch::default(),
             fourier: z(batch * 2 * net.arch.fourier_features),
             film: per_layer(batch * 2 * c),
             a: per_layer(batch * c * v),
@@ -157,7 +157,7 @@ impl<T: Float> ActionWorkspace<T> {
             .sum::<usize>()
             + self.dgh.len() * 3
             + self.resid.len();
-        n * std::mem::size_of::<T>()
+        n * std::mem::size_of::<T>() + self.conv.bytes()
     }
 }
 
@@ -228,7 +228,7 @@ impl ActionNet {
             let film_w = &params[self.layout.range(l.film_w)];
             film_dense(&mut ws.film[i], &ws.fourier, film_w, &params[self.layout.range(l.film_b)], c);
             let bias = &params[self.layout.range(l.b)];
-            conv3_forward(&mut ws.a[i], &ws.h[i], &params[self.layout.range(l.w)], Some(bias), &ws.nb, &s);
+            conv3_forward(&mut ws.a[i], &ws.h[i], &params[self.layout.range(l.w)], Some(bias), &s, &mut ws.conv);
             film_forward(&mut ws.m[i], &ws.a[i], &ws.film[i], c, v);
             silu_forward(&mut ws.h[i + 1], &ws.m[i]);
         }
@@ -258,7 +258,7 @@ impl ActionNet {
             silu_backward(&mut ws.gm[i], &ws.gh[i + 1], &ws.m[i]);
             film_scale(&mut ws.ga[i], &ws.gm[i], &ws.film[i], c, v);
             ws.gh[i].fill(T::ZERO);
-            conv3_backward_input(&mut ws.gh[i], &ws.ga[i], &params[self.layout.range(l.w)], &ws.nb, &s);
+            conv3_backward_input(&mut ws.gh[i], &ws.ga[i], &params[self.layout.range(l.w)], &s, &mut ws.conv);
         }
         gx[..bsz * v].copy_from_slice(&ws.gh[0]);
     }
@@ -283,8 +283,8 @@ impl ActionNet {
             let w = &params[self.layout.range(l.w)];
             // gh_i = conv3ᵀ(ga_i, w): linear in ga_i (adjoint conv3) and in w.
             let dga = &mut ws.scratch;
-            conv3_forward(dga, &ws.dgh[..n_in], w, None, &ws.nb, &s);
-            conv3_backward_weight(&mut dparams[self.layout.range(l.w)], &ws.ga[i], &ws.dgh[..n_in], &ws.nb, &s);
+            conv3_forward(dga, &ws.dgh[..n_in], w, None, &s, &mut ws.conv);
+            conv3_backward_weight(&mut dparams[self.layout.range(l.w)], &ws.ga[i], &ws.dgh[..n_in], &s, &mut ws.conv);
             // ga_i = gm_i (1 + γ_i).
             film_scale_backward(&mut ws.dfilm[i], dga, &ws.gm[i], c, v);
             film_scale_in_place(dga, &ws.film[i], c, v);
@@ -306,12 +306,12 @@ impl ActionNet {
             let s = self.shape(l, bsz, ws.lt, ws.lx);
             film_backward(&mut ws.scratch, &mut ws.dfilm[i], &ws.dm[i], &ws.a[i], &ws.film[i], c, v);
             let da = &ws.scratch;
-            conv3_backward_weight(&mut dparams[self.layout.range(l.w)], da, &ws.h[i], &ws.nb, &s);
+            conv3_backward_weight(&mut dparams[self.layout.range(l.w)], da, &ws.h[i], &s, &mut ws.conv);
             conv3_backward_bias(&mut dparams[self.layout.range(l.b)], da, &s);
             if i > 0 {
                 // dh_i, consumed by the next iteration's silu_backward (kept in dgh).
                 ws.dgh.fill(T::ZERO);
-                conv3_backward_input(&mut ws.dgh, da, &params[self.layout.range(l.w)], &ws.nb, &s);
+                conv3_backward_input(&mut ws.dgh, da, &params[self.layout.range(l.w)], &s, &mut ws.conv);
             }
             let (dw, db) = pair(dparams, self.layout.range(l.film_w), self.layout.range(l.film_b));
             film_dense_backward(dw, db, &ws.dfilm[i], &ws.fourier, 2 * c);
