@@ -20,6 +20,7 @@
 
 use super::embed::{fourier_forward, fourier_frequencies};
 use super::float::Float;
+use super::fused::lane_sum2;
 use super::params::ParamLayout;
 use super::periodic_conv::{
     conv3_backward_bias, conv3_backward_input, conv3_backward_weight, conv3_forward, Conv3Scratch, Conv3Shape, TAPS,
@@ -412,19 +413,25 @@ fn film_scale_in_place<T: Float>(x: &mut [T], film: &[T], c: usize, v: usize) {
     });
 }
 
+/// Per plane of `v` sites, in parallel: (Σ_s f(x_s, y_s).0, Σ_s f(x_s, y_s).1), each sum
+/// over interleaved lanes in a fixed order (vectorised, and the same for any thread count).
+fn plane_sums<T: Float>(x: &[T], y: &[T], v: usize, f: impl Fn(T, T) -> (T, T) + Sync) -> Vec<(T, T)> {
+    x.par_chunks(v).zip(y.par_chunks(v)).map(|(x, y)| lane_sum2(x, y, &f)).collect()
+}
+
 /// dγ[b, c] += Σ_s dout · inp for out = inp (1 + γ).
 fn film_scale_backward<T: Float>(dfilm: &mut [T], dout: &[T], inp: &[T], c: usize, v: usize) {
-    for (i, (d, x)) in dout.chunks(v).zip(inp.chunks(v)).enumerate() {
-        dfilm[(i / c) * 2 * c + i % c] += d.iter().zip(x).map(|(d, x)| *d * *x).sum::<T>();
+    for (i, (s, _)) in plane_sums(dout, inp, v, |d, x| (d * x, T::ZERO)).into_iter().enumerate() {
+        dfilm[(i / c) * 2 * c + i % c] += s;
     }
 }
 
 /// The backward of `film_forward`: da = dm (1 + γ) (overwrites), dγ += Σ_s dm a, dβ += Σ_s dm.
 fn film_backward<T: Float>(da: &mut [T], dfilm: &mut [T], dm: &[T], a: &[T], film: &[T], c: usize, v: usize) {
     film_scale(da, dm, film, c, v);
-    film_scale_backward(dfilm, dm, a, c, v);
-    for (i, d) in dm.chunks(v).enumerate() {
-        dfilm[(i / c) * 2 * c + c + i % c] += d.iter().copied().sum::<T>();
+    for (i, (dg, db)) in plane_sums(dm, a, v, |d, a| (d * a, d)).into_iter().enumerate() {
+        dfilm[(i / c) * 2 * c + i % c] += dg;
+        dfilm[(i / c) * 2 * c + c + i % c] += db;
     }
 }
 

@@ -24,6 +24,7 @@
 
 use super::conv::{grow, im2col_chunk, matmul, Chunk, ConvShape};
 use super::float::Float;
+use super::fused::lane_sum;
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -316,12 +317,13 @@ pub fn conv3_backward_weight<T: Float>(
 }
 
 /// dbias[o] += Σ_{b,s} dout[b, o, s].
+/// Plane sums in parallel, each over interleaved lanes in a fixed order; added in (b, o)
+/// order.
 pub fn conv3_backward_bias<T: Float>(dbias: &mut [T], dout: &[T], s: &Conv3Shape) {
     let v = s.sites();
-    for b in 0..s.b {
-        for (o, db) in dbias[..s.cout].iter_mut().enumerate() {
-            *db += dout[(b * s.cout + o) * v..][..v].iter().copied().sum::<T>();
-        }
+    let sums: Vec<T> = dout[..s.b * s.cout * v].par_chunks(v).map(|p| lane_sum(p, |x| x)).collect();
+    for (i, p) in sums.into_iter().enumerate() {
+        dbias[i % s.cout] += p;
     }
 }
 
