@@ -20,9 +20,10 @@
 
 use super::embed::{fourier_forward, fourier_frequencies};
 use super::float::Float;
+use super::fused::lane_sum2;
 use super::params::ParamLayout;
 use super::periodic_conv::{
-    conv3_backward_bias, conv3_backward_input, conv3_backward_weight, conv3_forward, neighbour_table, Conv3Shape, TAPS,
+    conv3_backward_bias, conv3_backward_input, conv3_backward_weight, conv3_forward, Conv3Scratch, Conv3Shape, TAPS,
 };
 use super::silu2::{silu_backward, silu_backward_backward, silu_forward};
 use rand::SeedableRng;
@@ -97,7 +98,7 @@ pub struct ActionWorkspace<T> {
     pub batch: usize,
     pub lt: usize,
     pub lx: usize,
-    nb: Vec<usize>,
+    conv: Conv3Scratch<T>,
     fourier: Vec<T>,
     /// [B, 2C] per layer: (γ, β) of m = a (1 + γ) + β.
     film: Vec<Vec<T>>,
@@ -130,7 +131,7 @@ impl<T: Float> ActionWorkspace<T> {
             batch,
             lt,
             lx,
-            nb: neighbour_table(lt, lx),
+            conv: Conv3Scratch::default(),
             fourier: z(batch * 2 * net.arch.fourier_features),
             film: per_layer(batch * 2 * c),
             a: per_layer(batch * c * v),
@@ -157,7 +158,7 @@ impl<T: Float> ActionWorkspace<T> {
             .sum::<usize>()
             + self.dgh.len() * 3
             + self.resid.len();
-        n * std::mem::size_of::<T>()
+        n * std::mem::size_of::<T>() + self.conv.bytes()
     }
 }
 
@@ -228,7 +229,7 @@ impl ActionNet {
             let film_w = &params[self.layout.range(l.film_w)];
             film_dense(&mut ws.film[i], &ws.fourier, film_w, &params[self.layout.range(l.film_b)], c);
             let bias = &params[self.layout.range(l.b)];
-            conv3_forward(&mut ws.a[i], &ws.h[i], &params[self.layout.range(l.w)], Some(bias), &ws.nb, &s);
+            conv3_forward(&mut ws.a[i], &ws.h[i], &params[self.layout.range(l.w)], Some(bias), &s, &mut ws.conv);
             film_forward(&mut ws.m[i], &ws.a[i], &ws.film[i], c, v);
             silu_forward(&mut ws.h[i + 1], &ws.m[i]);
         }
@@ -258,7 +259,7 @@ impl ActionNet {
             silu_backward(&mut ws.gm[i], &ws.gh[i + 1], &ws.m[i]);
             film_scale(&mut ws.ga[i], &ws.gm[i], &ws.film[i], c, v);
             ws.gh[i].fill(T::ZERO);
-            conv3_backward_input(&mut ws.gh[i], &ws.ga[i], &params[self.layout.range(l.w)], &ws.nb, &s);
+            conv3_backward_input(&mut ws.gh[i], &ws.ga[i], &params[self.layout.range(l.w)], &s, &mut ws.conv);
         }
         gx[..bsz * v].copy_from_slice(&ws.gh[0]);
     }
@@ -283,8 +284,8 @@ impl ActionNet {
             let w = &params[self.layout.range(l.w)];
             // gh_i = conv3ᵀ(ga_i, w): linear in ga_i (adjoint conv3) and in w.
             let dga = &mut ws.scratch;
-            conv3_forward(dga, &ws.dgh[..n_in], w, None, &ws.nb, &s);
-            conv3_backward_weight(&mut dparams[self.layout.range(l.w)], &ws.ga[i], &ws.dgh[..n_in], &ws.nb, &s);
+            conv3_forward(dga, &ws.dgh[..n_in], w, None, &s, &mut ws.conv);
+            conv3_backward_weight(&mut dparams[self.layout.range(l.w)], &ws.ga[i], &ws.dgh[..n_in], &s, &mut ws.conv);
             // ga_i = gm_i (1 + γ_i).
             film_scale_backward(&mut ws.dfilm[i], dga, &ws.gm[i], c, v);
             film_scale_in_place(dga, &ws.film[i], c, v);
@@ -306,12 +307,12 @@ impl ActionNet {
             let s = self.shape(l, bsz, ws.lt, ws.lx);
             film_backward(&mut ws.scratch, &mut ws.dfilm[i], &ws.dm[i], &ws.a[i], &ws.film[i], c, v);
             let da = &ws.scratch;
-            conv3_backward_weight(&mut dparams[self.layout.range(l.w)], da, &ws.h[i], &ws.nb, &s);
+            conv3_backward_weight(&mut dparams[self.layout.range(l.w)], da, &ws.h[i], &s, &mut ws.conv);
             conv3_backward_bias(&mut dparams[self.layout.range(l.b)], da, &s);
             if i > 0 {
                 // dh_i, consumed by the next iteration's silu_backward (kept in dgh).
                 ws.dgh.fill(T::ZERO);
-                conv3_backward_input(&mut ws.dgh, da, &params[self.layout.range(l.w)], &ws.nb, &s);
+                conv3_backward_input(&mut ws.dgh, da, &params[self.layout.range(l.w)], &s, &mut ws.conv);
             }
             let (dw, db) = pair(dparams, self.layout.range(l.film_w), self.layout.range(l.film_b));
             film_dense_backward(dw, db, &ws.dfilm[i], &ws.fourier, 2 * c);
@@ -412,19 +413,25 @@ fn film_scale_in_place<T: Float>(x: &mut [T], film: &[T], c: usize, v: usize) {
     });
 }
 
+/// Per plane of `v` sites, in parallel: (Σ_s f(x_s, y_s).0, Σ_s f(x_s, y_s).1), each sum
+/// over interleaved lanes in a fixed order (vectorised, and the same for any thread count).
+fn plane_sums<T: Float>(x: &[T], y: &[T], v: usize, f: impl Fn(T, T) -> (T, T) + Sync) -> Vec<(T, T)> {
+    x.par_chunks(v).zip(y.par_chunks(v)).map(|(x, y)| lane_sum2(x, y, &f)).collect()
+}
+
 /// dγ[b, c] += Σ_s dout · inp for out = inp (1 + γ).
 fn film_scale_backward<T: Float>(dfilm: &mut [T], dout: &[T], inp: &[T], c: usize, v: usize) {
-    for (i, (d, x)) in dout.chunks(v).zip(inp.chunks(v)).enumerate() {
-        dfilm[(i / c) * 2 * c + i % c] += d.iter().zip(x).map(|(d, x)| *d * *x).sum::<T>();
+    for (i, (s, _)) in plane_sums(dout, inp, v, |d, x| (d * x, T::ZERO)).into_iter().enumerate() {
+        dfilm[(i / c) * 2 * c + i % c] += s;
     }
 }
 
 /// The backward of `film_forward`: da = dm (1 + γ) (overwrites), dγ += Σ_s dm a, dβ += Σ_s dm.
 fn film_backward<T: Float>(da: &mut [T], dfilm: &mut [T], dm: &[T], a: &[T], film: &[T], c: usize, v: usize) {
     film_scale(da, dm, film, c, v);
-    film_scale_backward(dfilm, dm, a, c, v);
-    for (i, d) in dm.chunks(v).enumerate() {
-        dfilm[(i / c) * 2 * c + c + i % c] += d.iter().copied().sum::<T>();
+    for (i, (dg, db)) in plane_sums(dm, a, v, |d, a| (d * a, d)).into_iter().enumerate() {
+        dfilm[(i / c) * 2 * c + i % c] += dg;
+        dfilm[(i / c) * 2 * c + c + i % c] += db;
     }
 }
 

@@ -50,11 +50,11 @@ const MIN_COLS: usize = 256;
 /// A chunk of columns: `nb` whole samples from `b0` (`y0 = 0`, `ny = h`), or rows
 /// `y0..y0 + ny` of the one sample `b0` (`nb = 1`). Columns are ordered (sample, y, x).
 #[derive(Clone, Copy, Debug)]
-struct Chunk {
-    b0: usize,
-    nb: usize,
-    y0: usize,
-    ny: usize,
+pub(super) struct Chunk {
+    pub b0: usize,
+    pub nb: usize,
+    pub y0: usize,
+    pub ny: usize,
 }
 
 impl Chunk {
@@ -127,7 +127,7 @@ pub struct ConvScratch<T> {
     tasks: Vec<TaskScratch<T>>,
 }
 
-fn grow<T: Float>(v: &mut Vec<T>, n: usize) {
+pub(super) fn grow<T: Float>(v: &mut Vec<T>, n: usize) {
     if v.len() < n {
         v.resize(n, T::ZERO);
     }
@@ -165,7 +165,7 @@ impl<T: Float> ConvScratch<T> {
 
 /// dst = lhs·rhs (or dst += lhs·rhs), row/column strides given explicitly.
 #[allow(clippy::too_many_arguments)]
-fn matmul<T: Float>(
+pub(super) fn matmul<T: Float>(
     m: usize,
     n: usize,
     k: usize,
@@ -292,7 +292,8 @@ pub fn im2col<T: Float>(col: &mut [T], inp: &[T], s: &ConvShape) {
     col[..s.kdim() * n].par_chunks_mut(n).enumerate().for_each(|(r, row)| im2col_row(row, inp, s, r, whole(s)));
 }
 
-fn im2col_chunk<T: Float>(col: &mut [T], inp: &[T], s: &ConvShape, c: Chunk) {
+/// `im2col` of chunk `c` alone (also the action network's periodic convolution).
+pub(super) fn im2col_chunk<T: Float>(col: &mut [T], inp: &[T], s: &ConvShape, c: Chunk) {
     let n = c.cols(s.w);
     for (r, row) in col[..s.kdim() * n].chunks_exact_mut(n).enumerate() {
         im2col_row(row, inp, s, r, c);

@@ -49,7 +49,7 @@ pub(crate) fn lane_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
 
 /// (Σ f(a_i, b_i).0, Σ f(a_i, b_i).1) in `LANES` interleaved partial sums.
 #[inline(always)]
-fn lane_sum2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> (T, T)) -> (T, T) {
+pub(crate) fn lane_sum2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> (T, T)) -> (T, T) {
     let (mut s0, mut s1) = ([T::ZERO; LANES], [T::ZERO; LANES]);
     let (mut ia, mut ib) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     for (ca, cb) in (&mut ia).zip(&mut ib) {
@@ -188,7 +188,8 @@ unsafe fn group_backward_avx2<T: Float>(
     group_backward(dx, sums, dz, dy, x, stats, coef, hw)
 }
 
-fn avx2() -> bool {
+/// Whether the CPU has AVX2 and FMA (the dispatch of the element-wise layers).
+pub(super) fn avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")

@@ -3,52 +3,106 @@
 //! The score pass multiplies by u'(m) (`silu_backward`: gm = gh ⊙ u'(m)); training on the
 //! score differentiates that product in both factors, which is where u''(m) enters
 //! (`silu_backward_backward`). SiLU rather than tanh: it does not saturate, so the energy
-//! density can grow like φ⁴ and φ⁶ at large fields.
+//! density can grow like φ⁴ and φ⁶ at large fields. The gate is `Float::sigmoid`: in f32 its
+//! exp is `exp_f32`, which vectorises (libm's expf, a call per element, was 12 % of an
+//! action-network training step).
 
 use super::float::Float;
+use super::fused::avx2;
 use rayon::prelude::*;
 
 const CHUNK: usize = 1 << 14;
 
-#[inline(always)]
-fn sigmoid<T: Float>(x: T) -> T {
-    T::ONE / (T::ONE + (-x).exp())
-}
-
 /// u(m) = m σ(m).
 #[inline(always)]
 pub fn silu<T: Float>(m: T) -> T {
-    m * sigmoid(m)
+    m * m.sigmoid()
 }
 
 /// u'(m) = σ(m) (1 + m (1 − σ(m))).
 #[inline(always)]
 pub fn silu_d1<T: Float>(m: T) -> T {
-    let s = sigmoid(m);
+    let s = m.sigmoid();
     s * (T::ONE + m * (T::ONE - s))
 }
 
 /// u''(m) = σ(m) (1 − σ(m)) (2 + m (1 − 2σ(m))).
 #[inline(always)]
 pub fn silu_d2<T: Float>(m: T) -> T {
-    let s = sigmoid(m);
+    let s = m.sigmoid();
     let two = T::ONE + T::ONE;
     s * (T::ONE - s) * (two + m * (T::ONE - two * s))
 }
 
+// Each pass runs per chunk as a plain loop (`*_run`, always inlined) and, where the CPU has
+// AVX2 and FMA, as the same loop compiled for them (`*_avx2`): the exp of the gate then runs
+// 8 lanes wide instead of SSE2's 4 (the build targets baseline x86-64). No expression is
+// contracted into an FMA, so both round alike.
+
+#[inline(always)]
+fn forward_run<T: Float>(out: &mut [T], inp: &[T]) {
+    out.iter_mut().zip(inp).for_each(|(o, m)| *o = silu(*m));
+}
+
+#[inline(always)]
+fn backward_run<T: Float>(dinp: &mut [T], dout: &[T], inp: &[T]) {
+    for ((d, g), m) in dinp.iter_mut().zip(dout).zip(inp) {
+        *d += *g * silu_d1(*m);
+    }
+}
+
+#[inline(always)]
+fn backward_backward_run<T: Float>(ddout: &mut [T], dinp: &mut [T], ddinp: &[T], dout: &[T], inp: &[T]) {
+    // Every slice cut to one length, so that the loop runs without bounds checks.
+    let n = ddout.len();
+    let (di, ddi, g, m) = (&mut dinp[..n], &ddinp[..n], &dout[..n], &inp[..n]);
+    for i in 0..n {
+        ddout[i] += ddi[i] * silu_d1(m[i]);
+        di[i] += ddi[i] * g[i] * silu_d2(m[i]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_avx2<T: Float>(out: &mut [T], inp: &[T]) {
+    forward_run(out, inp)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_avx2<T: Float>(dinp: &mut [T], dout: &[T], inp: &[T]) {
+    backward_run(dinp, dout, inp)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_backward_avx2<T: Float>(ddout: &mut [T], dinp: &mut [T], ddinp: &[T], dout: &[T], inp: &[T]) {
+    backward_backward_run(ddout, dinp, ddinp, dout, inp)
+}
+
 /// out = u(inp). Overwrites.
 pub fn silu_forward<T: Float>(out: &mut [T], inp: &[T]) {
+    let fast = avx2();
     out.par_chunks_mut(CHUNK).zip(inp.par_chunks(CHUNK)).for_each(|(o, m)| {
-        o.iter_mut().zip(m).for_each(|(o, m)| *o = silu(*m));
+        #[cfg(target_arch = "x86_64")]
+        if fast {
+            // SAFETY: the CPU has AVX2 and FMA (checked by `avx2`).
+            return unsafe { forward_avx2(o, m) };
+        }
+        forward_run(o, m)
     });
 }
 
 /// dinp += dout ⊙ u'(inp).
 pub fn silu_backward<T: Float>(dinp: &mut [T], dout: &[T], inp: &[T]) {
+    let fast = avx2();
     dinp.par_chunks_mut(CHUNK).zip(dout.par_chunks(CHUNK).zip(inp.par_chunks(CHUNK))).for_each(|(d, (g, m))| {
-        for ((d, g), m) in d.iter_mut().zip(g).zip(m) {
-            *d += *g * silu_d1(*m);
+        #[cfg(target_arch = "x86_64")]
+        if fast {
+            // SAFETY: as in `silu_forward`.
+            return unsafe { backward_avx2(d, g, m) };
         }
+        backward_run(d, g, m)
     });
 }
 
@@ -56,15 +110,18 @@ pub fn silu_backward<T: Float>(dinp: &mut [T], dout: &[T], inp: &[T]) {
 /// y: accumulates into `ddout` (∂/∂dout = ddinp ⊙ u'(inp)) and into `dinp`
 /// (∂/∂inp = ddinp ⊙ dout ⊙ u''(inp)).
 pub fn silu_backward_backward<T: Float>(ddout: &mut [T], dinp: &mut [T], ddinp: &[T], dout: &[T], inp: &[T]) {
+    let fast = avx2();
     ddout
         .par_chunks_mut(CHUNK)
         .zip(dinp.par_chunks_mut(CHUNK))
         .zip(ddinp.par_chunks(CHUNK).zip(dout.par_chunks(CHUNK)).zip(inp.par_chunks(CHUNK)))
         .for_each(|((ddo, di), ((ddi, g), m))| {
-            for i in 0..ddo.len() {
-                ddo[i] += ddi[i] * silu_d1(m[i]);
-                di[i] += ddi[i] * g[i] * silu_d2(m[i]);
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: as in `silu_forward`.
+                return unsafe { backward_backward_avx2(ddo, di, ddi, g, m) };
             }
+            backward_backward_run(ddo, di, ddi, g, m)
         });
 }
 
