@@ -1051,6 +1051,12 @@ pub struct SampleOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejuvenate: Option<usize>,
+    /// SMC: run the MALA steps after every level, not only after a resampling (with
+    /// --resample-ess 0: a predictor-corrector sampler whose corrector is Metropolis-adjusted
+    /// against the level targets, with exact weights).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rejuvenate_always: bool,
     /// SMC: intermediate targets, cumulant (the first-order cumulant action, which fades
     /// with the noise; default), prior (the physics prior's action S_prior) or learnt (the
     /// model's own action S_theta(., sigma_k): action-form models only).
@@ -1125,6 +1131,7 @@ pub struct SampleConfig {
     pub ranks_per_replica: Option<usize>,
     pub resample_ess: f64,
     pub rejuvenate: usize,
+    pub rejuvenate_always: bool,
     pub smc_target: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_below: Option<f64>,
@@ -1164,6 +1171,7 @@ impl Default for SampleConfig {
             ranks_per_replica: None,
             resample_ess: 0.5,
             rejuvenate: 5,
+            rejuvenate_always: false,
             smc_target: "cumulant".into(),
             network_below: None,
             learnt_above: None,
@@ -1240,6 +1248,9 @@ impl SampleConfig {
 
     /// The SMC keys: in range, and replicas only where they mean something.
     fn check_smc(&self) -> Result<()> {
+        if self.rejuvenate_always && self.sampler != "smc" {
+            bail!("rejuvenate_always: only the smc sampler rejuvenates (sampler = {})", self.sampler);
+        }
         if !(0.0..=1.0).contains(&self.resample_ess) {
             bail!("resample_ess: {} is not a fraction in [0, 1]", self.resample_ess);
         }

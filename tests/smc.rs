@@ -168,6 +168,7 @@ fn bad_smc_input_is_one_line() {
         (vec!["--sampler", "smc", "--smc-target", "learnt", "--network-below", "1"], "network_below"),
         (vec!["--sampler", "smc", "--smc-target", "learnt", "--exact-magnetisation"], "exact_magnetisation"),
         (vec!["--sampler", "smc", "--learnt-above", "1"], "learnt_above: 1 needs smc_target = learnt"),
+        (vec!["--rejuvenate-always"], "rejuvenate_always: only the smc sampler"),
         (vec!["--sampler", "smc", "--smc-target", "learnt", "--learnt-above", "-1"], "learnt_above: -1"),
         (vec!["--sampler", "smc", "--smc-target", "learnt", "--learnt-above", "1", "--network-below", "2"], "network_below: 2"),
     ];

@@ -118,6 +118,7 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
         n_particles,
         resample_ess: cfg.resample_ess,
         rejuvenate: cfg.rejuvenate,
+        rejuvenate_always: cfg.rejuvenate_always,
         network_below: cfg.network_below.unwrap_or(f64::INFINITY),
         exact_magnetisation: cfg.exact_magnetisation,
         batch: p.batch.min(n_particles),

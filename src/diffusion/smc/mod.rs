@@ -62,6 +62,10 @@ pub struct SmcSettings {
     pub resample_ess: f64,
     /// MALA sweeps after each resampling.
     pub rejuvenate: usize,
+    /// Also after the levels that do not resample. Why: with resampling off this is a
+    /// predictor-corrector sampler whose corrector is Metropolis-adjusted against π_k, and
+    /// its weights stay exact (a π_k-invariant move leaves W = P − U unchanged).
+    pub rejuvenate_always: bool,
     /// Configurations per score call (memory; results do not depend on it).
     pub batch: usize,
     /// Steps from σ_k above this are driven by the level surrogate's own score instead of
@@ -188,13 +192,13 @@ pub fn run_replica_spread(
         let w = spread.all(&st.weights());
         let (mut rec, resampled) =
             arrive(index, sigma[k - 1], &w, settings.resample_ess, &mut resample_rng, &mut log_z)?;
-        if let Some(a) = resampled {
-            st.take(&a, v, spread);
+        if let Some(a) = &resampled {
+            st.take(a, v, spread);
             resamplings += 1;
-            if settings.rejuvenate > 0 {
-                let r = st.rejuvenate(model, levels, k - 1, step, settings, &mut rngs, spread)?;
-                (rec.acceptance, rec.step, step) = (r.acceptance, r.step, r.step);
-            }
+        }
+        if settings.rejuvenate > 0 && (resampled.is_some() || settings.rejuvenate_always) {
+            let r = st.rejuvenate(model, levels, k - 1, step, settings, &mut rngs, spread)?;
+            (rec.acceptance, rec.step, step) = (r.acceptance, r.step, r.step);
         }
         records.push(rec);
     }

@@ -130,17 +130,19 @@ pub fn run_torus_replica_spread(
         let w: Vec<f64> = path.iter().zip(&energy).map(|(p, u)| p - u).collect();
         let (mut rec, resampled) =
             arrive(index, sigma[k - 1], &spread.all(&w), settings.resample_ess, &mut resample_rng, &mut log_z)?;
-        if let Some(a) = resampled {
-            (theta, energy, ancestors) = take_rows(&a, (&theta, &energy, &ancestors), dof, spread);
+        if let Some(a) = &resampled {
+            (theta, energy, ancestors) = take_rows(a, (&theta, &energy, &ancestors), dof, spread);
             path.clone_from(&energy);
             resamplings += 1;
-            if settings.rejuvenate > 0 && k - 1 < levels.n() {
-                let particles = (&mut theta[..], &mut energy[..], &mut rngs[..]);
-                let r = rejuvenate(levels, k - 1, step, settings.rejuvenate, particles, spread);
-                // MALA leaves π_{k−1} invariant: W = P − U is unchanged, so P follows U.
-                path.clone_from(&energy);
-                (rec.acceptance, rec.step, step) = (r.acceptance, r.step, r.step);
-            }
+        }
+        let rejuvenating = resampled.is_some() || settings.rejuvenate_always;
+        if settings.rejuvenate > 0 && rejuvenating && k - 1 < levels.n() {
+            let before: Vec<f64> = path.iter().zip(&energy).map(|(p, u)| p - u).collect();
+            let particles = (&mut theta[..], &mut energy[..], &mut rngs[..]);
+            let r = rejuvenate(levels, k - 1, step, settings.rejuvenate, particles, spread);
+            // MALA leaves π_{k−1} invariant: W = P − U is unchanged, so P follows U.
+            path = before.iter().zip(&energy).map(|(w, u)| w + u).collect();
+            (rec.acceptance, rec.step, step) = (r.acceptance, r.step, r.step);
         }
         records.push(rec);
     }
@@ -238,6 +240,7 @@ mod tests {
             batch: n_particles,
             network_below: f64::INFINITY,
             exact_magnetisation: false,
+            rejuvenate_always: false,
         }
     }
 
