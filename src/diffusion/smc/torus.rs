@@ -288,10 +288,21 @@ mod tests {
     }
 
     /// With resampling and rejuvenation, replicas at β = 3 on 8 × 8 give the exact plaquette
-    /// and χ_t within 4 replica standard errors, from the prior alone (no network).
+    /// and χ_t within 4 replica standard errors, from the prior alone (no network); so do
+    /// replicas at β = 1 without resampling and with MALA after every level (weighted pc).
+    /// (That variant checks the torus loop's moves, not its weights: at β = 1 the prior is
+    /// so close to the target that resetting the weights at each move still passes; the
+    /// φ⁴ tests `mala_at_every_level_*` catch a reset through log Z.)
     #[test]
     fn smc_replicas_match_the_exact_plaquette_and_susceptibility() {
-        let (lat, beta) = (Lattice::new(8, 8), 3.0);
+        let weighted_pc = SmcSettings { rejuvenate_always: true, ..settings(64, 0.0, 2) };
+        for (beta, smc) in [(3.0, settings(64, 0.5, 3)), (1.0, weighted_pc)] {
+            replicas_match_the_exact_plaquette_and_susceptibility(beta, &smc);
+        }
+    }
+
+    fn replicas_match_the_exact_plaquette_and_susceptibility(beta: f64, smc: &SmcSettings) {
+        let lat = Lattice::new(8, 8);
         let s = SamplerSettings { kernel: Kernel::Em, ..SamplerSettings::new(SamplerKind::Em, 60, 0.01, 3.0) };
         let kernel = ReverseKernel::torus(lat, &s, 2 * lat.volume()).unwrap();
         let levels = TorusLevels::new(lat, beta, s.sigma_ladder());
@@ -299,7 +310,7 @@ mod tests {
         let u = U1::new(lat, beta);
         let (mut plaq, mut chi) = (vec![], vec![]);
         for index in 0..12 {
-            let r = run_torus_replica(&model, &kernel, &levels, &settings(64, 0.5, 3), 5, index, &|| false).unwrap();
+            let r = run_torus_replica(&model, &kernel, &levels, smc, 5, index, &|| false).unwrap();
             let w = r.normalised_log_weights();
             let wsum: f64 = w.iter().map(|x| x.exp()).sum();
             let avg = |f: &dyn Fn(&[f64]) -> f64| {
@@ -316,6 +327,7 @@ mod tests {
         let (p, ps) = stat(&plaq);
         let (c, cs) = stat(&chi);
         let (pe, ce) = (u1_exact::plaquette(beta, 64), u1_exact::topological_susceptibility(beta, 64));
+        println!("{smc:?}: plaquette {p} ± {ps} vs {pe}, χ_t {c} ± {cs} vs {ce}");
         assert!((p - pe).abs() < 4.0 * ps, "plaquette {p} ± {ps} vs {pe}");
         assert!((c - ce).abs() < 4.0 * cs, "χ_t {c} ± {cs} vs {ce}");
         assert!(cs / c < 0.15, "χ_t error {cs} too large to test anything");
