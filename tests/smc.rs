@@ -170,7 +170,10 @@ fn bad_smc_input_is_one_line() {
         (vec!["--sampler", "smc", "--learnt-above", "1"], "learnt_above: 1 needs smc_target = learnt"),
         (vec!["--rejuvenate-always"], "rejuvenate_always: only the smc sampler"),
         (vec!["--sampler", "smc", "--smc-target", "learnt", "--learnt-above", "-1"], "learnt_above: -1"),
-        (vec!["--sampler", "smc", "--smc-target", "learnt", "--learnt-above", "1", "--network-below", "2"], "network_below: 2"),
+        (
+            vec!["--sampler", "smc", "--smc-target", "learnt", "--learnt-above", "1", "--network-below", "2"],
+            "network_below: 2",
+        ),
     ];
     for (args, key) in cases {
         let o = latdiff().current_dir(d).arg("sample").args(base).args(&args).args(["--out", "x.h5"]).output().unwrap();
