@@ -798,6 +798,13 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub augment: Option<bool>,
+    /// Antithetic noise: batch slots in pairs (φ₀ + σz, φ₀ − σz) at one σ. Each term is an
+    /// ordinary DSM term, so the loss's expectation is unchanged, but the pair cancels the
+    /// O(1/σ) cross term z·s/σ that drowns the gradient at small σ (needs an even number of
+    /// slots per rank).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub antithetic: Option<bool>,
     /// Held-out fraction of the ensemble for the validation loss.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -846,6 +853,7 @@ pub struct TrainConfig {
     /// 0 = from the data.
     pub sigma_max: f64,
     pub augment: bool,
+    pub antithetic: bool,
     pub val_fraction: f64,
     pub checkpoint_every: u64,
     pub checksum_every: u64,
@@ -874,6 +882,7 @@ impl Default for TrainConfig {
             sigma_min: 0.01,
             sigma_max: 0.0,
             augment: true,
+            antithetic: false,
             val_fraction: 0.05,
             checkpoint_every: 1000,
             checksum_every: 200,
@@ -915,10 +924,14 @@ impl TrainConfig {
         if !self.data.exists() {
             bail!("data: '{}' does not exist", self.data.display());
         }
-        if crate::nn::Arch::preset(&self.preset).is_none() {
+        let form = ScoreForm::parse(&self.score_form).map_err(|e| anyhow!(e))?;
+        if form == ScoreForm::Action {
+            if crate::nn::ActionArch::preset(&self.preset).is_none() {
+                bail!("preset: '{}' is not one of {} (score form action)", self.preset, crate::nn::ActionArch::NAMES);
+            }
+        } else if crate::nn::Arch::preset(&self.preset).is_none() {
             bail!("preset: '{}' is not one of {}", self.preset, crate::nn::Arch::PRESETS);
         }
-        ScoreForm::parse(&self.score_form).map_err(|e| anyhow!(e))?;
         if self.steps == 0 {
             bail!("steps: must be at least 1");
         }

@@ -1,7 +1,7 @@
 //! `latdiff fit-action MODEL --data ENSEMBLE [--json]`: the couplings of an action-form
 //! model's learnt action (`diffusion::fit_action`), with jackknife errors.
 
-use crate::diffusion::fit_action::{self, OPERATORS};
+use crate::diffusion::fit_action::{self, FitTarget, OPERATORS};
 use crate::diffusion::model_file::ModelFile;
 use crate::io::Ensemble;
 use anyhow::{anyhow, Result};
@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct FitActionArgs {
-    /// Model file trained with --score-form action.
-    pub model: PathBuf,
+    /// Model file trained with --score-form action (none with `--fit data`).
+    pub model: Option<PathBuf>,
     /// Ensemble whose configurations the learnt action is fitted on (held-out data ideally).
     #[arg(long)]
     pub data: PathBuf,
@@ -24,6 +24,11 @@ pub struct FitActionArgs {
     /// Configurations per jackknife bin (within a chain).
     #[arg(long, default_value_t = 8)]
     pub bin_size: usize,
+    /// What the operator basis is fitted to: `gradients` (∂S_θ/∂φ at every site, the
+    /// learnt score), `values` (S_θ per configuration, up to a constant), or `data`
+    /// (no model: score matching on the configurations themselves, the data's own reading).
+    #[arg(long, default_value = "gradients")]
+    pub fit: String,
     /// Print JSON (stable keys: kappa or m2, lambda, q or h, phi6, hop_nnn, each with _err;
     /// residual_rms, action_std, n_configs, sigma).
     #[arg(long)]
@@ -32,11 +37,24 @@ pub struct FitActionArgs {
 
 pub fn run(a: &FitActionArgs) -> Result<()> {
     let input = crate::error::input_err;
-    let file = ModelFile::read(&a.model).map_err(|e| input(anyhow!("model: {e}")))?;
+    let target = match a.fit.as_str() {
+        "gradients" => FitTarget::Gradients,
+        "values" => FitTarget::Values,
+        "data" => FitTarget::Data,
+        other => return Err(input(anyhow!("fit: '{other}' is not one of gradients, values, data"))),
+    };
+    let file = match (&a.model, target) {
+        (Some(m), FitTarget::Data) => {
+            return Err(input(anyhow!("fit: data fits the ensemble alone; drop the model {}", m.display())))
+        }
+        (None, FitTarget::Data) => None,
+        (None, _) => return Err(input(anyhow!("model: missing (only --fit data runs without a model)"))),
+        (Some(m), _) => Some(ModelFile::read(m).map_err(|e| input(anyhow!("model: {e}")))?),
+    };
     let ens = Ensemble::open(&a.data).map_err(|e| input(anyhow!("data: {e}")))?;
     let theory = ens.theory().map_err(|e| input(anyhow!("data: {e}")))?;
-    let sigma = a.sigma.unwrap_or(file.schedule.sigma_min);
-    if !(sigma > 0.0) {
+    let sigma = a.sigma.or(file.as_ref().map(|f| f.schedule.sigma_min)).unwrap_or(0.0);
+    if file.is_some() && !(sigma > 0.0) {
         return Err(input(anyhow!("sigma: {sigma} is not a positive noise level")));
     }
     let n = a.n_configs.unwrap_or(ens.n).min(ens.n);
@@ -44,12 +62,25 @@ pub fn run(a: &FitActionArgs) -> Result<()> {
         return Err(input(anyhow!("n-configs: {n} configurations are too few for a fit with errors (at least 16)")));
     }
     let lat = ens.lattice;
+    if lat.lt < 3 || lat.lx < 3 {
+        return Err(input(anyhow!("data: lattice {lat} is too small for the operator basis (extent ≥ 3)")));
+    }
     let configs = ens.read_configs(0, n)?;
     let chain: Option<Vec<usize>> =
         if ens.has("chain") { Some(ens.read_i64("chain")?[..n].iter().map(|&c| c as usize).collect()) } else { None };
-    let s = fit_action::learnt_actions(&file, &configs, lat, sigma)?;
-    let x: Vec<_> = configs.chunks(lat.volume()).map(|c| fit_action::operators(c, lat)).collect();
-    let f = fit_action::fit(&s, &x, lat.volume(), chain.as_deref(), a.bin_size.max(1));
+    let bin = a.bin_size.max(1);
+    let f = match (target, &file) {
+        (FitTarget::Values, Some(file)) => {
+            let s = fit_action::learnt_actions(file, &configs, lat, sigma)?;
+            let x: Vec<_> = configs.chunks(lat.volume()).map(|c| fit_action::operators(c, lat)).collect();
+            fit_action::fit(&s, &x, lat.volume(), chain.as_deref(), bin)
+        }
+        (FitTarget::Gradients, Some(file)) => {
+            let g = fit_action::learnt_gradients(file, &configs, lat, sigma)?;
+            fit_action::fit_gradients(&configs, lat, Some(&g), chain.as_deref(), bin)
+        }
+        _ => fit_action::fit_gradients(&configs, lat, None, chain.as_deref(), bin),
+    };
     let couplings = fit_action::couplings(&f, theory);
     if a.json {
         let mut m = Map::new();
@@ -67,6 +98,7 @@ pub fn run(a: &FitActionArgs) -> Result<()> {
         put("residual_rms", f.residual_rms);
         put("action_std", f.action_std);
         put("sigma", sigma);
+        m.insert("fit".into(), json!(target.name()));
         m.insert("n_configs".into(), json!(f.n_configs));
         m.insert("n_bins".into(), json!(f.n_bins));
         m.insert("parametrisation".into(), json!(theory.name()));
@@ -74,12 +106,13 @@ pub fn run(a: &FitActionArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&Value::Object(m))?);
         return Ok(());
     }
-    println!(
-        "fit-action: {} on {} ({} configurations, {lat}), S_theta(phi, sigma = {sigma:.3e}) up to a constant",
-        a.model.display(),
-        a.data.display(),
-        f.n_configs
-    );
+    let what = match target {
+        FitTarget::Values => format!("S_theta(phi, sigma = {sigma:.3e}) up to a constant"),
+        FitTarget::Gradients => format!("dS_theta/dphi(phi, sigma = {sigma:.3e}) at every site"),
+        FitTarget::Data => "the configurations alone (score matching, no model)".to_string(),
+    };
+    let model = a.model.as_ref().map(|m| format!("{} ", m.display())).unwrap_or_default();
+    println!("fit-action: {model}on {} ({} configurations, {lat}), {what}", a.data.display(), f.n_configs);
     println!("  ensemble      {} ({})", theory.describe(), theory.name());
     for (k, v, e) in &couplings {
         println!("  {k:<13} {v:.5} ± {e:.5}");
@@ -87,12 +120,17 @@ pub fn run(a: &FitActionArgs) -> Result<()> {
     for (k, (v, e)) in OPERATORS.iter().zip(&f.coefficients).skip(3) {
         println!("  {k:<13} {v:.5} ± {e:.5}   (not in the theory: consistent with 0 if learnt exactly)");
     }
-    println!(
-        "  residual      rms {:.4} against std(S) {:.4} ({:.2} % unexplained), {} jackknife bins",
-        f.residual_rms,
-        f.action_std,
-        100.0 * f.residual_rms / f.action_std.max(1e-300),
-        f.n_bins
-    );
+    let of = if target == FitTarget::Gradients { "rms of dS/dphi per site" } else { "std(S)" };
+    if target != FitTarget::Data {
+        println!(
+            "  residual      rms {:.4} against {of} {:.4} ({:.2} % unexplained), {} jackknife bins",
+            f.residual_rms,
+            f.action_std,
+            100.0 * f.residual_rms / f.action_std.max(1e-300),
+            f.n_bins
+        );
+    } else {
+        println!("  {} jackknife bins", f.n_bins);
+    }
     Ok(())
 }

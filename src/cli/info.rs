@@ -166,12 +166,17 @@ fn action_model_info(
     let s = |k: &str| m.attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     println!("  lattice       {} (runs on any lattice: S is a sum of local terms)", m.train_lattice);
     println!(
-        "  network       preset {}, action score (s = -dS/dphi), {} periodic 3x3 layers of {} channels, {} parameters (local, receptive radius {})",
+        "  network       preset {}, action score (s = -dS/dphi), {} periodic 3x3 layers of {} channels, {} parameters (local, receptive radius {}){}",
         s("preset"),
         act.layers,
         act.channels,
         m.params.len(),
-        act.layers
+        act.layers,
+        if act.operators {
+            format!(", plus explicit terms c_k(sigma) O_k ({})", crate::nn::local_ops::OP_NAMES.join(", "))
+        } else {
+            String::new()
+        }
     );
     print_diffusion_and_training(m);
     print_provenance(a, m);

@@ -176,6 +176,19 @@ pub fn fill_slot(
     schedule.sample(rng) as f32
 }
 
+/// Makes the slots antithetic pairs: slot 2j+1 takes slot 2j's configuration and σ with the
+/// opposite noise (its own draws, already made, are discarded, so the streams advance as
+/// without pairing and a resumed run stays bit for bit). `v` values per slot.
+pub fn antithetic_pairs(phi0: &mut [f32], z: &mut [f32], sigma: &mut [f32], v: usize) {
+    for j in (1..sigma.len()).step_by(2) {
+        sigma[j] = sigma[j - 1];
+        let (a, b) = phi0.split_at_mut(j * v);
+        b[..v].copy_from_slice(&a[(j - 1) * v..]);
+        let (a, b) = z.split_at_mut(j * v);
+        b[..v].iter_mut().zip(&a[(j - 1) * v..]).for_each(|(d, s)| *d = -*s);
+    }
+}
+
 /// RMS of the field (σ_data for the input preconditioning) and the largest distance
 /// between two configurations (the default σ_max: noise that large makes any two
 /// configurations indistinguishable), over the given configurations.
@@ -293,6 +306,20 @@ pub fn nearest_momentum_two_point(g: &[f64], from: Lattice, to: Lattice) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Antithetic slots: odd slots repeat the even slot's configuration and σ with −z; even
+    /// slots are untouched.
+    #[test]
+    fn antithetic_pairs_share_configuration_and_sigma_with_opposite_noise() {
+        let v = 3;
+        let mut phi: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let mut z: Vec<f32> = (0..12).map(|i| 0.5 + i as f32).collect();
+        let mut sigma = vec![0.1, 0.2, 0.3, 0.4];
+        antithetic_pairs(&mut phi, &mut z, &mut sigma, v);
+        assert_eq!(sigma, [0.1, 0.1, 0.3, 0.3]);
+        assert_eq!(phi, [0., 1., 2., 0., 1., 2., 6., 7., 8., 6., 7., 8.]);
+        assert_eq!(z, [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 6.5, 7.5, 8.5, -6.5, -7.5, -8.5]);
+    }
 
     #[test]
     fn nearest_momentum_two_point_is_even_positive_and_exact_on_its_lattice() {

@@ -15,12 +15,17 @@
 //!   built from `periodic_conv` and `silu2`) and then through the forward pass, whose
 //!   activations the g* tensors depend on (adjoints dm, da, dh).
 //!
+//! With `operators` the action also has explicit local terms Σ_k c_k(σ) O_k(x) (hopping,
+//! diagonal hopping, x², x⁴; `local_ops.rs`, which says why), their coefficients cubic polynomials in
+//! u = σ²/(σ² + 1) (`ops_sigma_features`): S_θ = Σ_s e_θ + Σ_k c_k O_k.
+//!
 //! The network's input is x = c_in(σ)·φ and its σ enters through Fourier features of log σ
 //! (`embed`); the diffusion layer applies c_in and the chain rule.
 
 use super::embed::{fourier_forward, fourier_frequencies};
 use super::float::Float;
 use super::fused::lane_sum2;
+use super::local_ops::{ops_forward, ops_input_grad, ops_input_grad_backward, N_OPS};
 use super::params::ParamLayout;
 use super::periodic_conv::{
     conv3_backward_bias, conv3_backward_input, conv3_backward_weight, conv3_forward, Conv3Scratch, Conv3Shape, TAPS,
@@ -42,27 +47,56 @@ pub struct ActionArch {
     /// Standard deviation of the fixed Fourier frequencies (in units of log σ).
     pub fourier_scale: f64,
     pub fourier_seed: u64,
+    /// Explicit local operator terms Σ_k c_k(σ) O_k beside e_θ (`local_ops.rs`); absent in
+    /// files written before they existed.
+    #[serde(default)]
+    pub operators: bool,
 }
 
 impl ActionArch {
     /// CI-sized: trains in seconds at L = 8.
     pub fn tiny() -> Self {
-        ActionArch { channels: 8, layers: 2, fourier_features: 4, fourier_scale: 1.0, fourier_seed: 0x5eed }
+        ActionArch {
+            channels: 8,
+            layers: 2,
+            fourier_features: 4,
+            fourier_scale: 1.0,
+            fourier_seed: 0x5eed,
+            operators: false,
+        }
     }
 
     /// The default (`--preset local`, as for the score network): receptive radius 3.
     pub fn local() -> Self {
-        ActionArch { channels: 16, layers: 3, fourier_features: 8, fourier_scale: 1.0, fourier_seed: 0x5eed }
+        ActionArch {
+            channels: 16,
+            layers: 3,
+            fourier_features: 8,
+            fourier_scale: 1.0,
+            fourier_seed: 0x5eed,
+            operators: false,
+        }
     }
 
     pub fn small() -> Self {
-        ActionArch { channels: 32, layers: 3, fourier_features: 8, fourier_scale: 1.0, fourier_seed: 0x5eed }
+        ActionArch {
+            channels: 32,
+            layers: 3,
+            fourier_features: 8,
+            fourier_scale: 1.0,
+            fourier_seed: 0x5eed,
+            operators: false,
+        }
     }
 
-    /// The presets by name (`--preset` with `--score-form action`).
-    pub const NAMES: &'static str = "tiny, local, small";
+    /// The presets by name (`--preset` with `--score-form action`); a `-ops` suffix adds
+    /// the explicit local operator terms.
+    pub const NAMES: &'static str = "tiny, local, small, tiny-ops, local-ops, small-ops";
 
     pub fn preset(name: &str) -> Option<Self> {
+        if let Some(base) = name.strip_suffix("-ops") {
+            return Self::preset(base).filter(|a| !a.operators).map(|a| ActionArch { operators: true, ..a });
+        }
         match name {
             "tiny" => Some(Self::tiny()),
             "local" => Some(Self::local()),
@@ -90,6 +124,8 @@ pub struct ActionNet {
     layers: Vec<Layer>,
     head_w: usize,
     head_b: usize,
+    /// (weight [N_OPS, OPS_DEGREE], bias [N_OPS]) of the operator coefficients, with `operators`.
+    ops: Option<(usize, usize)>,
 }
 
 /// Activations and their gradients for one (batch, lattice); layer l's tensors are
@@ -114,6 +150,10 @@ pub struct ActionWorkspace<T> {
     dgh: Vec<T>,
     dgh_next: Vec<T>,
     scratch: Vec<T>,
+    /// [B, N_OPS] coefficients c_k(σ_b) of the explicit operators and [B, OPS_DEGREE] their
+    /// σ features (empty without them).
+    coef: Vec<T>,
+    ops_feat: Vec<T>,
     /// S_b of the last forward pass.
     pub action: Vec<T>,
     /// The score-matching loss's residual a_b F + e_b and its scales a_b.
@@ -145,6 +185,8 @@ impl<T: Float> ActionWorkspace<T> {
             dgh: z(batch * c * v),
             dgh_next: z(batch * c * v),
             scratch: z(batch * c * v),
+            coef: z(if net.arch.operators { batch * N_OPS } else { 0 }),
+            ops_feat: z(if net.arch.operators { batch * OPS_DEGREE } else { 0 }),
             action: z(batch),
             resid: z(batch * v),
             scale: z(batch),
@@ -180,8 +222,9 @@ impl ActionNet {
             .collect();
         let head_w = layout.push("head.w", &[c]);
         let head_b = layout.push("head.b", &[1]);
+        let ops = arch.operators.then(|| (layout.push("ops.w", &[N_OPS, OPS_DEGREE]), layout.push("ops.b", &[N_OPS])));
         let freqs = fourier_frequencies(f, arch.fourier_scale, arch.fourier_seed);
-        ActionNet { arch, layout, freqs, layers, head_w, head_b }
+        ActionNet { arch, layout, freqs, layers, head_w, head_b, ops }
     }
 
     pub fn num_params(&self) -> usize {
@@ -199,7 +242,8 @@ impl ActionNet {
     }
 
     /// Convolution weights N(0, 1/fan_in); FiLM weights small (0.1/√fan_in) so that every
-    /// noise level starts from nearly the same energy density; biases zero.
+    /// noise level starts from nearly the same energy density; biases and the operator
+    /// coefficients zero.
     pub fn init_params<T: Float>(&self, seed: u64) -> Vec<T> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut p = vec![T::ZERO; self.layout.len()];
@@ -214,7 +258,10 @@ impl ActionNet {
             fill(l.w, l.cin * TAPS, 1.0);
             fill(l.film_w, 2 * self.arch.fourier_features, 0.1);
         }
-        fill(self.head_w, self.arch.channels, 1.0);
+        // With explicit operators e_θ starts at zero (head weights 0; its gradient still
+        // reaches them), so the explicit terms take what they can represent before e_θ,
+        // which can mimic them only approximately, learns the rest.
+        fill(self.head_w, self.arch.channels, if self.ops.is_some() { 0.0 } else { 1.0 });
         p
     }
 
@@ -227,7 +274,7 @@ impl ActionNet {
         for (i, l) in self.layers.iter().enumerate() {
             let s = self.shape(l, bsz, ws.lt, ws.lx);
             let film_w = &params[self.layout.range(l.film_w)];
-            film_dense(&mut ws.film[i], &ws.fourier, film_w, &params[self.layout.range(l.film_b)], c);
+            dense_forward(&mut ws.film[i], &ws.fourier, film_w, &params[self.layout.range(l.film_b)], 2 * c);
             let bias = &params[self.layout.range(l.b)];
             conv3_forward(&mut ws.a[i], &ws.h[i], &params[self.layout.range(l.w)], Some(bias), &s, &mut ws.conv);
             film_forward(&mut ws.m[i], &ws.a[i], &ws.film[i], c, v);
@@ -242,6 +289,20 @@ impl ActionNet {
                 e += *w * top[(b * c + ch) * v..][..v].iter().copied().sum::<T>();
             }
             *s = e + hb * T::from_f64(v as f64);
+        }
+        if let Some((w, b)) = self.ops {
+            ops_sigma_features(&mut ws.ops_feat, sigma);
+            dense_forward(
+                &mut ws.coef,
+                &ws.ops_feat,
+                &params[self.layout.range(w)],
+                &params[self.layout.range(b)],
+                N_OPS,
+            );
+            for (bi, s) in ws.action.iter_mut().enumerate() {
+                let o = ops_forward(&ws.h[0][bi * v..(bi + 1) * v], ws.lt, ws.lx);
+                *s += (0..N_OPS).map(|k| ws.coef[bi * N_OPS + k] * o[k]).sum::<T>();
+            }
         }
         action[..bsz].copy_from_slice(&ws.action);
     }
@@ -262,6 +323,12 @@ impl ActionNet {
             conv3_backward_input(&mut ws.gh[i], &ws.ga[i], &params[self.layout.range(l.w)], &s, &mut ws.conv);
         }
         gx[..bsz * v].copy_from_slice(&ws.gh[0]);
+        if self.ops.is_some() {
+            let (x, coef, (lt, lx)) = (&ws.h[0], &ws.coef, (ws.lt, ws.lx));
+            gx[..bsz * v].par_chunks_mut(v).enumerate().for_each(|(b, g)| {
+                ops_input_grad(g, &x[b * v..(b + 1) * v], &coef[b * N_OPS..(b + 1) * N_OPS], lt, lx)
+            });
+        }
     }
 
     /// Accumulates into `dparams` the gradient of a loss L whose gradient in gx is `dgx`,
@@ -274,6 +341,15 @@ impl ActionNet {
         ws: &mut ActionWorkspace<T>,
     ) {
         let (bsz, c, v) = (ws.batch, self.arch.channels, ws.lt * ws.lx);
+        if let Some((w, b)) = self.ops {
+            let mut dcoef = vec![T::ZERO; bsz * N_OPS];
+            dcoef.par_chunks_mut(N_OPS).enumerate().for_each(|(bi, dc)| {
+                let r = bi * v..(bi + 1) * v;
+                ops_input_grad_backward(dc, &dgx[r.clone()], &ws.h[0][r], ws.lt, ws.lx)
+            });
+            let (dw, db) = pair(dparams, self.layout.range(w), self.layout.range(b));
+            dense_backward(dw, db, &dcoef, &ws.ops_feat, N_OPS);
+        }
         ws.dgh[..bsz * v].copy_from_slice(&dgx[..bsz * v]);
         ws.dfilm.iter_mut().for_each(|d| d.fill(T::ZERO));
         ws.dm.iter_mut().for_each(|d| d.fill(T::ZERO));
@@ -315,7 +391,7 @@ impl ActionNet {
                 conv3_backward_input(&mut ws.dgh, da, &params[self.layout.range(l.w)], &s, &mut ws.conv);
             }
             let (dw, db) = pair(dparams, self.layout.range(l.film_w), self.layout.range(l.film_b));
-            film_dense_backward(dw, db, &ws.dfilm[i], &ws.fourier, 2 * c);
+            dense_backward(dw, db, &ws.dfilm[i], &ws.fourier, 2 * c);
         }
     }
 
@@ -369,17 +445,39 @@ fn pair<T>(buf: &mut [T], a: std::ops::Range<usize>, b: std::ops::Range<usize>) 
     buf[a.start..b.end].split_at_mut(a.len())
 }
 
-/// film[b, j] = Σ_k w[j, k] fourier[b, k] + bias[j], j < 2C.
-fn film_dense<T: Float>(film: &mut [T], fourier: &[T], w: &[T], bias: &[T], c: usize) {
-    let nf = fourier.len() / (film.len() / (2 * c));
-    for (fb, four) in film.chunks_mut(2 * c).zip(fourier.chunks(nf)) {
+/// Powers of the σ feature of the explicit operators' coefficients.
+const OPS_DEGREE: usize = 3;
+
+/// feat[b, j] = u_b^(j+1) with u = σ²/(σ² + 1): the coefficients c_k(σ) = b_k + Σ_j w_kj u^j
+/// are analytic in σ² and tend to b_k as σ → 0, as the couplings of the noised action
+/// p_σ = p ∗ N(0, σ²) do (they move by O(σ²)). Fourier features of log σ, which e_θ's FiLM
+/// uses, oscillate without a limit there; with these, training over σ ∈ [σ_min, σ_max]
+/// fixes the σ → 0 couplings as the constant of a smooth fit instead of leaving them to the
+/// embedding at the range's noisy lower end. u is bounded, so large σ stay tame.
+fn ops_sigma_features<T: Float>(feat: &mut [T], sigma: &[T]) {
+    for (f, s) in feat.chunks_mut(OPS_DEGREE).zip(sigma) {
+        let s2 = s.to_f64() * s.to_f64();
+        let u = s2 / (s2 + 1.0);
+        let mut p = 1.0;
+        for fj in f.iter_mut() {
+            p *= u;
+            *fj = T::from_f64(p);
+        }
+    }
+}
+
+/// out[b, j] = Σ_k w[j, k] fourier[b, k] + bias[j], j < n_out (FiLM's (γ, β), the operator
+/// coefficients).
+fn dense_forward<T: Float>(out: &mut [T], fourier: &[T], w: &[T], bias: &[T], n_out: usize) {
+    let nf = fourier.len() / (out.len() / n_out);
+    for (fb, four) in out.chunks_mut(n_out).zip(fourier.chunks(nf)) {
         for (j, o) in fb.iter_mut().enumerate() {
             *o = bias[j] + w[j * nf..][..nf].iter().zip(four).map(|(a, b)| *a * *b).sum::<T>();
         }
     }
 }
 
-fn film_dense_backward<T: Float>(dw: &mut [T], dbias: &mut [T], dfilm: &[T], fourier: &[T], n_out: usize) {
+fn dense_backward<T: Float>(dw: &mut [T], dbias: &mut [T], dfilm: &[T], fourier: &[T], n_out: usize) {
     let nf = dw.len() / n_out;
     for (db, four) in dfilm.chunks(n_out).zip(fourier.chunks(nf)) {
         for (j, d) in db.iter().enumerate() {

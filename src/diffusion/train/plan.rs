@@ -36,7 +36,9 @@ impl Plan {
         let ens = Ensemble::open(&cfg.data).map_err(input)?;
         let lat = ens.lattice;
         let theory = DataTheory::new(lat, ens.couplings().map_err(input)?);
-        let preset = Arch::preset(&cfg.preset).ok_or_else(|| input(anyhow!("preset: unknown '{}'", cfg.preset)))?;
+        // An action preset's `-ops` variant shares its base's U-Net record (σ_data, schedule).
+        let base = cfg.preset.strip_suffix("-ops").unwrap_or(&cfg.preset);
+        let preset = Arch::preset(base).ok_or_else(|| input(anyhow!("preset: unknown '{}'", cfg.preset)))?;
         let arch0 = theory.network_arch(preset);
         let form = ScoreForm::parse(&cfg.score_form).map_err(|e| input(anyhow!(e)))?;
         if matches!(theory.couplings, Couplings::U1 { .. }) && form != ScoreForm::Physics {
@@ -56,6 +58,13 @@ impl Plan {
         let n_ranks = comm.size();
         if cfg.batch < n_ranks || cfg.batch % n_ranks != 0 {
             return Err(input(anyhow!("batch: {} cannot be split evenly over {n_ranks} ranks", cfg.batch)));
+        }
+        if cfg.antithetic && (cfg.batch / n_ranks) % 2 != 0 {
+            return Err(input(anyhow!(
+                "batch: {} gives {} slots per rank on {n_ranks} ranks; antithetic pairs need an even number",
+                cfg.batch,
+                cfg.batch / n_ranks
+            )));
         }
         let chain = if ens.has("chain") { Some(ens.read_i64("chain")?) } else { None };
         let split = data::split(chain.as_deref(), ens.n, cfg.val_fraction);

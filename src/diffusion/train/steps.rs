@@ -125,6 +125,10 @@ impl Trainer<'_> {
                 &mut self.slots[i],
             );
         }
+        if cfg.antithetic {
+            // Every rank's slot range starts even (checked in the plan): pairs stay local.
+            data::antithetic_pairs(&mut batch.phi0, &mut batch.z, &mut batch.sigma, v);
+        }
         let buf = &mut batch.buf;
         buf[np..].iter_mut().for_each(|g| *g = 0.0);
         let (x, scale, offset) = self.parts.training_inputs(&batch.phi0, &batch.z, &batch.sigma);
