@@ -42,6 +42,17 @@ fn analyze(d: &Path, file: &str) -> serde_json::Value {
     serde_json::from_slice(&ok(d, &["analyze", "--json", file]).stdout).unwrap()
 }
 
+/// `latdiff fit-action ARGS --json`.
+fn fit_action(d: &Path, args: &[&str]) -> serde_json::Value {
+    let args: Vec<&str> = std::iter::once("fit-action").chain(args.iter().copied()).chain(["--json"]).collect();
+    serde_json::from_slice(&ok(d, &args).stdout).unwrap()
+}
+
+/// (value, error) of a `fit-action --json` coupling.
+fn coupling(j: &serde_json::Value, key: &str) -> (f64, f64) {
+    (j[key].as_f64().unwrap(), j[&format!("{key}_err")].as_f64().unwrap())
+}
+
 fn obs(j: &serde_json::Value, key: &str) -> (f64, f64) {
     let o = &j["observables"][key];
     (o["mean"].as_f64().unwrap(), o["err"].as_f64().unwrap())
@@ -208,9 +219,8 @@ fn fit_action_reads_the_couplings_of_a_free_field_model() {
     ok(d, &train_args(&[("--sigma-max", "0.3"), ("--steps", "1500"), ("--lr", "3e-3")]));
     // The gradient fit (the default) and the fit on S_θ's values read the same model.
     for fit in ["gradients", "values"] {
-        let o = ok(d, &["fit-action", "a.h5", "--data", "held.h5", "--fit", fit, "--json"]);
-        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let get = |k: &str| (j[k].as_f64().unwrap(), j[&format!("{k}_err")].as_f64().unwrap());
+        let j = fit_action(d, &["a.h5", "--data", "held.h5", "--fit", fit]);
+        let get = |k: &str| coupling(&j, k);
         let (kappa, lambda, q) = (get("kappa"), get("lambda"), get("q"));
         eprintln!(
             "fit-action --fit {fit}: kappa {kappa:?}, lambda {lambda:?}, q {q:?}, phi6 {:?}, hop_nnn {:?}",
@@ -227,9 +237,8 @@ fn fit_action_reads_the_couplings_of_a_free_field_model() {
         assert!(unexplained < 0.15, "{fit}: residual {unexplained}");
     }
     // The data alone (score matching, no model): the reference the model is judged against.
-    let o = ok(d, &["fit-action", "--data", "held.h5", "--fit", "data", "--json"]);
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let get = |k: &str| (j[k].as_f64().unwrap(), j[&format!("{k}_err")].as_f64().unwrap());
+    let j = fit_action(d, &["--data", "held.h5", "--fit", "data"]);
+    let get = |k: &str| coupling(&j, k);
     let (kappa, data_lambda) = (get("kappa"), get("lambda"));
     eprintln!("fit-action --fit data: kappa {kappa:?}, lambda {data_lambda:?}, q {:?}", get("q"));
     assert!((kappa.0 - 0.2).abs() < 4.0 * kappa.1 && kappa.1 < 0.004, "data: kappa {kappa:?}");
@@ -245,9 +254,8 @@ fn fit_action_reads_the_couplings_of_a_free_field_model() {
         ("--out", "ops.h5"),
     ];
     ok(d, &train_args(&recipe));
-    let o = ok(d, &["fit-action", "ops.h5", "--data", "held.h5", "--json"]);
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let get = |k: &str| (j[k].as_f64().unwrap(), j[&format!("{k}_err")].as_f64().unwrap());
+    let j = fit_action(d, &["ops.h5", "--data", "held.h5"]);
+    let get = |k: &str| coupling(&j, k);
     let (kappa, lambda, q) = (get("kappa"), get("lambda"), get("q"));
     eprintln!(
         "fit-action, the recipe: kappa {kappa:?}, lambda {lambda:?}, q {q:?}, phi6 {:?}, hop_nnn {:?}",

@@ -413,26 +413,33 @@ mod tests {
     /// next-nearest-neighbour coefficients and zero residual.
     #[test]
     fn an_exact_phi4_action_is_recovered() {
-        use crate::theory::{Action, Phi4};
-        let lat = Lattice::new(4, 6);
-        let theory = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
-        let mut rng = crate::rng::stream(3, crate::rng::Domain::Misc, 0);
-        let n = 200;
+        use crate::theory::Action;
+        let (theory, configs) = exact_phi4_fixture(3, 200);
         let (mut s, mut x) = (Vec::new(), Vec::new());
-        for _ in 0..n {
-            let phi: Vec<f64> = (0..24)
-                .map(|_| rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, &mut rng))
-                .collect();
-            let p32: Vec<f32> = phi.iter().map(|&v| v as f32).collect();
-            let p: Vec<f64> = p32.iter().map(|&v| v as f64).collect();
-            s.push(theory.action(&p) + 17.0);
-            x.push(operators(&p32, lat));
+        for c in configs.chunks(24) {
+            s.push(theory.action(&c.iter().map(|&v| v as f64).collect::<Vec<_>>()) + 17.0);
+            x.push(operators(c, theory.lattice));
         }
-        let f = fit(&s, &x, 24, None, 10);
-        let c = couplings(&f, theory.param);
+        assert_reads_kappa_027_exactly(&fit(&s, &x, 24, None, 10));
+    }
+
+    /// φ⁴ at κ = 0.27, λ = 0.022 on 4×6 and `n` Gaussian configurations (f32).
+    fn exact_phi4_fixture(seed: u64, n: usize) -> (crate::theory::Phi4, Vec<f32>) {
+        let theory =
+            crate::theory::Phi4::new(Lattice::new(4, 6), Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
+        let mut rng = crate::rng::stream(seed, crate::rng::Domain::Misc, 0);
+        let configs = (0..n * 24)
+            .map(|_| rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, &mut rng) as f32)
+            .collect();
+        (theory, configs)
+    }
+
+    /// κ = 0.27, λ = 0.022, q = 1 − 2λ to 1e-9 in the hopping parametrisation, φ⁶ and the
+    /// diagonal hopping zero, no residual.
+    fn assert_reads_kappa_027_exactly(f: &ActionFit) {
+        let c = couplings(f, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
         assert_eq!(c[0].0, "kappa");
-        assert!((c[0].1 - 0.27).abs() < 1e-9, "{c:?}");
-        assert!((c[1].1 - 0.022).abs() < 1e-9, "{c:?}");
+        assert!((c[0].1 - 0.27).abs() < 1e-9 && (c[1].1 - 0.022).abs() < 1e-9, "{c:?}");
         assert!((c[2].1 - (1.0 - 0.044)).abs() < 1e-9, "{c:?}");
         assert!(f.coefficients[3].0.abs() < 1e-9 && f.coefficients[4].0.abs() < 1e-9, "{:?}", f.coefficients);
         assert!(f.residual_rms < 1e-6 * f.action_std, "{} vs {}", f.residual_rms, f.action_std);
@@ -442,24 +449,14 @@ mod tests {
     /// with zero φ⁶ and diagonal hopping and zero residual.
     #[test]
     fn gradient_fit_of_an_exact_phi4_action_is_exact() {
-        use crate::theory::{Action, Phi4};
-        let lat = Lattice::new(4, 6);
-        let theory = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.27, lambda: 0.022 });
-        let mut rng = crate::rng::stream(4, crate::rng::Domain::Misc, 0);
-        let n = 40;
-        let configs: Vec<f32> = (0..n * 24)
-            .map(|_| rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, &mut rng) as f32)
-            .collect();
-        let mut grads = vec![0.0; n * 24];
+        use crate::theory::Action;
+        let (theory, configs) = exact_phi4_fixture(4, 40);
+        let lat = theory.lattice;
+        let mut grads = vec![0.0; configs.len()];
         for (c, g) in configs.chunks(24).zip(grads.chunks_mut(24)) {
             theory.deriv(&c.iter().map(|&v| v as f64).collect::<Vec<_>>(), g);
         }
-        let f = fit_gradients(&configs, lat, Some(&grads), None, 4);
-        let c = couplings(&f, theory.param);
-        assert!((c[0].1 - 0.27).abs() < 1e-9 && (c[1].1 - 0.022).abs() < 1e-9, "{c:?}");
-        assert!((c[2].1 - (1.0 - 0.044)).abs() < 1e-9, "{c:?}");
-        assert!(f.coefficients[3].0.abs() < 1e-9 && f.coefficients[4].0.abs() < 1e-9, "{:?}", f.coefficients);
-        assert!(f.residual_rms < 1e-6 * f.action_std, "{} vs {}", f.residual_rms, f.action_std);
+        assert_reads_kappa_027_exactly(&fit_gradients(&configs, lat, Some(&grads), None, 4));
     }
 
     /// Score matching on the data alone: exact free-field samples (κ = 0.2, λ = 0 on 12×12,
