@@ -132,5 +132,16 @@ pub fn run(a: &FitActionArgs) -> Result<()> {
     } else {
         println!("  {} jackknife bins", f.n_bins);
     }
+    if let Some(file) = &file {
+        println!("  errors        of reading this model on these configurations, not of its training (README)");
+        // Trained far above σ_min, S_θ(·, σ_min) keeps part of the noised action (README
+        // "Reading the couplings"): say so where the figures are read.
+        if file.schedule.sigma_max > 0.1 {
+            println!(
+                "  note          trained up to sigma = {:.3}: the sigma_min action keeps part of the noised one; for couplings train with --preset local-ops --antithetic true --sigma-max 0.05",
+                file.schedule.sigma_max
+            );
+        }
+    }
     Ok(())
 }
