@@ -53,6 +53,14 @@ fn coupling(j: &serde_json::Value, key: &str) -> (f64, f64) {
     (j[key].as_f64().unwrap(), j[&format!("{key}_err")].as_f64().unwrap())
 }
 
+/// κ, λ and q of a `fit-action --json` model fit, printed under `label` with φ⁶ and the
+/// diagonal hopping (the figures the test's comment quotes).
+fn model_couplings(j: &serde_json::Value, label: &str) -> [(f64, f64); 3] {
+    let [kappa, lambda, q, phi6, nnn] = ["kappa", "lambda", "q", "phi6", "hop_nnn"].map(|k| coupling(j, k));
+    eprintln!("fit-action {label}: kappa {kappa:?}, lambda {lambda:?}, q {q:?}, phi6 {phi6:?}, hop_nnn {nnn:?}");
+    [kappa, lambda, q]
+}
+
 fn obs(j: &serde_json::Value, key: &str) -> (f64, f64) {
     let o = &j["observables"][key];
     (o["mean"].as_f64().unwrap(), o["err"].as_f64().unwrap())
@@ -220,13 +228,7 @@ fn fit_action_reads_the_couplings_of_a_free_field_model() {
     // The gradient fit (the default) and the fit on S_θ's values read the same model.
     for fit in ["gradients", "values"] {
         let j = fit_action(d, &["a.h5", "--data", "held.h5", "--fit", fit]);
-        let get = |k: &str| coupling(&j, k);
-        let (kappa, lambda, q) = (get("kappa"), get("lambda"), get("q"));
-        eprintln!(
-            "fit-action --fit {fit}: kappa {kappa:?}, lambda {lambda:?}, q {q:?}, phi6 {:?}, hop_nnn {:?}",
-            get("phi6"),
-            get("hop_nnn")
-        );
+        let [kappa, lambda, q] = model_couplings(&j, &format!("--fit {fit}"));
         assert_eq!(j["fit"], fit);
         assert_eq!(j["n_configs"], 1024);
         assert!((kappa.0 - 0.2).abs() < 0.02, "{fit}: kappa {kappa:?}");
@@ -255,20 +257,14 @@ fn fit_action_reads_the_couplings_of_a_free_field_model() {
     ];
     ok(d, &train_args(&recipe));
     let j = fit_action(d, &["ops.h5", "--data", "held.h5"]);
-    let get = |k: &str| coupling(&j, k);
-    let (kappa, lambda, q) = (get("kappa"), get("lambda"), get("q"));
-    eprintln!(
-        "fit-action, the recipe: kappa {kappa:?}, lambda {lambda:?}, q {q:?}, phi6 {:?}, hop_nnn {:?}",
-        get("phi6"),
-        get("hop_nnn")
-    );
+    let [kappa, lambda, q] = model_couplings(&j, "the recipe");
     // Issue 15's free-field target: κ within 2 %; S_θ quadratic: λ zero within what the
     // data resolve (twice the data's own λ error: the model cannot know λ better than its
     // configurations do, and its fit error says how well S_θ is read, not how well it is
     // learnt), q = 1 and no diagonal hopping within 2 %.
     assert!((kappa.0 - 0.2).abs() < 0.02 * 0.2, "recipe: kappa {kappa:?}");
     assert!(lambda.0.abs() < 2.0 * data_lambda.1, "recipe: lambda {lambda:?} vs the data's {data_lambda:?}");
-    assert!((q.0 - 1.0).abs() < 0.02 && get("hop_nnn").0.abs() < 0.02, "recipe: q {q:?}");
+    assert!((q.0 - 1.0).abs() < 0.02 && coupling(&j, "hop_nnn").0.abs() < 0.02, "recipe: q {q:?}");
     refused(d, &["fit-action", "a.h5", "--data", "held.h5", "--fit", "data"], "drop the model");
     refused(d, &["fit-action", "--data", "held.h5"], "model: missing");
     refused(d, &["fit-action", "a.h5", "--data", "held.h5", "--fit", "scores"], "'scores' is not one of");

@@ -37,12 +37,7 @@ pub struct FitActionArgs {
 
 pub fn run(a: &FitActionArgs) -> Result<()> {
     let input = crate::error::input_err;
-    let target = match a.fit.as_str() {
-        "gradients" => FitTarget::Gradients,
-        "values" => FitTarget::Values,
-        "data" => FitTarget::Data,
-        other => return Err(input(anyhow!("fit: '{other}' is not one of gradients, values, data"))),
-    };
+    let target = FitTarget::parse(&a.fit).map_err(|e| input(anyhow!(e)))?;
     let file = match (&a.model, target) {
         (Some(m), FitTarget::Data) => {
             return Err(input(anyhow!("fit: data fits the ensemble alone; drop the model {}", m.display())))

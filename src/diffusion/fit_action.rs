@@ -18,6 +18,7 @@ use super::model::model_form;
 use super::model_file::ModelFile;
 use crate::analysis::stats::jackknife_vec;
 use crate::lattice::Lattice;
+use crate::nn::local_ops::{diagonal_sum, neighbour_sum};
 use crate::theory::Parametrisation;
 use anyhow::{anyhow, Result};
 
@@ -181,19 +182,18 @@ pub fn learnt_actions(file: &ModelFile, configs: &[f32], lat: Lattice, sigma: f6
 /// [`operators`], times V), site-major: `out[s * K + k]`.
 pub fn operator_derivs(phi: &[f32], lat: Lattice) -> Vec<[f64; K]> {
     let (lt, lx) = (lat.lt, lat.lx);
-    let at = |t: usize, x: usize| phi[(t % lt) * lx + x % lx] as f64;
+    let phi: Vec<f64> = phi.iter().map(|&p| p as f64).collect();
     let mut out = Vec::with_capacity(lt * lx);
     for t in 0..lt {
         for x in 0..lx {
-            let p = at(t, x);
+            let p = phi[t * lx + x];
             let p2 = p * p;
-            let (tp, tm, xp, xm) = (t + 1, t + lt - 1, x + 1, x + lx - 1);
             out.push([
-                at(tp, x) + at(tm, x) + at(t, xp) + at(t, xm),
+                neighbour_sum(&phi, t, x, lt, lx),
                 2.0 * p,
                 4.0 * p2 * p,
                 6.0 * p2 * p2 * p,
-                at(tp, xp) + at(tm, xm) + at(tp, xm) + at(tm, xp),
+                diagonal_sum(&phi, t, x, lt, lx),
             ]);
         }
     }
@@ -245,19 +245,25 @@ fn gradient_primaries(configs: &[f32], lat: Lattice, grads: Option<&[f64]>) -> V
     p
 }
 
-/// a from the means of the gradient primaries: G a = r.
-fn solve_gradient(m: &[f64]) -> Vec<f64> {
-    let mut a = [[0.0; K]; K];
+/// The symmetric matrix G from its upper triangle, row by row (the first K(K+1)/2 means of
+/// the gradient primaries).
+fn gram(m: &[f64]) -> [[f64; K]; K] {
+    let mut g = [[0.0; K]; K];
     let mut idx = 0;
     for j in 0..K {
         for k in j..K {
-            a[j][k] = m[idx];
-            a[k][j] = m[idx];
+            g[j][k] = m[idx];
+            g[k][j] = m[idx];
             idx += 1;
         }
     }
-    let mut b: [f64; K] = std::array::from_fn(|k| m[idx + k]);
-    solve(&mut a, &mut b).to_vec()
+    g
+}
+
+/// a from the means of the gradient primaries: G a = r.
+fn solve_gradient(m: &[f64]) -> Vec<f64> {
+    let mut b: [f64; K] = std::array::from_fn(|k| m[K * (K + 1) / 2 + k]);
+    solve(&mut gram(m), &mut b).to_vec()
 }
 
 /// What a fit reads the action from.
@@ -273,12 +279,22 @@ pub enum FitTarget {
 }
 
 impl FitTarget {
+    const ALL: [FitTarget; 3] = [FitTarget::Gradients, FitTarget::Values, FitTarget::Data];
+
     pub fn name(self) -> &'static str {
         match self {
             FitTarget::Values => "values",
             FitTarget::Gradients => "gradients",
             FitTarget::Data => "data",
         }
+    }
+
+    /// By name (`--fit`), with the names in the error.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| {
+            let names: Vec<_> = Self::ALL.iter().map(|t| t.name()).collect();
+            format!("fit: '{name}' is not one of {}", names.join(", "))
+        })
     }
 }
 
@@ -301,14 +317,8 @@ pub fn fit_gradients(
     let mean = |i: usize| p[i].iter().sum::<f64>() / n;
     // ⟨|g − Σ a d|²⟩/V = gg − 2 a·r + aᵀGa, from the means (per site).
     let a = &est.value;
-    let mut quad = 0.0;
-    let mut idx = 0;
-    for j in 0..K {
-        for k in j..K {
-            quad += if j == k { 1.0 } else { 2.0 } * a[j] * a[k] * mean(idx);
-            idx += 1;
-        }
-    }
+    let g = gram(&(0..n_pairs).map(mean).collect::<Vec<_>>());
+    let quad: f64 = (0..K).flat_map(|j| (0..K).map(move |k| (j, k))).map(|(j, k)| a[j] * a[k] * g[j][k]).sum();
     let (res, std) = match grads {
         Some(_) => {
             let gg = mean(n_pairs + K);

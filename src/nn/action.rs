@@ -93,8 +93,15 @@ impl ActionArch {
     /// the explicit local operator terms.
     pub const NAMES: &'static str = "tiny, local, small, tiny-ops, local-ops, small-ops";
 
+    /// The preset `name` builds on: without its `-ops` suffix (the U-Net record of an
+    /// action model, σ_data and the schedule, is the base preset's).
+    pub fn base_preset(name: &str) -> &str {
+        name.strip_suffix("-ops").unwrap_or(name)
+    }
+
     pub fn preset(name: &str) -> Option<Self> {
-        if let Some(base) = name.strip_suffix("-ops") {
+        let base = Self::base_preset(name);
+        if base != name {
             return Self::preset(base).filter(|a| !a.operators).map(|a| ActionArch { operators: true, ..a });
         }
         match name {

@@ -25,14 +25,15 @@ pub const N_OPS: usize = 4;
 /// Names of the operators, in the order of the coefficients.
 pub const OP_NAMES: [&str; N_OPS] = ["hop", "hop_nnn", "x^2", "x^4"];
 
-/// The four forward/backward neighbours of site (t, x) on the periodic lattice.
-fn neighbour_sum<T: Float>(x: &[T], t: usize, s: usize, lt: usize, lx: usize) -> T {
+/// The four forward/backward neighbours of site (t, x) on the periodic lattice (also the
+/// gradient stencil of `fit-action`'s hopping operator).
+pub fn neighbour_sum<T: Float>(x: &[T], t: usize, s: usize, lt: usize, lx: usize) -> T {
     let row = |t: usize| t * lx;
     x[row((t + 1) % lt) + s] + x[row((t + lt - 1) % lt) + s] + x[row(t) + (s + 1) % lx] + x[row(t) + (s + lx - 1) % lx]
 }
 
 /// The four diagonal neighbours of site (t, x).
-fn diagonal_sum<T: Float>(x: &[T], t: usize, s: usize, lt: usize, lx: usize) -> T {
+pub fn diagonal_sum<T: Float>(x: &[T], t: usize, s: usize, lt: usize, lx: usize) -> T {
     let (tp, tm) = ((t + 1) % lt * lx, (t + lt - 1) % lt * lx);
     let (sp, sm) = ((s + 1) % lx, (s + lx - 1) % lx);
     x[tp + sp] + x[tp + sm] + x[tm + sp] + x[tm + sm]

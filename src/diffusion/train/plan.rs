@@ -36,9 +36,8 @@ impl Plan {
         let ens = Ensemble::open(&cfg.data).map_err(input)?;
         let lat = ens.lattice;
         let theory = DataTheory::new(lat, ens.couplings().map_err(input)?);
-        // An action preset's `-ops` variant shares its base's U-Net record (σ_data, schedule).
-        let base = cfg.preset.strip_suffix("-ops").unwrap_or(&cfg.preset);
-        let preset = Arch::preset(base).ok_or_else(|| input(anyhow!("preset: unknown '{}'", cfg.preset)))?;
+        let preset = Arch::preset(ActionArch::base_preset(&cfg.preset))
+            .ok_or_else(|| input(anyhow!("preset: unknown '{}'", cfg.preset)))?;
         let arch0 = theory.network_arch(preset);
         let form = ScoreForm::parse(&cfg.score_form).map_err(|e| input(anyhow!(e)))?;
         if matches!(theory.couplings, Couplings::U1 { .. }) && form != ScoreForm::Physics {
