@@ -131,3 +131,116 @@ fn ensembles_too_small_or_frozen_are_unreliable() {
     let m2 = one_vs_one.lines().find(|l| l.starts_with("<M^2>")).unwrap();
     assert!(m2.trim_end().ends_with("n/a *"), "a sigma from no error: {m2}");
 }
+
+/// A φ⁴ and a U(1) ensemble side by side: one line, not an index out of bounds, also with
+/// --allow-mismatch.
+#[test]
+fn different_theories_are_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lat = Lattice::square(4);
+    let phi4 = d.join("phi4.h5");
+    write_ensemble(&phi4, lat, &noisy(lat, 40, 2), None, &[]);
+    let u1 = d.join("u1.h5");
+    {
+        let _guard = hdf5_lock();
+        let shape = latdiff::io::ConfigShape::new(vec![2, 4, 4]).unwrap();
+        let mut w = EnsembleWriter::create(&u1, shape, &[], &[]).unwrap();
+        w.set_attr("theory", AttrValue::Str("u1".into())).unwrap();
+        w.set_attr("beta", AttrValue::F64(1.0)).unwrap();
+        w.set_attr("lattice", AttrValue::I64s(vec![4, 4])).unwrap();
+        let links: Vec<f32> = noisy(lat, 80, 3).concat();
+        w.append(&links, &[], &[]).unwrap();
+        w.finish().unwrap();
+    }
+    for args in [vec![&phi4, &u1], vec![&u1, &phi4]] {
+        let mut a: Vec<&str> = args.iter().map(|p| p.to_str().unwrap()).collect();
+        a.push("--allow-mismatch");
+        let o = analyze(&a);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("measure different observables"), "{err}");
+    }
+}
+
+/// Runs latdiff with `args` in `dir`; asserts exit 2 and exactly one line on stderr (after
+/// notices such as the device fallback) containing `what`.
+fn refused(dir: &Path, args: &[&str], what: &str) {
+    let o = latdiff().current_dir(dir).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(errors[0].contains(what), "{args:?}: {err}");
+}
+
+/// /configs of integers, and a `lattice` attribute that disagrees with /configs, are
+/// refused in one line before any measurement.
+#[test]
+fn configs_of_another_type_or_lattice_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lat = Lattice::square(4);
+    let ints = d.join("ints.h5");
+    {
+        let _guard = hdf5_lock();
+        let f = hdf5::File::create(&ints).unwrap();
+        f.new_dataset::<i32>().shape([30, 4, 4]).create("configs").unwrap();
+        let attrs = [
+            ("theory", AttrValue::Str("phi4".into())),
+            ("parametrisation", AttrValue::Str("hopping".into())),
+            ("kappa", AttrValue::F64(0.2)),
+            ("lambda", AttrValue::F64(0.0)),
+        ];
+        for (k, v) in attrs {
+            latdiff::io::attrs::write_attr(&f, k, &v).unwrap();
+        }
+    }
+    refused(d, &["analyze", ints.to_str().unwrap()], "/configs holds int32 values");
+    refused(d, &["train", "--data", ints.to_str().unwrap(), "--steps", "1"], "int32");
+
+    let wrong = d.join("wrong_lattice.h5");
+    write_ensemble(&wrong, lat, &noisy(lat, 30, 4), None, &[("lattice", AttrValue::I64s(vec![8, 8]))]);
+    refused(d, &["analyze", wrong.to_str().unwrap()], "lattice = 8x8 but /configs holds 4x4");
+    let odd = d.join("odd_lattice.h5");
+    write_ensemble(&odd, lat, &noisy(lat, 30, 4), None, &[("lattice", AttrValue::Str("big".into()))]);
+    refused(d, &["analyze", odd.to_str().unwrap()], "lattice");
+}
+
+/// Replaces dataset `name` of the HDF5 file at `path` by its first `keep` values.
+fn shorten(path: &Path, name: &str, keep: usize) {
+    let _guard = hdf5_lock();
+    let f = latdiff::io::h5_open_rw(path).unwrap();
+    let v: Vec<f32> = f.dataset(name).unwrap().read_raw().unwrap();
+    f.unlink(name).unwrap();
+    f.new_dataset_builder().with_data(&v[..keep]).create(name).unwrap();
+}
+
+/// A model whose /ema or /params is a few entries short is refused at load, in one line,
+/// by sample and by train --resume (not an assertion in the engine or the optimiser).
+#[test]
+fn model_buffers_cut_short_are_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hmc = ["hmc", "--lattice", "8", "--n-configs", "64", "--n-chains", "4", "--n-therm", "10", "--out", "e.h5"];
+    assert!(latdiff().current_dir(d).args(hmc).output().unwrap().status.success());
+    let train = ["train", "--data", "e.h5", "--preset", "tiny", "--batch", "8", "--steps", "2", "--out", "m.h5"];
+    let o = latdiff().current_dir(d).args(train).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let n = {
+        let _guard = hdf5_lock();
+        latdiff::io::h5_open(&d.join("m.h5")).unwrap().dataset("ema").unwrap().size()
+    };
+    std::fs::copy(d.join("m.h5"), d.join("short_ema.h5")).unwrap();
+    shorten(&d.join("short_ema.h5"), "ema", n - 3);
+    let sample = ["sample", "--model", "short_ema.h5", "--n-configs", "4", "--out", "s.h5"];
+    refused(d, &sample, &format!("/ema holds {} values but the architecture has {n} parameters", n - 3));
+    assert!(!d.join("s.h5").exists());
+
+    std::fs::copy(d.join("m.h5"), d.join("short_params.h5")).unwrap();
+    shorten(&d.join("short_params.h5"), "params", n - 1);
+    let resume = ["train", "--data", "e.h5", "--out", "short_params.h5", "--resume", "--steps", "4"];
+    refused(d, &resume, "/params holds");
+}

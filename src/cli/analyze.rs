@@ -155,6 +155,22 @@ pub fn check_match(reference: &Input, other: &Input) -> Result<()> {
     )
 }
 
+/// `Err` when `other` measures other quantities than `reference` (another theory): their
+/// rows cannot be set side by side, whatever `--allow-mismatch` says.
+pub fn check_same_observables(reference: &Input, other: &Input) -> Result<()> {
+    let keys = |i: &Input| i.obs.derived_specs().into_iter().map(|s| s.key).collect::<Vec<_>>();
+    if keys(reference) != keys(other) {
+        bail!(
+            "{} ({}) and {} ({}) measure different observables and cannot be compared, even with --allow-mismatch",
+            other.path.display(),
+            other.couplings.name(),
+            reference.path.display(),
+            reference.couplings.name()
+        );
+    }
+    Ok(())
+}
+
 /// Analysis of one file, with the per-configuration series the figures need.
 pub struct FileAnalysis {
     pub path: PathBuf,
@@ -262,8 +278,9 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
     if a.raw {
         inputs.iter_mut().for_each(|i| i.log_weight = None);
     }
-    if !a.allow_mismatch {
-        for other in &inputs[1..] {
+    for other in &inputs[1..] {
+        check_same_observables(&inputs[0], other).map_err(super::input_err)?;
+        if !a.allow_mismatch {
             check_match(&inputs[0], other).map_err(super::input_err)?;
         }
     }
