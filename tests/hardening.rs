@@ -244,3 +244,46 @@ fn model_buffers_cut_short_are_refused_in_one_line() {
     let resume = ["train", "--data", "e.h5", "--out", "short_params.h5", "--resume", "--steps", "4"];
     refused(d, &resume, "/params holds");
 }
+
+/// Runs `latdiff args` in `dir`, killed (and the test failed) after 20 s.
+fn run_within(dir: &Path, args: &[&str]) -> Output {
+    let child = latdiff()
+        .current_dir(dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_within(child, std::time::Duration::from_secs(20), &format!("{args:?}")).0
+}
+
+/// A FIFO given as an input would block the open until something writes to it (with the
+/// output's lock already taken): every command refuses it in one line, at once, and
+/// leaves nothing behind.
+#[test]
+fn fifos_as_inputs_are_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = std::process::Command::new("mkfifo").arg(d.join("pipe.h5")).status().unwrap();
+    assert!(ok.success(), "mkfifo");
+    let cases: [&[&str]; 7] = [
+        &["train", "--data", "pipe.h5", "--steps", "1", "--out", "m.h5"],
+        &["train", "--config", "pipe.h5", "--out", "m.h5"],
+        &["sample", "--model", "pipe.h5", "--n-configs", "4", "--out", "s.h5"],
+        &["hmc", "--config", "pipe.h5", "--out", "e.h5"],
+        &["analyze", "pipe.h5"],
+        &["info", "pipe.h5"],
+        &["fit-action", "pipe.h5", "--data", "pipe.h5"],
+    ];
+    for args in cases {
+        let o = run_within(d, args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{args:?}: {err}");
+        assert!(errors[0].contains("'pipe.h5' is a FIFO (named pipe), not a regular file"), "{args:?}: {err}");
+        let left: Vec<String> =
+            std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(left, ["pipe.h5"], "{args:?}");
+    }
+}

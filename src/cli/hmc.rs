@@ -54,6 +54,9 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
 pub fn resolve(flags: &HmcOptions) -> Result<HmcConfig> {
     let out = flags.out.clone().unwrap_or_else(|| HmcConfig::default().out);
     let ckpt = checkpoint_path(&out);
+    if let Some(c) = &flags.config {
+        crate::io::check_regular_input(c, "config")?;
+    }
     let file: HmcOptions = match &flags.config {
         Some(p) => read_options_file(p)?,
         // Resuming without a config file: the checkpoint's own stored configuration.

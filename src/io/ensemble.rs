@@ -305,6 +305,7 @@ impl Ensemble {
         if !path.exists() {
             bail!("{}: no such file", path.display());
         }
+        super::check_regular_input(path, "input")?;
         let file = super::h5_open(path).map_err(|e| {
             if is_hdf5(path) {
                 anyhow::anyhow!("{}: cannot open: {e}", path.display())

@@ -60,6 +60,28 @@ pub fn check_not_input(out: &Path, input: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an input that exists but is not a regular file (a FIFO, a device, a socket, a
+/// directory): opening a FIFO blocks until something writes to it, so it is found here,
+/// before the output's lock or any file exists. A missing file is left to the reader,
+/// which names it.
+pub fn check_regular_input(path: &Path, what: &str) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(m) = std::fs::metadata(path) else { return Ok(()) };
+    let t = m.file_type();
+    let kind = if t.is_file() {
+        return Ok(());
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    };
+    bail!("{what}: '{}' is {kind}, not a regular file", path.display())
+}
+
 /// `HOST.PID`: names this process uniquely across the nodes sharing a file system (a PID
 /// alone repeats between nodes).
 pub fn process_tag() -> String {
