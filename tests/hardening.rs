@@ -287,3 +287,45 @@ fn fifos_as_inputs_are_refused_before_anything_is_created() {
         assert_eq!(left, ["pipe.h5"], "{args:?}");
     }
 }
+
+/// A file that appears at the output's name while `sample` runs is not replaced: the run
+/// fails in one line naming where its finished ensemble is kept, and both files survive.
+/// A training run writing its own checkpoint again (no --force) is not refused.
+#[test]
+fn an_output_that_appears_during_the_run_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args: Vec<String> = "--threads 1 sample --model free:kappa=0.2 --lattice 32 --n-configs 100000 --batch 2 \
+                             --steps 100 --seed 5 --out gen.h5"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let (child, lines) = common::spawn_until(d, &args, "[sample] 4/");
+    std::fs::write(d.join("gen.h5"), b"precious").unwrap();
+    common::sigterm(child.id());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let (out, _) = common::wait_within(child, std::time::Duration::from_secs(20), "sample");
+    assert_eq!(out.status.code(), Some(1), "{rest:?}");
+    let errors: Vec<&String> = rest.iter().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{rest:?}");
+    assert!(errors[0].contains("'gen.h5' appeared while this run was working and is not replaced"), "{rest:?}");
+    assert_eq!(std::fs::read(d.join("gen.h5")).unwrap(), b"precious");
+    let kept: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".gen.h5.tmp."))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(errors[0].contains(&format!("kept as '{}'", d.join(&kept[0]).display())) || errors[0].contains(&kept[0]));
+    let _guard = hdf5_lock();
+    let e = latdiff::io::Ensemble::open(&d.join(&kept[0])).unwrap();
+    assert!(e.n >= 4, "{}", e.n);
+    drop(_guard);
+
+    let hmc = ["hmc", "--lattice", "8", "--n-configs", "32", "--n-chains", "2", "--n-therm", "10", "--out", "e.h5"];
+    assert!(latdiff().current_dir(d).args(hmc).output().unwrap().status.success());
+    let train =
+        ["train", "--data", "e.h5", "--preset", "tiny", "--batch", "8", "--steps", "3", "--checkpoint-every", "1"];
+    let o = latdiff().current_dir(d).args(train).args(["--out", "m.h5"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

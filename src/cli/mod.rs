@@ -153,11 +153,15 @@ pub fn run_distributed<C>(
         Ok(c) => c,
         Err(code) => return code,
     };
+    let out = output(&cfg);
     // Held until `body` has renamed its output into place; dropped on every return below.
-    let _lock = match lock_output(&output(&cfg), &comm) {
+    let _lock = match lock_output(&out, &comm) {
         Ok(l) => l,
         Err(e) => return report(Err(e), comm.rank()),
     };
+    if comm.is_root() {
+        crate::io::publish::guard_output(&out.path, out.replace);
+    }
     comm.configure_threads(threads);
     let stop = crate::util::StopFlag::install();
     let dev = match crate::backend::select(device, cuda_path(&cfg), comm.node_local_rank(), comm.is_root()) {

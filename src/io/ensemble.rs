@@ -259,8 +259,20 @@ impl EnsembleWriter {
         Ok(())
     }
 
-    /// Flushes, closes and renames into place.
+    /// Flushes, closes and renames into place. On failure (a full disk) the temporary is
+    /// removed like an unfinished one, unless it is resumable or kept on purpose
+    /// (`publish::OutputAppeared`).
     pub fn finish(mut self) -> Result<()> {
+        let r = self.close_and_publish();
+        if let Err(e) = &r {
+            if !self.resumable {
+                super::discard_unless_kept(e, &self.tmp);
+            }
+        }
+        r
+    }
+
+    fn close_and_publish(&mut self) -> Result<()> {
         if let Some(f) = self.file.take() {
             f.flush()?;
             // HDF5 closes a file only when no dataset handle is left open: drop them first, so
