@@ -329,3 +329,49 @@ fn an_output_that_appears_during_the_run_is_not_replaced() {
     let o = latdiff().current_dir(d).args(train).args(["--out", "m.h5"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Every rank of an MPMD launch must run the same configuration: a different κ, lattice or
+/// seed on rank 1 is refused in one line naming the rank and the key, and nothing is
+/// written (no output, no lock).
+#[test]
+fn ranks_given_different_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hmc = "hmc --n-configs 8 --n-chains 2 --n-therm 5 --out e.h5";
+    let cases = [
+        (
+            format!("{hmc} --lattice 8 --kappa 0.27"),
+            format!("{hmc} --lattice 8 --kappa 0.2"),
+            "kappa = 0.2 (rank 0: 0.27)",
+        ),
+        (format!("{hmc} --lattice 8"), format!("{hmc} --lattice 6"), "lattice"),
+        (
+            "sample --model free:kappa=0.2 --lattice 8 --n-configs 8 --out s.h5 --seed 3".to_string(),
+            "sample --model free:kappa=0.2 --lattice 8 --n-configs 8 --out s.h5 --seed 4".to_string(),
+            "seed = 4 (rank 0: 3)",
+        ),
+    ];
+    for (a, b, key) in cases {
+        let Some(mut mpi) = common::mpirun() else { return };
+        let bin = common::bin();
+        let o = mpi
+            .current_dir(d)
+            .args(["-n", "1"])
+            .arg(&bin)
+            .args(a.split_whitespace())
+            .args([":", "-n", "1"])
+            .arg(&bin)
+            .args(b.split_whitespace())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{a} : {b} succeeded: {err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{a} : {b}: {err}");
+        assert!(errors[0].contains("rank 1 was given another configuration than rank 0"), "{err}");
+        assert!(errors[0].contains(key), "{key}: {err}");
+        let left: Vec<String> =
+            std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert!(left.is_empty(), "{a} : {b}: left {left:?}");
+    }
+}
