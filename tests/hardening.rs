@@ -375,3 +375,54 @@ fn ranks_given_different_settings_are_refused() {
         assert!(left.is_empty(), "{a} : {b}: left {left:?}");
     }
 }
+
+/// Overwrites value `index` of dataset `name` (f64) of the HDF5 file at `path`.
+fn poke_f64(path: &Path, name: &str, index: usize, value: f64) {
+    let _guard = hdf5_lock();
+    let f = latdiff::io::h5_open_rw(path).unwrap();
+    let d = f.dataset(name).unwrap();
+    let mut v: Vec<f64> = d.read_raw().unwrap();
+    v[index] = value;
+    d.write_raw(&v).unwrap();
+}
+
+/// A NaN in an HMC checkpoint's field, or in its cached action, stops the resumed run in
+/// one line naming the chain, with nothing written.
+#[test]
+fn non_finite_checkpoints_stop_the_run_naming_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args: Vec<String> = "--threads 1 hmc --lattice 16 --n-configs 1000000 --n-chains 2 --n-therm 4 \
+                             --cluster-updates 0 --out e.h5"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let (child, lines) = common::spawn_until(d, &args, "latdiff hmc:");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    common::sigterm(child.id());
+    let _rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let (o, _) = common::wait_within(child, std::time::Duration::from_secs(20), "hmc");
+    assert!(o.status.success(), "stopped by SIGTERM");
+    let ckpt = d.join("e.h5.ckpt");
+    let pristine = std::fs::read(&ckpt).unwrap();
+    let resume = ["--threads", "1", "hmc", "--resume", "--out", "e.h5"];
+
+    poke_f64(&ckpt, "phi", 256 + 7, f64::NAN);
+    let o = run_within(d, &resume);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("chain 1 holds 1 non-finite field values"), "{err}");
+    assert!(!d.join("e.h5").exists());
+
+    std::fs::write(&ckpt, &pristine).unwrap();
+    poke_f64(&ckpt, "cached", 2, f64::NAN);
+    let o = run_within(d, &resume);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("chain 1: action NaN"), "{err}");
+    assert!(!d.join("e.h5").exists());
+}
