@@ -426,3 +426,24 @@ fn non_finite_checkpoints_stop_the_run_naming_the_chain() {
     assert!(errors[0].contains("chain 1: action NaN"), "{err}");
     assert!(!d.join("e.h5").exists());
 }
+
+/// SIGTERM during start-up (MPI's initialisation takes about 0.3 s) is the documented
+/// clean stop: a checkpoint and exit 0, not death by the signal (143).
+#[test]
+fn sigterm_during_start_up_is_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let child = latdiff()
+        .current_dir(d)
+        .args(["--threads", "1", "hmc", "--lattice", "16", "--n-configs", "100000", "--n-therm", "4", "--out", "e.h5"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    common::sigterm(child.id());
+    let (o, _) = common::wait_within(child, std::time::Duration::from_secs(20), "hmc");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{:?}: {err}", o.status);
+    assert!(d.join("e.h5.ckpt").exists(), "{err}");
+}

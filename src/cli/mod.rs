@@ -143,6 +143,9 @@ pub fn run_distributed<C: serde::Serialize>(
     cuda_path: impl FnOnce(&C) -> Result<(), &'static str>,
     body: impl FnOnce(&C, &crate::dist::Comm, &crate::util::StopFlag, crate::backend::Device) -> anyhow::Result<()>,
 ) -> i32 {
+    // First, before MPI's start-up (about 0.3 s): a SIGTERM from then on is the documented
+    // clean stop (checkpoint, exit 0), not the default death with 143.
+    let stop = crate::util::StopFlag::install();
     let cfg = cfg.map_err(input_err);
     // Not started as one of several ranks: refuse at once, without starting MPI.
     if cfg.is_err() && crate::dist::launcher::size() <= 1 {
@@ -166,7 +169,6 @@ pub fn run_distributed<C: serde::Serialize>(
         crate::io::publish::guard_output(&out.path, out.replace);
     }
     comm.configure_threads(threads);
-    let stop = crate::util::StopFlag::install();
     let dev = match crate::backend::select(device, cuda_path(&cfg), comm.node_local_rank(), comm.is_root()) {
         Ok(d) => d,
         Err(e) => return report(Err(input_err(e)), comm.rank()),
