@@ -518,7 +518,8 @@ impl<'a> Run<'a> {
         let mut left = todo;
         while left > 0 {
             let k = batch.min(left);
-            let res = advance_or_stop(self.engine.as_mut(), k, self.comm, self.stop, self.comm.block(self.cfg.n_chains).0)?;
+            let res =
+                advance_or_stop(self.engine.as_mut(), k, self.comm, self.stop, self.comm.block(self.cfg.n_chains).0)?;
             if let Some(res) = &res {
                 for ((h, a), rs) in hist.iter_mut().zip(accepted.iter_mut()).zip(res) {
                     for r in rs {
@@ -599,7 +600,14 @@ impl<'a> Run<'a> {
         let mut progress = Progress::new("hmc", ((n_rounds - first_round) * cfg.n_sep) as u64, "traj", self.root());
         for round in first_round..n_rounds {
             // An interrupted round was rolled back: the checkpoint is taken before it.
-            let Some(res) = advance_or_stop(self.engine.as_mut(), cfg.n_sep, self.comm, self.stop, self.comm.block(cfg.n_chains).0)? else {
+            let Some(res) = advance_or_stop(
+                self.engine.as_mut(),
+                cfg.n_sep,
+                self.comm,
+                self.stop,
+                self.comm.block(cfg.n_chains).0,
+            )?
+            else {
                 self.checkpoint(in_production(cfg, report, round, &stats, self.elapsed()))?;
                 progress.finish();
                 return Ok(Phase1::Stopped(format!("during round {} of {n_rounds} (redone on --resume)", round + 1)));
