@@ -168,12 +168,18 @@ fn different_theories_are_refused_in_one_line() {
 /// notices such as the device fallback) containing `what`.
 fn refused(dir: &Path, args: &[&str], what: &str) {
     let o = latdiff().current_dir(dir).args(args).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    one_error_line(&o, what);
+}
+
+/// Asserts a failure whose stderr has exactly one error line, containing `what`.
+fn one_error_line(o: &Output, what: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(!o.status.success(), "{err}");
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{args:?}: {err}");
-    assert!(errors[0].contains(what), "{args:?}: {err}");
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(errors[0].contains(what), "{what:?} missing: {err}");
 }
 
 /// /configs of integers, and a `lattice` attribute that disagrees with /configs, are
@@ -408,22 +414,12 @@ fn non_finite_checkpoints_stop_the_run_naming_the_chain() {
     let resume = ["--threads", "1", "hmc", "--resume", "--out", "e.h5"];
 
     poke_f64(&ckpt, "phi", 256 + 7, f64::NAN);
-    let o = run_within(d, &resume);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "{err}");
-    assert!(errors[0].contains("chain 1 holds 1 non-finite field values"), "{err}");
+    one_error_line(&run_within(d, &resume), "chain 1 holds 1 non-finite field values");
     assert!(!d.join("e.h5").exists());
 
     std::fs::write(&ckpt, &pristine).unwrap();
     poke_f64(&ckpt, "cached", 2, f64::NAN);
-    let o = run_within(d, &resume);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "{err}");
-    assert!(errors[0].contains("chain 1: action NaN"), "{err}");
+    one_error_line(&run_within(d, &resume), "chain 1: action NaN");
     assert!(!d.join("e.h5").exists());
 }
 

@@ -598,16 +598,10 @@ impl<'a> Run<'a> {
             _ => (vec![TrajStats::default(); self.engine.n_chains()], 0),
         };
         let mut progress = Progress::new("hmc", ((n_rounds - first_round) * cfg.n_sep) as u64, "traj", self.root());
+        let first_chain = self.comm.block(cfg.n_chains).0;
         for round in first_round..n_rounds {
             // An interrupted round was rolled back: the checkpoint is taken before it.
-            let Some(res) = advance_or_stop(
-                self.engine.as_mut(),
-                cfg.n_sep,
-                self.comm,
-                self.stop,
-                self.comm.block(cfg.n_chains).0,
-            )?
-            else {
+            let Some(res) = advance_or_stop(self.engine.as_mut(), cfg.n_sep, self.comm, self.stop, first_chain)? else {
                 self.checkpoint(in_production(cfg, report, round, &stats, self.elapsed()))?;
                 progress.finish();
                 return Ok(Phase1::Stopped(format!("during round {} of {n_rounds} (redone on --resume)", round + 1)));
