@@ -127,3 +127,36 @@ fn train_and_sample_filling_the_disk_fail_on_one_line_and_leave_nothing() {
         assert_eq!(files_in(disk.path()), ["fill"], "{args:?}");
     }
 }
+
+/// The disk fills while `sample` closes its file (a short run whose rows all sit in HDF5's
+/// cache until then): one line, and the temporary is removed, not left behind.
+#[test]
+fn sample_failing_at_the_final_flush_leaves_no_temporary() {
+    let Some(disk) = SmallDisk::mount(64) else { return };
+    let sample = ["sample", "--model", "free:kappa=0.2", "--lattice", "8", "--n-configs", "64", "--steps", "20"];
+    fails_full(disk.path(), &[&sample[..], &["--out", "s.h5"]].concat());
+    assert_eq!(files_in(disk.path()), Vec::<String>::new());
+}
+
+/// `analyze --plot` into a directory on a full disk: one line, and no truncated figure
+/// under its name nor a temporary (the figures written before the disk filled are whole).
+#[test]
+fn plots_on_a_full_disk_leave_no_truncated_figure() {
+    let Some(disk) = SmallDisk::mount(64) else { return };
+    let work = tempfile::tempdir().unwrap();
+    let hmc = ["hmc", "--lattice", "8", "--n-configs", "64", "--n-chains", "4", "--n-therm", "10", "--out", "e.h5"];
+    assert!(latdiff().current_dir(work.path()).args(hmc).output().unwrap().status.success());
+    let ens = work.path().join("e.h5");
+    let figs = disk.path().join("figs");
+    fails_full(disk.path(), &["analyze", ens.to_str().unwrap(), "--plot", figs.to_str().unwrap()]);
+    for name in files_in(&figs) {
+        assert!(!name.starts_with('.'), "temporary left: {name}");
+        let bytes = std::fs::read(figs.join(&name)).unwrap();
+        let whole = match name.rsplit('.').next() {
+            Some("png") => bytes.ends_with(&[0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82]),
+            Some("svg") => String::from_utf8_lossy(&bytes).trim_end().ends_with("</svg>"),
+            _ => false,
+        };
+        assert!(whole, "{name} is truncated ({} bytes)", bytes.len());
+    }
+}

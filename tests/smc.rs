@@ -147,7 +147,7 @@ fn smc_file_layout_and_replica_errors() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = analyze(d, "one.h5", false);
     assert!(table.contains("errors unavailable: 1 replica"), "{table}");
-    assert!(table.contains("± undefined"), "{table}");
+    assert!(table.contains("± n/a"), "{table}");
     let j: serde_json::Value = serde_json::from_str(&analyze(d, "one.h5", true)).unwrap();
     assert!(j["observables"]["phi2"]["err"].is_null(), "{}", j["observables"]["phi2"]);
 }

@@ -186,6 +186,19 @@ impl Estimate {
 /// 50 is a floor, not a guarantee.
 pub const MIN_RELIABLE_ESS: f64 = 50.0;
 
+/// Fewest independent configurations, and fewest jackknife bins, on which an error bar is
+/// reported as reliable. Independent configurations are N / (2 τ_int) with the τ_int of the
+/// most autocorrelated binning primary; bins are jackknife samples (with replicas, one per
+/// replica). The jackknife error is itself uncertain by ≈ 1/sqrt(2 G) over G bins: at 20 it
+/// is known to ±16 %, with 2 to ±50 %, and with one bin not at all; and fewer independent
+/// configurations than bins means the bins are not independent. Below this floor the values
+/// are printed, marked unreliable, and no σ drawn from them is evidence.
+pub const MIN_INDEPENDENT_CONFIGS: usize = 20;
+
+/// Why an ensemble whose chains never moved is unreliable: each chain repeats one
+/// configuration, so its errors see at most the spread of the starting points.
+pub const FROZEN: &str = "no chain moved (every configuration repeats the one before it in its chain)";
+
 /// Result of [`analyze`].
 #[derive(Debug, Clone)]
 pub struct Analysis {
@@ -206,6 +219,11 @@ pub struct Analysis {
     pub ess: Option<f64>,
     /// SMC: the fewest distinct starting particles any replica's particles descend from.
     pub lineages: Option<usize>,
+    /// Every chain of more than one configuration repeats a single configuration ([`FROZEN`]).
+    pub frozen: bool,
+    /// Further reasons not to trust the errors, known from outside the measurements (e.g.
+    /// the file's failed thermalisation verdict); part of [`Analysis::unreliable`].
+    pub caveats: Vec<String>,
 }
 
 impl Analysis {
@@ -231,9 +249,55 @@ impl Analysis {
             .lineages
             .filter(|l| (*l as f64) < MIN_RELIABLE_ESS)
             .map(|l| format!("a replica descends from {l} < {MIN_RELIABLE_ESS} starting particles"));
-        let why: Vec<String> = few_ess.into_iter().chain(few_lineages).collect();
+        let why: Vec<String> = self
+            .too_few_independent()
+            .into_iter()
+            .chain(few_ess)
+            .chain(few_lineages)
+            .chain(self.frozen.then(|| FROZEN.to_string()))
+            .chain(self.caveats.iter().cloned())
+            .collect();
         (!why.is_empty()).then(|| why.join("; "))
     }
+
+    /// `Some(reason)` when fewer than [`MIN_INDEPENDENT_CONFIGS`] independent configurations
+    /// or jackknife bins carry the errors. An undefined τ_int (replicas, NaN data) leaves the
+    /// bins to decide.
+    fn too_few_independent(&self) -> Option<String> {
+        let floor = MIN_INDEPENDENT_CONFIGS;
+        let tau = self.binning.1;
+        if tau.is_finite() || tau == f64::INFINITY {
+            let independent = self.n_configs as f64 / (2.0 * tau.max(0.5));
+            if independent < floor as f64 {
+                return Some(if tau > 0.5 {
+                    format!(
+                        "{independent:.1} independent configurations ({} / 2 tau_int {tau:.2}) < {floor}",
+                        self.n_configs
+                    )
+                } else {
+                    format!("{} configurations < {floor}", self.n_configs)
+                });
+            }
+        }
+        (self.n_bins < floor).then(|| format!("{} jackknife bins < {floor}", self.n_bins))
+    }
+}
+
+/// Whether every chain of more than one configuration repeats one configuration in every
+/// primary (and at least one chain has more than one).
+fn chains_frozen(cols: &[Vec<f64>], chain_ids: Option<&[usize]>) -> bool {
+    let n = cols.first().map_or(0, Vec::len);
+    // (first row of the chain, whether the chain has moved, whether it has a second row)
+    let mut first: std::collections::HashMap<usize, (usize, bool, bool)> = std::collections::HashMap::new();
+    for i in 0..n {
+        let c = chain_ids.map_or(0, |ids| ids[i]);
+        let e = first.entry(c).or_insert((i, false, false));
+        if e.0 != i {
+            e.2 = true;
+            e.1 |= cols.iter().any(|col| col[i].to_bits() != col[e.0].to_bits());
+        }
+    }
+    first.values().any(|e| e.2) && first.values().all(|e| !e.1)
 }
 
 /// Dense chain index (0, 1, ...) per configuration, in order of first appearance.
@@ -355,6 +419,8 @@ pub fn analyze(
         primary_gamma,
         ess: log_weights.map(ess),
         lineages: None,
+        frozen: chains_frozen(cols, chain_ids),
+        caveats: Vec::new(),
     }
 }
 

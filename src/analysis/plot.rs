@@ -89,24 +89,36 @@ fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e}")
 }
 
-/// Write `dir/name.png` and `dir/name.svg` (creating `dir`).
+/// Write `dir/name.png` and `dir/name.svg` (creating `dir`), each through a temporary.
 fn save(dir: &Path, name: &str, fig: &impl Figure, text: bool) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let png = dir.join(format!("{name}.png"));
-    {
-        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+    write_via_temp(&png, |tmp| {
+        let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         fig.draw(&root, text).with_context(|| format!("drawing {}", png.display()))?;
-        root.present().map_err(plot_err).with_context(|| format!("writing {}", png.display()))?;
-    }
+        root.present().map_err(plot_err).with_context(|| format!("writing {}", tmp.display()))
+    })?;
     let svg = dir.join(format!("{name}.svg"));
-    {
-        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+    write_via_temp(&svg, |tmp| {
+        let root = SVGBackend::new(tmp, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         fig.draw(&root, text).with_context(|| format!("drawing {}", svg.display()))?;
-        root.present().map_err(plot_err).with_context(|| format!("writing {}", svg.display()))?;
+        root.present().map_err(plot_err).with_context(|| format!("writing {}", tmp.display()))
+    })
+}
+
+/// `draw` writes a temporary sibling, renamed to `path` once complete: a full disk leaves
+/// neither a truncated figure under its name nor the temporary. The temporary keeps the
+/// extension, by which the bitmap backend picks the format.
+fn write_via_temp(path: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let ext = path.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = std::path::PathBuf::from(format!("{}.{ext}", crate::io::temp_path(path).display()));
+    let r = draw(&tmp).and_then(|()| crate::io::durable_rename(&tmp, path));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    Ok(())
+    r
 }
 
 /// Chart frame with title and margins; without text no caption or label areas.

@@ -3,7 +3,9 @@
 //! Definitions, normalisations and error methods: `analysis::phi4_obs`, `analysis::u1_obs`,
 //! `analysis::observables` and README.md ("Analysis (latdiff analyze)").
 
-use crate::analysis::observables::{self, dense_chain_ids, Analysis, Estimate, MIN_RELIABLE_ESS};
+use crate::analysis::observables::{
+    self, dense_chain_ids, Analysis, Estimate, MIN_INDEPENDENT_CONFIGS, MIN_RELIABLE_ESS,
+};
 use crate::analysis::replicas::{self, Replicas};
 use crate::analysis::u1_obs::{charge_change_fraction, integer_charges};
 use crate::analysis::{plot, stats, Observables, Phi4Observables, U1Observables};
@@ -153,6 +155,22 @@ pub fn check_match(reference: &Input, other: &Input) -> Result<()> {
     )
 }
 
+/// `Err` when `other` measures other quantities than `reference` (another theory): their
+/// rows cannot be set side by side, whatever `--allow-mismatch` says.
+pub fn check_same_observables(reference: &Input, other: &Input) -> Result<()> {
+    let keys = |i: &Input| i.obs.derived_specs().into_iter().map(|s| s.key).collect::<Vec<_>>();
+    if keys(reference) != keys(other) {
+        bail!(
+            "{} ({}) and {} ({}) measure different observables and cannot be compared, even with --allow-mismatch",
+            other.path.display(),
+            other.couplings.name(),
+            reference.path.display(),
+            reference.couplings.name()
+        );
+    }
+    Ok(())
+}
+
 /// Analysis of one file, with the per-configuration series the figures need.
 pub struct FileAnalysis {
     pub path: PathBuf,
@@ -195,7 +213,7 @@ impl Topology {
         [("plaquette", self.exact.0), ("chi_t", self.exact.1)]
             .into_iter()
             .map(|(k, x)| {
-                let dev = a.scalar(k).map_or(f64::NAN, |e| (e.mean - x) / e.err);
+                let dev = a.scalar(k).map_or(f64::NAN, |e| deviation_from_exact(x, e.mean, e.err));
                 (k, x, dev)
             })
             .collect()
@@ -205,10 +223,11 @@ impl Topology {
 /// Measures (streamed) and analyses one opened file.
 pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis> {
     let prim = observables::measure(&i.ens, i.obs.as_ref())?;
-    let analysis = match &i.replicas {
+    let mut analysis = match &i.replicas {
         Some(r) => replicas::analyze(i.obs.as_ref(), &prim, r, i.log_weight.as_deref()),
         None => observables::analyze(i.obs.as_ref(), &prim, i.chain.as_deref(), i.log_weight.as_deref(), bin_size),
     };
+    analysis.caveats.extend(generator_caveats(&i.attrs));
     let col = |k: &str| prim.column(k).map(<[f64]>::to_vec).unwrap_or_default();
     let topology = match i.couplings {
         Couplings::U1 { beta } => {
@@ -236,6 +255,20 @@ pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis>
     })
 }
 
+/// What the generator recorded against its own ensemble: a failed thermalisation verdict
+/// (`therm_ok` = 0) or a run that accepted nothing (`acceptance` = 0).
+fn generator_caveats(attrs: &[(String, AttrValue)]) -> Vec<String> {
+    let attr = |k: &str| attrs.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.as_f64());
+    let mut why = Vec::new();
+    if attr("therm_ok") == Some(0.0) {
+        why.push("the generator's thermalisation check failed (therm_ok = 0; `latdiff info` says why)".to_string());
+    }
+    if attr("acceptance") == Some(0.0) {
+        why.push("acceptance 0: the chains never moved".to_string());
+    }
+    why
+}
+
 pub fn run(a: &AnalyzeArgs) -> Result<()> {
     if a.bin_size == Some(0) {
         return Err(super::input_err(anyhow!("bin-size: must be at least 1")));
@@ -245,8 +278,9 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
     if a.raw {
         inputs.iter_mut().for_each(|i| i.log_weight = None);
     }
-    if !a.allow_mismatch {
-        for other in &inputs[1..] {
+    for other in &inputs[1..] {
+        check_same_observables(&inputs[0], other).map_err(super::input_err)?;
+        if !a.allow_mismatch {
             check_match(&inputs[0], other).map_err(super::input_err)?;
         }
     }
@@ -338,6 +372,7 @@ pub fn file_json(r: &FileAnalysis) -> Value {
         "warnings": warnings(r),
         "reliable": a.unreliable().is_none(),
         "min_ess": MIN_RELIABLE_ESS,
+        "min_independent_configs": MIN_INDEPENDENT_CONFIGS,
         "unreliable_reason": a.unreliable(),
     });
     if let Some(e) = a.ess {
@@ -366,15 +401,39 @@ pub fn file_json(r: &FileAnalysis) -> Value {
     o
 }
 
-/// (b − a) / sqrt(δa² + δb²); 0 when both agree exactly with zero errors.
+/// Whether `err` is a measured error of `mean`: finite and above the rounding of the mean
+/// (identical configurations leave a jackknife "error" of ~1e-17 |mean|, which is no
+/// measurement of anything).
+fn resolved(mean: f64, err: f64) -> bool {
+    err.is_finite() && err > 1e-10 * mean.abs()
+}
+
+/// (b − a) / sqrt(δa² + δb²) between two measured values; NaN (printed n/a) unless both
+/// errors are positive and finite: an ensemble whose error is zero (one configuration,
+/// nothing fluctuated) or undefined has no error to measure a deviation in.
 fn sigma(a: f64, ea: f64, b: f64, eb: f64) -> f64 {
-    let e = (ea * ea + eb * eb).sqrt();
-    if e > 0.0 {
-        (b - a) / e
-    } else if a == b {
-        0.0
+    if resolved(a, ea) && resolved(b, eb) {
+        (b - a) / (ea * ea + eb * eb).sqrt()
     } else {
-        (b - a).signum() * f64::INFINITY
+        f64::NAN
+    }
+}
+
+/// (estimate − exact) / error; NaN (n/a) unless the error is positive and finite.
+fn deviation_from_exact(exact: f64, mean: f64, err: f64) -> f64 {
+    if resolved(mean, err) {
+        (mean - exact) / err
+    } else {
+        f64::NAN
+    }
+}
+
+/// "+1.3 sigma", or "n/a" for a deviation without an error to measure it in.
+fn fmt_sigma(d: f64) -> String {
+    if d.is_finite() {
+        format!("{d:+.1} sigma")
+    } else {
+        "n/a".into()
     }
 }
 
@@ -427,16 +486,15 @@ pub fn to_json(results: &[FileAnalysis]) -> Value {
 
 // ---------------------------------------------------------------- table
 
-/// "mean ± err" with the error to two significant digits and the mean to the same decimal.
+/// "mean ± err" with the error to two significant digits and the mean to the same decimal;
+/// "mean ± n/a" when the error is zero or undefined (nothing fluctuated, or too few bins to
+/// measure a spread): never an error bar that reads as exact.
 pub fn fmt_pm(mean: f64, err: f64) -> String {
     if !mean.is_finite() {
         return "undefined".into();
     }
-    if err.is_nan() {
-        return format!("{mean:.6e} ± undefined");
-    }
-    if !(err.is_finite() && err > 0.0) {
-        return format!("{mean:.6e} ± 0");
+    if !resolved(mean, err) {
+        return format!("{mean:.6e} ± n/a");
     }
     let mag = err.log10().floor() as i32;
     if (-6..4).contains(&mag) && mean.abs() < 1e6 {
@@ -518,7 +576,9 @@ pub fn table(results: &[FileAnalysis]) -> String {
                 a.bin_size,
                 a.n_bins,
                 // Independent samples (one chain of proposals) have no autocorrelation to report.
-                if a.binning.0.is_empty() {
+                if a.frozen {
+                    "no autocorrelation: the chains do not move".to_string()
+                } else if a.binning.0.is_empty() {
                     "independent samples".to_string()
                 } else {
                     format!("max tau_int {:.2} from {}", a.binning.1, a.binning.0)
@@ -544,7 +604,7 @@ pub fn table(results: &[FileAnalysis]) -> String {
         if let Some(t) = &r.topology {
             let _ = writeln!(s, "    topology: {}", topology_line(t, r.weights.as_deref()));
             let cmp: Vec<String> =
-                t.exact_comparison(a).iter().map(|(k, x, dev)| format!("{k} {x:.6} ({dev:+.1} sigma)")).collect();
+                t.exact_comparison(a).iter().map(|(k, x, dev)| format!("{k} {x:.6} ({})", fmt_sigma(*dev))).collect();
             let p_q: Vec<String> =
                 t.exact_p_q.iter().filter(|(_, p)| *p >= 0.005).map(|(q, p)| format!("{q} {p:.3}")).collect();
             let _ = writeln!(s, "    exact on this torus: {}; P(Q) (>= 0.005): {}", cmp.join(", "), p_q.join(", "));
@@ -616,7 +676,7 @@ pub fn table(results: &[FileAnalysis]) -> String {
         }
         for (v, bad) in vals[1..].iter().zip(&unreliable[1..]) {
             let d = sigma(vals[0].0, vals[0].1, v.0, v.1);
-            let d = if d.is_nan() { "n/a".to_string() } else { format!("{d:+.2}") };
+            let d = if d.is_finite() { format!("{d:+.2}") } else { "n/a".to_string() };
             line += &format!("  {}", pad(&(d + mark(unreliable[0] || *bad)), "B-A /sigma".len()));
         }
         let _ = writeln!(s, "{}", line.trim_end());
@@ -722,13 +782,27 @@ fn write_topology_plots(dir: &Path, results: &[FileAnalysis], labels: &[String])
 
 #[cfg(test)]
 mod tests {
-    use super::fmt_pm;
+    use super::{deviation_from_exact, fmt_pm, fmt_sigma, sigma};
+
+    /// A deviation measured in a zero or undefined error is n/a, never ±inf σ or 0 σ.
+    #[test]
+    fn sigma_without_an_error_is_not_a_number() {
+        assert_eq!(fmt_sigma(sigma(1.0, 0.0, 2.0, 0.0)), "n/a");
+        assert_eq!(fmt_sigma(sigma(1.0, 0.0, 1.0, 0.0)), "n/a");
+        assert_eq!(fmt_sigma(sigma(1.0, 0.0, 1.5, 0.1)), "n/a");
+        assert_eq!(fmt_sigma(sigma(1.0, f64::NAN, 1.5, 0.1)), "n/a");
+        assert_eq!(fmt_sigma(sigma(1.0, 0.3, 1.5, 0.4)), "+1.0 sigma");
+        assert_eq!(fmt_sigma(deviation_from_exact(1.0, 1.5, 0.0)), "n/a");
+        assert_eq!(fmt_sigma(deviation_from_exact(1.0, 1.5, 0.25)), "+2.0 sigma");
+    }
 
     /// An undefined error must not read as an exact value.
     #[test]
     fn undefined_error_is_not_shown_as_zero() {
-        assert_eq!(fmt_pm(1.25, f64::NAN), "1.250000e0 ± undefined");
-        assert_eq!(fmt_pm(1.25, 0.0), "1.250000e0 ± 0");
+        assert_eq!(fmt_pm(1.25, f64::NAN), "1.250000e0 ± n/a");
+        assert_eq!(fmt_pm(1.25, 0.0), "1.250000e0 ± n/a");
+        assert_eq!(fmt_pm(1.25, f64::INFINITY), "1.250000e0 ± n/a");
+        assert_eq!(fmt_pm(1.25, 7.9e-17), "1.250000e0 ± n/a");
         assert_eq!(fmt_pm(f64::NAN, 0.1), "undefined");
         assert_eq!(fmt_pm(1.2346, 0.012), "1.235 ± 0.012");
     }

@@ -44,7 +44,11 @@ pub fn run(a: &FitActionArgs) -> Result<()> {
         }
         (None, FitTarget::Data) => None,
         (None, _) => return Err(input(anyhow!("model: missing (only --fit data runs without a model)"))),
-        (Some(m), _) => Some(ModelFile::read(m).map_err(|e| input(anyhow!("model: {e}")))?),
+        (Some(m), _) => Some(
+            crate::io::check_regular_input(m, "model")
+                .and_then(|()| ModelFile::read(m))
+                .map_err(|e| input(anyhow!("model: {e}")))?,
+        ),
     };
     let ens = Ensemble::open(&a.data).map_err(|e| input(anyhow!("data: {e}")))?;
     let theory = ens.theory().map_err(|e| input(anyhow!("data: {e}")))?;

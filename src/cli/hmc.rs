@@ -35,7 +35,9 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
             }
             // What is left is not debris: say so, or a user cleaning up after a full disk
             // throws away the work the checkpoint holds.
-            r.map_err(|e| match ckpt.exists() && e.downcast_ref::<super::InputError>().is_none() {
+            // (Not when the finished output was refused because a file appeared at its name.)
+            let resumable = checkpoint_serves(&r);
+            r.map_err(|e| match ckpt.exists() && resumable {
                 true => anyhow::anyhow!(
                     "{}; the checkpoint '{}' is kept: continue with --resume",
                     crate::io::full::one_line(&e),
@@ -47,6 +49,15 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
     )
 }
 
+/// Whether a failed run's checkpoint is worth resuming: not for bad input, nor when the
+/// finished output was kept aside because a file appeared at its name.
+fn checkpoint_serves(r: &Result<()>) -> bool {
+    r.as_ref().err().is_some_and(|e| {
+        e.downcast_ref::<super::InputError>().is_none()
+            && e.downcast_ref::<crate::io::publish::OutputAppeared>().is_none()
+    })
+}
+
 /// The run's configuration: flags over the `--config` file (or, resuming without one, the
 /// checkpoint's stored configuration) over defaults; then the checks that need the files:
 /// the output may be written, a resumed run matches its checkpoint, the output is not the
@@ -54,6 +65,9 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
 pub fn resolve(flags: &HmcOptions) -> Result<HmcConfig> {
     let out = flags.out.clone().unwrap_or_else(|| HmcConfig::default().out);
     let ckpt = checkpoint_path(&out);
+    if let Some(c) = &flags.config {
+        crate::io::check_regular_input(c, "config")?;
+    }
     let file: HmcOptions = match &flags.config {
         Some(p) => read_options_file(p)?,
         // Resuming without a config file: the checkpoint's own stored configuration.

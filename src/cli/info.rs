@@ -14,6 +14,7 @@ pub struct InfoArgs {
 }
 
 pub fn run(a: &InfoArgs) -> Result<()> {
+    crate::io::check_regular_input(&a.file, "file").map_err(super::input_err)?;
     if crate::io::ensemble::is_hdf5(&a.file) {
         if let Ok(m) = crate::diffusion::model_file::ModelFile::read(&a.file) {
             return model_info(a, &m);

@@ -135,7 +135,7 @@ fn check_config_not_out(config: &Option<std::path::PathBuf>, out: &std::path::Pa
 /// device, then `body`. Bad input is found identically on every rank and reported once
 /// (exit 2); any other failure may be one rank's alone, so it ends the whole job rather
 /// than leave the other ranks waiting in a collective.
-pub fn run_distributed<C>(
+pub fn run_distributed<C: serde::Serialize>(
     cfg: anyhow::Result<C>,
     device: DeviceRequest,
     threads: Option<usize>,
@@ -143,6 +143,9 @@ pub fn run_distributed<C>(
     cuda_path: impl FnOnce(&C) -> Result<(), &'static str>,
     body: impl FnOnce(&C, &crate::dist::Comm, &crate::util::StopFlag, crate::backend::Device) -> anyhow::Result<()>,
 ) -> i32 {
+    // First, before MPI's start-up (about 0.3 s): a SIGTERM from then on is the documented
+    // clean stop (checkpoint, exit 0), not the default death with 143.
+    let stop = crate::util::StopFlag::install();
     let cfg = cfg.map_err(input_err);
     // Not started as one of several ranks: refuse at once, without starting MPI.
     if cfg.is_err() && crate::dist::launcher::size() <= 1 {
@@ -153,13 +156,19 @@ pub fn run_distributed<C>(
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(code) = same_config_on_every_rank(&cfg, &comm) {
+        return code;
+    }
+    let out = output(&cfg);
     // Held until `body` has renamed its output into place; dropped on every return below.
-    let _lock = match lock_output(&output(&cfg), &comm) {
+    let _lock = match lock_output(&out, &comm) {
         Ok(l) => l,
         Err(e) => return report(Err(e), comm.rank()),
     };
+    if comm.is_root() {
+        crate::io::publish::guard_output(&out.path, out.replace);
+    }
     comm.configure_threads(threads);
-    let stop = crate::util::StopFlag::install();
     let dev = match crate::backend::select(device, cuda_path(&cfg), comm.node_local_rank(), comm.is_root()) {
         Ok(d) => d,
         Err(e) => return report(Err(input_err(e)), comm.rank()),
@@ -186,6 +195,62 @@ fn agree_on_config<C>(cfg: anyhow::Result<C>, comm: &crate::dist::Comm) -> Resul
             }
             Err(2)
         }
+    }
+}
+
+/// Every rank must run the same resolved configuration: an MPMD launch (`mpirun -n 1
+/// latdiff hmc --kappa 0.27 : -n 1 latdiff hmc --kappa 0.2`) would otherwise merge different
+/// physics into one file under rank 0's labels, or fail in a collective with mismatched
+/// sizes. Rank 0 gathers every rank's configuration (as the outputs record it) and names the
+/// first rank and key that differ; every rank exits 2, before the lock and any output.
+fn same_config_on_every_rank<C: serde::Serialize>(cfg: &C, comm: &crate::dist::Comm) -> Result<(), i32> {
+    if comm.size() <= 1 {
+        return Ok(());
+    }
+    let mine = serde_json::to_value(cfg).unwrap_or(serde_json::Value::Null);
+    let text = mine.to_string().into_bytes();
+    let mut lengths = vec![0u64; comm.size()];
+    lengths[comm.rank()] = text.len() as u64;
+    comm.all_reduce_sum(&mut lengths);
+    let counts: Vec<usize> = lengths.iter().map(|&l| l as usize).collect();
+    let all = comm.gather(&text, &counts);
+    let mut refusal = Vec::new();
+    if comm.is_root() {
+        let mut start = 0;
+        for (rank, n) in counts.iter().enumerate() {
+            let theirs: serde_json::Value = serde_json::from_slice(&all[start..start + n]).unwrap_or_default();
+            start += n;
+            if let Some(diff) = first_difference(&mine, &theirs) {
+                refusal = format!(
+                    "rank {rank} was given another configuration than rank 0: {diff} (every rank of a launch must run the same settings)"
+                )
+                .into_bytes();
+                break;
+            }
+        }
+    }
+    comm.broadcast_bytes(&mut refusal);
+    if refusal.is_empty() {
+        return Ok(());
+    }
+    if comm.is_root() {
+        eprintln!("error: {}", String::from_utf8_lossy(&refusal));
+    }
+    Err(2)
+}
+
+/// "kappa = 0.2 (rank 0: 0.27)" for the first key (in the configuration's order) whose
+/// values differ; `None` when they agree.
+fn first_difference(reference: &serde_json::Value, other: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let show = |v: Option<&Value>| v.map_or("(none)".to_string(), Value::to_string);
+    match (reference, other) {
+        (Value::Object(a), Value::Object(b)) => a
+            .keys()
+            .chain(b.keys().filter(|k| !a.contains_key(*k)))
+            .find(|k| a.get(*k) != b.get(*k))
+            .map(|k| format!("{k} = {} (rank 0: {})", show(b.get(k)), show(a.get(k)))),
+        (a, b) => (a != b).then(|| format!("{} (rank 0: {})", b, a)),
     }
 }
 

@@ -22,12 +22,16 @@ pub fn run(opts: &SampleOptions, device: DeviceRequest, threads: Option<usize>) 
 /// The run's configuration: flags over the `--config` file over defaults; then the checks
 /// that need the files: the output is not the model nor the `--config` file, and may be written.
 pub fn resolve(flags: &SampleOptions) -> Result<SampleConfig> {
+    if let Some(c) = &flags.config {
+        crate::io::check_regular_input(c, "config")?;
+    }
     let file: SampleOptions = match &flags.config {
         Some(p) => read_options_file(p)?,
         None => SampleOptions::default(),
     };
     let cfg = SampleConfig::from_layers(&file, flags)?;
     if !cfg.model.starts_with("free:") {
+        crate::io::check_regular_input(Path::new(cfg.model_path()), "model")?;
         crate::io::check_not_input(&cfg.out, Path::new(cfg.model_path()), "model")?;
     }
     super::check_config_not_out(&flags.config, &cfg.out)?;

@@ -26,6 +26,9 @@ pub fn run(opts: &TrainOptions, device: DeviceRequest, threads: Option<usize>) -
 /// the `--config` file.
 pub fn resolve(flags: &TrainOptions) -> Result<TrainConfig> {
     let out = flags.out.clone().unwrap_or_else(|| TrainConfig::default().out);
+    if let Some(c) = &flags.config {
+        crate::io::check_regular_input(c, "config")?;
+    }
     let file: TrainOptions = match &flags.config {
         Some(p) => read_options_file(p)?,
         // Resuming without a config file: the checkpoint's own stored configuration.
@@ -42,6 +45,7 @@ pub fn resolve(flags: &TrainOptions) -> Result<TrainConfig> {
         None => TrainOptions::default(),
     };
     let cfg = TrainConfig::from_layers(&file, flags)?;
+    crate::io::check_regular_input(&cfg.data, "data")?;
     crate::io::check_not_input(&cfg.out, &cfg.data, "training data")?;
     if cfg.resume {
         if !cfg.out.exists() {

@@ -156,7 +156,7 @@ impl ModelFile {
         let g = f.group("data_attrs")?;
         let skip = ["kind", "arch", "layout", "optimiser", "schedule", "step", "train_lattice", "n_params"];
         let attrs = attrs::read_all(&f)?.into_iter().filter(|(k, _)| !skip.contains(&k.as_str())).collect();
-        Ok(ModelFile {
+        let m = ModelFile {
             arch,
             layout,
             params: rd("params")?,
@@ -175,6 +175,30 @@ impl ModelFile {
             },
             data_attrs: attrs::read_all(&g)?,
             attrs,
-        })
+        };
+        m.check_buffers(path)?;
+        Ok(m)
+    }
+
+    /// The four flat buffers hold exactly the architecture's parameters: a file cut short or
+    /// edited is refused at load, in one line, not by an assertion in sampling or in a
+    /// resumed optimiser step.
+    fn check_buffers(&self, path: &Path) -> Result<()> {
+        let expected = match self.action_arch()? {
+            Some(a) => crate::nn::ActionNet::new(a).num_params(),
+            None => crate::nn::Network::new(self.arch.clone()).num_params(),
+        };
+        for (name, v) in
+            [("params", &self.params), ("ema", &self.ema), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)]
+        {
+            if v.len() != expected {
+                bail!(
+                    "{}: /{name} holds {} values but the architecture has {expected} parameters (damaged model file)",
+                    path.display(),
+                    v.len()
+                );
+            }
+        }
+        Ok(())
     }
 }

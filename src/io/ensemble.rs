@@ -259,8 +259,20 @@ impl EnsembleWriter {
         Ok(())
     }
 
-    /// Flushes, closes and renames into place.
+    /// Flushes, closes and renames into place. On failure (a full disk) the temporary is
+    /// removed like an unfinished one, unless it is resumable or kept on purpose
+    /// (`publish::OutputAppeared`).
     pub fn finish(mut self) -> Result<()> {
+        let r = self.close_and_publish();
+        if let Err(e) = &r {
+            if !self.resumable {
+                super::discard_unless_kept(e, &self.tmp);
+            }
+        }
+        r
+    }
+
+    fn close_and_publish(&mut self) -> Result<()> {
         if let Some(f) = self.file.take() {
             f.flush()?;
             // HDF5 closes a file only when no dataset handle is left open: drop them first, so
@@ -305,6 +317,7 @@ impl Ensemble {
         if !path.exists() {
             bail!("{}: no such file", path.display());
         }
+        super::check_regular_input(path, "input")?;
         let file = super::h5_open(path).map_err(|e| {
             if is_hdf5(path) {
                 anyhow::anyhow!("{}: cannot open: {e}", path.display())
@@ -320,6 +333,8 @@ impl Ensemble {
             Some((_, rest)) if matches!(rest.len(), 2 | 3) => ConfigShape(rest.to_vec()),
             _ => bail!("{}: /configs has shape {:?}, expected [N, L_t, L_x] or [N, C, L_t, L_x]", path.display(), dims),
         };
+        check_configs_dtype(&configs).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        check_lattice_attr(&file, &shape).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(Ensemble { path: path.to_path_buf(), file, lattice: shape.lattice(), shape, n: dims[0], configs })
     }
 
@@ -369,6 +384,33 @@ impl Ensemble {
     pub fn read_i64(&self, name: &str) -> Result<Vec<i64>> {
         let d = self.file.dataset(name).with_context(|| format!("{}: no /{name}", self.path.display()))?;
         Ok(d.read_raw::<i64>()?)
+    }
+}
+
+/// /configs must hold 32- or 64-bit floats: HDF5 would convert integers or half floats
+/// silently, and a field stored as integers is not one latdiff wrote.
+fn check_configs_dtype(configs: &hdf5::Dataset) -> Result<()> {
+    let dt = configs.dtype()?;
+    match dt.to_descriptor() {
+        Ok(hdf5::types::TypeDescriptor::Float(_)) if dt.size() >= 4 => Ok(()),
+        Ok(d) => bail!("/configs holds {d} values, expected float32"),
+        Err(_) => {
+            bail!("/configs holds values of a type latdiff cannot read ({} bytes each), expected float32", dt.size())
+        }
+    }
+}
+
+/// A `lattice` attribute, where present, must name the lattice /configs has: the couplings
+/// and the analysis are read for that lattice.
+fn check_lattice_attr(file: &hdf5::File, shape: &ConfigShape) -> Result<()> {
+    let Ok(value) = attrs::read_attr(file, "lattice") else { return Ok(()) };
+    let lat = shape.lattice();
+    match value {
+        AttrValue::I64s(v) if v == [lat.lt as i64, lat.lx as i64] => Ok(()),
+        AttrValue::I64s(v) if v.len() == 2 => {
+            bail!("attribute lattice = {}x{} but /configs holds {lat} configurations", v[0], v[1])
+        }
+        other => bail!("attribute lattice = {other} is not [L_t, L_x]"),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod debris;
 pub mod ensemble;
 pub mod full;
 pub mod lock;
+pub mod publish;
 
 pub use attrs::AttrValue;
 pub use ensemble::{ConfigShape, Ensemble, EnsembleWriter};
@@ -60,6 +61,28 @@ pub fn check_not_input(out: &Path, input: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an input that exists but is not a regular file (a FIFO, a device, a socket, a
+/// directory): opening a FIFO blocks until something writes to it, so it is found here,
+/// before the output's lock or any file exists. A missing file is left to the reader,
+/// which names it.
+pub fn check_regular_input(path: &Path, what: &str) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(m) = std::fs::metadata(path) else { return Ok(()) };
+    let t = m.file_type();
+    let kind = if t.is_file() {
+        return Ok(());
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    };
+    bail!("{what}: '{}' is {kind}, not a regular file", path.display())
+}
+
 /// `HOST.PID`: names this process uniquely across the nodes sharing a file system (a PID
 /// alone repeats between nodes).
 pub fn process_tag() -> String {
@@ -86,7 +109,15 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Res
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    durable_rename(&tmp, path)
+    durable_rename(&tmp, path).inspect_err(|e| discard_unless_kept(e, &tmp))
+}
+
+/// After a failed publication: removes the temporary, unless the error says it is kept
+/// (`publish::OutputAppeared`: the finished result waits there for the user).
+pub fn discard_unless_kept(e: &anyhow::Error, tmp: &Path) {
+    if e.downcast_ref::<publish::OutputAppeared>().is_none() {
+        let _ = std::fs::remove_file(tmp);
+    }
 }
 
 /// Renames a finished temporary over `path` so that a crash or power loss right after never
@@ -98,8 +129,10 @@ pub fn durable_rename(tmp: &Path, path: &Path) -> Result<()> {
     std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
         .map_err(|e| anyhow::anyhow!("flushing '{}' to disk: {e}", tmp.display()))?;
-    std::fs::rename(tmp, path)
-        .map_err(|e| anyhow::anyhow!("renaming '{}' into '{}': {e}", tmp.display(), path.display()))?;
+    publish::rename_into_place(tmp, path).map_err(|e| match e.downcast_ref::<publish::OutputAppeared>() {
+        Some(_) => e,
+        None => anyhow::anyhow!("renaming '{}' into '{}': {e}", tmp.display(), path.display()),
+    })?;
     // Some file systems cannot sync a directory (EINVAL): the rename is then as durable as
     // they make it, and nothing else can be done.
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

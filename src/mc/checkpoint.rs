@@ -151,6 +151,14 @@ impl HmcCheckpoint {
                 monitor: cached[[i, 1]],
             })
             .collect::<Vec<_>>();
+        if let Some((i, c)) = states.iter().enumerate().find(|(_, c)| c.phi.iter().any(|x| !x.is_finite())) {
+            let bad = c.phi.iter().filter(|x| !x.is_finite()).count();
+            bail!(
+                "resume: checkpoint '{}': chain {} holds {bad} non-finite field values (NaN or inf); it cannot be continued",
+                path.display(),
+                a + i
+            );
+        }
         let phase = match text("phase")?.as_str() {
             "therm" => Phase::Therm { target: int("therm_target")? },
             "production" => Phase::Production { rounds_done: int("rounds_done")? },

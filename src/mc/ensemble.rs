@@ -162,9 +162,13 @@ fn advance_or_stop(
     k: usize,
     comm: &Comm,
     stop: &StopFlag,
+    first_chain: usize,
 ) -> Result<Option<Vec<Vec<TrajectoryResult>>>> {
     let saved = if engine.interruptible() { Some(engine.save()?) } else { None };
     let res = engine.advance_until(k, stop)?;
+    if let Some(r) = &res {
+        all_finite(r, first_chain)?;
+    }
     let mut gave_up = [f64::from(u8::from(res.is_none()))];
     comm.all_reduce_sum(&mut gave_up);
     if gave_up[0] == 0.0 {
@@ -174,6 +178,25 @@ fn advance_or_stop(
         engine.restore(&s)?;
     }
     Ok(None)
+}
+
+/// A chain whose action became non-finite, or whose ΔH is NaN, holds NaN or inf in its
+/// field (a damaged checkpoint, an overflowing integrator): it stops the run, naming the
+/// chain (`first_chain` is this rank's first global chain), before any of it is saved,
+/// averaged or judged thermalised. (ΔH = +inf alone is a rejected proposal, not a broken
+/// chain.)
+fn all_finite(res: &[Vec<TrajectoryResult>], first_chain: usize) -> Result<()> {
+    for (c, rs) in res.iter().enumerate() {
+        if let Some(r) = rs.iter().find(|r| !r.action.is_finite() || r.delta_h.is_nan()) {
+            anyhow::bail!(
+                "chain {}: action {} and dH {} are not finite numbers: its field holds NaN or inf (a damaged checkpoint, or --tau/--n-md far from stable)",
+                first_chain + c,
+                r.action,
+                r.delta_h
+            );
+        }
+    }
+    Ok(())
 }
 
 pub fn run(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag) -> Result<HmcSummary> {
@@ -467,7 +490,8 @@ impl<'a> Run<'a> {
         let mut left = todo;
         while left > 0 {
             let k = batch.min(left);
-            let res = advance_or_stop(self.engine.as_mut(), k, self.comm, self.stop)?;
+            let res =
+                advance_or_stop(self.engine.as_mut(), k, self.comm, self.stop, self.comm.block(self.cfg.n_chains).0)?;
             if let Some(res) = &res {
                 for ((h, a), rs) in hist.iter_mut().zip(accepted.iter_mut()).zip(res) {
                     for r in rs {
@@ -546,9 +570,10 @@ impl<'a> Run<'a> {
             _ => (vec![TrajStats::default(); self.engine.n_chains()], 0),
         };
         let mut progress = Progress::new("hmc", ((n_rounds - first_round) * cfg.n_sep) as u64, "traj", self.root());
+        let first_chain = self.comm.block(cfg.n_chains).0;
         for round in first_round..n_rounds {
             // An interrupted round was rolled back: the checkpoint is taken before it.
-            let Some(res) = advance_or_stop(self.engine.as_mut(), cfg.n_sep, self.comm, self.stop)? else {
+            let Some(res) = advance_or_stop(self.engine.as_mut(), cfg.n_sep, self.comm, self.stop, first_chain)? else {
                 self.checkpoint(in_production(cfg, report, round, &stats, self.elapsed()))?;
                 progress.finish();
                 return Ok(Phase1::Stopped(format!("during round {} of {n_rounds} (redone on --resume)", round + 1)));
