@@ -2,10 +2,10 @@
 //! the preset against the lattice, the batch against the ranks and the data, a resumed
 //! checkpoint against the configuration, the memory estimate.
 
-use super::super::data;
-use super::super::form::ScoreForm;
-use super::super::model_file::ModelFile;
-use super::theory::DataTheory;
+use crate::diffusion::data;
+use crate::diffusion::form::ScoreForm;
+use crate::diffusion::net::model_file::ModelFile;
+use crate::diffusion::train::theory::DataTheory;
 use crate::config::TrainConfig;
 use crate::dist::{block_of, Comm};
 use crate::error::input_err as input;
@@ -105,7 +105,7 @@ impl Plan {
         if m.train_lattice != self.lat {
             return Err(input(anyhow!("resume: checkpoint was trained on {}, data is {}", m.train_lattice, self.lat)));
         }
-        let m_form = super::super::model::model_form(m).map_err(input)?;
+        let m_form = crate::diffusion::net::model::model_form(m).map_err(input)?;
         if m_form != self.form {
             return Err(input(anyhow!(
                 "resume: checkpoint has the {} score form, the configuration asks for {}",
@@ -128,7 +128,7 @@ impl Plan {
 /// before the data are read.
 fn check_memory(cfg: &TrainConfig, comm: &Comm, arch: &Arch, ens: &Ensemble, split: &data::Split) -> Result<()> {
     let (j0, j1) = block_of(cfg.batch, comm.size(), comm.rank());
-    let shape = super::super::memory::TrainShape {
+    let shape = crate::diffusion::net::memory::TrainShape {
         arch,
         lattice: ens.lattice,
         n_rows: ens.n,
@@ -138,7 +138,7 @@ fn check_memory(cfg: &TrainConfig, comm: &Comm, arch: &Arch, ens: &Ensemble, spl
         local: j1 - j0,
         root: comm.is_root(),
     };
-    let (bytes, what) = super::super::memory::train_bytes(&shape);
+    let (bytes, what) = crate::diffusion::net::memory::train_bytes(&shape);
     crate::limits::check(comm, bytes, &what, cfg.max_memory)
 }
 

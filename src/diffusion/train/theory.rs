@@ -1,9 +1,8 @@
 //! What training needs from the theory of its data: values per configuration, the
 //! network's channels, augmentation, the data statistics behind σ_data and the schedule.
 
-use super::super::data;
-use super::super::gauge;
-use super::super::objective::SigmaSchedule;
+use crate::diffusion::data;
+use crate::diffusion::objective::SigmaSchedule;
 use crate::config::TrainConfig;
 use crate::lattice::Lattice;
 use crate::nn::Arch;
@@ -43,8 +42,8 @@ impl DataTheory {
         match self.couplings {
             Couplings::Phi4(_) => preset,
             Couplings::U1 { .. } => Arch {
-                in_channels: gauge::IN_CHANNELS,
-                out_channels: gauge::OUT_CHANNELS,
+                in_channels: crate::diffusion::u1::IN_CHANNELS,
+                out_channels: crate::diffusion::u1::OUT_CHANNELS,
                 scaled_input: false,
                 ..preset
             },
@@ -55,7 +54,7 @@ impl DataTheory {
     pub fn augment(&self, dst: &mut [f32], src: &[f32], rng: &mut Stream) {
         match self.couplings {
             Couplings::Phi4(_) => data::augment(dst, src, self.lattice, &|v| -v, rng),
-            Couplings::U1 { .. } => gauge::symmetry::augment_links(dst, src, self.lattice, rng),
+            Couplings::U1 { .. } => crate::diffusion::u1::symmetry::augment_links(dst, src, self.lattice, rng),
         }
     }
 
@@ -79,8 +78,8 @@ impl DataTheory {
                         u.plaquette_angles(&t).into_iter().map(|a| crate::theory::manifold::wrap_angle(a) as f32)
                     })
                     .collect();
-                let sched = gauge::prior::default_schedule(cfg.sigma_min, cfg.sigma_max);
-                (gauge::prior::link_scale(lat, stat_cfgs), sched, data::two_point(&plaq, lat))
+                let sched = crate::diffusion::u1::prior::default_schedule(cfg.sigma_min, cfg.sigma_max);
+                (crate::diffusion::u1::prior::link_scale(lat, stat_cfgs), sched, data::two_point(&plaq, lat))
             }
         }
     }
