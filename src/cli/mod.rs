@@ -28,7 +28,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Generate a φ⁴ ensemble with Hybrid Monte Carlo (MPI-parallel over chains).
+    /// Generate an ensemble (φ⁴, or U(1) with --theory u1) with Hybrid Monte Carlo (MPI-parallel over chains).
     #[command(allow_negative_numbers = true)]
     Hmc(crate::config::HmcOptions),
     /// Train a score network on an ensemble (denoising score matching, MPI data-parallel).

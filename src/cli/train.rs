@@ -1,7 +1,7 @@
 //! `latdiff train`.
 
 use crate::backend::DeviceRequest;
-use crate::config::{read_options_file, stored_config, TrainConfig, TrainOptions};
+use crate::config::{read_options_file, stored_config, ScoreForm, TrainConfig, TrainOptions};
 use crate::diffusion::net::model::model_form;
 use crate::diffusion::net::model_file::ModelFile;
 use anyhow::{anyhow, bail, Result};
@@ -12,9 +12,9 @@ pub fn run(opts: &TrainOptions, device: DeviceRequest, threads: Option<usize>) -
         device,
         threads,
         |cfg| super::Output { path: cfg.out.clone(), replace: cfg.force || cfg.resume },
-        |cfg| match cfg.score_form.trim() {
-            "action" => Err(crate::diffusion::net::action_engine::NO_CUDA),
-            _ => Ok(()),
+        |cfg| match cfg.score_form {
+            ScoreForm::Action => Err(crate::diffusion::net::action_engine::NO_CUDA),
+            ScoreForm::Plain | ScoreForm::Physics => Ok(()),
         },
         |cfg, comm, stop, dev| crate::diffusion::train::train(cfg, comm, stop, dev).map(|_| ()),
     )

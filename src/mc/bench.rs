@@ -45,7 +45,7 @@ pub fn hmc_throughput(l: usize, chains: usize, integrator: Integrator, n_md: usi
 }
 
 /// Throughput of any [`HmcEngine`](super::engine::HmcEngine) (the device is chosen once, in
-/// `engine::build`): `chains` cold-started chains of an L×L lattice of `theory` (φ⁴ at
+/// `device::build`): `chains` cold-started chains of an L×L lattice of `theory` (φ⁴ at
 /// κ = 0.27, λ = 0.022; U(1) at β = 3) for about `seconds`. Engines that model their memory
 /// traffic (CUDA) also report the achieved bandwidth.
 pub fn engine_throughput(
@@ -76,7 +76,7 @@ fn theory_throughput<T: CudaTheory + 'static>(
     seconds: f64,
 ) -> anyhow::Result<HmcBench> {
     let setup = bench_setup(theory, chains, integrator, n_md);
-    measure(super::engine::build(device, &setup)?, &setup, seconds)
+    measure(super::device::build(device, &setup)?, &setup, seconds)
 }
 
 fn bench_setup<T: Theory>(theory: T, chains: usize, integrator: Integrator, n_md: usize) -> HmcSetup<T> {

@@ -1,15 +1,13 @@
 //! The HMC backend interface: a set of chains that advance by whole Markov updates.
 //!
 //! The ensemble driver (`mc::ensemble`) and the benchmarks are written once against
-//! [`HmcEngine`]; the device is chosen once, when the engine is built ([`build`]). The CPU
-//! engine runs the reference code (`Chain::trajectory` + Wolff flips, xoshiro streams, rayon
-//! over chains). The CUDA engine (`mc::cuda_hmc`) runs every chain's trajectory on the
-//! GPU with Philox random numbers: its ensembles differ bit-wise from the CPU's but sample
-//! the same distribution.
+//! [`HmcEngine`]; the device is chosen once, when the engine is built (`mc::device::build`).
+//! The CPU engine runs the reference code (`Chain::trajectory` + Wolff flips, xoshiro
+//! streams, rayon over chains). The CUDA engine (`mc::cuda_hmc`) runs every chain's
+//! trajectory on the GPU with Philox random numbers: its ensembles differ bit-wise from the
+//! CPU's but sample the same distribution.
 
-use super::ensemble::{update, update_until};
-use super::hmc::{Chain, HmcParams, Start, TrajectoryResult};
-use crate::backend::Device;
+use super::hmc::{update, update_until, Chain, HmcParams, Start, TrajectoryResult};
 use crate::theory::{Phi4, Theory};
 use crate::util::StopFlag;
 use anyhow::Result;
@@ -187,18 +185,5 @@ impl<T: Theory> HmcEngine for CpuHmc<T> {
             c.hot_start = s.hot_start;
         }
         Ok(())
-    }
-}
-
-/// Builds the engine for `device`, for any theory with GPU kernels
-/// ([`CudaTheory`](super::cuda_theory::CudaTheory): φ⁴, U(1)); a theory without them runs
-/// on [`CpuHmc`] directly.
-pub fn build<T: super::cuda_theory::CudaTheory + 'static>(
-    device: Device,
-    setup: &HmcSetup<T>,
-) -> Result<Box<dyn HmcEngine>> {
-    match device {
-        Device::Cpu => Ok(Box::new(CpuHmc::new(setup))),
-        Device::Cuda { ordinal } => Ok(Box::new(super::cuda_hmc::CudaHmc::new(ordinal, setup)?)),
     }
 }

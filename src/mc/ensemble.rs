@@ -5,8 +5,9 @@
 //! (round, chain) order, so the file is bit-identical for any rank or thread count.
 
 use super::checkpoint::{checkpoint_path, HmcCheckpoint, Phase};
-use super::engine::{self, ChainState, HmcEngine, HmcSetup};
-use super::hmc::{Chain, HmcParams, TrajectoryResult};
+use super::device;
+use super::engine::{ChainState, HmcEngine, HmcSetup};
+use super::hmc::{HmcParams, TrajectoryResult};
 use super::therm::{ChainHistory, ThermReport};
 use crate::backend::Device;
 use crate::config::{HmcConfig, NTherm};
@@ -152,35 +153,6 @@ fn last_quarter_acceptance(accepted: &[Vec<bool>], n_therm: usize, comm: &Comm) 
     (sums[1] > 0.0).then(|| sums[0] / sums[1])
 }
 
-/// One Markov step of a chain: an HMC trajectory followed by the configured cluster flips.
-pub fn update<T: Theory>(
-    chain: &mut Chain,
-    theory: &T,
-    params: &HmcParams,
-    cluster_updates: usize,
-) -> TrajectoryResult {
-    update_until(chain, theory, params, cluster_updates, &|| false).expect("never stopped")
-}
-
-/// As `update`, but None when `stop()` interrupts it (before or during the trajectory).
-pub fn update_until<T: Theory>(
-    chain: &mut Chain,
-    theory: &T,
-    params: &HmcParams,
-    cluster_updates: usize,
-    stop: &impl Fn() -> bool,
-) -> Option<TrajectoryResult> {
-    if stop() {
-        return None;
-    }
-    let r = chain.trajectory_until(theory, params, stop)?;
-    if cluster_updates == 0 {
-        return Some(r);
-    }
-    chain.cluster_flips(theory, cluster_updates);
-    Some(TrajectoryResult { action: chain.action, monitor: chain.monitor, ..r })
-}
-
 /// `k` updates of every chain, or None on every rank when a stop signal interrupted them
 /// on any rank: the chains are then rolled back to where the batch began, so a checkpoint
 /// written now continues bit for bit. Without this a signal waits for the whole batch, which
@@ -229,12 +201,12 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
     match cfg.couplings()? {
         Couplings::Phi4(param) => {
             let setup = setup_for(cfg, comm, Phi4::new(lat, param));
-            let engine = engine::build(device, &setup)?;
+            let engine = device::build(device, &setup)?;
             drive(cfg, comm, stop, device, engine, &setup)
         }
         Couplings::U1 { beta } => {
             let setup = setup_for(cfg, comm, U1::new(lat, beta));
-            let engine = engine::build(device, &setup)?;
+            let engine = device::build(device, &setup)?;
             drive(cfg, comm, stop, device, engine, &setup)
         }
     }

@@ -141,3 +141,32 @@ impl Chain {
         Some(TrajectoryResult { delta_h, accepted, action: self.action, monitor: self.monitor })
     }
 }
+
+/// One Markov step of a chain: an HMC trajectory followed by the configured cluster flips.
+pub fn update<T: Theory>(
+    chain: &mut Chain,
+    theory: &T,
+    params: &HmcParams,
+    cluster_updates: usize,
+) -> TrajectoryResult {
+    update_until(chain, theory, params, cluster_updates, &|| false).expect("never stopped")
+}
+
+/// As `update`, but None when `stop()` interrupts it (before or during the trajectory).
+pub fn update_until<T: Theory>(
+    chain: &mut Chain,
+    theory: &T,
+    params: &HmcParams,
+    cluster_updates: usize,
+    stop: &impl Fn() -> bool,
+) -> Option<TrajectoryResult> {
+    if stop() {
+        return None;
+    }
+    let r = chain.trajectory_until(theory, params, stop)?;
+    if cluster_updates == 0 {
+        return Some(r);
+    }
+    chain.cluster_flips(theory, cluster_updates);
+    Some(TrajectoryResult { action: chain.action, monitor: chain.monitor, ..r })
+}

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cuda_hmc;
 pub mod cuda_theory;
+pub mod device;
 pub mod engine;
 pub mod ensemble;
 pub mod hmc;

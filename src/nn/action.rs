@@ -24,7 +24,7 @@
 
 use super::embed::{fourier_forward, fourier_frequencies};
 use super::float::Float;
-use super::fused::lane_sum2;
+use super::lanes::lane_sum2;
 use super::local_ops::{ops_forward, ops_input_grad, ops_input_grad_backward, N_OPS};
 use super::params::ParamLayout;
 use super::periodic_conv::{

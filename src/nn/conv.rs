@@ -15,7 +15,7 @@
 //! Dense layers are the H = W = 1, k = 1 case of the same code.
 
 use super::float::Float;
-use super::fused::lane_sum;
+use super::lanes::lane_sum;
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,67 +6,17 @@
 //! element at a time (a strict sequential sum does not vectorise). Here one task per
 //! (sample, group) reads the group once for its statistics (it stays in L1/L2) and once to
 //! write the activation; the backward reads x and dy once, keeps dz = ∂L/∂(pre-SiLU) of the
-//! group in a task buffer, and writes dx once. Sums run over `LANES` interleaved
-//! accumulators in a fixed order, so the result does not depend on the thread count or on
-//! the SIMD width the CPU dispatch picks.
+//! group in a task buffer, and writes dx once. Sums run over interleaved accumulators in a
+//! fixed order (lanes.rs), so the result does not depend on the thread count or on the SIMD
+//! width the CPU dispatch picks.
 //!
 //! With x̂ = (x − μ)·r (r = 1/√(var + ε)), s = 1 + scale, the pre-activation is
 //! z = (γ x̂ + β)·s + shift = (x − μ)·(γ r s) + (β s + shift).
 
 use super::float::Float;
-use super::groupnorm::GN_EPS;
-use super::ops::NormShape;
+use super::groupnorm::{NormShape, GN_EPS};
+use super::lanes::{lane_sum, lane_sum2};
 use rayon::prelude::*;
-
-const LANES: usize = 16;
-
-/// Fixed-order sum of the lane accumulators.
-#[inline(always)]
-fn fold<T: Float>(a: [T; LANES]) -> T {
-    let mut s = T::ZERO;
-    for v in a {
-        s += v;
-    }
-    s
-}
-
-/// Σ f(x_i) over `x` in `LANES` interleaved partial sums.
-#[inline(always)]
-pub(crate) fn lane_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
-    let mut acc = [T::ZERO; LANES];
-    let mut it = x.chunks_exact(LANES);
-    for c in &mut it {
-        let c: &[T; LANES] = c.try_into().unwrap();
-        for l in 0..LANES {
-            acc[l] += f(c[l]);
-        }
-    }
-    for (l, v) in it.remainder().iter().enumerate() {
-        acc[l] += f(*v);
-    }
-    fold(acc)
-}
-
-/// (Σ f(a_i, b_i).0, Σ f(a_i, b_i).1) in `LANES` interleaved partial sums.
-#[inline(always)]
-pub(crate) fn lane_sum2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> (T, T)) -> (T, T) {
-    let (mut s0, mut s1) = ([T::ZERO; LANES], [T::ZERO; LANES]);
-    let (mut ia, mut ib) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    for (ca, cb) in (&mut ia).zip(&mut ib) {
-        let (ca, cb): (&[T; LANES], &[T; LANES]) = (ca.try_into().unwrap(), cb.try_into().unwrap());
-        for l in 0..LANES {
-            let (u, v) = f(ca[l], cb[l]);
-            s0[l] += u;
-            s1[l] += v;
-        }
-    }
-    for (l, (u, v)) in ia.remainder().iter().zip(ib.remainder()).enumerate() {
-        let (u, v) = f(*u, *v);
-        s0[l] += u;
-        s1[l] += v;
-    }
-    (fold(s0), fold(s1))
-}
 
 /// (1 + scale, shift) of channel `ch` of sample `bi` from ss[B, 2C]; (1, 0) without FiLM.
 #[inline(always)]

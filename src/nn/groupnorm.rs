@@ -5,6 +5,15 @@ use rayon::prelude::*;
 
 pub const GN_EPS: f64 = 1e-5;
 
+/// `(batch, channels, sites per channel, groups)` of a GroupNorm.
+#[derive(Clone, Copy, Debug)]
+pub struct NormShape {
+    pub b: usize,
+    pub c: usize,
+    pub hw: usize,
+    pub groups: usize,
+}
+
 /// stats[B, G, 2] receives (mean, 1/√(var+ε)) for the backward pass.
 #[allow(clippy::too_many_arguments)]
 pub fn groupnorm_forward<T: Float>(

@@ -9,6 +9,7 @@ pub mod fused;
 #[cfg(test)]
 pub mod gradcheck;
 pub mod groupnorm;
+pub mod lanes;
 pub mod local_ops;
 pub mod ops;
 pub mod optim;

@@ -9,21 +9,13 @@
 
 use super::conv::{self, ConvScratch, ConvShape};
 use super::float::Float;
+pub use super::groupnorm::NormShape;
 use super::optim::{AdamW, AdamWConfig, StepInfo};
 use super::params::ParamLayout;
 use super::{activation as act, embed, fused, groupnorm as gn, sample};
 use anyhow::Result;
 use std::borrow::BorrowMut;
 use std::ops::Range;
-
-/// `(batch, channels, sites per channel, groups)` of a GroupNorm.
-#[derive(Clone, Copy, Debug)]
-pub struct NormShape {
-    pub b: usize,
-    pub c: usize,
-    pub hw: usize,
-    pub groups: usize,
-}
 
 pub trait NetOps: Send {
     /// Host element type of inputs, outputs and parameters.

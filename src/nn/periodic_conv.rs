@@ -24,7 +24,7 @@
 
 use super::conv::{grow, im2col_chunk, matmul, Chunk, ConvShape};
 use super::float::Float;
-use super::fused::lane_sum;
+use super::lanes::lane_sum;
 use rayon::prelude::*;
 use std::sync::Mutex;
 

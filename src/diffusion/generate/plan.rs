@@ -79,8 +79,7 @@ pub fn plan(cfg: &SampleConfig, device: Device, comm: &Comm) -> Result<Plan> {
     loaded.model.check_lattice(lattice).map_err(|e| input_err(anyhow!(e)))?;
     let batch = batch_within_budget(cfg, &loaded, lattice, comm)?;
     let target = target_couplings(cfg, loaded.theory)?;
-    let sampler = SamplerKind::parse(&cfg.sampler).map_err(|e| input_err(anyhow!(e)))?;
-    let mut kernel = Kernel::parse(&cfg.kernel).map_err(|e| input_err(anyhow!(e)))?;
+    let (sampler, mut kernel) = (cfg.sampler, cfg.kernel);
     if loaded.model.torus_dof(lattice).is_some() {
         check_torus_sampler(sampler)?;
         // The matched kernel (the default) is Gaussian on R^V: the torus has the wrapped em.

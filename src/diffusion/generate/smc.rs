@@ -72,8 +72,7 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
     let (kernel, levels) = match p.target {
         Couplings::Phi4(param) => {
             let kernel = ReverseKernel::new(model, p.lattice, &p.settings).map_err(|e| input_err(anyhow!(e)))?;
-            let form = crate::config::SmcTarget::parse(&cfg.smc_target).map_err(|e| input_err(anyhow!(e)))?;
-            let levels = Levels::new(model, Phi4::new(p.lattice, param), p.settings.sigma_ladder(), form)
+            let levels = Levels::new(model, Phi4::new(p.lattice, param), p.settings.sigma_ladder(), cfg.smc_target)
                 .map_err(|e| input_err(anyhow!(e)))?
                 .learnt_above(cfg.learnt_above.unwrap_or(0.0));
             (kernel, Box::new(levels) as Box<dyn SmcLevels>)

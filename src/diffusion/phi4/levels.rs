@@ -173,16 +173,8 @@ impl Levels {
         if self.form != SmcTarget::Learnt {
             return Ok(());
         }
-        if settings.network_below >= self.learnt_above && settings.network_below.is_finite() {
-            return Err(format!(
-                "network_below: {} means nothing with smc_target = learnt unless it is below learnt_above ({}): on learnt levels the targets' own score is the network's",
-                settings.network_below, self.learnt_above
-            ));
-        }
-        if settings.exact_magnetisation {
-            return Err("exact_magnetisation: not built for smc_target = learnt".into());
-        }
-        Ok(())
+        let network_below = Some(settings.network_below).filter(|s| s.is_finite());
+        crate::config::check_learnt_levels(network_below, self.learnt_above, settings.exact_magnetisation)
     }
 
     /// U_k for 0 ≤ k < N.

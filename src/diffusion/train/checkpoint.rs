@@ -49,7 +49,7 @@ impl Trainer<'_> {
         for (k, v) in &plan.theory.labels {
             m.set(k, AttrValue::Str(v.clone()));
         }
-        m.set("preset", AttrValue::Str(cfg.preset.clone()));
+        m.set("preset", AttrValue::Str(cfg.preset.name().into()));
         m.set("score_form", AttrValue::Str(plan.form.name().into()));
         if let Some(a) = &plan.action0 {
             m.set(model_file::ACTION_ARCH, AttrValue::Str(serde_json::to_string(a)?));

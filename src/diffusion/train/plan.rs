@@ -36,17 +36,15 @@ impl Plan {
         let ens = Ensemble::open(&cfg.data).map_err(input)?;
         let lat = ens.lattice;
         let theory = DataTheory::new(lat, ens.couplings().map_err(input)?);
-        let preset = Arch::preset(ActionArch::base_preset(&cfg.preset))
-            .ok_or_else(|| input(anyhow!("preset: unknown '{}'", cfg.preset)))?;
-        let arch0 = theory.network_arch(preset);
-        let form = ScoreForm::parse(&cfg.score_form).map_err(|e| input(anyhow!(e)))?;
+        let arch0 = theory.network_arch(cfg.preset.unet.clone());
+        let form = cfg.score_form;
         if matches!(theory.couplings, Couplings::U1 { .. }) && form != ScoreForm::Physics {
             return Err(input(anyhow!(
                 "score_form: '{}' is not available for U(1) gauge fields (physics only: the angles live on a torus)",
                 form.name()
             )));
         }
-        let action0 = action_arch(form, &cfg.preset).map_err(input)?;
+        let action0 = cfg.preset.action.clone();
         let stride = if action0.is_some() { 1 } else { arch0.stride() };
         if lat.lt % stride != 0 || lat.lx % stride != 0 {
             return Err(input(anyhow!(
@@ -140,14 +138,4 @@ fn check_memory(cfg: &TrainConfig, comm: &Comm, arch: &Arch, ens: &Ensemble, spl
     };
     let (bytes, what) = crate::diffusion::net::memory::train_bytes(&shape);
     crate::limits::check(comm, bytes, &what, cfg.max_memory)
-}
-
-/// The action network of the action form's preset (`None` for the U-Net forms).
-fn action_arch(form: ScoreForm, preset: &str) -> Result<Option<ActionArch>> {
-    if form != ScoreForm::Action {
-        return Ok(None);
-    }
-    ActionArch::preset(preset).map(Some).ok_or_else(|| {
-        anyhow!("preset: '{preset}' has no action network (score form action takes {})", ActionArch::NAMES)
-    })
 }
