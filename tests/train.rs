@@ -156,7 +156,7 @@ fn physics_form_learns_on_top_of_the_prior() {
     let e = Ensemble::open(&data).unwrap();
     let lat = e.lattice;
     let split = latdiff::diffusion::data::split(Some(&e.read_i64("chain").unwrap()), e.n, 0.1);
-    let parts = latdiff::diffusion::net::model::score_parts(
+    let parts = latdiff::diffusion::theories::score_parts(
         ScoreForm::Physics,
         m.couplings().unwrap(),
         m.arch.sigma_data,

@@ -22,6 +22,9 @@
 use crate::diffusion::u1::GaugePrior;
 use crate::diffusion::phi4::prior::PhysicsPrior;
 use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use crate::lattice::Lattice;
 
 /// Named in the options, so config's (plain data).
 pub use crate::config::ScoreForm;
@@ -175,6 +178,23 @@ impl ScoreParts {
             let c = self.output_scale(s) / s;
             o.iter_mut().zip(f).for_each(|(o, f)| *o += c * *f as f64);
         });
+    }
+}
+
+/// A score form's parts per lattice, built at first use (sampling on several lattices, or
+/// from several threads, shares them).
+#[derive(Default)]
+pub struct PartsCache(Mutex<HashMap<Lattice, Arc<ScoreParts>>>);
+
+impl PartsCache {
+    pub fn get(&self, lat: Lattice, build: impl FnOnce() -> Result<ScoreParts, String>) -> Result<Arc<ScoreParts>, String> {
+        let mut cache = self.0.lock().map_err(|_| "a previous score evaluation panicked".to_string())?;
+        if let Some(p) = cache.get(&lat) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(build()?);
+        cache.insert(lat, p.clone());
+        Ok(p)
     }
 }
 

@@ -13,6 +13,8 @@ pub mod objective;
 pub mod phi4;
 pub mod sample;
 pub mod smc;
+pub mod theories;
+pub mod theory;
 pub mod train;
 pub mod u1;
 

@@ -6,7 +6,9 @@ use crate::config::SampleConfig;
 use crate::dist::Comm;
 use crate::io::{AttrValue, ConfigShape, EnsembleWriter};
 use crate::lattice::Lattice;
-use crate::theory::{Action, Couplings, Phi4, Theory, U1};
+use crate::diffusion::theories;
+use crate::diffusion::theory::SampleTarget;
+use crate::theory::{Action, Couplings};
 use crate::util::StopFlag;
 use anyhow::Result;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,49 +100,28 @@ pub struct SampleSummary {
 }
 
 /// The theory the samples are exact for, on the sampling lattice.
-pub(crate) enum Target {
-    Phi4(Phi4),
-    U1(U1),
-}
+pub(crate) struct Target(Box<dyn SampleTarget>);
 
 impl Target {
     pub(crate) fn new(lat: Lattice, c: Couplings) -> Self {
-        match c {
-            Couplings::Phi4(p) => Target::Phi4(Phi4::new(lat, p)),
-            Couplings::U1 { beta } => Target::U1(U1::new(lat, beta)),
-        }
+        Target(theories::of(c).target(lat))
     }
 
     pub(crate) fn action(&self) -> &dyn Action {
-        match self {
-            Target::Phi4(t) => t,
-            Target::U1(t) => t,
-        }
+        self.0.action()
     }
 
     /// One configuration's shape in /configs (the theory's `dof_shape`).
     pub(crate) fn shape(&self) -> ConfigShape {
-        let lat = self.action().lattice();
-        let dims = match self {
-            Target::Phi4(t) => t.dof_shape(lat),
-            Target::U1(t) => t.dof_shape(lat),
-        };
-        ConfigShape::new(dims).expect("a theory's configuration shape")
+        self.0.shape()
     }
 
     pub(crate) fn refine(&self, configs: &mut [f64], seed: u64, first: u64, trajectories: usize) {
-        match self {
-            Target::Phi4(t) => crate::diffusion::sample::refine::hmc_refine(t, configs, seed, first, trajectories),
-            Target::U1(t) => crate::diffusion::sample::refine::hmc_refine(t, configs, seed, first, trajectories),
-        }
+        self.0.refine(configs, seed, first, trajectories)
     }
 
     fn write_attrs(&self, w: &EnsembleWriter) -> Result<()> {
-        let lat = self.action().lattice();
-        match self {
-            Target::Phi4(t) => crate::mc::ensemble::theory_attrs(w, t, lat),
-            Target::U1(t) => crate::mc::ensemble::theory_attrs(w, t, lat),
-        }
+        self.0.write_attrs(w)
     }
 }
 
@@ -156,9 +137,8 @@ pub(crate) fn write_attrs(
     w.set_attr("model", AttrValue::Str(cfg.model.clone()))?;
     w.set_attr("model_description", AttrValue::Str(p.loaded.model.describe()))?;
     w.set_attr("model_theory", AttrValue::Str(p.loaded.theory.describe()))?;
-    if let (Couplings::U1 { beta: b }, Couplings::U1 { beta: b0 }) = (p.target, p.loaded.theory) {
-        // β-conditioning: the network's correction scaled by β/β_train.
-        w.set_attr("beta_conditioning", AttrValue::F64(b / b0))?;
+    if let Some((key, value)) = theories::of(p.target).conditioning(p.loaded.theory) {
+        w.set_attr(key, AttrValue::F64(value))?;
     }
     w.set_attr("device", AttrValue::Str(p.loaded.model.device()))?;
     if let Some(f) = &p.loaded.file {

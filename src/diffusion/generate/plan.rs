@@ -4,11 +4,12 @@
 use crate::diffusion::net::model::{self, LoadedModel};
 use crate::diffusion::sample::sampler::{Kernel, SamplerKind, SamplerSettings};
 use crate::backend::Device;
-use crate::config::{resolve_theory, SampleConfig};
+use crate::config::SampleConfig;
 use crate::dist::Comm;
 use crate::error::input_err;
 use crate::lattice::Lattice;
-use crate::theory::{Couplings, Parametrisation};
+use crate::diffusion::theories;
+use crate::theory::Couplings;
 use anyhow::{anyhow, bail, Result};
 
 /// Everything decided before any work; errors here are bad input.
@@ -18,39 +19,6 @@ pub struct Plan {
     pub target: Couplings,
     pub settings: SamplerSettings,
     pub batch: usize,
-}
-
-/// The theory the weights are exact for: the model's training theory, with whatever
-/// couplings the flags give instead (φ⁴: kappa/m2/lambda; U(1): beta, which conditions the
-/// model on it).
-fn target_couplings(cfg: &SampleConfig, trained: Couplings) -> Result<Couplings> {
-    let p = match trained {
-        Couplings::U1 { beta } => {
-            for (k, v) in [("kappa", cfg.kappa), ("m2", cfg.m2), ("lambda", cfg.lambda)] {
-                if let Some(v) = v {
-                    bail!(input_err(anyhow!(
-                        "{k}: {v} given, but the model is a U(1) gauge model (its coupling is beta)"
-                    )));
-                }
-            }
-            return Ok(Couplings::U1 { beta: cfg.beta.unwrap_or(beta) });
-        }
-        Couplings::Phi4(p) => p,
-    };
-    if let Some(b) = cfg.beta {
-        bail!(input_err(anyhow!(
-            "beta: {b} given, but the model is a phi4 model (its couplings are kappa or m2, and lambda)"
-        )));
-    }
-    if cfg.kappa.is_none() && cfg.m2.is_none() && cfg.lambda.is_none() {
-        return Ok(Couplings::Phi4(p));
-    }
-    let (kappa, m2) = match (cfg.kappa, cfg.m2, p) {
-        (None, None, Parametrisation::Hopping { kappa, .. }) => (Some(kappa), None),
-        (None, None, Parametrisation::Mass { m2, .. }) => (None, Some(m2)),
-        (k, m, _) => (k, m),
-    };
-    Ok(Couplings::Phi4(resolve_theory(kappa, m2, cfg.lambda.or(Some(p.lambda()))).map_err(input_err)?))
 }
 
 /// What the torus takes: the em sampler and SMC on it (the wrapped em kernel).
@@ -78,7 +46,9 @@ pub fn plan(cfg: &SampleConfig, device: Device, comm: &Comm) -> Result<Plan> {
     };
     loaded.model.check_lattice(lattice).map_err(|e| input_err(anyhow!(e)))?;
     let batch = batch_within_budget(cfg, &loaded, lattice, comm)?;
-    let target = target_couplings(cfg, loaded.theory)?;
+    // The theory the weights are exact for: the model's training theory, with whatever
+    // couplings the flags give instead.
+    let target = theories::of(loaded.theory).target_couplings(cfg)?;
     let (sampler, mut kernel) = (cfg.sampler, cfg.kernel);
     if loaded.model.torus_dof(lattice).is_some() {
         check_torus_sampler(sampler)?;

@@ -9,9 +9,7 @@
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::diffusion::phi4::levels::Levels;
 use crate::diffusion::smc::spread::Spread;
-use crate::diffusion::u1::levels::TorusLevels;
 use crate::diffusion::generate::smc_report::{ReplicaStats, LEVEL_FIELDS};
 use crate::diffusion::smc::{run_replica_spread, Replica, SmcLevels, SmcSettings};
 use crate::config::SampleConfig;
@@ -22,7 +20,7 @@ use crate::diffusion::sample::kernel::ReverseKernel;
 use crate::dist::Comm;
 use crate::error::input_err;
 use crate::io::EnsembleWriter;
-use crate::theory::{Couplings, Phi4};
+use crate::diffusion::theories;
 use crate::util::{Progress, StopFlag};
 use rayon::prelude::*;
 
@@ -69,23 +67,9 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
     };
     let model = p.loaded.model.as_ref();
     let target = Target::new(p.lattice, p.target);
-    let (kernel, levels) = match p.target {
-        Couplings::Phi4(param) => {
-            let kernel = ReverseKernel::new(model, p.lattice, &p.settings).map_err(|e| input_err(anyhow!(e)))?;
-            let levels = Levels::new(model, Phi4::new(p.lattice, param), p.settings.sigma_ladder(), cfg.smc_target)
-                .map_err(|e| input_err(anyhow!(e)))?
-                .learnt_above(cfg.learnt_above.unwrap_or(0.0));
-            (kernel, Box::new(levels) as Box<dyn SmcLevels>)
-        }
-        Couplings::U1 { beta } => {
-            if cfg.exact_magnetisation {
-                bail!(input_err(anyhow!("exact_magnetisation: a U(1) field has no magnetisation")));
-            }
-            let dof = target.shape().len();
-            let kernel = ReverseKernel::torus(p.lattice, &p.settings, dof).map_err(|e| input_err(anyhow!(e)))?;
-            (kernel, Box::new(TorusLevels::new(p.lattice, beta, p.settings.sigma_ladder())) as Box<dyn SmcLevels>)
-        }
-    };
+    let (kernel, levels) = theories::of(p.target)
+        .smc_ladder(model, p.lattice, &p.settings, cfg)
+        .map_err(|e| input_err(anyhow!(e)))?;
     Ok(Setup { n_replicas, ranks_per_replica, settings, kernel, levels, target })
 }
 

@@ -107,3 +107,42 @@ fn models_without_an_action_refuse_energies() {
     let e = free.action_values(lat, &[0.0; 16], &[1.0], &mut [0.0], None).unwrap_err();
     assert!(e.contains("no learnt action") && !e.contains('\n'), "{e}");
 }
+
+/// With an action network's learnt SMC targets and resampling off, the particles and
+/// weights are still the em sampler's bit for bit (random weights: the weights vary widely).
+#[test]
+fn learnt_targets_with_resampling_off_reproduce_the_em_path_weights_exactly() {
+    use crate::config::SmcTarget;
+    use crate::diffusion::phi4::levels::Levels;
+    use crate::diffusion::sample::kernel::ReverseKernel;
+    use crate::diffusion::sample::sampler::{sample_batch, SamplerKind, SamplerSettings};
+    use crate::diffusion::smc::{resample, run_replica, SmcSettings};
+    use crate::theory::{Parametrisation, Phi4};
+    let lat = Lattice::new(4, 6);
+    let m = random_action_model(lat, 7);
+    let n = 24;
+    let s = SamplerSettings::new(SamplerKind::Em, 12, 0.01, 20.0);
+    let target = Phi4::new(lat, Parametrisation::Hopping { kappa: 0.2, lambda: 0.0 });
+    let smc = SmcSettings {
+        n_particles: n,
+        resample_ess: 0.0,
+        rejuvenate: 3,
+        batch: 5,
+        network_below: f64::INFINITY,
+        exact_magnetisation: false,
+        rejuvenate_always: false,
+    };
+    let k = ReverseKernel::new(&m, lat, &s).unwrap();
+    let levels = Levels::new(&m, target.clone(), s.sigma_ladder(), SmcTarget::Learnt).unwrap();
+    let replicas: Vec<_> = (0..2).map(|r| run_replica(&m, &k, &levels, &smc, 11, r, &|| false).unwrap()).collect();
+    let b = sample_batch(&m, Some(&target), lat, &s, 11, 0, 2 * n).unwrap();
+    let lw = b.log_weight.unwrap();
+    for (i, rep) in replicas.iter().enumerate() {
+        assert_eq!(rep.resamplings, 0);
+        assert_eq!(rep.configs, b.configs[i * n * lat.volume()..][..n * lat.volume()], "replica {i}");
+        assert_eq!(rep.log_weight, lw[i * n..][..n], "replica {i}: weights differ");
+        assert_eq!(rep.log_z, resample::log_mean_exp(&lw[i * n..][..n]));
+    }
+    let spread = lw.iter().fold(0.0f64, |a, w| a.max((w - lw[0]).abs()));
+    assert!(spread > 0.1, "random weights should give varying weights ({spread})");
+}

@@ -6,14 +6,14 @@ use crate::diffusion::phi4::free::FreeScoreModel;
 use crate::diffusion::net::model_file::ModelFile;
 use crate::diffusion::objective::{CpuDsmWorkspace, SigmaSchedule};
 use crate::diffusion::phi4::prior::PhysicsPrior;
-use crate::diffusion::phi4::zero_mode::ZeroModeMarginal;
+use crate::diffusion::form::PartsCache;
+use crate::diffusion::theories;
 use crate::diffusion::ScoreModel;
 use crate::backend::Device;
 use crate::lattice::Lattice;
 use crate::nn::{ActionArch, Arch, Network};
-use crate::theory::{Couplings, Parametrisation, Phi4};
-use anyhow::{anyhow, bail, Result};
-use std::collections::HashMap;
+use crate::theory::Couplings;
+use anyhow::{anyhow, Result};
 use std::sync::{Arc, Mutex};
 
 pub struct NetworkScoreModel {
@@ -120,18 +120,15 @@ impl NetworkScoreModel {
     /// target β and the network's correction scaled by β/β_train (exact as σ → 0). Other
     /// changes of theory are refused.
     pub fn conditioned_on(mut self, target: Couplings) -> Result<Self, String> {
-        match (self.theory, target) {
-            (Couplings::U1 { .. }, Couplings::U1 { beta }) if beta > 0.0 && beta.is_finite() => {}
-            (a, b) if a == b => {}
-            (a, b) => {
-                return Err(format!(
-                    "model: trained on {} {}; it cannot be conditioned on {} {}",
-                    a.name(),
-                    a.describe(),
-                    b.name(),
-                    b.describe()
-                ))
-            }
+        if !theories::of(self.theory).can_condition_on(target) {
+            let (a, b) = (self.theory, target);
+            return Err(format!(
+                "model: trained on {} {}; it cannot be conditioned on {} {}",
+                a.name(),
+                a.describe(),
+                b.name(),
+                b.describe()
+            ));
         }
         self.target = target;
         self.parts = PartsCache::default();
@@ -148,14 +145,8 @@ impl NetworkScoreModel {
     pub fn parts(&self, lat: Lattice) -> Result<Arc<ScoreParts>, String> {
         let m = if lat == self.train_lattice { &self.magnetisation[..] } else { &[] };
         self.parts.get(lat, || {
-            let parts = score_parts(self.form, self.target, self.arch.sigma_data, self.two_point(lat), m, lat)?;
-            Ok(match (parts, self.theory) {
-                (ScoreParts::Gauge { prior, sigma_data, .. }, Couplings::U1 { beta }) => {
-                    let net_scale = prior.beta / beta;
-                    ScoreParts::Gauge { prior, sigma_data, net_scale }
-                }
-                (p, _) => p,
-            })
+            let g = self.two_point(lat);
+            theories::of(self.target).score_parts(self.form, self.arch.sigma_data, g, m, lat, self.theory)
         })
     }
 
@@ -234,7 +225,7 @@ impl ScoreModel for NetworkScoreModel {
     }
 
     fn torus_dof(&self, lat: Lattice) -> Option<usize> {
-        matches!(self.theory, Couplings::U1 { .. }).then_some(2 * lat.volume())
+        theories::of(self.theory).torus_dof(lat)
     }
 
     fn physics_prior(&self, lat: Lattice) -> Option<Arc<PhysicsPrior>> {
@@ -259,23 +250,6 @@ impl ScoreModel for NetworkScoreModel {
     }
 }
 
-/// A score form's parts per lattice, built at first use (sampling on several lattices, or
-/// from several threads, shares them).
-#[derive(Default)]
-struct PartsCache(Mutex<HashMap<Lattice, Arc<ScoreParts>>>);
-
-impl PartsCache {
-    fn get(&self, lat: Lattice, build: impl FnOnce() -> Result<ScoreParts, String>) -> Result<Arc<ScoreParts>, String> {
-        let mut cache = self.0.lock().map_err(|_| "a previous score evaluation panicked".to_string())?;
-        if let Some(p) = cache.get(&lat) {
-            return Ok(p.clone());
-        }
-        let p = Arc::new(build()?);
-        cache.insert(lat, p.clone());
-        Ok(p)
-    }
-}
-
 /// Whether `spec` names a model file of the action form (decides the device before the
 /// model is loaded; a file that cannot be read is reported by the load itself).
 pub fn is_action_model(spec: &str) -> bool {
@@ -289,41 +263,6 @@ pub fn is_action_model(spec: &str) -> bool {
 pub fn model_form(file: &ModelFile) -> Result<ScoreForm> {
     let attr = file.attr("score_form").map(|v| v.as_str().map(str::to_string).unwrap_or_default());
     ScoreForm::from_attr(attr.as_deref()).map_err(|e| anyhow!("model: {e}"))
-}
-
-/// The parts of `form` on `lat`: for the physics form, the prior of the training theory on
-/// `lat` with the data's two-point function `g` carried to `lat`, and with the exact
-/// zero-mode marginal of the magnetisations `m` measured on `lat` (none if empty: the
-/// marginal depends on the volume, so other lattices keep the Gaussian zero mode).
-pub fn score_parts(
-    form: ScoreForm,
-    theory: Couplings,
-    sigma_data: f64,
-    g: Vec<f64>,
-    m: &[f64],
-    lat: Lattice,
-) -> Result<ScoreParts, String> {
-    let theory = match (theory, form) {
-        (Couplings::Phi4(p), _) => p,
-        (Couplings::U1 { beta }, ScoreForm::Physics) => {
-            let prior = crate::diffusion::u1::GaugePrior::new(lat, beta);
-            return Ok(ScoreParts::Gauge { prior, sigma_data, net_scale: 1.0 });
-        }
-        (Couplings::U1 { .. }, f) => {
-            return Err(format!("score form {}: U(1) gauge fields take the physics form only", f.name()))
-        }
-    };
-    Ok(match form {
-        ScoreForm::Plain => ScoreParts::Plain,
-        ScoreForm::Action => ScoreParts::Action { sigma_data },
-        ScoreForm::Physics => {
-            let mut prior = PhysicsPrior::new(Phi4::new(lat, theory), g)?;
-            if !m.is_empty() {
-                prior = prior.with_zero_mode(ZeroModeMarginal::new(m, lat.volume())?)?;
-            }
-            ScoreParts::Physics { prior: Arc::new(prior), sigma_data }
-        }
-    })
 }
 
 /// Bytes of network workspace per configuration of `arch` on `lat` (for batch sizing and
@@ -354,88 +293,16 @@ pub struct LoadedModel {
     pub stride: usize,
 }
 
-/// The physics prior alone, no network: the baseline a trained network must beat
-/// (`--model prior:ENSEMBLE.h5`, theory and G(p) from the ensemble).
-pub struct PriorScoreModel {
-    theory: Parametrisation,
-    two_point: Vec<f64>,
-    /// The data's magnetisations: the zero mode on `data_lattice`.
-    magnetisation: Vec<f64>,
-    data_lattice: Lattice,
-    parts: PartsCache,
-}
-
-impl PriorScoreModel {
-    pub fn new(theory: Parametrisation, two_point: Vec<f64>, magnetisation: Vec<f64>, data_lattice: Lattice) -> Self {
-        PriorScoreModel { theory, two_point, magnetisation, data_lattice, parts: PartsCache::default() }
-    }
-
-    fn parts_on(&self, lat: Lattice) -> Result<Arc<ScoreParts>, String> {
-        let m = if lat == self.data_lattice { &self.magnetisation[..] } else { &[] };
-        let theory = Couplings::Phi4(self.theory);
-        self.parts.get(lat, || score_parts(ScoreForm::Physics, theory, 1.0, self.two_point(lat), m, lat))
-    }
-}
-
-impl ScoreModel for PriorScoreModel {
-    fn check_lattice(&self, lat: Lattice) -> Result<(), String> {
-        lat.validate()
-    }
-
-    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
-        // A zero network output: the score is the prior's.
-        self.parts_on(lat)?.compose(phi, sigma, &vec![0.0f32; phi.len()], out);
-        Ok(())
-    }
-
-    fn physics_prior(&self, lat: Lattice) -> Option<Arc<PhysicsPrior>> {
-        match &*self.parts_on(lat).ok()? {
-            ScoreParts::Physics { prior, .. } => Some(prior.clone()),
-            _ => None,
-        }
-    }
-
-    fn two_point(&self, lat: Lattice) -> Vec<f64> {
-        crate::diffusion::data::nearest_momentum_two_point(&self.two_point, self.data_lattice, lat)
-    }
-
-    fn describe(&self) -> String {
-        format!("physics prior alone ({}; G(p) from {} data)", self.theory.describe(), self.data_lattice)
-    }
-}
-
 /// The prior of an ensemble's theory (U(1): at `beta` when given, the prior being exact
 /// for any coupling at σ = 0; φ⁴ takes no beta).
 fn load_prior(spec: &str, path: &str, beta: Option<f64>) -> Result<LoadedModel> {
     let ens = crate::io::Ensemble::open(std::path::Path::new(path))?;
-    let lat = ens.lattice;
-    let theory = match ens.couplings()? {
-        Couplings::U1 { beta: b0 } => {
-            let beta = beta.unwrap_or(b0);
-            return Ok(LoadedModel {
-                model: Box::new(crate::diffusion::u1::model::GaugePriorModel { beta }),
-                theory: Couplings::U1 { beta },
-                lattice: Some(lat),
-                schedule: Some(crate::diffusion::u1::prior::default_schedule(0.01, 0.0)),
-                spec: spec.into(),
-                file: None,
-                stride: 1,
-            });
-        }
-        Couplings::Phi4(_) if beta.is_some() => bail!("beta: the ensemble is phi4's (beta is the U(1) coupling)"),
-        Couplings::Phi4(p) => p,
-    };
-    let configs = ens.read_configs(0, ens.n.min(1024))?;
-    let g = crate::diffusion::data::two_point(&configs, lat);
-    let m = crate::diffusion::data::magnetisations(&configs, lat);
-    let (_, dmax) = crate::diffusion::data::field_scales(&configs[..ens.n.min(256) * lat.volume()], lat.volume());
-    let sigma_min = 0.01;
-    let schedule = SigmaSchedule { sigma_min, sigma_max: dmax.max(10.0 * sigma_min), t_eps: 1e-5 };
+    let prior = theories::of(ens.couplings()?).prior_model(&ens, beta)?;
     Ok(LoadedModel {
-        model: Box::new(PriorScoreModel::new(theory, g, m, lat)),
-        theory: Couplings::Phi4(theory),
-        lattice: Some(lat),
-        schedule: Some(schedule),
+        model: prior.model,
+        theory: prior.theory,
+        lattice: Some(ens.lattice),
+        schedule: Some(prior.schedule),
         spec: spec.into(),
         file: None,
         stride: 1,

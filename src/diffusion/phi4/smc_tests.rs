@@ -444,27 +444,6 @@ fn run_hybrid(
     Run { replicas, lat }
 }
 
-/// With an action network's learnt targets and resampling off, the particles and weights
-/// are still the em sampler's bit for bit (random weights: the weights vary widely).
-#[test]
-fn learnt_targets_with_resampling_off_reproduce_the_em_path_weights_exactly() {
-    let lat = Lattice::new(4, 6);
-    let m = crate::diffusion::net::model::random_action_model(lat, 7);
-    let n = 24;
-    let r = run_learnt(&m, 0.2, lat, Kernel::Matched, 12, SmcSettings { batch: 5, ..smc(n, 0.0, 3) }, 2);
-    let target = Phi4::new(lat, hopping(0.2));
-    let b = sample_batch(&m, Some(&target), lat, &sampler(Kernel::Matched, 12), 11, 0, 2 * n).unwrap();
-    let lw = b.log_weight.unwrap();
-    for (i, rep) in r.replicas.iter().enumerate() {
-        assert_eq!(rep.resamplings, 0);
-        assert_eq!(rep.configs, b.configs[i * n * lat.volume()..][..n * lat.volume()], "replica {i}");
-        assert_eq!(rep.log_weight, lw[i * n..][..n], "replica {i}: weights differ");
-        assert_eq!(rep.log_z, resample::log_mean_exp(&lw[i * n..][..n]));
-    }
-    let spread = lw.iter().fold(0.0f64, |a, w| a.max((w - lw[0]).abs()));
-    assert!(spread > 0.1, "random weights should give varying weights ({spread})");
-}
-
 /// The exact free model's own action as the learnt targets, with the matched kernel: every
 /// weight is log Z at every level (ESS/n = 1, nothing resampled, log Z exact to rounding).
 /// A learnt level evaluated at the wrong σ, or with the wrong sign, makes them uneven.

@@ -12,7 +12,6 @@ use crate::error::input_err as input;
 use crate::io::Ensemble;
 use crate::lattice::Lattice;
 use crate::nn::{ActionArch, Arch};
-use crate::theory::Couplings;
 use anyhow::{anyhow, Result};
 
 /// A training whose input has been checked.
@@ -38,12 +37,7 @@ impl Plan {
         let theory = DataTheory::new(lat, ens.couplings().map_err(input)?);
         let arch0 = theory.network_arch(cfg.preset.unet.clone());
         let form = cfg.score_form;
-        if matches!(theory.couplings, Couplings::U1 { .. }) && form != ScoreForm::Physics {
-            return Err(input(anyhow!(
-                "score_form: '{}' is not available for U(1) gauge fields (physics only: the angles live on a torus)",
-                form.name()
-            )));
-        }
+        theory.diffusion.check_form(form).map_err(|e| input(anyhow!(e)))?;
         let action0 = cfg.preset.action.clone();
         let stride = if action0.is_some() { 1 } else { arch0.stride() };
         if lat.lt % stride != 0 || lat.lx % stride != 0 {

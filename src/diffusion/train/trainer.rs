@@ -4,7 +4,7 @@
 
 use crate::diffusion::data::{self, Shard};
 use crate::diffusion::net::engine::NetEngine;
-use crate::diffusion::form::{ScoreForm, ScoreParts};
+use crate::diffusion::form::ScoreParts;
 use crate::diffusion::objective::SigmaSchedule;
 use crate::diffusion::train::plan::Plan;
 use crate::diffusion::train::validation::Validation;
@@ -15,7 +15,6 @@ use crate::error::input_err as input;
 use crate::nn::optim::{AdamW, AdamWConfig};
 use crate::nn::{ActionNet, Arch, Network, ParamLayout};
 use crate::rng::{self, Domain, Stream};
-use crate::theory::Couplings;
 use anyhow::{anyhow, Result};
 
 pub(super) struct Trainer<'a> {
@@ -45,7 +44,7 @@ impl<'a> Trainer<'a> {
         let net = Network::new(arch.clone());
         let action_net = plan.action0.clone().map(ActionNet::new);
         let layout: ParamLayout = action_net.as_ref().map_or_else(|| net.layout.clone(), |a| a.layout.clone());
-        let parts = crate::diffusion::net::model::score_parts(
+        let parts = crate::diffusion::theories::score_parts(
             plan.form,
             plan.theory.couplings,
             arch.sigma_data,
@@ -155,10 +154,7 @@ fn statistics(cfg: &TrainConfig, plan: &Plan) -> Result<(Arch, SigmaSchedule, Ve
     let rows = data::read_rows(&plan.ens, &train_rows[..plan.n_train.min(1024)])?;
     let (sigma_data, schedule, g) = plan.theory.statistics(cfg, &stat_cfgs, &rows);
     arch.sigma_data = sigma_data;
-    let m = match (plan.form, plan.theory.couplings) {
-        (ScoreForm::Physics, Couplings::Phi4(_)) => data::magnetisations(&rows, plan.lat),
-        _ => Vec::new(),
-    };
+    let m = plan.theory.diffusion.zero_mode_data(plan.form, plan.lat, &rows);
     Ok((arch, schedule, g, m))
 }
 
