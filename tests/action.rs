@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use latdiff::diffusion::model_file::ModelFile;
+use latdiff::diffusion::net::model_file::ModelFile;
 use latdiff::io::Ensemble;
 use latdiff::lattice::Lattice;
 use std::path::Path;

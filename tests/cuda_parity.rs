@@ -643,11 +643,11 @@ mod whole {
     use super::*;
     use latdiff::backend::cuda_nn::CudaOps;
     use latdiff::backend::Device;
-    use latdiff::diffusion::engine::{self, Weights};
+    use latdiff::diffusion::net::{build, engine::Weights};
     use latdiff::diffusion::form::ScoreForm;
-    use latdiff::diffusion::model::NetworkScoreModel;
+    use latdiff::diffusion::net::model::NetworkScoreModel;
     use latdiff::diffusion::objective::plain_dsm_inputs;
-    use latdiff::diffusion::sampler::{sample_batch, SamplerKind, SamplerSettings};
+    use latdiff::diffusion::sample::sampler::{sample_batch, SamplerKind, SamplerSettings};
     use latdiff::nn::{Arch, CpuOps, NetOps, Network, Workspace};
 
     const TOL: f64 = 1e-4;
@@ -715,8 +715,8 @@ mod whole {
         let p0 = Network::new(arch.clone()).init_params::<f32>(5);
         let cfg =
             AdamWConfig { warmup_steps: 2, total_steps: 10, weight_decay: 0.1, clip_norm: 1.0, ..Default::default() };
-        let mut cpu = engine::build(Device::Cpu, arch.clone(), &p0, Some((cfg.clone(), None))).unwrap();
-        let mut gpu = engine::build(Device::Cuda { ordinal: 0 }, arch, &p0, Some((cfg, None))).unwrap();
+        let mut cpu = build::unet(Device::Cpu, arch.clone(), &p0, Some((cfg.clone(), None))).unwrap();
+        let mut gpu = build::unet(Device::Cuda { ordinal: 0 }, arch, &p0, Some((cfg, None))).unwrap();
         eprintln!("engine: {}", gpu.describe());
         for step in 0..3u64 {
             let phi0 = rand_f32(n, 20 + step);

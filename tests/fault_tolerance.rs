@@ -384,12 +384,12 @@ fn sigkilled_training_resumes_to_the_same_parameters() {
     let out = wait_deadline(child, Duration::from_secs(20), "killed train");
     assert!(!out.status.success());
     let mid =
-        latdiff::diffusion::model_file::ModelFile::read(&path).expect("the last checkpoint is complete and readable");
+        latdiff::diffusion::net::model_file::ModelFile::read(&path).expect("the last checkpoint is complete and readable");
     assert!(mid.step > 0 && mid.step < 1500 && mid.step % 100 == 0, "checkpoint at step {}", mid.step);
     let o = train("killed.h5", &["--resume"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let a = latdiff::diffusion::model_file::ModelFile::read(&d.join("straight.h5")).unwrap();
-    let b = latdiff::diffusion::model_file::ModelFile::read(&path).unwrap();
+    let a = latdiff::diffusion::net::model_file::ModelFile::read(&d.join("straight.h5")).unwrap();
+    let b = latdiff::diffusion::net::model_file::ModelFile::read(&path).unwrap();
     assert_eq!((a.step, b.step), (1500, 1500));
     assert!(a.params == b.params && a.ema == b.ema, "resumed run differs from the uninterrupted one");
     eprintln!("killed at or after step {}, resumed, identical after 1500 steps", mid.step);

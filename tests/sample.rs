@@ -72,7 +72,7 @@ fn wrong_analytic_model_is_corrected_by_weights_and_metropolis() {
 /// (the weighted file of the same seed has the same proposals) with the documented stream,
 /// and its acceptance does not count the start.
 fn production_chain_is_the_tested_one(weighted: &Path, chain: &Path) {
-    use latdiff::diffusion::{generate::METROPOLIS_STREAM, sampler::independence_metropolis};
+    use latdiff::diffusion::{generate::METROPOLIS_STREAM, sample::sampler::independence_metropolis};
     let lw = Ensemble::open(weighted).unwrap().read_f64("log_weight").unwrap();
     let m = Ensemble::open(chain).unwrap();
     let expect =

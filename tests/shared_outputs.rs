@@ -4,7 +4,7 @@
 
 mod common;
 use common::latdiff;
-use latdiff::diffusion::model_file::ModelFile;
+use latdiff::diffusion::net::model_file::ModelFile;
 use latdiff::io::Ensemble;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -6,10 +6,10 @@ use common::*;
 use latdiff::backend::Device;
 use latdiff::cli::train::resolve;
 use latdiff::config::TrainOptions;
-use latdiff::diffusion::engine::{self, Weights};
+use latdiff::diffusion::net::{build, engine::Weights};
 use latdiff::diffusion::form::{ScoreForm, ScoreParts};
-use latdiff::diffusion::free::FreeScoreModel;
-use latdiff::diffusion::model_file::ModelFile;
+use latdiff::diffusion::phi4::free::FreeScoreModel;
+use latdiff::diffusion::net::model_file::ModelFile;
 use latdiff::diffusion::objective::SigmaSchedule;
 use latdiff::diffusion::train::{train, Validation};
 use latdiff::diffusion::ScoreModel;
@@ -77,9 +77,9 @@ fn tiny_network_learns_the_free_field_score() {
     assert_eq!(m.schedule, sched);
     let phi0 = latdiff::diffusion::data::read_rows(&e, &split.val).unwrap();
     let val = Validation::new(phi0.clone(), v, &sched, 5, &ScoreParts::Plain);
-    let mut current = engine::build(Device::Cpu, m.arch.clone(), &m.params, None).unwrap();
+    let mut current = build::unet(Device::Cpu, m.arch.clone(), &m.params, None).unwrap();
     let (learnt, _) = val.loss(current.as_mut(), Weights::Current, lat, 64, &sched).unwrap();
-    let mut ema = engine::build(Device::Cpu, m.arch.clone(), &m.ema, None).unwrap();
+    let mut ema = build::unet(Device::Cpu, m.arch.clone(), &m.ema, None).unwrap();
 
     // The validation's noise: z = (φ_σ − φ_0)/σ from its network inputs.
     let (x, _, _) = val.inputs();
@@ -156,7 +156,7 @@ fn physics_form_learns_on_top_of_the_prior() {
     let e = Ensemble::open(&data).unwrap();
     let lat = e.lattice;
     let split = latdiff::diffusion::data::split(Some(&e.read_i64("chain").unwrap()), e.n, 0.1);
-    let parts = latdiff::diffusion::model::score_parts(
+    let parts = latdiff::diffusion::theories::score_parts(
         ScoreForm::Physics,
         m.couplings().unwrap(),
         m.arch.sigma_data,
@@ -172,11 +172,11 @@ fn physics_form_learns_on_top_of_the_prior() {
         5,
         &parts,
     );
-    let mut learnt = engine::build(Device::Cpu, m.arch.clone(), &m.ema, None).unwrap();
+    let mut learnt = build::unet(Device::Cpu, m.arch.clone(), &m.ema, None).unwrap();
     let (l_net, bands) = val.loss(learnt.as_mut(), Weights::Current, lat, 64, &m.schedule).unwrap();
     // All-zero parameters give F = 0: the prior alone.
     let zeros = vec![0.0f32; m.params.len()];
-    let mut prior = engine::build(Device::Cpu, m.arch.clone(), &zeros, None).unwrap();
+    let mut prior = build::unet(Device::Cpu, m.arch.clone(), &zeros, None).unwrap();
     let (l_prior, prior_bands) = val.loss(prior.as_mut(), Weights::Current, lat, 64, &m.schedule).unwrap();
     eprintln!("held-out loss: prior alone {l_prior:.4} {prior_bands:?}, prior + network {l_net:.4} {bands:?}");
     assert!(l_net < 0.8 * l_prior, "the network does not improve on the prior: {l_net} vs {l_prior}");

@@ -283,7 +283,7 @@ fn train_rows(
     seconds: f64,
     comm: &crate::dist::Comm,
 ) -> Result<Vec<serde_json::Value>> {
-    use crate::diffusion::{engine, objective::SigmaSchedule};
+    use crate::diffusion::objective::SigmaSchedule;
     use crate::lattice::Lattice;
     use crate::nn::optim::AdamWConfig;
     use crate::nn::{Arch, Network};
@@ -304,7 +304,7 @@ fn train_rows(
         let (fwd, bwd) = net.gemm_flops(b, l, l);
         let params = net.init_params::<f32>(1);
         let np = params.len();
-        let mut eng = engine::build(dev, arch, &params, Some((AdamWConfig::default(), None)))?;
+        let mut eng = crate::diffusion::net::build::unet(dev, arch, &params, Some((AdamWConfig::default(), None)))?;
         let mut grads = vec![0.0f32; np];
         let mut rng = crate::rng::stream(7, crate::rng::Domain::Misc, comm.rank() as u64);
         let n = b * l * l;
@@ -371,7 +371,7 @@ fn forward_rows(
     batch: usize,
     seconds: f64,
 ) -> Result<Vec<serde_json::Value>> {
-    use crate::diffusion::engine::{self, Weights};
+    use crate::diffusion::net::engine::Weights;
     use crate::lattice::Lattice;
     use crate::nn::Network;
     use rand::RngExt;
@@ -385,7 +385,7 @@ fn forward_rows(
         let net = Network::new(arch.clone());
         let (fwd, _) = net.gemm_flops(batch, l, l);
         let params = net.init_params::<f32>(1);
-        let mut eng = engine::build(dev, arch, &params, None)?;
+        let mut eng = crate::diffusion::net::build::unet(dev, arch, &params, None)?;
         let mut rng = crate::rng::stream(7, crate::rng::Domain::Misc, 0);
         let phi: Vec<f32> = (0..batch * l * l).map(|_| rng.random_range(-2.0..2.0f32)).collect();
         let sigma: Vec<f32> = (0..batch).map(|i| 0.01 * 1000f32.powf(i as f32 / batch as f32)).collect();
@@ -416,9 +416,9 @@ fn sample_rows(
     seconds: f64,
 ) -> Result<Vec<serde_json::Value>> {
     use crate::diffusion::form::ScoreForm;
-    use crate::diffusion::generate::Timed;
-    use crate::diffusion::model::{workspace_bytes_per_config, NetworkScoreModel};
-    use crate::diffusion::sampler::{sample_batch, SamplerKind, SamplerSettings};
+    use crate::diffusion::generate::output::Timed;
+    use crate::diffusion::net::model::{workspace_bytes_per_config, NetworkScoreModel};
+    use crate::diffusion::sample::sampler::{sample_batch, SamplerKind, SamplerSettings};
     use crate::diffusion::ScoreModel;
     use crate::lattice::Lattice;
     use crate::nn::{Arch, Network};

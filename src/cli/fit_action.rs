@@ -2,7 +2,7 @@
 //! model's learnt action (`diffusion::fit_action`), with jackknife errors.
 
 use crate::diffusion::fit_action::{self, FitTarget, OPERATORS};
-use crate::diffusion::model_file::ModelFile;
+use crate::diffusion::net::model_file::ModelFile;
 use crate::io::Ensemble;
 use anyhow::{anyhow, Result};
 use serde_json::{json, Map, Value};

@@ -16,7 +16,7 @@ pub struct InfoArgs {
 pub fn run(a: &InfoArgs) -> Result<()> {
     crate::io::check_regular_input(&a.file, "file").map_err(super::input_err)?;
     if crate::io::ensemble::is_hdf5(&a.file) {
-        if let Ok(m) = crate::diffusion::model_file::ModelFile::read(&a.file) {
+        if let Ok(m) = crate::diffusion::net::model_file::ModelFile::read(&a.file) {
             return model_info(a, &m);
         }
         if let Some(f) = hmc_checkpoint(&a.file) {
@@ -89,13 +89,13 @@ pub fn run(a: &InfoArgs) -> Result<()> {
     Ok(())
 }
 
-fn model_info(a: &InfoArgs, m: &crate::diffusion::model_file::ModelFile) -> Result<()> {
+fn model_info(a: &InfoArgs, m: &crate::diffusion::net::model_file::ModelFile) -> Result<()> {
     let s = |k: &str| m.attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     println!("{}", a.file.display());
     println!("  kind          score model (latdiff train)");
     let theory = m.theory().map(|p| format!("phi4 ({}, {})", p.name(), p.describe())).unwrap_or_else(|e| e.to_string());
     println!("  trained on    {} from {}", theory, s("data"));
-    let form = crate::diffusion::model::model_form(m).map(|f| f.name().to_string()).unwrap_or_else(|e| e.to_string());
+    let form = crate::diffusion::net::model::model_form(m).map(|f| f.name().to_string()).unwrap_or_else(|e| e.to_string());
     if let Ok(Some(act)) = m.action_arch() {
         return action_model_info(a, m, &act);
     }
@@ -127,7 +127,7 @@ fn model_info(a: &InfoArgs, m: &crate::diffusion::model_file::ModelFile) -> Resu
 }
 
 /// A model's noise schedule, training progress and validation figures (either form).
-fn print_diffusion_and_training(m: &crate::diffusion::model_file::ModelFile) {
+fn print_diffusion_and_training(m: &crate::diffusion::net::model_file::ModelFile) {
     let s = |k: &str| m.attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     println!(
         "  diffusion     VE SDE, sigma in [{:.3e}, {:.3e}], sigma_data {:.4}",
@@ -148,7 +148,7 @@ fn print_diffusion_and_training(m: &crate::diffusion::model_file::ModelFile) {
 }
 
 /// A model's seed and version, and with `--config` its stored configuration.
-fn print_provenance(a: &InfoArgs, m: &crate::diffusion::model_file::ModelFile) {
+fn print_provenance(a: &InfoArgs, m: &crate::diffusion::net::model_file::ModelFile) {
     let s = |k: &str| m.attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     println!("  seed          {}   latdiff {}", s("seed"), s("latdiff_version"));
     if a.config {
@@ -161,7 +161,7 @@ fn print_provenance(a: &InfoArgs, m: &crate::diffusion::model_file::ModelFile) {
 /// An action-form model: the learnt scalar action's network instead of the U-Net's.
 fn action_model_info(
     a: &InfoArgs,
-    m: &crate::diffusion::model_file::ModelFile,
+    m: &crate::diffusion::net::model_file::ModelFile,
     act: &crate::nn::ActionArch,
 ) -> Result<()> {
     let s = |k: &str| m.attr(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());

@@ -11,8 +11,8 @@ pub fn run(opts: &SampleOptions, device: DeviceRequest, threads: Option<usize>) 
         device,
         threads,
         |cfg| super::Output { path: cfg.out.clone(), replace: cfg.force },
-        |cfg| match crate::diffusion::model::is_action_model(&cfg.model) {
-            true => Err(crate::diffusion::action_engine::NO_CUDA),
+        |cfg| match crate::diffusion::net::model::is_action_model(&cfg.model) {
+            true => Err(crate::diffusion::net::action_engine::NO_CUDA),
             false => Ok(()),
         },
         |cfg, comm, stop, dev| crate::diffusion::generate::run(cfg, comm, stop, dev).map(|_| ()),

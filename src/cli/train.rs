@@ -2,8 +2,8 @@
 
 use crate::backend::DeviceRequest;
 use crate::config::{read_options_file, stored_config, ScoreForm, TrainConfig, TrainOptions};
-use crate::diffusion::model::model_form;
-use crate::diffusion::model_file::ModelFile;
+use crate::diffusion::net::model::model_form;
+use crate::diffusion::net::model_file::ModelFile;
 use anyhow::{anyhow, bail, Result};
 
 pub fn run(opts: &TrainOptions, device: DeviceRequest, threads: Option<usize>) -> i32 {
@@ -13,7 +13,7 @@ pub fn run(opts: &TrainOptions, device: DeviceRequest, threads: Option<usize>) -
         threads,
         |cfg| super::Output { path: cfg.out.clone(), replace: cfg.force || cfg.resume },
         |cfg| match cfg.score_form {
-            ScoreForm::Action => Err(crate::diffusion::action_engine::NO_CUDA),
+            ScoreForm::Action => Err(crate::diffusion::net::action_engine::NO_CUDA),
             ScoreForm::Plain | ScoreForm::Physics => Ok(()),
         },
         |cfg, comm, stop, dev| crate::diffusion::train::train(cfg, comm, stop, dev).map(|_| ()),

@@ -6,7 +6,7 @@
 //! slots [j0, j1) therefore reads only the contiguous union of their strata (its shard),
 //! and the global batch, slot for slot, is the same whatever the number of ranks.
 
-use super::fft;
+use crate::lattice::fft;
 use crate::dist::block_of;
 use crate::io::Ensemble;
 use crate::lattice::Lattice;
@@ -158,7 +158,7 @@ pub fn fill_slot(
     shard: &Shard,
     (batch, slot): (usize, usize),
     augment: Option<Augment>,
-    schedule: &super::objective::SigmaSchedule,
+    schedule: &crate::diffusion::objective::SigmaSchedule,
     rng: &mut Stream,
 ) -> f32 {
     let (a, b) = stratum(shard.n_train, batch, slot);

@@ -12,10 +12,10 @@
 //! means, so that the jackknife (binned by chain, `analysis::stats`) re-solves the fit with
 //! each bin left out: errors include the correlations between coefficients.
 
-use super::action_engine::ActionEngine;
-use super::engine::{NetEngine, Weights};
-use super::model::model_form;
-use super::model_file::ModelFile;
+use crate::diffusion::net::action_engine::ActionEngine;
+use crate::diffusion::net::engine::{NetEngine, Weights};
+use crate::diffusion::net::model::model_form;
+use crate::diffusion::net::model_file::ModelFile;
 use crate::analysis::stats::jackknife_vec;
 use crate::lattice::Lattice;
 use crate::nn::local_ops::{diagonal_sum, neighbour_sum};
@@ -153,7 +153,7 @@ pub fn fit(s: &[f64], x: &[[f64; K]], v: usize, chain: Option<&[usize]>, bin_siz
 
 /// The model's action network with its EMA weights as the current ones; refuses other forms.
 fn action_engine(file: &ModelFile) -> Result<ActionEngine> {
-    if model_form(file)? != super::form::ScoreForm::Action {
+    if model_form(file)? != crate::diffusion::form::ScoreForm::Action {
         return Err(crate::error::input_err(anyhow!(
             "model: its score form is {}, not action: fit-action needs a model trained with --score-form action",
             model_form(file)?.name()
@@ -342,7 +342,7 @@ pub fn learnt_gradients(file: &ModelFile, configs: &[f32], lat: Lattice, sigma: 
     let mut engine = action_engine(file)?;
     let v = lat.volume();
     let n = configs.len() / v;
-    let c = super::objective::c_in(file.arch.sigma_data, sigma);
+    let c = crate::diffusion::objective::c_in(file.arch.sigma_data, sigma);
     let mut out = Vec::with_capacity(n * v);
     for a in (0..n).step_by(64) {
         let b = (a + 64).min(n);
@@ -474,7 +474,7 @@ mod tests {
     /// φ⁶ and the diagonal hopping consistent with 0, and κ's error below 1 % (fixed seed).
     #[test]
     fn score_matching_on_exact_free_field_samples_reads_the_couplings() {
-        use crate::diffusion::fft::Fft2;
+        use crate::lattice::fft::Fft2;
         let (lat, kappa) = (Lattice::new(12, 12), 0.2);
         let param = Parametrisation::Hopping { kappa, lambda: 0.0 };
         let v = lat.volume();

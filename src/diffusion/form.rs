@@ -3,7 +3,7 @@
 //!
 //! * `plain`: s = F_θ/σ, trained by plain DSM (target −z/σ). No knowledge of the action.
 //! * `physics` (default): s = s_prior(φ, σ) + (a(σ)/σ) F_θ, with the physics prior of
-//!   [`super::prior`] (exact at σ → 0 and σ → ∞) and the network's share
+//!   [`crate::diffusion::phi4::prior`] (exact at σ → 0 and σ → ∞) and the network's share
 //!   a(σ) = (σ²/(σ_data² + σ²))^{3/2}. The prior's error and the exact score's correction
 //!   are both O(σ²) at small σ, and a(σ)/σ = O(σ²) there, so the network can only correct
 //!   the prior at the rate at which it needs correcting: the score at σ_min is −∂S/∂φ up to
@@ -15,13 +15,16 @@
 //!   `fit-action` reads couplings from it without the training theory's own couplings
 //!   entering through the prior (which would make recovering them circular).
 //! * `physics` on U(1) link angles (`Gauge`): s = s_prior(θ, σ) + r (a(σ)/σ) F_θ with the
-//!   gauge prior of [`super::gauge::prior`], the network fed the plaquettes' cos/sin
+//!   gauge prior of [`crate::diffusion::u1::prior`], the network fed the plaquettes' cos/sin
 //!   ([`ScoreParts::network_input`]) and r = β/β_train (β-conditioning: 1 at the training
 //!   coupling). The target is the wrapped Gaussian kernel's score.
 
-use super::gauge::GaugePrior;
-use super::prior::PhysicsPrior;
+use crate::diffusion::u1::GaugePrior;
+use crate::diffusion::phi4::prior::PhysicsPrior;
 use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use crate::lattice::Lattice;
 
 /// Named in the options, so config's (plain data).
 pub use crate::config::ScoreForm;
@@ -30,7 +33,7 @@ pub use crate::config::ScoreForm;
 pub enum ScoreParts {
     Plain,
     Physics {
-        prior: PhysicsPrior,
+        prior: std::sync::Arc<PhysicsPrior>,
         sigma_data: f64,
     },
     Action {
@@ -50,7 +53,7 @@ impl ScoreParts {
     pub fn output_scale(&self, sigma: f64) -> f64 {
         match self {
             ScoreParts::Plain => 1.0,
-            ScoreParts::Action { sigma_data } => sigma * super::objective::c_in(*sigma_data, sigma),
+            ScoreParts::Action { sigma_data } => sigma * crate::diffusion::objective::c_in(*sigma_data, sigma),
             ScoreParts::Physics { sigma_data, .. } | ScoreParts::Gauge { sigma_data, .. } => {
                 let s2 = sigma * sigma;
                 (s2 / (sigma_data * sigma_data + s2)).powf(1.5)
@@ -63,9 +66,9 @@ impl ScoreParts {
     /// offsets e_b (see `objective`).
     pub fn training_inputs(&self, phi0: &[f32], z: &[f32], sigma: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let prior = match self {
-            ScoreParts::Plain => return super::objective::plain_dsm_inputs(phi0, z, sigma),
+            ScoreParts::Plain => return crate::diffusion::objective::plain_dsm_inputs(phi0, z, sigma),
             ScoreParts::Action { .. } => {
-                let (x, _, e) = super::objective::plain_dsm_inputs(phi0, z, sigma);
+                let (x, _, e) = crate::diffusion::objective::plain_dsm_inputs(phi0, z, sigma);
                 let a = sigma.iter().map(|&s| self.output_scale(s as f64) as f32).collect();
                 return (x, a, e);
             }
@@ -126,7 +129,7 @@ impl ScoreParts {
                     t064.iter_mut().zip(t0).for_each(|(d, s)| *d = *s as f64);
                     z64.iter_mut().zip(zz).for_each(|(d, s)| *d = *s as f64);
                     prior.denoising_inputs((t064, z64), s as f64, t64, e64, ws);
-                    super::gauge::features::plaquette_features(prior.lattice, t64, x);
+                    crate::diffusion::u1::features::plaquette_features(prior.lattice, t64, x);
                     e.iter_mut().zip(e64.iter()).for_each(|(d, s)| *d = *s as f32);
                 },
             );
@@ -138,7 +141,7 @@ impl ScoreParts {
     /// objective), or for U(1) links the plaquettes' cos/sin.
     pub fn network_input(&self, phi: &[f64]) -> Vec<f32> {
         match self {
-            ScoreParts::Gauge { prior, .. } => super::gauge::features::batch_features(prior.lattice, phi),
+            ScoreParts::Gauge { prior, .. } => crate::diffusion::u1::features::batch_features(prior.lattice, phi),
             _ => phi.iter().map(|&x| x as f32).collect(),
         }
     }
@@ -178,6 +181,23 @@ impl ScoreParts {
     }
 }
 
+/// A score form's parts per lattice, built at first use (sampling on several lattices, or
+/// from several threads, shares them).
+#[derive(Default)]
+pub struct PartsCache(Mutex<HashMap<Lattice, Arc<ScoreParts>>>);
+
+impl PartsCache {
+    pub fn get(&self, lat: Lattice, build: impl FnOnce() -> Result<ScoreParts, String>) -> Result<Arc<ScoreParts>, String> {
+        let mut cache = self.0.lock().map_err(|_| "a previous score evaluation panicked".to_string())?;
+        if let Some(p) = cache.get(&lat) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(build()?);
+        cache.insert(lat, p.clone());
+        Ok(p)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +220,7 @@ mod tests {
         let lat = crate::lattice::Lattice::new(4, 4);
         let th = crate::theory::Phi4::new(lat, crate::theory::Parametrisation::Hopping { kappa: 0.2, lambda: 0.0 });
         let prior = PhysicsPrior::new(th, vec![1.0; 16]).unwrap();
-        let p = ScoreParts::Physics { prior, sigma_data: 1.0 };
+        let p = ScoreParts::Physics { prior: std::sync::Arc::new(prior), sigma_data: 1.0 };
         let r = p.output_scale(0.01) / p.output_scale(0.02);
         assert!((r - 0.125).abs() < 1e-3, "{r}");
         assert!((p.output_scale(1e4) - 1.0).abs() < 1e-6);

@@ -4,28 +4,19 @@
 //! at σ → 0 this is −∂S/∂φ, so the reverse-time SDE is Langevin dynamics with a learnt,
 //! σ-dependent action (stochastic quantisation).
 
-pub mod action_engine;
-pub mod corrector;
-pub mod cumulant;
 pub mod data;
-pub mod engine;
-pub mod fft;
 pub mod fit_action;
 pub mod form;
-pub mod free;
-pub mod gauge;
 pub mod generate;
-pub mod kernel;
-pub mod memory;
-pub mod model;
-pub mod model_file;
+pub mod net;
 pub mod objective;
-pub mod prior;
-pub mod refine;
-pub mod sampler;
+pub mod phi4;
+pub mod sample;
 pub mod smc;
+pub mod theories;
+pub mod theory;
 pub mod train;
-pub mod zero_mode;
+pub mod u1;
 
 use crate::lattice::Lattice;
 
@@ -47,9 +38,9 @@ pub trait ScoreModel: Sync {
     /// One-line description for logs and file attributes.
     fn describe(&self) -> String;
 
-    /// The physics prior its score is built on at `lat`, if it has one (physics-form networks,
-    /// `prior:` models): its scalar action is the SMC sampler's intermediate target.
-    fn prior_parts(&self, _lat: Lattice) -> Option<std::sync::Arc<form::ScoreParts>> {
+    /// φ⁴'s physics prior its score is built on at `lat`, if it has one (physics-form
+    /// networks, `prior:` models): its scalar action is the SMC sampler's intermediate target.
+    fn physics_prior(&self, _lat: Lattice) -> Option<std::sync::Arc<phi4::prior::PhysicsPrior>> {
         None
     }
 

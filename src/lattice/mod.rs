@@ -1,5 +1,7 @@
 //! Lattice geometry: periodic L_t × L_x, row-major with x fastest (site = t * L_x + x).
 
+pub mod fft;
+
 use serde::{Deserialize, Serialize};
 
 /// Largest extent per direction (README, Limits).

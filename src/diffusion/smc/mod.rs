@@ -1,7 +1,7 @@
 //! Sequential Monte Carlo along the diffusion path (`latdiff sample --sampler smc`).
 //!
 //! A replica of n particles starts from N(0, C_N) and steps down the σ ladder with the
-//! em/matched reverse kernel b_k of [`super::sampler`] (shared code: [`super::kernel`]).
+//! em/matched reverse kernel b_k of [`crate::diffusion::sample::sampler`] (shared code: [`crate::diffusion::sample::kernel`]).
 //! Level k has the target π_k ∝ exp(−U_k) ([`levels`]): U_N = −log N(·; 0, C_N) (normalised,
 //! the start density itself), U_k for 0 < k < N a surrogate of the noised action at σ_k
 //! (S_prior, the physics prior's scalar action, exact at σ → 0 and σ → ∞; the cumulant
@@ -31,23 +31,17 @@
 //! chunking, so a replica's output depends on (seed, r, n) only, not on threads, batches
 //! or the MPI rank it runs on.
 
-pub mod driver;
-pub mod levels;
-pub mod magnetisation;
-pub mod mala;
-pub mod report;
+pub mod adapt;
 pub mod resample;
 pub mod spread;
-pub mod torus;
 
 use rand::RngExt;
-use rayon::prelude::*;
 
-use self::levels::{Level, Levels};
-use self::mala::{Particles, Preconditioner};
+use self::adapt::Rejuvenation;
 use self::spread::Spread;
-use super::kernel::ReverseKernel;
-use super::ScoreModel;
+use crate::diffusion::sample::kernel::ReverseKernel;
+use crate::diffusion::ScoreModel;
+use crate::diffusion::sample::INTERRUPTED;
 use crate::rng::{self, Domain, Stream};
 
 /// First `Domain::Misc` stream index of the replicas' resampling uniforms (+ replica).
@@ -123,11 +117,69 @@ impl Replica {
     }
 }
 
+/// One theory's ladder of targets π_k ∝ exp(−U_k), k = N − 1, …, 0, and the moves that
+/// leave each invariant: what the replica loop ([`run_replica_spread`]) asks of a theory.
+/// φ⁴'s is `phi4::levels::Levels`, U(1)'s `u1::levels::TorusLevels`.
+pub trait SmcLevels: Sync {
+    /// Where the targets come from (logs and the `smc_surrogate` attribute).
+    fn describe(&self) -> String;
+
+    /// What these levels cannot do with `settings` (before any work).
+    fn check(&self, _settings: &SmcSettings) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// out = −∇U_k for every configuration of `phi` when the step from σ_k is driven by the
+    /// level's own score rather than the network's (`SmcSettings::network_below`); false,
+    /// with `out` untouched, where the network drives it.
+    fn own_score(&self, k: usize, settings: &SmcSettings, phi: &[f64], out: &mut [f64]) -> bool;
+
+    /// The reverse step k of every particle here: the kernel's, or one that redraws part of
+    /// the field exactly (φ⁴'s magnetisation).
+    #[allow(clippy::too_many_arguments)]
+    fn reverse_step(
+        &self,
+        kernel: &ReverseKernel,
+        k: usize,
+        settings: &SmcSettings,
+        phi: &mut [f64],
+        score: &[f64],
+        rngs: &mut [Stream],
+        path: &mut [f64],
+    ) {
+        let _ = settings;
+        kernel.step(k, phi, score, rngs, path);
+    }
+
+    /// energy[i] = U_k(φ_i), 0 ≤ k < N (a learnt level asks the model, in batches).
+    fn energies(
+        &self,
+        model: &dyn ScoreModel,
+        k: usize,
+        phi: &[f64],
+        energy: &mut [f64],
+        batch: usize,
+    ) -> Result<(), String>;
+
+    /// `settings.rejuvenate` sweeps of π_k-invariant moves of every particle here, the step
+    /// size `step` adapted over the whole replica; `energy` holds U_k on entry and exit.
+    #[allow(clippy::too_many_arguments)]
+    fn rejuvenate(
+        &self,
+        model: &dyn ScoreModel,
+        k: usize,
+        step: f64,
+        settings: &SmcSettings,
+        particles: (&mut [f64], &mut [f64], &mut [Stream]),
+        spread: &Spread,
+    ) -> Result<Rejuvenation, String>;
+}
+
 /// Runs replica `index` of `settings.n_particles` particles on this rank (module docs).
 pub fn run_replica(
     model: &dyn ScoreModel,
     kernel: &ReverseKernel,
-    levels: &Levels,
+    levels: &dyn SmcLevels,
     settings: &SmcSettings,
     seed: u64,
     index: usize,
@@ -139,65 +191,47 @@ pub fn run_replica(
 
 /// Replica `index` with its particles spread as `spread` says: every rank of the group
 /// calls it; the leader gets the whole replica, the others its figures and no particles.
+/// Written once for every theory: the theory brings its `levels`, the kernel its field.
 pub fn run_replica_spread(
     model: &dyn ScoreModel,
     kernel: &ReverseKernel,
-    levels: &Levels,
+    levels: &dyn SmcLevels,
     settings: &SmcSettings,
     (seed, index): (u64, usize),
     spread: &Spread,
     stopped: &(dyn Fn() -> bool + Sync),
 ) -> Result<Replica, String> {
     levels.check(settings)?;
-    let n = settings.n_particles;
-    let (lat, sigma) = (kernel.lattice(), kernel.sigma_ladder());
-    let v = lat.volume();
-    let (i0, i1) = spread.range();
-    let mut rngs = particle_streams(seed, index, n, (i0, i1));
+    let (lat, sigma, dof) = (kernel.lattice(), kernel.sigma_ladder(), kernel.dof());
+    let mut st = State::start(kernel, (seed, index), settings.n_particles, spread);
     let mut resample_rng = rng::stream(seed, Domain::Misc, RESAMPLE_STREAM + index as u64);
-    let n_here = i1 - i0;
-    let mut st = State {
-        phi: vec![0.0; n_here * v],
-        path: vec![0.0; n_here],
-        energy: vec![0.0; n_here],
-        ancestors: (i0..i1).collect(),
-        grad: Vec::new(),
-    };
-    kernel.start(&mut st.phi, &mut rngs, &mut st.path);
-    // U_N(φ_N) is the start term itself: every weight starts at zero.
-    st.energy.copy_from_slice(&st.path);
     let (mut log_z, mut resamplings) = (0.0, 0usize);
-    let mut step = mala::initial_step(v);
+    let mut step = adapt::initial_step(lat.volume());
     let mut records = Vec::with_capacity(kernel.n_steps());
-    let mut score = vec![0.0; n_here * v];
+    let mut score = vec![0.0; st.phi.len()];
     for k in (1..=kernel.n_steps()).rev() {
         // Levels without the network call nothing that would notice a stop signal.
         if spread.any(stopped()) {
-            return Err(crate::diffusion::generate::INTERRUPTED.into());
+            return Err(INTERRUPTED.into());
         }
-        // A learnt level's own score is the network's.
-        if sigma[k] > settings.network_below && !levels.is_learnt(k) {
-            levels.surrogate_score(k, &st.phi, &mut score);
-        } else {
+        if !levels.own_score(k, settings, &st.phi, &mut score) {
             score_in_chunks(model, lat, &st.phi, sigma[k], &mut score, settings.batch)?;
         }
-        let before = settings.exact_magnetisation.then(|| magnetisation::before(&st.phi, &score, v));
-        kernel.step(k, &mut st.phi, &score, &mut rngs, &mut st.path);
-        if let Some(b) = before {
-            let (delta, cov0) = kernel.zero_mode_step(k);
-            let pot = levels.potential(k - 1);
-            magnetisation::redraw(pot, delta, cov0, &b, &mut st.phi, &mut st.path, &mut rngs, || levels.work());
-        }
-        st.level_energies(model, levels, k - 1, settings.batch)?;
+        levels.reverse_step(kernel, k, settings, &mut st.phi, &score, &mut st.rngs, &mut st.path);
+        levels.energies(model, k - 1, &st.phi, &mut st.energy, settings.batch)?;
         let w = spread.all(&st.weights());
         let (mut rec, resampled) =
             arrive(index, sigma[k - 1], &w, settings.resample_ess, &mut resample_rng, &mut log_z)?;
         if let Some(a) = &resampled {
-            st.take(a, v, spread);
+            st.take(a, dof, spread);
             resamplings += 1;
         }
         if settings.rejuvenate > 0 && (resampled.is_some() || settings.rejuvenate_always) {
-            let r = st.rejuvenate(model, levels, k - 1, step, settings, &mut rngs, spread)?;
+            let before = st.weights();
+            let particles = (&mut st.phi[..], &mut st.energy[..], &mut st.rngs[..]);
+            let r = levels.rejuvenate(model, k - 1, step, settings, particles, spread)?;
+            // A π_{k−1}-invariant move leaves W = P − U unchanged, so P follows U.
+            st.path = before.iter().zip(&st.energy).map(|(w, u)| w + u).collect();
             (rec.acceptance, rec.step, step) = (r.acceptance, r.step, r.step);
         }
         records.push(rec);
@@ -207,7 +241,7 @@ pub fn run_replica_spread(
     let ancestors: Vec<u64> = st.ancestors.iter().map(|&a| a as u64).collect();
     Ok(Replica {
         index,
-        configs: spread.gather(&st.phi, v),
+        configs: spread.gather(&st.phi, dof),
         log_weight: if spread.is_leader() { log_weight } else { Vec::new() },
         action: spread.gather(&st.energy, 1),
         log_z,
@@ -256,7 +290,7 @@ pub(crate) fn arrive(
     Ok((rec, Some(a)))
 }
 
-/// The particles of a replica between steps.
+/// The particles of a replica here between steps.
 struct State {
     phi: Vec<f64>,
     /// P: the path part of each log-weight (module docs).
@@ -264,77 +298,31 @@ struct State {
     /// U of each particle at its current level.
     energy: Vec<f64>,
     ancestors: Vec<usize>,
-    /// ∇U scratch for MALA (allocated at the first rejuvenation).
-    grad: Vec<f64>,
+    rngs: Vec<Stream>,
 }
 
 impl State {
+    /// This rank's particles of replica `index` drawn from the start density; U_N(φ_N) is
+    /// the start term itself, so every weight starts at zero.
+    fn start(kernel: &ReverseKernel, (seed, index): (u64, usize), n: usize, spread: &Spread) -> Self {
+        let (i0, i1) = spread.range();
+        let mut rngs = particle_streams(seed, index, n, (i0, i1));
+        let mut phi = vec![0.0; (i1 - i0) * kernel.dof()];
+        let mut path = vec![0.0; i1 - i0];
+        kernel.start(&mut phi, &mut rngs, &mut path);
+        State { phi, energy: path.clone(), path, ancestors: (i0..i1).collect(), rngs }
+    }
+
     fn weights(&self) -> Vec<f64> {
         self.path.iter().zip(&self.energy).map(|(p, u)| p - u).collect()
     }
 
-    fn level_energies(
-        &mut self,
-        model: &dyn ScoreModel,
-        levels: &Levels,
-        k: usize,
-        batch: usize,
-    ) -> Result<(), String> {
-        let v = levels.lattice().volume();
-        match levels.level(k) {
-            Level::Analytic(pot) => {
-                self.energy
-                    .par_iter_mut()
-                    .zip(self.phi.par_chunks(v))
-                    .for_each_init(|| levels.work(), |ws, (u, p)| *u = pot.energy(p, ws));
-                Ok(())
-            }
-            Level::Learnt { sigma } => {
-                learnt_in_chunks(model, levels.lattice(), &self.phi, sigma, &mut self.energy, None, batch)
-            }
-        }
-    }
-
     /// Replaces the particles by their ancestors `a` (indices into the whole replica);
     /// every weight becomes zero (P = U).
-    fn take(&mut self, a: &[usize], v: usize, spread: &Spread) {
-        let (phi, energy, ancestors) = take_rows(a, (&self.phi, &self.energy, &self.ancestors), v, spread);
+    fn take(&mut self, a: &[usize], dof: usize, spread: &Spread) {
+        let (phi, energy, ancestors) = take_rows(a, (&self.phi, &self.energy, &self.ancestors), dof, spread);
         (self.phi, self.energy, self.ancestors) = (phi, energy, ancestors);
         self.path.clone_from(&self.energy);
-    }
-
-    /// MALA on level k; the weights W = P − U stay what they were.
-    #[allow(clippy::too_many_arguments)]
-    fn rejuvenate(
-        &mut self,
-        model: &dyn ScoreModel,
-        levels: &Levels,
-        k: usize,
-        step: f64,
-        settings: &SmcSettings,
-        rngs: &mut [Stream],
-        spread: &Spread,
-    ) -> Result<mala::Rejuvenation, String> {
-        self.grad.resize(self.phi.len(), 0.0);
-        let before = self.weights();
-        let pre = Preconditioner::new(levels.preconditioner(k));
-        let particles = Particles { phi: &mut self.phi, energy: &mut self.energy, grad: &mut self.grad, rngs };
-        let (fft, sweeps) = (levels.fft(), settings.rejuvenate);
-        let r = match levels.level(k) {
-            Level::Analytic(pot) => mala::rejuvenate(pot, &pre, fft, step, sweeps, || levels.work(), particles, spread),
-            Level::Learnt { sigma } => {
-                let lat = levels.lattice();
-                // ∇U = −s: the model's action and score come from one pass.
-                let mut eval = |phi: &[f64], u: &mut [f64], grad: &mut [f64]| {
-                    learnt_in_chunks(model, lat, phi, sigma, u, Some(&mut *grad), settings.batch)?;
-                    grad.iter_mut().for_each(|g| *g = -*g);
-                    Ok(())
-                };
-                mala::rejuvenate_batched(&mut eval, &pre, fft, step, sweeps, particles, spread)?
-            }
-        };
-        self.path = before.iter().zip(&self.energy).map(|(w, u)| w + u).collect();
-        Ok(r)
     }
 }
 
@@ -365,7 +353,7 @@ pub(crate) fn take_rows(
 }
 
 /// out = s(φ, σ) in calls of at most `batch` configurations.
-pub(crate) fn score_in_chunks(
+pub fn score_in_chunks(
     model: &dyn ScoreModel,
     lat: crate::lattice::Lattice,
     phi: &[f64],
@@ -384,7 +372,7 @@ pub(crate) fn score_in_chunks(
 
 /// The model's action at σ (and its score, when asked) in calls of at most `batch`
 /// configurations.
-fn learnt_in_chunks(
+pub fn learnt_in_chunks(
     model: &dyn ScoreModel,
     lat: crate::lattice::Lattice,
     phi: &[f64],
@@ -402,6 +390,3 @@ fn learnt_in_chunks(
     Ok(())
 }
 
-#[cfg(test)]
-#[path = "tests.rs"]
-mod tests;

@@ -54,6 +54,22 @@ pub fn distinct(a: &[usize]) -> usize {
     s.len()
 }
 
+/// (log mean_r e^{x_r}, its jackknife error over the replicas); the error is NaN for fewer
+/// than two replicas.
+pub fn combined_log_z(log_z: &[f64]) -> (f64, f64) {
+    let r = log_z.len();
+    let value = log_mean_exp(log_z);
+    if r < 2 {
+        return (value, f64::NAN);
+    }
+    let leave_out: Vec<f64> = (0..r)
+        .map(|i| log_mean_exp(&log_z.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, x)| *x).collect::<Vec<_>>()))
+        .collect();
+    let mean = leave_out.iter().sum::<f64>() / r as f64;
+    let var = leave_out.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() * (r - 1) as f64 / r as f64;
+    (value, var.sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,8 @@
 //! rank's slot streams (so `--resume` continues bit for bit), the data's statistics and
 //! attributes, the full configuration.
 
-use super::super::model_file::{self, ModelFile};
-use super::trainer::Trainer;
+use crate::diffusion::net::model_file::{self, ModelFile};
+use crate::diffusion::train::trainer::Trainer;
 use crate::dist::block_of;
 use crate::io::AttrValue;
 use crate::rng;

@@ -2,17 +2,16 @@
 //! the preset against the lattice, the batch against the ranks and the data, a resumed
 //! checkpoint against the configuration, the memory estimate.
 
-use super::super::data;
-use super::super::form::ScoreForm;
-use super::super::model_file::ModelFile;
-use super::theory::DataTheory;
+use crate::diffusion::data;
+use crate::diffusion::form::ScoreForm;
+use crate::diffusion::net::model_file::ModelFile;
+use crate::diffusion::train::theory::DataTheory;
 use crate::config::TrainConfig;
 use crate::dist::{block_of, Comm};
 use crate::error::input_err as input;
 use crate::io::Ensemble;
 use crate::lattice::Lattice;
 use crate::nn::{ActionArch, Arch};
-use crate::theory::Couplings;
 use anyhow::{anyhow, Result};
 
 /// A training whose input has been checked.
@@ -38,12 +37,7 @@ impl Plan {
         let theory = DataTheory::new(lat, ens.couplings().map_err(input)?);
         let arch0 = theory.network_arch(cfg.preset.unet.clone());
         let form = cfg.score_form;
-        if matches!(theory.couplings, Couplings::U1 { .. }) && form != ScoreForm::Physics {
-            return Err(input(anyhow!(
-                "score_form: '{}' is not available for U(1) gauge fields (physics only: the angles live on a torus)",
-                form.name()
-            )));
-        }
+        theory.diffusion.check_form(form).map_err(|e| input(anyhow!(e)))?;
         let action0 = cfg.preset.action.clone();
         let stride = if action0.is_some() { 1 } else { arch0.stride() };
         if lat.lt % stride != 0 || lat.lx % stride != 0 {
@@ -103,7 +97,7 @@ impl Plan {
         if m.train_lattice != self.lat {
             return Err(input(anyhow!("resume: checkpoint was trained on {}, data is {}", m.train_lattice, self.lat)));
         }
-        let m_form = super::super::model::model_form(m).map_err(input)?;
+        let m_form = crate::diffusion::net::model::model_form(m).map_err(input)?;
         if m_form != self.form {
             return Err(input(anyhow!(
                 "resume: checkpoint has the {} score form, the configuration asks for {}",
@@ -126,7 +120,7 @@ impl Plan {
 /// before the data are read.
 fn check_memory(cfg: &TrainConfig, comm: &Comm, arch: &Arch, ens: &Ensemble, split: &data::Split) -> Result<()> {
     let (j0, j1) = block_of(cfg.batch, comm.size(), comm.rank());
-    let shape = super::super::memory::TrainShape {
+    let shape = crate::diffusion::net::memory::TrainShape {
         arch,
         lattice: ens.lattice,
         n_rows: ens.n,
@@ -136,6 +130,6 @@ fn check_memory(cfg: &TrainConfig, comm: &Comm, arch: &Arch, ens: &Ensemble, spl
         local: j1 - j0,
         root: comm.is_root(),
     };
-    let (bytes, what) = super::super::memory::train_bytes(&shape);
+    let (bytes, what) = crate::diffusion::net::memory::train_bytes(&shape);
     crate::limits::check(comm, bytes, &what, cfg.max_memory)
 }

@@ -2,12 +2,12 @@
 //! score form's parts, the parameters and optimiser (fresh, or restored bit for bit), this
 //! rank's batch slots and their random streams, the engine, the held-out set.
 
-use super::super::data::{self, Shard};
-use super::super::engine::{self, NetEngine};
-use super::super::form::{ScoreForm, ScoreParts};
-use super::super::objective::SigmaSchedule;
-use super::plan::Plan;
-use super::validation::Validation;
+use crate::diffusion::data::{self, Shard};
+use crate::diffusion::net::engine::NetEngine;
+use crate::diffusion::form::ScoreParts;
+use crate::diffusion::objective::SigmaSchedule;
+use crate::diffusion::train::plan::Plan;
+use crate::diffusion::train::validation::Validation;
 use crate::backend::Device;
 use crate::config::TrainConfig;
 use crate::dist::{block_of, Comm};
@@ -15,7 +15,6 @@ use crate::error::input_err as input;
 use crate::nn::optim::{AdamW, AdamWConfig};
 use crate::nn::{ActionNet, Arch, Network, ParamLayout};
 use crate::rng::{self, Domain, Stream};
-use crate::theory::Couplings;
 use anyhow::{anyhow, Result};
 
 pub(super) struct Trainer<'a> {
@@ -45,7 +44,7 @@ impl<'a> Trainer<'a> {
         let net = Network::new(arch.clone());
         let action_net = plan.action0.clone().map(ActionNet::new);
         let layout: ParamLayout = action_net.as_ref().map_or_else(|| net.layout.clone(), |a| a.layout.clone());
-        let parts = super::super::model::score_parts(
+        let parts = crate::diffusion::theories::score_parts(
             plan.form,
             plan.theory.couplings,
             arch.sigma_data,
@@ -80,8 +79,8 @@ impl<'a> Trainer<'a> {
         let start_step = opt0.as_ref().map_or(0, |o| o.step);
         let opt = Some((opt_cfg.clone(), opt0.as_ref()));
         let engine = match &plan.action0 {
-            Some(a) => engine::build_action(device, a.clone(), arch.sigma_data, &params0, opt)?,
-            None => engine::build(device, arch.clone(), &params0, opt)?,
+            Some(a) => crate::diffusion::net::build::action(device, a.clone(), arch.sigma_data, &params0, opt)?,
+            None => crate::diffusion::net::build::unet(device, arch.clone(), &params0, opt)?,
         };
         drop((params0, opt0));
         let val = if comm.is_root() {
@@ -155,10 +154,7 @@ fn statistics(cfg: &TrainConfig, plan: &Plan) -> Result<(Arch, SigmaSchedule, Ve
     let rows = data::read_rows(&plan.ens, &train_rows[..plan.n_train.min(1024)])?;
     let (sigma_data, schedule, g) = plan.theory.statistics(cfg, &stat_cfgs, &rows);
     arch.sigma_data = sigma_data;
-    let m = match (plan.form, plan.theory.couplings) {
-        (ScoreForm::Physics, Couplings::Phi4(_)) => data::magnetisations(&rows, plan.lat),
-        _ => Vec::new(),
-    };
+    let m = plan.theory.diffusion.zero_mode_data(plan.form, plan.lat, &rows);
     Ok((arch, schedule, g, m))
 }
 

@@ -1,9 +1,9 @@
 //! Held-out losses with fixed noise draws, and the score's deviation from the exact force
 //! at σ_min: the figures a finished training reports and records.
 
-use super::super::engine::{NetEngine, Weights};
-use super::super::form::ScoreParts;
-use super::super::objective::SigmaSchedule;
+use crate::diffusion::net::engine::{NetEngine, Weights};
+use crate::diffusion::form::ScoreParts;
+use crate::diffusion::objective::SigmaSchedule;
 use crate::lattice::Lattice;
 use crate::rng::{self, Domain};
 use crate::theory::Action;

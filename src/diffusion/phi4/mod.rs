@@ -1,0 +1,12 @@
+//! φ⁴'s diffusion pieces: the physics prior (Gaussian of the data's propagator with the
+//! exact zero-mode marginal), the cumulant action, the exact free-field score, the SMC
+//! level targets and the magnetisation's exact conditional.
+
+pub mod cumulant;
+pub mod free;
+pub mod levels;
+pub mod magnetisation;
+pub mod mala;
+pub mod prior;
+pub mod smc;
+pub mod zero_mode;
