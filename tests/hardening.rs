@@ -443,3 +443,19 @@ fn sigterm_during_start_up_is_a_clean_stop() {
     assert_eq!(o.status.code(), Some(0), "{:?}: {err}", o.status);
     assert!(d.join("e.h5.ckpt").exists(), "{err}");
 }
+
+/// Noise levels outside the supported range are refused in one line before any work, and
+/// nothing is written (`--sigma-max 1e30` wrote an ensemble of NaN with exit 0).
+#[test]
+fn noise_levels_outside_the_supported_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = ["sample", "--model", "free:kappa=0.2", "--lattice", "4", "--n-configs", "4", "--steps", "4"];
+    for (flag, value) in [("--sigma-max", "1e30"), ("--sigma-min", "1e-30"), ("--sigma-max", "nan")] {
+        let mut args = base.to_vec();
+        args.extend([flag, value, "--out", "s.h5"]);
+        let key = &flag[2..].replace('-', "_");
+        refused(d, &args, key);
+        assert!(!d.join("s.h5").exists(), "{flag} {value}: an output was written");
+    }
+}

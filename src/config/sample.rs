@@ -116,6 +116,7 @@ impl SampleConfig {
         if cfg.steps == 0 {
             bail!("steps: must be at least 1");
         }
+        check_noise_range(cfg.sigma_min, cfg.sigma_max)?;
         if cfg.metropolis && cfg.sampler != SamplerKind::Em {
             bail!("metropolis: needs path weights, which only the em sampler has (sampler = {})", cfg.sampler.name());
         }
@@ -201,3 +202,21 @@ pub fn check_learnt_levels(
     }
     Ok(())
 }
+
+/// The noise levels a sampler accepts. Why these bounds: lattice fields near criticality
+/// have |φ| of order 1–10, so σ beyond 10⁶ adds nothing the Gaussian start does not already
+/// have, while σ² and the network's f32 inputs (φ/σ, σ-embeddings) lose all precision or
+/// overflow far above it (10³⁰ gave NaN ensembles); below 10⁻⁶ the last reverse step's
+/// variance Δ_1 = σ_1² is under f32's resolution of a field of order 1.
+pub const SIGMA_RANGE: (f64, f64) = (1e-6, 1e6);
+
+fn check_noise_range(sigma_min: Option<f64>, sigma_max: Option<f64>) -> Result<()> {
+    let (lo, hi) = SIGMA_RANGE;
+    for (key, s) in [("sigma_min", sigma_min), ("sigma_max", sigma_max)] {
+        if let Some(s) = s.filter(|s| !(lo..=hi).contains(s)) {
+            bail!("{key}: {s:e} is outside the supported noise range [{lo:e}, {hi:e}] (docs/reference.md)");
+        }
+    }
+    Ok(())
+}
+

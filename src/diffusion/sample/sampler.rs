@@ -143,98 +143,176 @@ pub fn sample_batch(
         Some(_) => return Err(format!("sampler: {} is not available on the torus (em only)", settings.sampler.name())),
         None => ReverseKernel::new(model, lat, settings)?,
     };
-    let v = kernel.dof();
-    let sig = kernel.sigma_ladder();
-    let n = settings.n_steps;
-
-    let mut rngs: Vec<Stream> = (0..batch).map(|b| rng::stream(seed, Domain::Sample, first_index + b as u64)).collect();
-    let mut lw = vec![0.0; batch];
-    let mut phi = vec![0.0; batch * v];
-    let mut s = vec![0.0; batch * v];
-    let mut calls = 0usize;
-    // The MALA corrector's evaluations and each level's mean acceptance (action models).
-    let (mut corrector_calls, mut corrector) = (0usize, Vec::new());
-    let z_work = || vec![0.0; v];
-    let mut score = |phi: &[f64], sigma: f64, out: &mut [f64]| -> Result<(), String> {
-        calls += 1;
-        model.score(lat, phi, &vec![sigma; batch], out)
+    let mut run = Run {
+        model,
+        lat,
+        batch,
+        kernel: &kernel,
+        settings,
+        rngs: (0..batch).map(|b| rng::stream(seed, Domain::Sample, first_index + b as u64)).collect(),
+        lw: vec![0.0; batch],
+        phi: vec![0.0; batch * kernel.dof()],
+        calls: 0,
+        corrector_calls: 0,
+        corrector: Vec::new(),
     };
-
-    kernel.start(&mut phi, &mut rngs, &mut lw);
+    kernel.start(&mut run.phi, &mut run.rngs, &mut run.lw);
     match settings.sampler {
         SamplerKind::Smc => unreachable!("refused above"),
-        SamplerKind::Em | SamplerKind::Pc => {
-            for k in (1..=n).rev() {
-                let (sk, skm) = (sig[k], sig[k - 1]);
-                score(&phi, sk, &mut s)?;
-                kernel.step(k, &mut phi, &s, &mut rngs, &mut lw);
-                if settings.sampler == SamplerKind::Pc && k > 1 && model.has_action() {
-                    // Against S_θ(·, σ_{k−1}) with the score from the same pass.
-                    let mut eval = |p: &[f64], u: &mut [f64], s: &mut [f64]| {
-                        model.action_values(lat, p, &vec![skm; batch], u, Some(s))
-                    };
-                    let steps = settings.corrector_steps;
-                    corrector.push(crate::diffusion::sample::corrector::mala(&mut eval, settings.snr, steps, &mut phi, &mut rngs)?);
-                    corrector_calls += if steps > 0 { steps + 1 } else { 0 };
-                } else if settings.sampler == SamplerKind::Pc && k > 1 {
-                    let snr = settings.snr;
-                    for _ in 0..settings.corrector_steps {
-                        score(&phi, skm, &mut s)?;
-                        phi.par_chunks_mut(v).zip(s.par_chunks(v)).zip(rngs.par_iter_mut()).for_each_init(
-                            z_work,
-                            |z, ((p, sc), r)| {
-                                let zz = normals(r, z);
-                                let ss = norm2(sc);
-                                if ss > 0.0 {
-                                    let eps = 2.0 * snr * snr * zz / ss;
-                                    let a = (2.0 * eps).sqrt();
-                                    for ((p, sc), z) in p.iter_mut().zip(sc).zip(z.iter()) {
-                                        *p += eps * sc + a * z;
-                                    }
-                                }
-                            },
-                        );
-                    }
-                }
-            }
-        }
-        SamplerKind::Ode => {
-            let mut phi_e = vec![0.0; batch * v];
-            let mut s2 = vec![0.0; batch * v];
-            for k in (2..=n).rev() {
-                let (sk, skm) = (sig[k], sig[k - 1]);
-                let h = skm - sk;
-                // f(φ, σ) = dφ/dσ = −σ s(φ, σ); Heun: Euler predictor, trapezoidal corrector.
-                score(&phi, sk, &mut s)?;
-                phi_e.par_iter_mut().zip(phi.par_iter()).zip(s.par_iter()).for_each(|((e, p), a)| *e = p - h * sk * a);
-                score(&phi_e, skm, &mut s2)?;
-                phi.par_iter_mut()
-                    .zip(s.par_iter())
-                    .zip(s2.par_iter())
-                    .for_each(|((p, a), b)| *p -= 0.5 * h * (sk * a + skm * b));
-            }
-            // Tweedie denoise from σ_1 to 0.
-            let s1 = sig[1];
-            score(&phi, s1, &mut s)?;
-            phi.par_iter_mut().zip(s.par_iter()).for_each(|(p, a)| *p += s1 * s1 * a);
-        }
+        SamplerKind::Em | SamplerKind::Pc => run.reverse_steps()?,
+        SamplerKind::Ode => run.probability_flow()?,
     }
-
     let log_weight = match target {
         Some(t) if weights => {
-            lw.par_iter_mut().zip(phi.par_chunks(v)).for_each(|(l, p)| *l -= t.action(p));
-            Some(lw)
+            let v = kernel.dof();
+            run.lw.par_iter_mut().zip(run.phi.par_chunks(v)).for_each(|(l, p)| *l -= t.action(p));
+            check_weights(&run.lw)?;
+            Some(run.lw)
         }
         _ => None,
     };
-    let corrector_acceptance = (!corrector.is_empty()).then(|| corrector.iter().sum::<f64>() / corrector.len() as f64);
+    let c = &run.corrector;
+    let corrector_acceptance = (!c.is_empty()).then(|| c.iter().sum::<f64>() / c.len() as f64);
     Ok(SampleBatch {
         lattice: lat,
-        configs: phi,
+        configs: run.phi,
         log_weight,
-        score_calls: calls + corrector_calls,
+        score_calls: run.calls + run.corrector_calls,
         corrector_acceptance,
     })
+}
+
+/// One batch in flight.
+struct Run<'a> {
+    model: &'a dyn ScoreModel,
+    lat: Lattice,
+    batch: usize,
+    kernel: &'a ReverseKernel,
+    settings: &'a SamplerSettings,
+    rngs: Vec<Stream>,
+    /// The path part of the log-weights.
+    lw: Vec<f64>,
+    phi: Vec<f64>,
+    /// Score calls, and the MALA corrector's evaluations (action models).
+    calls: usize,
+    corrector_calls: usize,
+    /// Each level's mean MALA acceptance.
+    corrector: Vec<f64>,
+}
+
+impl Run<'_> {
+    /// out = s(φ, σ) for the batch.
+    fn score(&mut self, phi: &[f64], sigma: f64, out: &mut [f64]) -> Result<(), String> {
+        self.calls += 1;
+        self.model.score(self.lat, phi, &vec![sigma; self.batch], out)
+    }
+
+    /// em and pc: the reverse steps, with pc's corrector at every σ_{k−1} > 0.
+    fn reverse_steps(&mut self) -> Result<(), String> {
+        let sig = self.kernel.sigma_ladder();
+        let mut s = vec![0.0; self.phi.len()];
+        for k in (1..=self.settings.n_steps).rev() {
+            let phi = std::mem::take(&mut self.phi);
+            self.score(&phi, sig[k], &mut s)?;
+            self.phi = phi;
+            self.kernel.step(k, &mut self.phi, &s, &mut self.rngs, &mut self.lw);
+            if self.settings.sampler == SamplerKind::Pc && k > 1 {
+                self.correct(sig[k - 1], &mut s)?;
+            }
+            self.check_finite(k, sig[k])?;
+        }
+        Ok(())
+    }
+
+    /// pc's corrector at σ: Metropolis-adjusted against S_θ(·, σ) with an action model
+    /// (the score from the same pass), Langevin steps with the snr rule otherwise.
+    fn correct(&mut self, sigma: f64, s: &mut [f64]) -> Result<(), String> {
+        let (model, lat, batch) = (self.model, self.lat, self.batch);
+        let steps = self.settings.corrector_steps;
+        if model.has_action() {
+            let mut eval =
+                |p: &[f64], u: &mut [f64], s: &mut [f64]| model.action_values(lat, p, &vec![sigma; batch], u, Some(s));
+            let snr = self.settings.snr;
+            self.corrector.push(crate::diffusion::sample::corrector::mala(&mut eval, snr, steps, &mut self.phi, &mut self.rngs)?);
+            self.corrector_calls += if steps > 0 { steps + 1 } else { 0 };
+            return Ok(());
+        }
+        let (snr, v) = (self.settings.snr, self.kernel.dof());
+        for _ in 0..steps {
+            let phi = std::mem::take(&mut self.phi);
+            self.score(&phi, sigma, s)?;
+            self.phi = phi;
+            self.phi.par_chunks_mut(v).zip(s.par_chunks(v)).zip(self.rngs.par_iter_mut()).for_each_init(
+                || vec![0.0; v],
+                |z, ((p, sc), r)| {
+                    let zz = normals(r, z);
+                    let ss = norm2(sc);
+                    if ss > 0.0 {
+                        let eps = 2.0 * snr * snr * zz / ss;
+                        let a = (2.0 * eps).sqrt();
+                        for ((p, sc), z) in p.iter_mut().zip(sc).zip(z.iter()) {
+                            *p += eps * sc + a * z;
+                        }
+                    }
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// ode: Heun steps of the probability-flow ODE, then the Tweedie denoising step.
+    fn probability_flow(&mut self) -> Result<(), String> {
+        let sig = self.kernel.sigma_ladder();
+        let mut s = vec![0.0; self.phi.len()];
+        let mut phi_e = vec![0.0; self.phi.len()];
+        let mut s2 = vec![0.0; self.phi.len()];
+        for k in (2..=self.settings.n_steps).rev() {
+            let (sk, skm) = (sig[k], sig[k - 1]);
+            let h = skm - sk;
+            // f(φ, σ) = dφ/dσ = −σ s(φ, σ); Heun: Euler predictor, trapezoidal corrector.
+            let phi = std::mem::take(&mut self.phi);
+            self.score(&phi, sk, &mut s)?;
+            phi_e.par_iter_mut().zip(phi.par_iter()).zip(s.par_iter()).for_each(|((e, p), a)| *e = p - h * sk * a);
+            self.phi = phi;
+            self.score(&phi_e, skm, &mut s2)?;
+            self.phi
+                .par_iter_mut()
+                .zip(s.par_iter())
+                .zip(s2.par_iter())
+                .for_each(|((p, a), b)| *p -= 0.5 * h * (sk * a + skm * b));
+            self.check_finite(k, sk)?;
+        }
+        // Tweedie denoise from σ_1 to 0.
+        let s1 = sig[1];
+        let phi = std::mem::take(&mut self.phi);
+        self.score(&phi, s1, &mut s)?;
+        self.phi = phi;
+        self.phi.par_iter_mut().zip(s.par_iter()).for_each(|(p, a)| *p += s1 * s1 * a);
+        self.check_finite(1, s1)
+    }
+
+    /// Why the batch is lost, if a configuration stopped being finite at step k: an
+    /// overflow would otherwise be written as an ensemble of NaN.
+    fn check_finite(&self, k: usize, sigma: f64) -> Result<(), String> {
+        let v = self.kernel.dof();
+        let bad = self.phi.par_chunks(v).filter(|c| c.iter().any(|x| !x.is_finite())).count();
+        if bad == 0 {
+            return Ok(());
+        }
+        Err(format!(
+            "sampler: {bad} of {} configurations are not finite after reverse step {k} of {} (from sigma = {sigma:.3e}): the score or the noise overflowed; nothing is written",
+            self.batch, self.settings.n_steps
+        ))
+    }
+}
+
+/// Path log-weights that are NaN or +∞ are no weights: refused rather than written.
+fn check_weights(lw: &[f64]) -> Result<(), String> {
+    let bad = lw.iter().filter(|w| w.is_nan() || **w == f64::INFINITY).count();
+    if bad == 0 {
+        return Ok(());
+    }
+    Err(format!("sampler: {bad} of {} path log-weights are not finite (NaN or +inf): the target action or the kernel overflowed; nothing is written", lw.len()))
 }
 
 /// Independence Metropolis fed one proposal at a time: what `latdiff sample --metropolis`

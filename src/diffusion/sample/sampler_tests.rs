@@ -361,3 +361,37 @@ fn imh_steps_past_broken_weights_and_does_not_count_the_start() {
     assert!((chain.acceptance - 2.0 / 3.0).abs() < 1e-15);
     assert_eq!(independence_metropolis(&[0.0, -50.0], &mut crate::rng::stream(5, Domain::Misc, 0)).acceptance, 0.0);
 }
+
+/// The free model's score scaled by a huge factor: the reverse steps overflow.
+struct Overflowing(FreeScoreModel);
+
+impl ScoreModel for Overflowing {
+    fn check_lattice(&self, lat: Lattice) -> Result<(), String> {
+        self.0.check_lattice(lat)
+    }
+    fn score(&self, lat: Lattice, phi: &[f64], sigma: &[f64], out: &mut [f64]) -> Result<(), String> {
+        self.0.score(lat, phi, sigma, out)?;
+        out.iter_mut().for_each(|s| *s *= 1e200);
+        Ok(())
+    }
+    fn two_point(&self, lat: Lattice) -> Vec<f64> {
+        self.0.two_point(lat)
+    }
+    fn describe(&self) -> String {
+        "overflowing".into()
+    }
+}
+
+/// A score that overflows is an error naming how many configurations and which step, for
+/// every sampler, never a batch of NaN (issue: `sample` wrote NaN ensembles and exited 0).
+#[test]
+fn overflowing_scores_are_an_error_not_nan_configurations() {
+    let lat = Lattice::new(4, 4);
+    let m = Overflowing(model(0.2));
+    let target = Phi4::new(lat, hopping(0.2));
+    for sampler in [SamplerKind::Em, SamplerKind::Pc, SamplerKind::Ode] {
+        let s = settings(sampler, Kernel::Em, 8);
+        let e = sample_batch(&m, Some(&target), lat, &s, 1, 0, 6).unwrap_err();
+        assert!(e.contains("6 of 6 configurations are not finite after reverse step"), "{sampler:?}: {e}");
+    }
+}
