@@ -10,3 +10,6 @@ pub mod mala;
 pub mod prior;
 pub mod smc;
 pub mod zero_mode;
+
+#[cfg(test)]
+mod sampler_tests;

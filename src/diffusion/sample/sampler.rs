@@ -62,10 +62,6 @@ use crate::lattice::Lattice;
 use crate::rng::{self, Domain, Stream};
 use crate::theory::Action;
 
-#[cfg(test)]
-use crate::diffusion::sample::kernel::LN_2PI;
-#[cfg(test)]
-use crate::lattice::fft;
 
 pub use crate::diffusion::sample::settings::{Kernel, SamplerKind, SamplerSettings};
 
@@ -411,6 +407,3 @@ pub fn independence_metropolis<R: Rng + ?Sized>(log_w: &[f64], rng: &mut R) -> I
     ImhChain { indices, accepted, acceptance: imh.acceptance() }
 }
 
-#[cfg(test)]
-#[path = "sampler_tests.rs"]
-mod tests;

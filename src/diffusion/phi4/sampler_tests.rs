@@ -1,7 +1,12 @@
-//! Sampler tests against the free theory, where every quantity is known exactly.
+//! The em, pc and ode samplers against the free theory, where every quantity is known
+//! exactly (their home is φ⁴'s folder: the exact free score is φ⁴'s).
 //! Fixed seeds throughout: the statistical checks are deterministic and each can fail.
 
-use super::*;
+use crate::diffusion::sample::kernel::LN_2PI;
+use crate::diffusion::sample::sampler::*;
+use crate::diffusion::ScoreModel;
+use crate::lattice::{fft, Lattice};
+use crate::rng::{self, Domain};
 use crate::analysis::stats::{ess, gamma_method, jackknife};
 use crate::diffusion::phi4::free::FreeScoreModel;
 use crate::theory::{free as exact, Parametrisation, Phi4};
