@@ -2,14 +2,18 @@
 //! jackknife, importance reweighting) and figures (PNG + SVG).
 //!
 //! `stats` and `plot` work on plain `f64` series; `observables` holds the theory-independent
-//! pipeline (streamed measurement, jackknife, τ_int) behind the [`Observables`] trait, and
-//! `phi4_obs` the φ⁴ observables. The `latdiff analyze` command lives in `cli::analyze`.
+//! pipeline (streamed measurement, jackknife, τ_int) behind the [`Observables`] trait,
+//! `phi4_obs` and `u1_obs` each theory's observables, `theories` the choice between them
+//! ([`observables_for`]) and `topology` what a theory with an integer charge adds. The
+//! `latdiff analyze` command lives in `cli::analyze`.
 
 pub mod observables;
 pub mod phi4_obs;
 pub mod plot;
 pub mod replicas;
 pub mod stats;
+pub mod theories;
+pub mod topology;
 pub mod u1_obs;
 
 pub use observables::{analyze, measure, Analysis, DerivedSpec, Estimate, Observables, Primaries};
@@ -20,4 +24,6 @@ pub use stats::{
     log_sum_exp, normalized_weights, series_summary, GammaResult, JackknifeEstimate, JackknifeVecEstimate,
     SeriesSummary, Windowing, DEFAULT_S_TAU,
 };
+pub use theories::observables_for;
+pub use topology::Topology;
 pub use u1_obs::U1Observables;

@@ -21,7 +21,9 @@ use super::stats::{
     bin_size_from_tau, ess, gamma_method_labelled, gamma_method_replicas, jackknife_vec, normalized_weights,
     GammaResult, DEFAULT_S_TAU,
 };
+use super::topology::Topology;
 use crate::io::Ensemble;
+use crate::theory::TheoryAttrs;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
@@ -74,6 +76,17 @@ pub trait Observables: Sync {
     /// for the report; `None` leaves a generic "undefined".
     fn undefined_reason(&self, _j: usize, _means: &[f64]) -> Option<String> {
         None
+    }
+    /// Values stored per lattice site (φ⁴: 1, U(1): the 2 link angles).
+    fn values_per_site(&self) -> usize;
+    /// The attributes naming the theory and its couplings, as its files record them.
+    fn theory_attrs(&self) -> TheoryAttrs;
+    /// For a theory with an integer charge: the charge of every configuration (from the
+    /// measured primaries), how often it changed along each chain (`chain`: dense chain
+    /// index per row, `None` one chain), and the exact values on this torus. `None` for a
+    /// theory without one; `Err` names the first configuration whose charge is no integer.
+    fn topology(&self, _prim: &Primaries, _chain: Option<&[usize]>) -> Result<Option<Topology>, String> {
+        Ok(None)
     }
 }
 
@@ -519,6 +532,12 @@ mod tests {
         }
         fn binning_primaries(&self) -> Vec<usize> {
             vec![0]
+        }
+        fn values_per_site(&self) -> usize {
+            1
+        }
+        fn theory_attrs(&self) -> crate::theory::TheoryAttrs {
+            crate::theory::TheoryAttrs::default()
         }
     }
 

@@ -30,7 +30,7 @@
 use super::observables::{DerivedSpec, Observables};
 use crate::io::Ensemble;
 use crate::lattice::Lattice;
-use crate::theory::{Parametrisation, Phi4};
+use crate::theory::{Parametrisation, Phi4, Theory, TheoryAttrs};
 use anyhow::{anyhow, Result};
 use std::f64::consts::PI;
 
@@ -215,6 +215,14 @@ impl Observables for Phi4Observables {
         } else {
             None
         }
+    }
+
+    fn values_per_site(&self) -> usize {
+        1
+    }
+
+    fn theory_attrs(&self) -> TheoryAttrs {
+        self.theory.attrs()
     }
 }
 

@@ -16,9 +16,10 @@
 //! R = 2..=r_max (the string tension for large loops; in 2-D U(1) exactly
 //! −ln⟨cos θ_P⟩ in infinite volume).
 
-use super::observables::{DerivedSpec, Observables};
+use super::observables::{DerivedSpec, Observables, Primaries};
+use super::topology::{Topology, Q_EXACT};
 use crate::lattice::Lattice;
-use crate::theory::U1;
+use crate::theory::{u1_exact, Theory, TheoryAttrs, U1};
 
 pub const PLAQUETTE: usize = 0;
 pub const ACTION_DENSITY: usize = 1;
@@ -155,6 +156,28 @@ impl Observables for U1Observables {
     fn undefined_reason(&self, j: usize, _means: &[f64]) -> Option<String> {
         let first_creutz = 4 + self.r_max * self.r_max;
         (j >= first_creutz).then(|| "a Wilson loop in the ratio is not positive (noise)".to_string())
+    }
+
+    fn values_per_site(&self) -> usize {
+        2
+    }
+
+    fn theory_attrs(&self) -> TheoryAttrs {
+        self.theory.attrs()
+    }
+
+    fn topology(&self, prim: &Primaries, chain: Option<&[usize]>) -> Result<Option<Topology>, String> {
+        let q = integer_charges(prim.column("q").unwrap_or_default())?;
+        let changed_fraction = charge_change_fraction(&q, chain);
+        let chain = chain.map_or_else(|| vec![0; q.len()], <[usize]>::to_vec);
+        let (beta, v) = (self.theory.beta, self.theory.lattice.volume());
+        let exact = vec![
+            ("plaquette", u1_exact::plaquette(beta, v)),
+            ("chi_t", u1_exact::topological_susceptibility(beta, v)),
+        ];
+        let p = u1_exact::charge_distribution(beta, v, Q_EXACT);
+        let exact_p_q = (-(Q_EXACT as i64)..=Q_EXACT as i64).map(|q| (q, p[q.unsigned_abs() as usize])).collect();
+        Ok(Some(Topology { q, chain, changed_fraction, exact, exact_p_q }))
     }
 }
 

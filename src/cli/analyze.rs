@@ -7,10 +7,9 @@ use crate::analysis::observables::{
     self, dense_chain_ids, Analysis, Estimate, MIN_INDEPENDENT_CONFIGS, MIN_RELIABLE_ESS,
 };
 use crate::analysis::replicas::{self, Replicas};
-use crate::analysis::u1_obs::{charge_change_fraction, integer_charges};
-use crate::analysis::{plot, stats, Observables, Phi4Observables, U1Observables};
+use crate::analysis::{observables_for, plot, stats, Observables, Topology};
 use crate::io::{AttrValue, Ensemble};
-use crate::theory::{u1_exact, Couplings, Phi4, Theory, U1};
+use crate::theory::Couplings;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -62,10 +61,8 @@ pub fn open(path: &Path) -> Result<Input> {
     }
     ens.lattice.validate().map_err(|e| anyhow!("{name}: {e}"))?;
     let couplings = ens.couplings()?;
-    let components = match couplings {
-        Couplings::Phi4(_) => 1,
-        Couplings::U1 { .. } => 2,
-    };
+    let obs = observables_for(couplings, ens.lattice);
+    let components = obs.values_per_site();
     if ens.shape.components() != components {
         bail!(
             "{name}: /configs holds {} values per site, theory {} has {components}",
@@ -73,10 +70,6 @@ pub fn open(path: &Path) -> Result<Input> {
             couplings.name()
         );
     }
-    let obs: Box<dyn Observables> = match couplings {
-        Couplings::Phi4(p) => Box::new(Phi4Observables::new(ens.lattice, p)),
-        Couplings::U1 { beta } => Box::new(U1Observables::new(ens.lattice, beta)),
-    };
     let attrs = ens.attrs().with_context(|| format!("{name}: reading attributes"))?;
     let chain = if ens.has("chain") {
         let c = ens.read_i64("chain").map_err(|_| anyhow!("{name}: /chain is not an integer column"))?;
@@ -122,10 +115,7 @@ pub fn open(path: &Path) -> Result<Input> {
 
 /// Theory, couplings and lattice, for the mismatch check.
 fn physics(i: &Input) -> Vec<(&'static str, String)> {
-    let a = match i.couplings {
-        Couplings::Phi4(p) => Phi4::new(i.ens.lattice, p).attrs(),
-        Couplings::U1 { beta } => U1::new(i.ens.lattice, beta).attrs(),
-    };
+    let a = i.obs.theory_attrs();
     let mut v = a.labels;
     v.extend(a.couplings.into_iter().map(|(k, x)| (k, x.to_string())));
     v.push(("lattice", i.ens.lattice.to_string()));
@@ -188,36 +178,16 @@ pub struct FileAnalysis {
     pub replicas: Option<Replicas>,
 }
 
-/// The topology of a U(1) ensemble: per-configuration integer charges and the freezing
-/// measure.
-#[derive(Clone, Debug)]
-pub struct Topology {
-    pub q: Vec<i64>,
-    /// Dense chain index per configuration (all 0 without /chain).
-    pub chain: Vec<usize>,
-    /// Fraction of successive saved configurations of a chain whose Q differs.
-    pub changed_fraction: f64,
-    /// The exact ⟨cos θ_P⟩ and χ_t of this β on this torus (`theory::u1_exact`).
-    pub exact: (f64, f64),
-    /// The exact P(Q) for Q = −Q_EXACT..=Q_EXACT.
-    pub exact_p_q: Vec<(i64, f64)>,
-}
-
-/// The largest |Q| whose exact probability analyze prints.
-const Q_EXACT: usize = 6;
-
-impl Topology {
-    /// (key, exact value, deviation of the estimate in its standard errors) for the
-    /// plaquette and χ_t.
-    fn exact_comparison(&self, a: &Analysis) -> Vec<(&'static str, f64, f64)> {
-        [("plaquette", self.exact.0), ("chi_t", self.exact.1)]
-            .into_iter()
-            .map(|(k, x)| {
-                let dev = a.scalar(k).map_or(f64::NAN, |e| deviation_from_exact(x, e.mean, e.err));
-                (k, x, dev)
-            })
-            .collect()
-    }
+/// (key, exact value, deviation of the estimate in its standard errors) for every quantity
+/// the topology knows exactly.
+fn exact_comparison(t: &Topology, a: &Analysis) -> Vec<(&'static str, f64, f64)> {
+    t.exact
+        .iter()
+        .map(|&(k, x)| {
+            let dev = a.scalar(k).map_or(f64::NAN, |e| deviation_from_exact(x, e.mean, e.err));
+            (k, x, dev)
+        })
+        .collect()
 }
 
 /// Measures (streamed) and analyses one opened file.
@@ -229,19 +199,10 @@ pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis>
     };
     analysis.caveats.extend(generator_caveats(&i.attrs));
     let col = |k: &str| prim.column(k).map(<[f64]>::to_vec).unwrap_or_default();
-    let topology = match i.couplings {
-        Couplings::U1 { beta } => {
-            let q = integer_charges(&col("q")).map_err(|e| super::input_err(anyhow!("{}: {e}", i.path.display())))?;
-            let changed_fraction = charge_change_fraction(&q, i.chain.as_deref());
-            let chain = i.chain.clone().unwrap_or_else(|| vec![0; q.len()]);
-            let v = i.ens.lattice.volume();
-            let exact = (u1_exact::plaquette(beta, v), u1_exact::topological_susceptibility(beta, v));
-            let p = u1_exact::charge_distribution(beta, v, Q_EXACT);
-            let exact_p_q = (-(Q_EXACT as i64)..=Q_EXACT as i64).map(|q| (q, p[q.unsigned_abs() as usize])).collect();
-            Some(Topology { q, chain, changed_fraction, exact, exact_p_q })
-        }
-        Couplings::Phi4(_) => None,
-    };
+    let topology = i
+        .obs
+        .topology(&prim, i.chain.as_deref())
+        .map_err(|e| super::input_err(anyhow!("{}: {e}", i.path.display())))?;
     Ok(FileAnalysis {
         path: i.path.clone(),
         lattice: i.ens.lattice,
@@ -382,8 +343,7 @@ pub fn file_json(r: &FileAnalysis) -> Value {
     if let Some(t) = &r.topology {
         let hist: Map<String, Value> =
             charge_histogram(&t.q, r.weights.as_deref()).into_iter().map(|(q, p)| (q.to_string(), num(p))).collect();
-        let exact: Map<String, Value> = t
-            .exact_comparison(&r.analysis)
+        let exact: Map<String, Value> = exact_comparison(t, &r.analysis)
             .into_iter()
             .flat_map(|(k, x, dev)| [(k.to_string(), num(x)), (format!("{k}_sigma"), num(dev))])
             .chain(std::iter::once((
@@ -533,86 +493,129 @@ fn attr_of(r: &FileAnalysis, k: &str) -> Option<String> {
     r.attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string())
 }
 
+/// "[A] ", "[B] ", ... before the file `i` of several; nothing when there is one.
+fn file_tag(i: usize, n_files: usize) -> String {
+    if n_files > 1 {
+        format!("[{}] ", file_letter(i))
+    } else {
+        String::new()
+    }
+}
+
+fn file_letter(i: usize) -> char {
+    (b'A' + (i % 26) as u8) as char
+}
+
+/// The text report: each file's header, the table of observables side by side (with the σ
+/// of each file's deviation from the first), and the notes on unreliable or undefined values.
 pub fn table(results: &[FileAnalysis]) -> String {
-    use std::fmt::Write;
     let mut s = String::new();
-    let tag =
-        |i: usize| if results.len() > 1 { format!("[{}] ", (b'A' + (i % 26) as u8) as char) } else { String::new() };
     for (i, r) in results.iter().enumerate() {
-        let a = &r.analysis;
-        let couplings = ["kappa", "m2", "lambda", "beta"]
-            .iter()
-            .filter_map(|k| attr_of(r, k).map(|v| format!("{k} = {v}")))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let lattice = r.lattice;
-        let _ = writeln!(
-            s,
-            "{}{}: {} {couplings}, lattice {lattice}",
-            tag(i),
-            r.path.display(),
-            attr_of(r, "theory").unwrap_or("phi4".into())
-        );
-        if let Some(rep) = &r.replicas {
-            let _ = write!(
-                s,
-                "    {} configs in {} SMC replica(s), generator {} ({}); {}",
-                a.n_configs,
-                rep.count,
-                attr_of(r, "generator").unwrap_or("?".into()),
-                attr_of(r, "sampler").unwrap_or("?".into()),
-                rep.error_method()
-            );
-            if let Some(l) = rep.lineages {
-                let _ = write!(s, ", fewest lineages in a replica {l}");
-            }
-        } else {
-            let _ = write!(
-                s,
-                "    {} configs in {} chain(s), generator {}, jackknife bin {} ({} bins; {})",
-                a.n_configs,
-                a.n_chains,
-                attr_of(r, "generator").unwrap_or("?".into()),
-                a.bin_size,
-                a.n_bins,
-                // Independent samples (one chain of proposals) have no autocorrelation to report.
-                if a.frozen {
-                    "no autocorrelation: the chains do not move".to_string()
-                } else if a.binning.0.is_empty() {
-                    "independent samples".to_string()
-                } else {
-                    format!("max tau_int {:.2} from {}", a.binning.1, a.binning.0)
-                }
-            );
-        }
-        if let Some(acc) = attr_of(r, "acceptance") {
-            let _ = write!(s, ", acceptance {acc}");
-        }
-        if let Some(e) = a.ess {
-            let _ = write!(s, ", ESS {e:.1} (ESS/N = {:.4})", e / a.n_configs.max(1) as f64);
-        }
-        s.push('\n');
-        if let Some(u) = a.unreliable() {
-            let _ = writeln!(
-                s,
-                "    unreliable: {u}: the values rest on a handful of configurations or lineages; their errors and sigmas are not trustworthy"
-            );
-        }
-        for w in warnings(r) {
-            let _ = writeln!(s, "    warning: {w}");
-        }
-        if let Some(t) = &r.topology {
-            let _ = writeln!(s, "    topology: {}", topology_line(t, r.weights.as_deref()));
-            let cmp: Vec<String> =
-                t.exact_comparison(a).iter().map(|(k, x, dev)| format!("{k} {x:.6} ({})", fmt_sigma(*dev))).collect();
-            let p_q: Vec<String> =
-                t.exact_p_q.iter().filter(|(_, p)| *p >= 0.005).map(|(q, p)| format!("{q} {p:.3}")).collect();
-            let _ = writeln!(s, "    exact on this torus: {}; P(Q) (>= 0.005): {}", cmp.join(", "), p_q.join(", "));
-        }
+        s += &file_header(r, &file_tag(i, results.len()));
     }
     s.push('\n');
-    // Rows: (label, per-file (mean, err, tau)).
-    type Cell = (f64, f64, Option<f64>);
+    s += &observable_grid(results, &table_rows(results));
+    let notes = table_notes(results);
+    if !notes.is_empty() {
+        s.push('\n');
+        s += &notes;
+    }
+    s
+}
+
+/// One file's lines above the table: what it holds, how its errors were obtained, why they
+/// may not be trusted, and (with a topology) how its charge moved and the exact values.
+fn file_header(r: &FileAnalysis, tag: &str) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let a = &r.analysis;
+    let couplings = ["kappa", "m2", "lambda", "beta"]
+        .iter()
+        .filter_map(|k| attr_of(r, k).map(|v| format!("{k} = {v}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(
+        s,
+        "{tag}{}: {} {couplings}, lattice {}",
+        r.path.display(),
+        attr_of(r, "theory").unwrap_or("phi4".into()),
+        r.lattice
+    );
+    s += &sampling_line(r);
+    if let Some(u) = a.unreliable() {
+        let _ = writeln!(
+            s,
+            "    unreliable: {u}: the values rest on a handful of configurations or lineages; their errors and sigmas are not trustworthy"
+        );
+    }
+    for w in warnings(r) {
+        let _ = writeln!(s, "    warning: {w}");
+    }
+    if let Some(t) = &r.topology {
+        let _ = writeln!(s, "    topology: {}", topology_line(t, r.weights.as_deref()));
+        let cmp: Vec<String> =
+            exact_comparison(t, a).iter().map(|(k, x, dev)| format!("{k} {x:.6} ({})", fmt_sigma(*dev))).collect();
+        let p_q: Vec<String> =
+            t.exact_p_q.iter().filter(|(_, p)| *p >= 0.005).map(|(q, p)| format!("{q} {p:.3}")).collect();
+        let _ = writeln!(s, "    exact on this torus: {}; P(Q) (>= 0.005): {}", cmp.join(", "), p_q.join(", "));
+    }
+    s
+}
+
+/// The line on how the configurations were made and their errors obtained (replicas, or
+/// chains and jackknife bins), with acceptance and ESS where known.
+fn sampling_line(r: &FileAnalysis) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let a = &r.analysis;
+    if let Some(rep) = &r.replicas {
+        let _ = write!(
+            s,
+            "    {} configs in {} SMC replica(s), generator {} ({}); {}",
+            a.n_configs,
+            rep.count,
+            attr_of(r, "generator").unwrap_or("?".into()),
+            attr_of(r, "sampler").unwrap_or("?".into()),
+            rep.error_method()
+        );
+        if let Some(l) = rep.lineages {
+            let _ = write!(s, ", fewest lineages in a replica {l}");
+        }
+    } else {
+        let _ = write!(
+            s,
+            "    {} configs in {} chain(s), generator {}, jackknife bin {} ({} bins; {})",
+            a.n_configs,
+            a.n_chains,
+            attr_of(r, "generator").unwrap_or("?".into()),
+            a.bin_size,
+            a.n_bins,
+            // Independent samples (one chain of proposals) have no autocorrelation to report.
+            if a.frozen {
+                "no autocorrelation: the chains do not move".to_string()
+            } else if a.binning.0.is_empty() {
+                "independent samples".to_string()
+            } else {
+                format!("max tau_int {:.2} from {}", a.binning.1, a.binning.0)
+            }
+        );
+    }
+    if let Some(acc) = attr_of(r, "acceptance") {
+        let _ = write!(s, ", acceptance {acc}");
+    }
+    if let Some(e) = a.ess {
+        let _ = write!(s, ", ESS {e:.1} (ESS/N = {:.4})", e / a.n_configs.max(1) as f64);
+    }
+    s.push('\n');
+    s
+}
+
+/// One table cell: mean, error and (scalars) τ_int of one file.
+type Cell = (f64, f64, Option<f64>);
+
+/// The table's rows, (label, a cell per file): a scalar is one row, an array one row per
+/// component (G(t) only up to L_t/2, the rest repeats it).
+fn table_rows(results: &[FileAnalysis]) -> Vec<(String, Vec<Cell>)> {
     let mut rows: Vec<(String, Vec<Cell>)> = Vec::new();
     for (k, (spec, _)) in results[0].analysis.quantities.iter().enumerate() {
         let ests: Vec<&Estimate> = results.iter().map(|r| &r.analysis.quantities[k].1).collect();
@@ -645,6 +648,14 @@ pub fn table(results: &[FileAnalysis]) -> String {
             }
         }
     }
+    rows
+}
+
+/// The rows laid out in columns under a header line: "mean ± err" per file, then the σ of
+/// each file's deviation from the first.
+fn observable_grid(results: &[FileAnalysis], rows: &[(String, Vec<Cell>)]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
     let lw = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(10).max(10);
     let cell = |(m, e, tau): Cell| -> String {
         match tau {
@@ -662,10 +673,10 @@ pub fn table(results: &[FileAnalysis]) -> String {
     let mut head = pad("observable", lw);
     for i in 0..results.len() {
         head += "  ";
-        head += &pad(&format!("{}mean ± err", tag(i)), cw);
+        head += &pad(&format!("{}mean ± err", file_tag(i, results.len())), cw);
     }
     for i in 1..results.len() {
-        head += &format!("  {}-A /sigma", (b'A' + (i % 26) as u8) as char);
+        head += &format!("  {}-A /sigma", file_letter(i));
     }
     let _ = writeln!(s, "{}", head.trim_end());
     for ((label, vals), cs) in rows.iter().zip(&cells) {
@@ -681,22 +692,25 @@ pub fn table(results: &[FileAnalysis]) -> String {
         }
         let _ = writeln!(s, "{}", line.trim_end());
     }
+    s
+}
+
+/// Below the table: why each marked file is unreliable, and why each undefined value is.
+fn table_notes(results: &[FileAnalysis]) -> String {
+    use std::fmt::Write;
     let mut notes = String::new();
     for (i, r) in results.iter().enumerate() {
+        let tag = file_tag(i, results.len());
         if let Some(u) = r.analysis.unreliable() {
-            let _ = writeln!(notes, "* unreliable: {u} ({}{})", tag(i), r.path.display());
+            let _ = writeln!(notes, "* unreliable: {u} ({tag}{})", r.path.display());
         }
         for (spec, e) in &r.analysis.quantities {
             if let Some(why) = e.scalar().and_then(|x| x.undefined.as_ref()) {
-                let _ = writeln!(notes, "note: {}{}: {why}", tag(i), spec.label);
+                let _ = writeln!(notes, "note: {tag}{}: {why}", spec.label);
             }
         }
     }
-    if !notes.is_empty() {
-        s.push('\n');
-        s += &notes;
-    }
-    s
+    notes
 }
 
 // ---------------------------------------------------------------- figures
