@@ -112,111 +112,121 @@ pub fn run(a: &BenchArgs, device: DeviceRequest) -> Result<()> {
             if comm.is_root() {
                 print_rows(a.json, "train", &rows)?;
             }
-            return Ok(());
         }
         BenchWhat::Forward { preset, lattice, batch, seconds } => {
             let rows = forward_rows(dev, preset, *lattice, *batch, *seconds)?;
             print_rows(a.json, "forward", &rows)?;
-            return Ok(());
         }
         BenchWhat::Sample { preset, lattice, steps, seconds } => {
             let rows = sample_rows(dev, preset, lattice, *steps, *seconds)?;
             if comm.is_root() {
                 print_rows(a.json, "sample", &rows)?;
             }
-            return Ok(());
         }
-        BenchWhat::All { seconds } => {
-            let hmc: Vec<serde_json::Value> = [32usize, 128]
-                .iter()
-                .map(|&l| {
-                    hmc_row(dev, TheoryName::Phi4, l, Integrator::Leapfrog, 10, *seconds)
-                        .map(|r| serde_json::to_value(r).unwrap())
-                })
-                .collect::<Result<_>>()?;
-            let presets: Vec<String> = ["tiny", "small", "dmassq"].iter().map(|s| s.to_string()).collect();
-            let train = train_rows(dev, &presets, 32, 64, *seconds, &comm)?;
-            let sample = sample_rows(dev, &presets, &[32, 64, 128], 10, *seconds)?;
-            if comm.is_root() {
-                if a.json {
-                    let obj = serde_json::json!({"hmc": hmc, "train": train, "sample": sample, "ranks": comm.size(),
-                        "threads": rayon::current_num_threads(), "latdiff_version": crate::VERSION});
-                    println!("{}", serde_json::to_string_pretty(&obj)?);
-                } else {
-                    println!("## HMC\n");
-                    print_rows(false, "hmc", &hmc)?;
-                    println!("\n## Training\n");
-                    print_rows(false, "train", &train)?;
-                    println!("\n## Sampling\n");
-                    print_rows(false, "sample", &sample)?;
-                }
-            }
-            return Ok(());
-        }
-        _ => {}
-    }
-    match &a.what {
+        BenchWhat::All { seconds } => bench_all(a.json, dev, *seconds, &comm)?,
         BenchWhat::Hmc { lattice, seconds, n_md, theory } => {
-            let mut rows = Vec::new();
-            for &l in lattice {
-                if l < 2 {
-                    return Err(super::input_err(anyhow::anyhow!("lattice: {l} is too small")));
-                }
-                for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
-                    rows.push(hmc_row(dev, *theory, l, integ, *n_md, *seconds)?);
-                }
-            }
-            if a.json {
-                let mut by_l = serde_json::Map::new();
-                for r in &rows {
-                    if r.integrator == "leapfrog" {
-                        by_l.insert(r.lattice.to_string(), serde_json::json!(r.site_updates_per_s));
-                    }
-                }
-                let obj = serde_json::json!({
-                    "bench": "hmc",
-                    "theory": rows.first().map_or("phi4".to_string(), |r| r.theory.clone()),
-                    "device": rows.first().map_or("cpu".to_string(), |r| r.device.clone()),
-                    "threads": rayon::current_num_threads(),
-                    "site_updates_per_s": by_l,
-                    "runs": rows,
-                    "latdiff_version": crate::VERSION,
-                });
-                println!("{}", serde_json::to_string_pretty(&obj)?);
-            } else {
-                println!(
-                    "{:>5} {:>7} {:>10} {:>5} {:>8} {:>16} {:>18}",
-                    "L", "chains", "integrator", "n_md", "threads", "site-updates/s", "force-site-evals/s"
-                );
-                for r in &rows {
-                    println!(
-                        "{:>5} {:>7} {:>10} {:>5} {:>8} {:>16.3e} {:>18.3e}",
-                        r.lattice,
-                        r.chains,
-                        r.integrator,
-                        r.n_md,
-                        r.threads,
-                        r.site_updates_per_s,
-                        r.force_site_evals_per_s
-                    );
-                }
-                if let Some(r) = rows.first().filter(|r| r.device != "cpu") {
-                    println!("device: {}", r.device);
-                    for r in &rows {
-                        if let (Some(b), Some(f)) = (r.bytes_per_s, r.bandwidth_fraction) {
-                            println!(
-                                "L={:<4} {:>9}: {:.3e} B/s modelled DRAM traffic = {:.1}% of peak",
-                                r.lattice,
-                                r.integrator,
-                                b,
-                                100.0 * f
-                            );
-                        }
-                    }
-                }
+            let rows = hmc_rows(dev, *theory, lattice, *n_md, *seconds)?;
+            print_hmc(a.json, &rows)?;
+        }
+    }
+    Ok(())
+}
+
+/// `bench all`: HMC, training and sampling at their default sizes, one report from the root.
+fn bench_all(json: bool, dev: Device, seconds: f64, comm: &crate::dist::Comm) -> Result<()> {
+    let hmc: Vec<serde_json::Value> = [32usize, 128]
+        .iter()
+        .map(|&l| {
+            hmc_row(dev, TheoryName::Phi4, l, Integrator::Leapfrog, 10, seconds)
+                .map(|r| serde_json::to_value(r).unwrap())
+        })
+        .collect::<Result<_>>()?;
+    let presets: Vec<String> = ["tiny", "small", "dmassq"].iter().map(|s| s.to_string()).collect();
+    let train = train_rows(dev, &presets, 32, 64, seconds, comm)?;
+    let sample = sample_rows(dev, &presets, &[32, 64, 128], 10, seconds)?;
+    if !comm.is_root() {
+        return Ok(());
+    }
+    if json {
+        let obj = serde_json::json!({"hmc": hmc, "train": train, "sample": sample, "ranks": comm.size(),
+            "threads": rayon::current_num_threads(), "latdiff_version": crate::VERSION});
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+    } else {
+        println!("## HMC\n");
+        print_rows(false, "hmc", &hmc)?;
+        println!("\n## Training\n");
+        print_rows(false, "train", &train)?;
+        println!("\n## Sampling\n");
+        print_rows(false, "sample", &sample)?;
+    }
+    Ok(())
+}
+
+/// `bench hmc`: both integrators at every lattice size.
+fn hmc_rows(
+    dev: Device,
+    theory: TheoryName,
+    lattice: &[usize],
+    n_md: usize,
+    seconds: f64,
+) -> Result<Vec<crate::mc::bench::HmcBench>> {
+    let mut rows = Vec::new();
+    for &l in lattice {
+        if l < 2 {
+            return Err(super::input_err(anyhow::anyhow!("lattice: {l} is too small")));
+        }
+        for integ in [Integrator::Leapfrog, Integrator::Omelyan] {
+            rows.push(hmc_row(dev, theory, l, integ, n_md, seconds)?);
+        }
+    }
+    Ok(rows)
+}
+
+/// The HMC report: JSON with the leapfrog rate per L, or a table (and, on a GPU, the
+/// modelled DRAM traffic against the card's peak).
+fn print_hmc(json: bool, rows: &[crate::mc::bench::HmcBench]) -> Result<()> {
+    if json {
+        let mut by_l = serde_json::Map::new();
+        for r in rows {
+            if r.integrator == "leapfrog" {
+                by_l.insert(r.lattice.to_string(), serde_json::json!(r.site_updates_per_s));
             }
         }
-        _ => unreachable!(),
+        let obj = serde_json::json!({
+            "bench": "hmc",
+            "theory": rows.first().map_or("phi4".to_string(), |r| r.theory.clone()),
+            "device": rows.first().map_or("cpu".to_string(), |r| r.device.clone()),
+            "threads": rayon::current_num_threads(),
+            "site_updates_per_s": by_l,
+            "runs": rows,
+            "latdiff_version": crate::VERSION,
+        });
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+        return Ok(());
+    }
+    println!(
+        "{:>5} {:>7} {:>10} {:>5} {:>8} {:>16} {:>18}",
+        "L", "chains", "integrator", "n_md", "threads", "site-updates/s", "force-site-evals/s"
+    );
+    for r in rows {
+        println!(
+            "{:>5} {:>7} {:>10} {:>5} {:>8} {:>16.3e} {:>18.3e}",
+            r.lattice, r.chains, r.integrator, r.n_md, r.threads, r.site_updates_per_s, r.force_site_evals_per_s
+        );
+    }
+    if let Some(r) = rows.first().filter(|r| r.device != "cpu") {
+        println!("device: {}", r.device);
+        for r in rows {
+            if let (Some(b), Some(f)) = (r.bytes_per_s, r.bandwidth_fraction) {
+                println!(
+                    "L={:<4} {:>9}: {:.3e} B/s modelled DRAM traffic = {:.1}% of peak",
+                    r.lattice,
+                    r.integrator,
+                    b,
+                    100.0 * f
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -581,9 +581,7 @@ impl Network {
         dout: &[B::Elem],
         ws: &mut Workspace<B>,
     ) -> Result<()> {
-        let bsz = ws.batch;
-        let l = &self.layout;
-        let Workspace { tensors, ops, acts, grads, dev, out, scratch, .. } = ws;
+        let Workspace { tensors, ops, acts, grads, dev, out, scratch, batch, .. } = ws;
         for (i, g) in grads.iter_mut().enumerate() {
             if !scratch[i] {
                 dev.zero(g.as_mut().expect("gradient tensor"))?;
@@ -594,115 +592,179 @@ impl Network {
             Op::Fourier { out } => out,
             _ => unreachable!(),
         };
-        let a = &*acts;
-        // Takes gradient tensor `i` out for writing; `put` returns it.
-        fn take<X>(g: &mut [Option<X>], i: usize) -> X {
-            g[i].take().expect("gradient tensor")
-        }
+        let mut pass = Backward {
+            dacts: grads,
+            dparams,
+            dev,
+            acts,
+            params,
+            tensors,
+            layout: &self.layout,
+            bsz: *batch,
+            groups: self.arch.groups,
+            fourier,
+            want_dx,
+        };
         for op in ops.iter().rev() {
-            match *op {
-                Op::Fourier { .. } => {}
-                Op::Conv { w, b, cout, k, inp, out } => {
-                    let tt = tensors[inp];
-                    let s = ConvShape { b: bsz, cin: tt.c, cout, h: tt.h, w: tt.w, k };
-                    let need = !(inp == fourier || (inp == X && !want_dx));
-                    let mut din = take(grads, inp);
-                    let r = dev.conv2d_backward(
-                        need.then_some(&mut din),
-                        dparams,
-                        l.range(w),
-                        l.range(b),
-                        t(grads, out),
-                        t(a, inp),
-                        params,
-                        &s,
-                    );
-                    grads[inp] = Some(din);
-                    r?;
-                }
-                Op::Nfs { g, b, inp, ss, stats, tmp: [t0, t1], out } => {
-                    let tt = tensors[inp];
-                    let n = NormShape { b: bsz, c: tt.c, hw: tt.h * tt.w, groups: self.arch.groups };
-                    let (mut din, mut dss) = (take(grads, inp), ss.map(|i| take(grads, i)));
-                    let (mut d0, mut d1) = (take(grads, t0), take(grads, t1));
-                    let r = dev.norm_film_silu_backward(
-                        &mut din,
-                        dss.as_mut(),
-                        dparams,
-                        [&mut d0, &mut d1],
-                        t(grads, out),
-                        t(a, inp),
-                        ss.map(|i| t(a, i)),
-                        t(a, stats),
-                        [t(a, t0), t(a, t1)],
-                        params,
-                        l.range(g),
-                        l.range(b),
-                        n,
-                    );
-                    grads[inp] = Some(din);
-                    if let (Some(i), Some(d)) = (ss, dss) {
-                        grads[i] = Some(d);
-                    }
-                    [grads[t0], grads[t1]] = [Some(d0), Some(d1)];
-                    r?;
-                }
-                Op::Film { inp, ss, out } => {
-                    let tt = tensors[inp];
-                    let (mut din, mut dss) = (take(grads, inp), take(grads, ss));
-                    let r = dev.film_backward(
-                        &mut din,
-                        &mut dss,
-                        t(grads, out),
-                        t(a, inp),
-                        t(a, ss),
-                        bsz,
-                        tt.c,
-                        tt.h * tt.w,
-                    );
-                    grads[inp] = Some(din);
-                    grads[ss] = Some(dss);
-                    r?;
-                }
-                Op::Silu { inp, out } => {
-                    let mut din = take(grads, inp);
-                    let r = dev.silu_backward(&mut din, t(grads, out), t(a, inp));
-                    grads[inp] = Some(din);
-                    r?;
-                }
-                Op::Add { a: x1, b: x2, out } => {
-                    for src in [x1, x2] {
-                        let mut din = take(grads, src);
-                        let r = dev.accumulate(&mut din, t(grads, out));
-                        grads[src] = Some(din);
-                        r?;
-                    }
-                }
-                Op::Down { inp, out } => {
-                    let tt = tensors[inp];
-                    let mut din = take(grads, inp);
-                    let r = dev.down_backward(&mut din, t(grads, out), bsz * tt.c, tt.h, tt.w);
-                    grads[inp] = Some(din);
-                    r?;
-                }
-                Op::Up { inp, out } => {
-                    let tt = tensors[inp];
-                    let mut din = take(grads, inp);
-                    let r = dev.up_backward(&mut din, t(grads, out), bsz * tt.c, tt.h, tt.w);
-                    grads[inp] = Some(din);
-                    r?;
-                }
-                Op::Concat { a: x1, b: x2, out } => {
-                    let (t1, t2) = (tensors[x1], tensors[x2]);
-                    let (mut d1, mut d2) = (take(grads, x1), take(grads, x2));
-                    let r = dev.concat_backward(&mut d1, &mut d2, t(grads, out), t1.c, t2.c, bsz, t1.h * t1.w);
-                    grads[x1] = Some(d1);
-                    grads[x2] = Some(d2);
-                    r?;
-                }
-            }
+            pass.op(op)?;
         }
         Ok(())
+    }
+}
+
+/// One backward pass over a workspace's plan, op by op in reverse: `dacts[i]` = dL/d(tensor
+/// i), seeded at the output, and dL/dθ accumulated into `dparams`.
+struct Backward<'w, B: NetOps> {
+    dacts: &'w mut [Option<B::Buf>],
+    dparams: &'w mut B::Params,
+    dev: &'w mut B,
+    acts: &'w [Option<B::Buf>],
+    params: &'w B::Params,
+    tensors: &'w [TSpec],
+    layout: &'w ParamLayout,
+    bsz: usize,
+    groups: usize,
+    /// The Fourier features: nothing upstream of them has a gradient.
+    fourier: usize,
+    want_dx: bool,
+}
+
+/// Takes gradient tensor `i` out for writing; the caller puts it back.
+fn take<X>(g: &mut [Option<X>], i: usize) -> X {
+    g[i].take().expect("gradient tensor")
+}
+
+impl<B: NetOps> Backward<'_, B> {
+    fn op(&mut self, op: &Op) -> Result<()> {
+        match *op {
+            Op::Fourier { .. } => Ok(()),
+            Op::Conv { w, b, cout, k, inp, out } => self.conv(inp, [w, b], out, cout, k),
+            Op::Nfs { g, b, inp, ss, stats, tmp, out } => self.norm_film_silu(inp, ss, [g, b], tmp, out, stats),
+            Op::Film { inp, ss, out } => self.film(inp, ss, out),
+            Op::Silu { inp, out } => self.silu(inp, out),
+            Op::Add { a, b, out } => self.add([a, b], out),
+            Op::Down { inp, out } => self.down(inp, out),
+            Op::Up { inp, out } => self.up(inp, out),
+            Op::Concat { a, b, out } => self.concat(a, b, out),
+        }
+    }
+
+    /// dinp (unless nothing reads it: the Fourier features, or x when dL/dx is not wanted)
+    /// and d[weight, bias] += from dout.
+    fn conv(&mut self, inp: usize, [w, b]: [usize; 2], out: usize, cout: usize, k: usize) -> Result<()> {
+        let tt = self.tensors[inp];
+        let s = ConvShape { b: self.bsz, cin: tt.c, cout, h: tt.h, w: tt.w, k };
+        let need = !(inp == self.fourier || (inp == X && !self.want_dx));
+        let mut dinp = take(self.dacts, inp);
+        let r = self.dev.conv2d_backward(
+            need.then_some(&mut dinp),
+            self.dparams,
+            self.layout.range(w),
+            self.layout.range(b),
+            t(self.dacts, out),
+            t(self.acts, inp),
+            self.params,
+            &s,
+        );
+        self.dacts[inp] = Some(dinp);
+        r
+    }
+
+    /// SiLU(FiLM(GroupNorm(inp))): dinp, dss (with FiLM), d[γ, β]; `tmp`'s gradients are
+    /// the backend's scratch.
+    fn norm_film_silu(
+        &mut self,
+        inp: usize,
+        ss: Option<usize>,
+        [g, b]: [usize; 2],
+        [t0, t1]: [usize; 2],
+        out: usize,
+        stats: usize,
+    ) -> Result<()> {
+        let tt = self.tensors[inp];
+        let n = NormShape { b: self.bsz, c: tt.c, hw: tt.h * tt.w, groups: self.groups };
+        let d = &mut *self.dacts;
+        let (mut dinp, mut dss) = (take(d, inp), ss.map(|i| take(d, i)));
+        let (mut d0, mut d1) = (take(d, t0), take(d, t1));
+        let a = self.acts;
+        let r = self.dev.norm_film_silu_backward(
+            &mut dinp,
+            dss.as_mut(),
+            self.dparams,
+            [&mut d0, &mut d1],
+            t(d, out),
+            t(a, inp),
+            ss.map(|i| t(a, i)),
+            t(a, stats),
+            [t(a, t0), t(a, t1)],
+            self.params,
+            self.layout.range(g),
+            self.layout.range(b),
+            n,
+        );
+        d[inp] = Some(dinp);
+        if let (Some(i), Some(dss)) = (ss, dss) {
+            d[i] = Some(dss);
+        }
+        [d[t0], d[t1]] = [Some(d0), Some(d1)];
+        r
+    }
+
+    /// FiLM without the norm: dinp and dss from dout.
+    fn film(&mut self, inp: usize, ss: usize, out: usize) -> Result<()> {
+        let tt = self.tensors[inp];
+        let d = &mut *self.dacts;
+        let (mut dinp, mut dss) = (take(d, inp), take(d, ss));
+        let (a, bsz) = (self.acts, self.bsz);
+        let r = self.dev.film_backward(&mut dinp, &mut dss, t(d, out), t(a, inp), t(a, ss), bsz, tt.c, tt.h * tt.w);
+        d[inp] = Some(dinp);
+        d[ss] = Some(dss);
+        r
+    }
+
+    fn silu(&mut self, inp: usize, out: usize) -> Result<()> {
+        let mut dinp = take(self.dacts, inp);
+        let r = self.dev.silu_backward(&mut dinp, t(self.dacts, out), t(self.acts, inp));
+        self.dacts[inp] = Some(dinp);
+        r
+    }
+
+    /// Both summands receive dout.
+    fn add(&mut self, summands: [usize; 2], out: usize) -> Result<()> {
+        for src in summands {
+            let mut dsrc = take(self.dacts, src);
+            let r = self.dev.accumulate(&mut dsrc, t(self.dacts, out));
+            self.dacts[src] = Some(dsrc);
+            r?;
+        }
+        Ok(())
+    }
+
+    fn down(&mut self, inp: usize, out: usize) -> Result<()> {
+        let tt = self.tensors[inp];
+        let mut dinp = take(self.dacts, inp);
+        let r = self.dev.down_backward(&mut dinp, t(self.dacts, out), self.bsz * tt.c, tt.h, tt.w);
+        self.dacts[inp] = Some(dinp);
+        r
+    }
+
+    fn up(&mut self, inp: usize, out: usize) -> Result<()> {
+        let tt = self.tensors[inp];
+        let mut dinp = take(self.dacts, inp);
+        let r = self.dev.up_backward(&mut dinp, t(self.dacts, out), self.bsz * tt.c, tt.h, tt.w);
+        self.dacts[inp] = Some(dinp);
+        r
+    }
+
+    /// The up-sampled path `x1` and the skip `x2` each get their channels of dout.
+    fn concat(&mut self, x1: usize, x2: usize, out: usize) -> Result<()> {
+        let (t1, t2) = (self.tensors[x1], self.tensors[x2]);
+        let d = &mut *self.dacts;
+        let (mut d1, mut d2) = (take(d, x1), take(d, x2));
+        let r = self.dev.concat_backward(&mut d1, &mut d2, t(d, out), t1.c, t2.c, self.bsz, t1.h * t1.w);
+        d[x1] = Some(d1);
+        d[x2] = Some(d2);
+        r
     }
 }
 
