@@ -643,9 +643,9 @@ mod whole {
     use super::*;
     use latdiff::backend::cuda_nn::CudaOps;
     use latdiff::backend::Device;
-    use latdiff::diffusion::net::{build, engine::Weights};
     use latdiff::diffusion::form::ScoreForm;
     use latdiff::diffusion::net::model::NetworkScoreModel;
+    use latdiff::diffusion::net::{build, engine::Weights};
     use latdiff::diffusion::objective::plain_dsm_inputs;
     use latdiff::diffusion::sample::sampler::{sample_batch, SamplerKind, SamplerSettings};
     use latdiff::nn::{Arch, CpuOps, NetOps, Network, Workspace};

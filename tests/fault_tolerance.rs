@@ -383,8 +383,8 @@ fn sigkilled_training_resumes_to_the_same_parameters() {
     sigkill(child.id());
     let out = wait_deadline(child, Duration::from_secs(20), "killed train");
     assert!(!out.status.success());
-    let mid =
-        latdiff::diffusion::net::model_file::ModelFile::read(&path).expect("the last checkpoint is complete and readable");
+    let mid = latdiff::diffusion::net::model_file::ModelFile::read(&path)
+        .expect("the last checkpoint is complete and readable");
     assert!(mid.step > 0 && mid.step < 1500 && mid.step % 100 == 0, "checkpoint at step {}", mid.step);
     let o = train("killed.h5", &["--resume"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

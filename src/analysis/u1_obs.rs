@@ -171,10 +171,8 @@ impl Observables for U1Observables {
         let changed_fraction = charge_change_fraction(&q, chain);
         let chain = chain.map_or_else(|| vec![0; q.len()], <[usize]>::to_vec);
         let (beta, v) = (self.theory.beta, self.theory.lattice.volume());
-        let exact = vec![
-            ("plaquette", u1_exact::plaquette(beta, v)),
-            ("chi_t", u1_exact::topological_susceptibility(beta, v)),
-        ];
+        let exact =
+            vec![("plaquette", u1_exact::plaquette(beta, v)), ("chi_t", u1_exact::topological_susceptibility(beta, v))];
         let p = u1_exact::charge_distribution(beta, v, Q_EXACT);
         let exact_p_q = (-(Q_EXACT as i64)..=Q_EXACT as i64).map(|q| (q, p[q.unsigned_abs() as usize])).collect();
         Ok(Some(Topology { q, chain, changed_fraction, exact, exact_p_q }))

@@ -219,4 +219,3 @@ fn check_noise_range(sigma_min: Option<f64>, sigma_max: Option<f64>) -> Result<(
     }
     Ok(())
 }
-

@@ -6,9 +6,9 @@
 //! slots [j0, j1) therefore reads only the contiguous union of their strata (its shard),
 //! and the global batch, slot for slot, is the same whatever the number of ranks.
 
-use crate::lattice::fft;
 use crate::dist::block_of;
 use crate::io::Ensemble;
+use crate::lattice::fft;
 use crate::lattice::Lattice;
 use crate::rng::Stream;
 use anyhow::{bail, Result};

@@ -12,11 +12,11 @@
 //! means, so that the jackknife (binned by chain, `analysis::stats`) re-solves the fit with
 //! each bin left out: errors include the correlations between coefficients.
 
+use crate::analysis::stats::jackknife_vec;
 use crate::diffusion::net::action_engine::ActionEngine;
 use crate::diffusion::net::engine::{NetEngine, Weights};
 use crate::diffusion::net::model::model_form;
 use crate::diffusion::net::model_file::ModelFile;
-use crate::analysis::stats::jackknife_vec;
 use crate::lattice::Lattice;
 use crate::nn::local_ops::{diagonal_sum, neighbour_sum};
 use crate::theory::Parametrisation;

@@ -19,12 +19,12 @@
 //!   ([`ScoreParts::network_input`]) and r = β/β_train (β-conditioning: 1 at the training
 //!   coupling). The target is the wrapped Gaussian kernel's score.
 
-use crate::diffusion::u1::GaugePrior;
 use crate::diffusion::phi4::prior::PhysicsPrior;
+use crate::diffusion::u1::GaugePrior;
+use crate::lattice::Lattice;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use crate::lattice::Lattice;
 
 /// Named in the options, so config's (plain data).
 pub use crate::config::ScoreForm;
@@ -187,7 +187,11 @@ impl ScoreParts {
 pub struct PartsCache(Mutex<HashMap<Lattice, Arc<ScoreParts>>>);
 
 impl PartsCache {
-    pub fn get(&self, lat: Lattice, build: impl FnOnce() -> Result<ScoreParts, String>) -> Result<Arc<ScoreParts>, String> {
+    pub fn get(
+        &self,
+        lat: Lattice,
+        build: impl FnOnce() -> Result<ScoreParts, String>,
+    ) -> Result<Arc<ScoreParts>, String> {
         let mut cache = self.0.lock().map_err(|_| "a previous score evaluation panicked".to_string())?;
         if let Some(p) = cache.get(&lat) {
             return Ok(p.clone());

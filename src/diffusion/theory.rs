@@ -43,7 +43,13 @@ pub trait DiffusionTheory: Send + Sync {
     fn augment(&self, lat: Lattice, dst: &mut [f32], src: &[f32], rng: &mut Stream);
 
     /// σ_data, the default noise range and the data's two-point function G(p).
-    fn statistics(&self, lat: Lattice, cfg: &TrainConfig, stat_cfgs: &[f32], rows: &[f32]) -> (f64, SigmaSchedule, Vec<f64>);
+    fn statistics(
+        &self,
+        lat: Lattice,
+        cfg: &TrainConfig,
+        stat_cfgs: &[f32],
+        rows: &[f32],
+    ) -> (f64, SigmaSchedule, Vec<f64>);
 
     /// What the model file keeps of the data for the score form's prior (φ⁴'s physics form:
     /// the magnetisations, its exact zero mode); empty where nothing is kept.

@@ -1,19 +1,19 @@
 //! What every sampler's output shares: the target theory on the sampling lattice, the
 //! timing of the network, the summary and the file's attributes.
 
-use crate::diffusion::ScoreModel;
 use crate::config::SampleConfig;
+use crate::diffusion::generate::plan::Plan;
+use crate::diffusion::sample::INTERRUPTED;
+use crate::diffusion::theories;
+use crate::diffusion::theory::SampleTarget;
+use crate::diffusion::ScoreModel;
 use crate::dist::Comm;
 use crate::io::{AttrValue, ConfigShape, EnsembleWriter};
 use crate::lattice::Lattice;
-use crate::diffusion::theories;
-use crate::diffusion::theory::SampleTarget;
 use crate::theory::{Action, Couplings};
 use crate::util::StopFlag;
 use anyhow::Result;
 use std::sync::atomic::{AtomicU64, Ordering};
-use crate::diffusion::sample::INTERRUPTED;
-use crate::diffusion::generate::plan::Plan;
 
 /// Times the score evaluations, to report the share of sampling spent in the network.
 pub struct Timed<'a> {
@@ -21,7 +21,6 @@ pub struct Timed<'a> {
     nanos: AtomicU64,
     stop: Option<&'a StopFlag>,
 }
-
 
 impl<'a> Timed<'a> {
     pub fn new(inner: &'a dyn ScoreModel) -> Self {

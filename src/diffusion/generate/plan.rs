@@ -1,14 +1,14 @@
 //! Everything `latdiff sample` decides before any work: the model, the lattice, the target
 //! theory, the sampler's settings and the batch size; errors here are bad input.
 
-use crate::diffusion::net::model::{self, LoadedModel};
-use crate::diffusion::sample::sampler::{Kernel, SamplerKind, SamplerSettings};
 use crate::backend::Device;
 use crate::config::SampleConfig;
+use crate::diffusion::net::model::{self, LoadedModel};
+use crate::diffusion::sample::sampler::{Kernel, SamplerKind, SamplerSettings};
+use crate::diffusion::theories;
 use crate::dist::Comm;
 use crate::error::input_err;
 use crate::lattice::Lattice;
-use crate::diffusion::theories;
 use crate::theory::Couplings;
 use anyhow::{anyhow, bail, Result};
 

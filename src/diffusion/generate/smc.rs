@@ -9,18 +9,18 @@
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::diffusion::smc::spread::Spread;
-use crate::diffusion::generate::smc_report::{ReplicaStats, LEVEL_FIELDS};
-use crate::diffusion::smc::{run_replica_spread, Replica, SmcLevels, SmcSettings};
 use crate::config::SampleConfig;
 use crate::diffusion::generate::output::{write_attrs, SampleSummary, Target, Timed};
 use crate::diffusion::generate::plan::Plan;
-use crate::diffusion::sample::INTERRUPTED;
+use crate::diffusion::generate::smc_report::{ReplicaStats, LEVEL_FIELDS};
 use crate::diffusion::sample::kernel::ReverseKernel;
+use crate::diffusion::sample::INTERRUPTED;
+use crate::diffusion::smc::spread::Spread;
+use crate::diffusion::smc::{run_replica_spread, Replica, SmcLevels, SmcSettings};
+use crate::diffusion::theories;
 use crate::dist::Comm;
 use crate::error::input_err;
 use crate::io::EnsembleWriter;
-use crate::diffusion::theories;
 use crate::util::{Progress, StopFlag};
 use rayon::prelude::*;
 
@@ -67,9 +67,8 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
     };
     let model = p.loaded.model.as_ref();
     let target = Target::new(p.lattice, p.target);
-    let (kernel, levels) = theories::of(p.target)
-        .smc_ladder(model, p.lattice, &p.settings, cfg)
-        .map_err(|e| input_err(anyhow!(e)))?;
+    let (kernel, levels) =
+        theories::of(p.target).smc_ladder(model, p.lattice, &p.settings, cfg).map_err(|e| input_err(anyhow!(e)))?;
     Ok(Setup { n_replicas, ranks_per_replica, settings, kernel, levels, target })
 }
 

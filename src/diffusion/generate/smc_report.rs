@@ -6,9 +6,9 @@
 
 use anyhow::Result;
 
-use crate::diffusion::smc::{LevelRecord, Replica};
 use crate::diffusion::smc::resample::combined_log_z;
 use crate::diffusion::smc::SmcSettings;
+use crate::diffusion::smc::{LevelRecord, Replica};
 use crate::io::{AttrValue, EnsembleWriter};
 
 /// Per-replica figures that travel to rank 0 (the configurations go separately).
@@ -54,7 +54,6 @@ impl ReplicaStats {
         ReplicaStats { log_z: x[0], resamplings: x[1] as usize, distinct_ancestors: x[2] as usize, levels }
     }
 }
-
 
 /// The group of the per-level records.
 pub const LEVELS_GROUP: &str = "smc_levels";

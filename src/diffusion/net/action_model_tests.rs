@@ -4,8 +4,8 @@
 use super::*;
 use crate::diffusion::net::action_engine::*;
 use crate::diffusion::objective::c_in;
-use crate::nn::ActionNet;
 use crate::diffusion::ScoreModel;
+use crate::nn::ActionNet;
 
 /// Fields on multiples of 2⁻¹², so that φ ± h (h a power of two) is exact in f32.
 fn field(n: usize, seed: u64) -> Vec<f64> {
@@ -38,12 +38,7 @@ fn action_model_score_is_minus_the_gradient_of_its_energies() {
     let mut want = vec![0.0; 3];
     net.forward(&mut want, &p64, &x, &sigma, &mut ws);
     for b in 0..3 {
-        assert!(
-            (u[b] - want[b]).abs() < 1e-5 * (1.0 + want[b].abs()),
-            "S[{b}] = {} vs f64 forward {}",
-            u[b],
-            want[b]
-        );
+        assert!((u[b] - want[b]).abs() < 1e-5 * (1.0 + want[b].abs()), "S[{b}] = {} vs f64 forward {}", u[b], want[b]);
     }
 
     let h = 1.0 / 32.0;

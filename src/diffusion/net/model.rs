@@ -1,15 +1,15 @@
 //! A trained network as a `ScoreModel`, and model loading by name (`free:…` or a file).
 
-use crate::diffusion::net::engine::{NetEngine, Weights};
+use crate::backend::Device;
+use crate::diffusion::form::PartsCache;
 use crate::diffusion::form::{ScoreForm, ScoreParts};
-use crate::diffusion::phi4::free::FreeScoreModel;
+use crate::diffusion::net::engine::{NetEngine, Weights};
 use crate::diffusion::net::model_file::ModelFile;
 use crate::diffusion::objective::{CpuDsmWorkspace, SigmaSchedule};
+use crate::diffusion::phi4::free::FreeScoreModel;
 use crate::diffusion::phi4::prior::PhysicsPrior;
-use crate::diffusion::form::PartsCache;
 use crate::diffusion::theories;
 use crate::diffusion::ScoreModel;
-use crate::backend::Device;
 use crate::lattice::Lattice;
 use crate::nn::{ActionArch, Arch, Network};
 use crate::theory::Couplings;
@@ -154,7 +154,9 @@ impl NetworkScoreModel {
         let mut slot = self.engine.lock().map_err(|_| anyhow!("a previous network evaluation panicked"))?;
         if let Slot::Pending(device, params) = &*slot {
             let e = match &self.action {
-                Some(a) => crate::diffusion::net::build::action(*device, a.clone(), self.arch.sigma_data, params, None)?,
+                Some(a) => {
+                    crate::diffusion::net::build::action(*device, a.clone(), self.arch.sigma_data, params, None)?
+                }
                 None => crate::diffusion::net::build::unet(*device, self.arch.clone(), params, None)?,
             };
             *slot = Slot::Ready(e);
@@ -241,7 +243,9 @@ impl ScoreModel for NetworkScoreModel {
                 crate::diffusion::data::resample_two_point(&self.two_point, self.train_lattice, lat)
             }
             // The prior needs a G(p) without spurious near-zeros (see the function).
-            ScoreForm::Physics => crate::diffusion::data::nearest_momentum_two_point(&self.two_point, self.train_lattice, lat),
+            ScoreForm::Physics => {
+                crate::diffusion::data::nearest_momentum_two_point(&self.two_point, self.train_lattice, lat)
+            }
         }
     }
 

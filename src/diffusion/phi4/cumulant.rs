@@ -78,10 +78,10 @@ pub fn gradient(prior: &PhysicsPrior, phi: &[f64], sigma: f64, grad: &mut [f64],
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lattice::fft;
     use crate::diffusion::phi4::free::FreeScoreModel;
     use crate::diffusion::phi4::prior::tests::{interacting, normals};
     use crate::diffusion::ScoreModel;
+    use crate::lattice::fft;
     use crate::lattice::Lattice;
     use crate::theory::Phi4;
 

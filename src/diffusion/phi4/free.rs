@@ -7,8 +7,8 @@
 
 use rayon::prelude::*;
 
-use crate::lattice::fft;
 use crate::diffusion::ScoreModel;
+use crate::lattice::fft;
 use crate::lattice::Lattice;
 use crate::theory::{free, Parametrisation};
 

@@ -16,10 +16,10 @@ use rayon::prelude::*;
 
 use crate::config::SmcTarget;
 use crate::diffusion::phi4::cumulant;
-use crate::lattice::fft::{self, Fft2};
-use crate::diffusion::sample::kernel::positive_two_point;
 use crate::diffusion::phi4::prior::{PhysicsPrior, PriorWork};
+use crate::diffusion::sample::kernel::positive_two_point;
 use crate::diffusion::ScoreModel;
+use crate::lattice::fft::{self, Fft2};
 use crate::lattice::Lattice;
 use crate::theory::{Action, Phi4};
 

@@ -22,8 +22,8 @@ use rand::RngExt;
 use rayon::prelude::*;
 
 use crate::diffusion::phi4::levels::LevelPotential;
-use crate::diffusion::sample::kernel::LN_2PI;
 use crate::diffusion::phi4::prior::PriorWork;
+use crate::diffusion::sample::kernel::LN_2PI;
 use crate::rng::Stream;
 
 /// Grid cells per unit of the narrowest local width (and never fewer than `MIN_CELLS`).

@@ -20,11 +20,11 @@ use rand::RngExt;
 use rayon::prelude::*;
 
 use crate::diffusion::phi4::levels::LevelPotential;
+use crate::diffusion::phi4::prior::PriorWork;
+use crate::diffusion::sample::kernel::normals;
 use crate::diffusion::smc::adapt::{adapted, Rejuvenation};
 use crate::diffusion::smc::spread::Spread;
 use crate::lattice::fft::{Fft2, Fft2Work};
-use crate::diffusion::sample::kernel::normals;
-use crate::diffusion::phi4::prior::PriorWork;
 use crate::rng::Stream;
 
 /// The preconditioner C(p) and its square root.

@@ -38,8 +38,8 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::lattice::fft::{self, Fft2, Fft2Work};
 use crate::diffusion::phi4::zero_mode::ZeroModeMarginal;
+use crate::lattice::fft::{self, Fft2, Fft2Work};
 use crate::lattice::Lattice;
 use crate::theory::{Action, Phi4};
 

@@ -2,15 +2,15 @@
 //! exactly (their home is φ⁴'s folder: the exact free score is φ⁴'s).
 //! Fixed seeds throughout: the statistical checks are deterministic and each can fail.
 
+use crate::analysis::stats::{ess, gamma_method, jackknife};
+use crate::diffusion::phi4::free::FreeScoreModel;
 use crate::diffusion::sample::kernel::LN_2PI;
 use crate::diffusion::sample::sampler::*;
 use crate::diffusion::ScoreModel;
 use crate::lattice::{fft, Lattice};
 use crate::rng::Domain;
-use rand::RngExt;
-use crate::analysis::stats::{ess, gamma_method, jackknife};
-use crate::diffusion::phi4::free::FreeScoreModel;
 use crate::theory::{free as exact, Parametrisation, Phi4};
+use rand::RngExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn hopping(kappa: f64) -> Parametrisation {

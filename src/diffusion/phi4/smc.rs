@@ -64,7 +64,10 @@ impl SmcLevels for Levels {
         let v = self.lattice().volume();
         match self.level(k) {
             Level::Analytic(pot) => {
-                energy.par_iter_mut().zip(phi.par_chunks(v)).for_each_init(|| self.work(), |ws, (u, p)| *u = pot.energy(p, ws));
+                energy
+                    .par_iter_mut()
+                    .zip(phi.par_chunks(v))
+                    .for_each_init(|| self.work(), |ws, (u, p)| *u = pot.energy(p, ws));
                 Ok(())
             }
             Level::Learnt { sigma } => learnt_in_chunks(model, self.lattice(), phi, sigma, energy, None, batch),

@@ -2,19 +2,19 @@
 //! throughout: every statistical check is deterministic, and each can fail (tolerances
 //! are stated where they are checked).
 
+use super::*;
+use crate::config::SmcTarget;
+use crate::diffusion::phi4::free::FreeScoreModel;
 use crate::diffusion::phi4::levels::{LevelPotential, Levels};
 use crate::diffusion::phi4::mala::{self, Particles, Preconditioner};
-use super::*;
-use crate::diffusion::smc::*;
-use crate::rng::{self, Domain, Stream};
-use crate::config::SmcTarget;
-use crate::lattice::fft;
-use crate::diffusion::phi4::free::FreeScoreModel;
-use crate::diffusion::sample::kernel::{normals, LN_2PI};
 use crate::diffusion::phi4::prior::PhysicsPrior;
+use crate::diffusion::sample::kernel::{normals, LN_2PI};
 use crate::diffusion::sample::sampler::{sample_batch, Kernel, SamplerKind, SamplerSettings};
+use crate::diffusion::smc::*;
 use crate::diffusion::ScoreModel;
+use crate::lattice::fft;
 use crate::lattice::Lattice;
+use crate::rng::{self, Domain, Stream};
 use crate::theory::{free as exact, Parametrisation, Phi4};
 
 fn hopping(kappa: f64) -> Parametrisation {

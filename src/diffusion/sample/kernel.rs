@@ -8,9 +8,9 @@ use std::sync::Arc;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
-use crate::lattice::fft::{self, Fft2, Fft2Work};
 use crate::diffusion::sample::settings::{Kernel, SamplerSettings};
 use crate::diffusion::ScoreModel;
+use crate::lattice::fft::{self, Fft2, Fft2Work};
 use crate::lattice::Lattice;
 use crate::rng::Stream;
 use crate::theory::manifold::{wrap_angle, wrapped_gaussian_log};

@@ -62,7 +62,6 @@ use crate::lattice::Lattice;
 use crate::rng::{self, Domain, Stream};
 use crate::theory::Action;
 
-
 pub use crate::diffusion::sample::settings::{Kernel, SamplerKind, SamplerSettings};
 
 /// Output of [`sample_batch`].
@@ -229,7 +228,13 @@ impl Run<'_> {
             let mut eval =
                 |p: &[f64], u: &mut [f64], s: &mut [f64]| model.action_values(lat, p, &vec![sigma; batch], u, Some(s));
             let snr = self.settings.snr;
-            self.corrector.push(crate::diffusion::sample::corrector::mala(&mut eval, snr, steps, &mut self.phi, &mut self.rngs)?);
+            self.corrector.push(crate::diffusion::sample::corrector::mala(
+                &mut eval,
+                snr,
+                steps,
+                &mut self.phi,
+                &mut self.rngs,
+            )?);
             self.corrector_calls += if steps > 0 { steps + 1 } else { 0 };
             return Ok(());
         }
@@ -406,4 +411,3 @@ pub fn independence_metropolis<R: Rng + ?Sized>(log_w: &[f64], rng: &mut R) -> I
     }
     ImhChain { indices, accepted, acceptance: imh.acceptance() }
 }
-

@@ -87,4 +87,3 @@ impl SamplerSettings {
         self.sampler == SamplerKind::Em
     }
 }
-

@@ -40,8 +40,8 @@ use rand::RngExt;
 use self::adapt::Rejuvenation;
 use self::spread::Spread;
 use crate::diffusion::sample::kernel::ReverseKernel;
-use crate::diffusion::ScoreModel;
 use crate::diffusion::sample::INTERRUPTED;
+use crate::diffusion::ScoreModel;
 use crate::rng::{self, Domain, Stream};
 
 /// First `Domain::Misc` stream index of the replicas' resampling uniforms (+ replica).
@@ -389,4 +389,3 @@ pub fn learnt_in_chunks(
     }
     Ok(())
 }
-

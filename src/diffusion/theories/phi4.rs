@@ -55,7 +55,13 @@ impl DiffusionTheory for Phi4Diffusion {
         data::augment(dst, src, lat, &|v| -v, rng)
     }
 
-    fn statistics(&self, lat: Lattice, cfg: &TrainConfig, stat_cfgs: &[f32], rows: &[f32]) -> (f64, SigmaSchedule, Vec<f64>) {
+    fn statistics(
+        &self,
+        lat: Lattice,
+        cfg: &TrainConfig,
+        stat_cfgs: &[f32],
+        rows: &[f32],
+    ) -> (f64, SigmaSchedule, Vec<f64>) {
         let (rms, dmax) = data::field_scales(stat_cfgs, lat.volume());
         let sigma_max = if cfg.sigma_max > 0.0 { cfg.sigma_max } else { dmax.max(10.0 * cfg.sigma_min) };
         let sched = SigmaSchedule { sigma_min: cfg.sigma_min, sigma_max, t_eps: 1e-5 };
@@ -163,7 +169,8 @@ impl PriorScoreModel {
     fn parts_on(&self, lat: Lattice) -> Result<Arc<ScoreParts>, String> {
         let m = if lat == self.data_lattice { &self.magnetisation[..] } else { &[] };
         let theory = Phi4Diffusion(self.theory);
-        self.parts.get(lat, || theory.score_parts(ScoreForm::Physics, 1.0, self.two_point(lat), m, lat, theory.couplings()))
+        self.parts
+            .get(lat, || theory.score_parts(ScoreForm::Physics, 1.0, self.two_point(lat), m, lat, theory.couplings()))
     }
 }
 
@@ -193,4 +200,3 @@ impl ScoreModel for PriorScoreModel {
         format!("physics prior alone ({}; G(p) from {} data)", self.theory.describe(), self.data_lattice)
     }
 }
-

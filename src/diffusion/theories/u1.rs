@@ -64,7 +64,13 @@ impl DiffusionTheory for U1Diffusion {
     }
 
     /// G(p) of the plaquette angles, recorded for information (no sampler kernel uses it).
-    fn statistics(&self, lat: Lattice, cfg: &TrainConfig, stat_cfgs: &[f32], rows: &[f32]) -> (f64, SigmaSchedule, Vec<f64>) {
+    fn statistics(
+        &self,
+        lat: Lattice,
+        cfg: &TrainConfig,
+        stat_cfgs: &[f32],
+        rows: &[f32],
+    ) -> (f64, SigmaSchedule, Vec<f64>) {
         let u = U1::new(lat, 1.0);
         let plaq: Vec<f32> = rows
             .chunks(self.dof(lat))

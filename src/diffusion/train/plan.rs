@@ -2,11 +2,11 @@
 //! the preset against the lattice, the batch against the ranks and the data, a resumed
 //! checkpoint against the configuration, the memory estimate.
 
+use crate::config::TrainConfig;
 use crate::diffusion::data;
 use crate::diffusion::form::ScoreForm;
 use crate::diffusion::net::model_file::ModelFile;
 use crate::diffusion::train::theory::DataTheory;
-use crate::config::TrainConfig;
 use crate::dist::{block_of, Comm};
 use crate::error::input_err as input;
 use crate::io::Ensemble;

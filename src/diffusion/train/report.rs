@@ -2,11 +2,11 @@
 //! weights, the path-KL bound per σ band, the score's deviation from the force at σ_min),
 //! the last checkpoint, the closing line and the summary.
 
+use crate::diffusion::net::engine::Weights;
 use crate::diffusion::train::steps::Outcome;
 use crate::diffusion::train::trainer::Trainer;
 use crate::diffusion::train::validation::score_force_deviation;
 use crate::diffusion::train::TrainSummary;
-use crate::diffusion::net::engine::Weights;
 use crate::io::AttrValue;
 use anyhow::Result;
 

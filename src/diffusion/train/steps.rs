@@ -2,11 +2,11 @@
 //! of one flat buffer, the identical AdamW update on every rank; skipped non-finite steps,
 //! the replicas' parameter checksum, validation at epoch ends, checkpoints, the stop flag.
 
+use crate::diffusion::data;
+use crate::diffusion::net::engine::Weights;
 use crate::diffusion::train::trainer::Trainer;
 use crate::diffusion::train::validation::band;
 use crate::diffusion::train::MAX_NONFINITE_STEPS;
-use crate::diffusion::data;
-use crate::diffusion::net::engine::Weights;
 use crate::rng::Stream;
 use crate::util::{Progress, StopFlag};
 use anyhow::{bail, Result};

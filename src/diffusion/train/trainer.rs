@@ -2,14 +2,14 @@
 //! score form's parts, the parameters and optimiser (fresh, or restored bit for bit), this
 //! rank's batch slots and their random streams, the engine, the held-out set.
 
+use crate::backend::Device;
+use crate::config::TrainConfig;
 use crate::diffusion::data::{self, Shard};
-use crate::diffusion::net::engine::NetEngine;
 use crate::diffusion::form::ScoreParts;
+use crate::diffusion::net::engine::NetEngine;
 use crate::diffusion::objective::SigmaSchedule;
 use crate::diffusion::train::plan::Plan;
 use crate::diffusion::train::validation::Validation;
-use crate::backend::Device;
-use crate::config::TrainConfig;
 use crate::dist::{block_of, Comm};
 use crate::error::input_err as input;
 use crate::nn::optim::{AdamW, AdamWConfig};

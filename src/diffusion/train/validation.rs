@@ -1,8 +1,8 @@
 //! Held-out losses with fixed noise draws, and the score's deviation from the exact force
 //! at σ_min: the figures a finished training reports and records.
 
-use crate::diffusion::net::engine::{NetEngine, Weights};
 use crate::diffusion::form::ScoreParts;
+use crate::diffusion::net::engine::{NetEngine, Weights};
 use crate::diffusion::objective::SigmaSchedule;
 use crate::lattice::Lattice;
 use crate::rng::{self, Domain};

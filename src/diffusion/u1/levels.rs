@@ -16,11 +16,11 @@
 use rand::RngExt;
 use rayon::prelude::*;
 
+use crate::diffusion::sample::kernel::LN_2PI;
 use crate::diffusion::smc::adapt::{adapted, Rejuvenation};
 use crate::diffusion::smc::spread::Spread;
 use crate::diffusion::smc::{SmcLevels, SmcSettings};
 use crate::diffusion::u1::prior::noised_beta;
-use crate::diffusion::sample::kernel::LN_2PI;
 use crate::diffusion::ScoreModel;
 use crate::lattice::Lattice;
 use crate::rng::Stream;
@@ -184,11 +184,11 @@ fn mala_step(levels: &TorusLevels, k: usize, eps: f64, theta: &mut [f64], u: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diffusion::smc::run_replica;
     use crate::diffusion::sample::kernel::ReverseKernel;
-    use crate::rng::{self, Domain};
-    use crate::diffusion::u1::model::GaugePriorModel;
     use crate::diffusion::sample::sampler::{sample_batch, Kernel, SamplerKind, SamplerSettings};
+    use crate::diffusion::smc::run_replica;
+    use crate::diffusion::u1::model::GaugePriorModel;
+    use crate::rng::{self, Domain};
     use crate::theory::u1_exact;
 
     fn settings(n_particles: usize, resample_ess: f64, rejuvenate: usize) -> SmcSettings {
