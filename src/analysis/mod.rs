@@ -3,7 +3,7 @@
 //!
 //! `stats` and `plot` work on plain `f64` series; `observables` holds the theory-independent
 //! pipeline (streamed measurement, jackknife, τ_int) behind the [`Observables`] trait,
-//! `phi4_obs` and `u1_obs` each theory's observables, `theories` the choice between them
+//! `phi4_obs`, `u1_obs` and `su2_obs` each theory's observables, `theories` the choice between them
 //! ([`observables_for`]) and `topology` what a theory with an integer charge adds. The
 //! `latdiff analyze` command lives in `cli::analyze`.
 
@@ -12,6 +12,7 @@ pub mod phi4_obs;
 pub mod plot;
 pub mod replicas;
 pub mod stats;
+pub mod su2_obs;
 pub mod theories;
 pub mod topology;
 pub mod u1_obs;
@@ -24,6 +25,7 @@ pub use stats::{
     log_sum_exp, normalized_weights, series_summary, GammaResult, JackknifeEstimate, JackknifeVecEstimate,
     SeriesSummary, Windowing, DEFAULT_S_TAU,
 };
+pub use su2_obs::Su2Observables;
 pub use theories::observables_for;
 pub use topology::Topology;
 pub use u1_obs::U1Observables;

@@ -88,6 +88,17 @@ pub trait Observables: Sync {
     fn topology(&self, _prim: &Primaries, _chain: Option<&[usize]>) -> Result<Option<Topology>, String> {
         Ok(None)
     }
+    /// Whether one configuration read from a file is a field of the theory at all (SU(2):
+    /// unit quaternions); the error names what is wrong, [`measure`] adds file and row.
+    fn check(&self, _cfg: &[f64]) -> Result<(), String> {
+        Ok(())
+    }
+    /// Exact values of scalar derived quantities on this torus, by key (SU(2): the
+    /// character expansion), which `analyze` prints beside the estimates. (U(1)'s come
+    /// with its topology.)
+    fn exact(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
 }
 
 /// Per-configuration primaries of an ensemble, column-major: `columns[k][i]` is primary k
@@ -131,13 +142,17 @@ pub fn measure(ens: &Ensemble, obs: &dyn Observables) -> Result<Primaries> {
         let raw = ens.read_configs(a, b)?;
         let rows: Vec<Vec<f64>> = raw
             .par_chunks(v)
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
                 let cfg: Vec<f64> = c.iter().map(|&x| f64::from(x)).collect();
+                obs.check(&cfg).map_err(|e| {
+                    crate::error::input_err(anyhow::anyhow!("{}: configuration {}: {e}", ens.path.display(), a + i))
+                })?;
                 let mut out = vec![0.0; k];
                 obs.primaries(&cfg, &mut out);
-                out
+                Ok(out)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         for row in rows {
             for (col, x) in columns.iter_mut().zip(row) {
                 col.push(x);

@@ -1,6 +1,6 @@
 //! Which observables measure which theory: the one place analysis matches on the theory.
 
-use super::{Observables, Phi4Observables, U1Observables};
+use super::{Observables, Phi4Observables, Su2Observables, U1Observables};
 use crate::lattice::Lattice;
 use crate::theory::Couplings;
 
@@ -9,6 +9,7 @@ pub fn observables_for(couplings: Couplings, lattice: Lattice) -> Box<dyn Observ
     match couplings {
         Couplings::Phi4(p) => Box::new(Phi4Observables::new(lattice, p)),
         Couplings::U1 { beta } => Box::new(U1Observables::new(lattice, beta)),
+        Couplings::Su2 { beta } => Box::new(Su2Observables::new(lattice, beta)),
     }
 }
 

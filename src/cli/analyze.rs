@@ -172,6 +172,8 @@ pub struct FileAnalysis {
     pub action_density: Vec<f64>,
     /// U(1): the integer charge of every configuration and how often it changed.
     pub topology: Option<Topology>,
+    /// Exact values on this torus of theories without a topology (SU(2)), by key.
+    pub exact: Vec<(String, f64)>,
     /// Linear weights (largest 1) for weighted ensembles.
     pub weights: Option<Vec<f64>>,
     /// Replica structure of SMC ensembles (how the errors were obtained).
@@ -187,6 +189,15 @@ fn exact_comparison(t: &Topology, a: &Analysis) -> Vec<(&'static str, f64, f64)>
             let dev = a.scalar(k).map_or(f64::NAN, |e| deviation_from_exact(x, e.mean, e.err));
             (k, x, dev)
         })
+        .collect()
+}
+
+/// (key, exact value, deviation of the estimate in its standard errors) for the exact
+/// values a theory without a topology supplies (`Observables::exact`).
+fn exact_values_comparison(exact: &[(String, f64)], a: &Analysis) -> Vec<(String, f64, f64)> {
+    exact
+        .iter()
+        .map(|(k, x)| (k.clone(), *x, a.scalar(k).map_or(f64::NAN, |e| deviation_from_exact(*x, e.mean, e.err))))
         .collect()
 }
 
@@ -210,6 +221,7 @@ pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis>
         m: col("m"),
         action_density: col("action_density"),
         topology,
+        exact: i.obs.exact(),
         weights: i.log_weight.as_deref().map(stats::normalized_weights),
         analysis,
         replicas: i.replicas.clone(),
@@ -352,6 +364,13 @@ pub fn file_json(r: &FileAnalysis) -> Value {
             )))
             .collect();
         o["topology"] = json!({"q_changed_fraction": num(t.changed_fraction), "p_q": hist, "exact": exact});
+    }
+    if !r.exact.is_empty() {
+        let exact: Map<String, Value> = exact_values_comparison(&r.exact, &r.analysis)
+            .into_iter()
+            .flat_map(|(k, x, dev)| [(format!("{k}_sigma"), num(dev)), (k, num(x))])
+            .collect();
+        o["exact"] = Value::Object(exact);
     }
     if let Some(r) = &r.replicas {
         o["n_replicas"] = json!(r.count);
@@ -558,6 +577,13 @@ fn file_header(r: &FileAnalysis, tag: &str) -> String {
         let p_q: Vec<String> =
             t.exact_p_q.iter().filter(|(_, p)| *p >= 0.005).map(|(q, p)| format!("{q} {p:.3}")).collect();
         let _ = writeln!(s, "    exact on this torus: {}; P(Q) (>= 0.005): {}", cmp.join(", "), p_q.join(", "));
+    }
+    if !r.exact.is_empty() {
+        let cmp: Vec<String> = exact_values_comparison(&r.exact, a)
+            .iter()
+            .map(|(k, x, dev)| format!("{k} {x:.6} ({})", fmt_sigma(*dev)))
+            .collect();
+        let _ = writeln!(s, "    exact on this torus: {}", cmp.join(", "));
     }
     s
 }

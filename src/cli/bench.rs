@@ -18,7 +18,7 @@ pub enum BenchWhat {
         /// MD steps per trajectory.
         #[arg(long, default_value_t = 10)]
         n_md: usize,
-        /// Theory: phi4 (κ = 0.27, λ = 0.022) or u1 (β = 3; rates count links).
+        /// Theory: phi4 (κ = 0.27, λ = 0.022), u1 or su2 (β = 3; rates count stored values; su2 on the CPU only).
         #[arg(long, value_enum, default_value = "phi4")]
         theory: crate::config::TheoryName,
     },

@@ -14,12 +14,19 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
         // One GPU per rank (its node-local index picks it). The updates besides HMC (φ⁴'s
         // Wolff flips, U(1)'s flux moves) are CPU-only, so with them `auto` stays on the CPU
         // and `cuda` is refused.
-        |cfg| match (cfg.theory, cfg.cluster_updates) {
-            (_, 0) => Ok(()),
-            (TheoryName::Phi4, _) => {
-                Err("Wolff cluster updates run on the CPU only (--cluster-updates 0 runs HMC on the GPU)")
+        |cfg| {
+            match (cfg.theory, cfg.cluster_updates) {
+                (_, 0) => Ok(()),
+                (TheoryName::Phi4, _) => {
+                    Err("Wolff cluster updates run on the CPU only (--cluster-updates 0 runs HMC on the GPU)")
+                }
+                (TheoryName::U1, _) => Err("flux moves run on the CPU only (--cluster-updates 0 runs HMC on the GPU)"),
+                (TheoryName::Su2, _) => Ok(()),
             }
-            (TheoryName::U1, _) => Err("flux moves run on the CPU only (--cluster-updates 0 runs HMC on the GPU)"),
+            .and(match cfg.theory {
+                TheoryName::Su2 => Err("theory su2 runs on the CPU only (no GPU kernels for SU(2) yet)"),
+                _ => Ok(()),
+            })
         },
         |cfg, comm, stop, dev| {
             let local = comm.block_counts(cfg.n_chains)[comm.rank()];

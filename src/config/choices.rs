@@ -36,6 +36,8 @@ pub enum TheoryName {
     Phi4,
     /// Compact U(1) gauge theory with the Wilson action (coupling beta).
     U1,
+    /// SU(2) gauge theory with the Wilson action (coupling beta > 0).
+    Su2,
 }
 
 impl TheoryName {

@@ -55,7 +55,7 @@ pub fn resolve_couplings(
     match theory {
         TheoryName::Phi4 => {
             if let Some(b) = beta {
-                bail!("beta: {b} given, but beta is the coupling of theory u1 (phi4 takes kappa or m2, and lambda)");
+                bail!("beta: {b} given, but beta is the coupling of theories u1 and su2 (phi4 takes kappa or m2, and lambda)");
             }
             resolve_theory(kappa, m2, lambda).map(Couplings::Phi4)
         }
@@ -71,6 +71,19 @@ pub fn resolve_couplings(
                 bail!("beta: {beta} is negative (the Wilson action would favour disorder over order)");
             }
             Ok(Couplings::U1 { beta })
+        }
+        TheoryName::Su2 => {
+            for (k, v) in [("kappa", kappa), ("m2", m2), ("lambda", lambda)] {
+                if let Some(v) = v {
+                    bail!("{k}: {v} given, but theory su2 takes only beta");
+                }
+            }
+            let beta = beta.ok_or_else(|| anyhow!("beta: required with theory su2 (e.g. --beta 2)"))?;
+            finite("beta", beta)?;
+            if beta <= 0.0 {
+                bail!("beta: {beta} is not positive (theory su2 needs beta > 0)");
+            }
+            Ok(Couplings::Su2 { beta })
         }
     }
 }

@@ -19,7 +19,8 @@ command_keys! {
     config HmcConfig;
     /// Lattice size: L (square) or L_TxL_X.
     lattice: Option<LatticeSpec> => LatticeSpec = LatticeSpec(Lattice::square(16)),
-    /// Theory: phi4 (default) or u1 (compact U(1) gauge theory, needs --beta).
+    /// Theory: phi4 (default), u1 (compact U(1) gauge theory, needs --beta) or su2 (SU(2)
+    /// gauge theory, needs --beta > 0).
     #[arg(value_enum)]
     #[stored(skip_serializing_if = "TheoryName::is_phi4")]
     theory: Option<TheoryName> => TheoryName = TheoryName::Phi4,
@@ -33,7 +34,7 @@ command_keys! {
     /// Quartic coupling λ.
     #[stored(skip_serializing_if = "Option::is_none")]
     lambda: Option<f64> => Option<f64> = None,
-    /// Gauge coupling β of the Wilson action (theory u1).
+    /// Gauge coupling β of the Wilson action (theories u1 and su2).
     #[stored(skip_serializing_if = "Option::is_none")]
     beta: Option<f64> => Option<f64> = None,
     /// Number of configurations to save.
@@ -94,6 +95,13 @@ impl HmcConfig {
             // U(1)'s updates besides HMC are flux moves (`theory::u1::flux_move`): asked
             // for, not on by default (the φ⁴ default of 4 Wolff flips does not apply).
             Couplings::U1 { .. } => cfg.cluster_updates = flags.cluster_updates.or(file.cluster_updates).unwrap_or(0),
+            // SU(2) has no updates besides HMC: asking for some is refused below.
+            Couplings::Su2 { .. } => {
+                if let Some(n @ 1..) = flags.cluster_updates.or(file.cluster_updates) {
+                    bail!("cluster_updates: {n} given, but theory su2 has no updates besides HMC (use 0)");
+                }
+                cfg.cluster_updates = 0;
+            }
         }
         cfg.validate()?;
         Ok(cfg)

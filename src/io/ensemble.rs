@@ -2,8 +2,9 @@
 //!
 //! Layout (documented in README.md):
 //!   /configs     float32 [N, L_t, L_x] (one value per site, φ⁴) or [N, C, L_t, L_x] (C
-//!                values per site, U(1): the two link angles), one configuration per
-//!                chunk, shuffle + deflate
+//!                values per site, U(1): the two link angles) or [N, C, L_t, L_x, K]
+//!                (SU(2): two links of K = 4 quaternion components), one configuration
+//!                per chunk, shuffle + deflate
 //!   /action      float64 [N]   S of each configuration
 //!   /delta_h     float64 [N]   ΔH of the trajectory that produced it (HMC)
 //!   /chain       int64   [N]   global chain (or sample-stream) index
@@ -20,17 +21,20 @@ use std::path::{Path, PathBuf};
 
 const COLUMN_CHUNK: usize = 4096;
 
-/// The shape of one configuration in /configs: [L_t, L_x], or [C, L_t, L_x] for fields with
-/// C values per site (a theory's `dof_shape`).
+/// The shape of one configuration in /configs: [L_t, L_x], [C, L_t, L_x] for fields with
+/// C values per site, or [C, L_t, L_x, K] (a theory's `dof_shape`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigShape(Vec<usize>);
 
 impl ConfigShape {
-    /// [C, L_t, L_x] (C ≥ 2) or [L_t, L_x]; anything else is not an ensemble latdiff writes.
+    /// [L_t, L_x], [C, L_t, L_x] (C ≥ 2: U(1) link angles) or [C, L_t, L_x, K] (K values
+    /// per link: SU(2) quaternions); anything else is not an ensemble latdiff writes.
     pub fn new(dims: Vec<usize>) -> Result<Self> {
         match dims.len() {
-            2 | 3 => Ok(ConfigShape(dims)),
-            n => bail!("a configuration of {n} dimensions {dims:?} (expected [L_t, L_x] or [C, L_t, L_x])"),
+            2..=4 => Ok(ConfigShape(dims)),
+            n => bail!(
+                "a configuration of {n} dimensions {dims:?} (expected [L_t, L_x], [C, L_t, L_x] or [C, L_t, L_x, K])"
+            ),
         }
     }
 
@@ -47,18 +51,20 @@ impl ConfigShape {
         self.len() == 0
     }
 
-    /// Values per site: 1 for [L_t, L_x].
+    /// Values per site: 1 for [L_t, L_x], C for [C, L_t, L_x], C·K for [C, L_t, L_x, K].
     pub fn components(&self) -> usize {
-        if self.0.len() == 3 {
-            self.0[0]
-        } else {
-            1
+        match self.0.len() {
+            3 => self.0[0],
+            4 => self.0[0] * self.0[3],
+            _ => 1,
         }
     }
 
     pub fn lattice(&self) -> Lattice {
-        let n = self.0.len();
-        Lattice::new(self.0[n - 2], self.0[n - 1])
+        match self.0.len() {
+            2 => Lattice::new(self.0[0], self.0[1]),
+            _ => Lattice::new(self.0[1], self.0[2]),
+        }
     }
 
     /// [rows, dims...].
@@ -306,7 +312,8 @@ pub struct Ensemble {
     pub path: PathBuf,
     pub file: hdf5::File,
     pub lattice: Lattice,
-    /// One configuration's shape: [L_t, L_x], or [C, L_t, L_x] (U(1) link angles).
+    /// One configuration's shape: [L_t, L_x], [C, L_t, L_x] (U(1) link angles) or
+    /// [C, L_t, L_x, K] (SU(2) link quaternions).
     pub shape: ConfigShape,
     pub n: usize,
     configs: hdf5::Dataset,
@@ -330,8 +337,12 @@ impl Ensemble {
             .map_err(|_| anyhow::anyhow!("{}: no /configs dataset (not a latdiff ensemble)", path.display()))?;
         let dims = configs.shape();
         let shape = match dims.split_first() {
-            Some((_, rest)) if matches!(rest.len(), 2 | 3) => ConfigShape(rest.to_vec()),
-            _ => bail!("{}: /configs has shape {:?}, expected [N, L_t, L_x] or [N, C, L_t, L_x]", path.display(), dims),
+            Some((_, rest)) if matches!(rest.len(), 2..=4) => ConfigShape(rest.to_vec()),
+            _ => bail!(
+                "{}: /configs has shape {:?}, expected [N, L_t, L_x], [N, C, L_t, L_x] or [N, C, L_t, L_x, K]",
+                path.display(),
+                dims
+            ),
         };
         check_configs_dtype(&configs).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         check_lattice_attr(&file, &shape).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

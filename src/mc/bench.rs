@@ -6,12 +6,12 @@ use super::hmc::{HmcParams, Start};
 use super::Integrator;
 use crate::config::TheoryName;
 use crate::lattice::Lattice;
-use crate::theory::{Parametrisation, Phi4, Theory, U1};
+use crate::theory::{Parametrisation, Phi4, Su2, Theory, U1};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct HmcBench {
-    /// "phi4" (κ = 0.27, λ = 0.022) or "u1" (β = 3).
+    /// "phi4" (κ = 0.27, λ = 0.022), "u1" or "su2" (β = 3).
     pub theory: String,
     pub lattice: usize,
     pub chains: usize,
@@ -64,6 +64,11 @@ pub fn engine_throughput(
             theory_throughput(device, phi4, chains, integrator, n_md, seconds)
         }
         TheoryName::U1 => theory_throughput(device, U1::new(lat, 3.0), chains, integrator, n_md, seconds),
+        TheoryName::Su2 => {
+            anyhow::ensure!(device == crate::backend::Device::Cpu, "theory su2 runs on the CPU only");
+            let setup = bench_setup(Su2::new(lat, 3.0), chains, integrator, n_md);
+            measure(Box::new(super::engine::CpuHmc::new(&setup)), &setup, seconds)
+        }
     }
 }
 
@@ -126,7 +131,7 @@ mod tests {
     /// The device-generic path (used by `bench hmc --device cuda`) on the CPU engine.
     #[test]
     fn engine_throughput_runs_on_cpu() {
-        for theory in [TheoryName::Phi4, TheoryName::U1] {
+        for theory in [TheoryName::Phi4, TheoryName::U1, TheoryName::Su2] {
             let b = engine_throughput(crate::backend::Device::Cpu, theory, 4, 3, Integrator::Omelyan, 3, 0.0).unwrap();
             assert_eq!(b.device.split(' ').next(), Some("cpu"));
             assert!(b.trajectories_per_chain >= 1 && b.site_updates_per_s > 0.0 && b.bandwidth_fraction.is_none());

@@ -13,7 +13,7 @@ use crate::backend::Device;
 use crate::config::{HmcConfig, NTherm};
 use crate::dist::Comm;
 use crate::io::{AttrValue, ConfigShape, EnsembleWriter};
-use crate::theory::{Couplings, Phi4, Theory, U1};
+use crate::theory::{Couplings, Phi4, Su2, Theory, U1};
 use crate::util::{Progress, StopFlag};
 use anyhow::Result;
 
@@ -232,6 +232,13 @@ pub fn run_on(cfg: &HmcConfig, comm: &Comm, stop: &StopFlag, device: Device) -> 
             let engine = device::build(device, &setup)?;
             drive(cfg, comm, stop, device, engine, &setup)
         }
+        // No GPU kernels for SU(2): the CPU engine (`cli::hmc` refuses --device cuda).
+        Couplings::Su2 { beta } => {
+            let setup = setup_for(cfg, comm, Su2::new(lat, beta));
+            anyhow::ensure!(device == Device::Cpu, "theory su2 runs on the CPU only");
+            let engine: Box<dyn super::engine::HmcEngine> = Box::new(super::engine::CpuHmc::new(&setup));
+            drive(cfg, comm, stop, device, engine, &setup)
+        }
     }
 }
 
@@ -240,6 +247,7 @@ fn headline(c: &Couplings) -> String {
     match c {
         Couplings::Phi4(p) => format!("phi4 {} ({})", p.describe(), p.name()),
         Couplings::U1 { beta } => format!("u1 beta = {beta}"),
+        Couplings::Su2 { beta } => format!("su2 beta = {beta}"),
     }
 }
 
@@ -784,7 +792,7 @@ fn write_attrs(w: &EnsembleWriter, cfg: &HmcConfig, theory: &impl Theory, comm: 
                 cfg.tau,
                 cfg.cluster_updates
             ),
-            Couplings::U1 { .. } => {
+            Couplings::U1 { .. } | Couplings::Su2 { .. } => {
                 format!("1 HMC trajectory ({} n_md={} tau={}) per update", cfg.integrator.name(), cfg.n_md, cfg.tau)
             }
         }),

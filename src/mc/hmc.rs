@@ -89,7 +89,7 @@ impl Chain {
             action,
             monitor,
             hot_start: false,
-            mom: vec![0.0; v],
+            mom: vec![0.0; theory.manifold().momentum_len(v)],
             phi_old: vec![0.0; v],
         }
     }

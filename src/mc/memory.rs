@@ -17,10 +17,12 @@ const ROOT_BYTES_PER_SITE: f64 = 4.0 + 8.0 + 8.0;
 /// (estimate in bytes for this rank, the work it describes) for a run on `ranks` ranks
 /// where this rank holds `local_chains` chains and `root` says whether it is rank 0.
 pub fn estimate(cfg: &HmcConfig, local_chains: usize, root: bool, threads: usize) -> (u64, String) {
-    // Stored values per configuration: one per site, two (link angles) for U(1).
+    // Stored values per configuration: one per site, two (link angles) for U(1), eight
+    // (two quaternions) for SU(2).
     let per_site = match cfg.theory {
         crate::config::TheoryName::Phi4 => 1.0,
         crate::config::TheoryName::U1 => 2.0,
+        crate::config::TheoryName::Su2 => 8.0,
     };
     let v = per_site * cfg.lattice().volume() as f64;
     let c = local_chains as f64;

@@ -3,13 +3,21 @@
 //! HMC and the integrators are written against [`Manifold`]: momenta, kinetic energy and
 //! the drift (field += momenta · dt, followed by whatever keeps the field on the manifold).
 //! `Flat` is R^n (φ⁴); `Torus` holds angles in (−π, π] (XY / O(2) spins now, U(1) link
-//! angles next). A Lie group (SU(2)) would update by the exponential map instead.
+//! angles). A Lie group updates by the exponential map instead (`su2::Su2Links`: SU(2)
+//! links, momenta in su(2)).
 
 use crate::rng::Stream;
 use rand_distr::{Distribution, StandardNormal};
 use std::f64::consts::PI;
 
 pub trait Manifold: Copy + Send + Sync {
+    /// Momenta for a field of `field_len` stored values: as many on R^n and the torus; a
+    /// group stored in more coordinates than its dimension (SU(2): 4 per link, 3 momenta)
+    /// has fewer. `Action::kick` and `drift` use this layout.
+    fn momentum_len(&self, field_len: usize) -> usize {
+        field_len
+    }
+
     /// Fresh momenta from the kinetic term's Gaussian, one draw per entry in order.
     fn sample_momenta(&self, rng: &mut Stream, mom: &mut [f64]) {
         for p in mom.iter_mut() {

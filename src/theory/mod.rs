@@ -8,11 +8,14 @@ pub mod cluster;
 pub mod free;
 pub mod manifold;
 pub mod phi4;
+pub mod su2;
+pub mod su2_exact;
 pub mod u1;
 pub mod u1_exact;
 
 pub use manifold::{Flat, Manifold, Torus};
 pub use phi4::{Parametrisation, Phi4};
+pub use su2::{Su2, Su2Links};
 pub use u1::U1;
 
 use crate::lattice::Lattice;
@@ -30,9 +33,11 @@ pub trait Action: Sync {
     fn deriv(&self, phi: &[f64], dsdphi: &mut [f64]);
 
     /// mom -= eps · ∂S/∂φ: the momentum half of an MD step. Actions override this
-    /// with a fused loop; the default goes through `deriv` and a scratch buffer.
+    /// with a fused loop; the default goes through `deriv` and a scratch buffer. On a group
+    /// stored in more coordinates than its dimension (SU(2)) `deriv` writes the derivative
+    /// along the generators, in the momenta's layout (`Manifold::momentum_len`).
     fn kick(&self, phi: &[f64], mom: &mut [f64], eps: f64) {
-        let mut d = vec![0.0; phi.len()];
+        let mut d = vec![0.0; mom.len()];
         self.deriv(phi, &mut d);
         for (p, dx) in mom.iter_mut().zip(&d) {
             *p -= eps * dx;
@@ -115,6 +120,10 @@ pub enum Couplings {
     U1 {
         beta: f64,
     },
+    /// SU(2) gauge theory, Wilson action S = β Σ_P (1 − ½ tr U_P).
+    Su2 {
+        beta: f64,
+    },
 }
 
 impl Couplings {
@@ -131,7 +140,11 @@ impl Couplings {
                 Some(beta) => Ok(Couplings::U1 { beta }),
                 None => Err("attribute 'beta' missing (no u1 coupling)".into()),
             },
-            Some(other) => Err(format!("theory '{other}' is not known (latdiff has phi4, u1)")),
+            Some("su2") => match number("beta") {
+                Some(beta) => Ok(Couplings::Su2 { beta }),
+                None => Err("attribute 'beta' missing (no su2 coupling)".into()),
+            },
+            Some(other) => Err(format!("theory '{other}' is not known (latdiff has phi4, u1, su2)")),
         }
     }
 
@@ -139,7 +152,7 @@ impl Couplings {
     pub fn describe(&self) -> String {
         match self {
             Couplings::Phi4(p) => format!("{} form, {}", p.name(), p.describe()),
-            Couplings::U1 { beta } => format!("beta = {beta}"),
+            Couplings::U1 { beta } | Couplings::Su2 { beta } => format!("beta = {beta}"),
         }
     }
 
@@ -148,6 +161,7 @@ impl Couplings {
         match self {
             Couplings::Phi4(_) => "phi4",
             Couplings::U1 { .. } => "u1",
+            Couplings::Su2 { .. } => "su2",
         }
     }
 
@@ -157,6 +171,10 @@ impl Couplings {
             Couplings::Phi4(p) => Ok(p),
             Couplings::U1 { .. } => Err(
                 "the file holds U(1) gauge fields (theory = u1); this command handles phi4 only (hmc, train, sample, analyze and info handle u1)"
+                    .into(),
+            ),
+            Couplings::Su2 { .. } => Err(
+                "the file holds SU(2) gauge fields (theory = su2); this command handles phi4 only (hmc, analyze and info handle su2)"
                     .into(),
             ),
         }

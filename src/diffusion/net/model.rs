@@ -67,7 +67,7 @@ impl NetworkScoreModel {
             file.train_lattice,
             file.step
         );
-        let theory = file.couplings()?;
+        let theory = theories::built(file.couplings()?).map_err(|e| anyhow!("model: {e}"))?;
         let action = file.action_arch()?;
         if (form == ScoreForm::Action) != action.is_some() {
             return Err(anyhow!(
@@ -301,7 +301,8 @@ pub struct LoadedModel {
 /// for any coupling at σ = 0; φ⁴ takes no beta).
 fn load_prior(spec: &str, path: &str, beta: Option<f64>) -> Result<LoadedModel> {
     let ens = crate::io::Ensemble::open(std::path::Path::new(path))?;
-    let prior = theories::of(ens.couplings()?).prior_model(&ens, beta)?;
+    let couplings = theories::built(ens.couplings()?).map_err(|e| crate::error::input_err(anyhow!("{path}: {e}")))?;
+    let prior = theories::of(couplings).prior_model(&ens, beta)?;
     Ok(LoadedModel {
         model: prior.model,
         theory: prior.theory,

@@ -10,11 +10,24 @@ use self::u1::U1Diffusion;
 use crate::diffusion::theory::DiffusionTheory;
 use crate::theory::Couplings;
 
-/// The diffusion pieces of the theory at `couplings`.
+/// The couplings of a file entering diffusion (training data, a model's theory, a prior's
+/// ensemble), or bad input when latdiff has no diffusion for that theory yet: every entry
+/// calls this before [`of`].
+pub fn built(couplings: Couplings) -> Result<Couplings, String> {
+    match couplings {
+        Couplings::Su2 { .. } => {
+            Err("diffusion for su2 is not built yet (latdiff hmc, analyze and info handle su2 ensembles)".into())
+        }
+        c => Ok(c),
+    }
+}
+
+/// The diffusion pieces of the theory at `couplings` (checked by [`built`] on entry).
 pub fn of(couplings: Couplings) -> Box<dyn DiffusionTheory> {
     match couplings {
         Couplings::Phi4(p) => Box::new(Phi4Diffusion(p)),
         Couplings::U1 { beta } => Box::new(U1Diffusion { beta }),
+        Couplings::Su2 { .. } => panic!("{}", built(couplings).unwrap_err()),
     }
 }
 

@@ -6,6 +6,7 @@ use crate::config::TrainConfig;
 use crate::diffusion::data;
 use crate::diffusion::form::ScoreForm;
 use crate::diffusion::net::model_file::ModelFile;
+use crate::diffusion::theories;
 use crate::diffusion::train::theory::DataTheory;
 use crate::dist::{block_of, Comm};
 use crate::error::input_err as input;
@@ -34,7 +35,9 @@ impl Plan {
     pub fn check(cfg: &TrainConfig, comm: &Comm) -> Result<Plan> {
         let ens = Ensemble::open(&cfg.data).map_err(input)?;
         let lat = ens.lattice;
-        let theory = DataTheory::new(lat, ens.couplings().map_err(input)?);
+        let couplings = ens.couplings().map_err(input)?;
+        let couplings = theories::built(couplings).map_err(|e| input(anyhow!("{}: {e}", cfg.data.display())))?;
+        let theory = DataTheory::new(lat, couplings);
         let arch0 = theory.network_arch(cfg.preset.unet.clone());
         let form = cfg.score_form;
         theory.diffusion.check_form(form).map_err(|e| input(anyhow!(e)))?;
