@@ -55,7 +55,7 @@ pub fn resolve_couplings(
     match theory {
         TheoryName::Phi4 => {
             if let Some(b) = beta {
-                bail!("beta: {b} given, but beta is the coupling of theories u1 and su2 (phi4 takes kappa or m2, and lambda)");
+                bail!("beta: {b} given, but beta is the coupling of theory u1 or su2 (phi4 takes kappa or m2, and lambda)");
             }
             resolve_theory(kappa, m2, lambda).map(Couplings::Phi4)
         }

@@ -290,8 +290,8 @@ mod tests {
             let no_lambda = |k: &str| if k == "lambda" { None } else { number(k) };
             assert!(Couplings::from_attrs(&text, &no_lambda).unwrap_err().contains("'lambda' missing"));
         }
-        let su2 = |k: &str| (k == "theory").then(|| "su2".to_string());
-        assert!(Couplings::from_attrs(&su2, &|_| None).unwrap_err().contains("theory 'su2'"));
+        let su3 = |k: &str| (k == "theory").then(|| "su3".to_string());
+        assert!(Couplings::from_attrs(&su3, &|_| None).unwrap_err().contains("theory 'su3'"));
         // The tagged enum is what a configuration file names.
         let c: Couplings =
             toml::from_str("theory = \"phi4\"\nparametrisation = \"mass\"\nm2 = -0.5\nlambda = 0.1").unwrap();
