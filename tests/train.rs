@@ -46,7 +46,7 @@ fn opts(data: &Path, out: &Path, steps: u64, batch: usize) -> TrainOptions {
         steps: Some(steps),
         batch: Some(batch),
         seed: Some(5),
-        force: true,
+        force: Some(true),
         ..Default::default()
     }
 }
@@ -211,8 +211,8 @@ fn resume_is_bit_for_bit() {
     let mid = ModelFile::read(&split).unwrap();
     assert_eq!(mid.step, r.steps_done);
     let mut orr = opts(&data, &split, 10, 8);
-    orr.resume = true;
-    orr.force = false;
+    orr.resume = Some(true);
+    orr.force = Some(false);
     let r2 = train(&resolve(&orr).unwrap(), &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
     assert!(r2.finished);
     let (a, b) = (ModelFile::read(&straight).unwrap(), ModelFile::read(&split).unwrap());

@@ -677,13 +677,12 @@ impl<'a> Run<'a> {
             );
         }
         eprintln!(
-            "wrote {} configurations to {}: acceptance {:.4}, <exp(-dH)> = {:.4} ± {:.4}, rms dH {:.3e}, {:.1} s",
+            "wrote {} configurations to {}: acceptance {:.3}, <exp(-dH)> = {}, rms dH {}, {:.1} s",
             cfg.n_configs,
             cfg.out.display(),
             summary.acceptance,
-            summary.exp_mdh,
-            summary.exp_mdh_err,
-            summary.delta_h_rms,
+            crate::util::fmt_pm(summary.exp_mdh, summary.exp_mdh_err),
+            crate::util::fmt_sig(summary.delta_h_rms, 3),
             summary.seconds
         );
         Ok(())

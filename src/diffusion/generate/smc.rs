@@ -7,7 +7,7 @@
 //! its replicas in order. A replica's result depends only on (seed, replica, particles)
 //! (see [`super`]), so the file is the same for any rank count and any P.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 
 use crate::config::SampleConfig;
 use crate::diffusion::generate::output::{write_attrs, SampleSummary, Target, Timed};
@@ -43,12 +43,19 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
             comm.size()
         )));
     }
-    let n_replicas = cfg.replicas.unwrap_or(comm.size() / ranks_per_replica);
+    let n_replicas = cfg.replicas.unwrap_or(crate::config::DEFAULT_SMC_REPLICAS);
     if cfg.n_configs % n_replicas != 0 {
         return Err(input_err(anyhow!(
-            "replicas: n_configs = {} is not a multiple of the {n_replicas} replicas (one per rank, or per ranks_per_replica ranks, unless --replicas says otherwise)",
+            "replicas: n_configs = {} is not a multiple of the {n_replicas} replicas (the default when --replicas is not given)",
             cfg.n_configs
         )));
+    }
+    let groups = comm.size() / ranks_per_replica;
+    if n_replicas < groups && comm.is_root() {
+        eprintln!(
+            "note: {n_replicas} replicas for {groups} groups of ranks: {} groups idle (--replicas {groups} or a multiple uses them all)",
+            groups - n_replicas
+        );
     }
     let n_particles = cfg.n_configs / n_replicas;
     if n_particles < ranks_per_replica {
@@ -113,7 +120,11 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
     }
     progress.finish();
     if n_done == 0 {
-        bail!("stopped by signal before the first round of replicas was complete: nothing was written");
+        return Err(crate::error::StoppedBySignal(format!(
+            "stopped by signal before the first round of replicas was complete: nothing was written; exit code {}",
+            crate::error::EXIT_STOPPED
+        ))
+        .into());
     }
     let summary = summarise(comm, &p, n_done, t0.elapsed().as_secs_f64(), timed.seconds());
     match writer {
@@ -240,7 +251,7 @@ fn finish(
     w.finish()?;
     if summary.n < cfg.n_configs {
         eprintln!(
-            "stopped by signal after {} of {} replicas: those are kept as a complete, shorter ensemble (attribute stopped_by_signal = 1, n_requested)",
+            "stopped by signal after {} of {} replicas: those are written as a partial ensemble (attribute stopped_by_signal = 1, n_requested)",
             stats.len(),
             s.n_replicas
         );
