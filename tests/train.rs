@@ -360,3 +360,23 @@ fn bad_training_input_is_one_line() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("another architecture"), "{err}");
 }
+
+/// A run shorter than ten warm-ups says the warm-up takes much of it, and the physics form's
+/// score-vs-force deviation (zero by construction) says so instead of reading as a check.
+#[test]
+fn short_runs_and_physics_form_say_what_their_numbers_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = free_ensemble(dir.path(), 8, 256);
+    let o = latdiff()
+        .args(["train", "--preset", "tiny", "--steps", "5", "--batch", "16", "--seed", "3"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("m.h5"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("note: the learning-rate warm-up (200 steps, --warmup) is 4000 % of the 5 steps"), "{err}");
+    assert!(err.contains("by construction: not a check of the network"), "{err}");
+}

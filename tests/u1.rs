@@ -272,7 +272,9 @@ fn u1_hmc_uses_flux_moves_by_default() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(Ensemble::open(&f).unwrap().attr_f64("cluster_updates"), Some(4.0));
+    let e = Ensemble::open(&f).unwrap();
+    assert_eq!(e.attr_f64("cluster_updates"), Some(4.0));
+    assert!(e.attr_str("update_mix").unwrap().contains("+ 4 flux moves"), "{:?}", e.attr_str("update_mix"));
     let j = analyze(&f);
     let changed = j["topology"]["q_changed_fraction"].as_f64().unwrap();
     assert!(changed > 0.3, "Q changed in only {changed} of successive configurations");
@@ -328,6 +330,9 @@ fn diffusion_model_samples_the_exact_u1_ensemble_with_weights() {
         assert_eq!(e.attr_str("theory").as_deref(), Some("u1"));
         assert_eq!(e.attr_f64("beta"), Some(beta));
         assert_eq!(e.attr_f64("beta_conditioning"), Some(beta));
+        // The torus has only the em kernel: the stored configuration says what ran.
+        assert_eq!(e.attr_str("kernel").as_deref(), Some("em"));
+        assert!(e.attr_str("config").unwrap().contains("kernel = \"em\""), "{:?}", e.attr_str("config"));
         let j = analyze(&f);
         let ess = j["ess"].as_f64().unwrap();
         assert!(ess > 100.0, "β = {beta}: ESS {ess} of 1024 is too few to test anything");

@@ -783,9 +783,13 @@ fn write_attrs(w: &EnsembleWriter, cfg: &HmcConfig, theory: &impl Theory, comm: 
                 cfg.tau,
                 cfg.cluster_updates
             ),
-            Couplings::U1 { .. } => {
-                format!("1 HMC trajectory ({} n_md={} tau={}) per update", cfg.integrator.name(), cfg.n_md, cfg.tau)
-            }
+            Couplings::U1 { .. } => format!(
+                "1 HMC trajectory ({} n_md={} tau={}) + {} flux moves per update",
+                cfg.integrator.name(),
+                cfg.n_md,
+                cfg.tau,
+                cfg.cluster_updates
+            ),
         }),
     )?;
     w.set_attr("seed", AttrValue::I64(cfg.seed as i64))?;

@@ -36,6 +36,7 @@ struct Setup {
 }
 
 fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
+    let model = p.loaded.model.as_ref();
     let ranks_per_replica = cfg.ranks_per_replica.unwrap_or(1);
     if comm.size() % ranks_per_replica != 0 {
         return Err(input_err(anyhow!(
@@ -43,6 +44,9 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
             comm.size()
         )));
     }
+    // What the model cannot do is named first: it is the more specific problem.
+    let (kernel, levels) =
+        theories::of(p.target).smc_ladder(model, p.lattice, &p.settings, cfg).map_err(|e| input_err(anyhow!(e)))?;
     let n_replicas = cfg.replicas.unwrap_or(crate::config::DEFAULT_SMC_REPLICAS);
     if cfg.n_configs % n_replicas != 0 {
         return Err(input_err(anyhow!(
@@ -72,10 +76,7 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
         exact_magnetisation: cfg.exact_magnetisation,
         batch: p.batch.min(n_particles),
     };
-    let model = p.loaded.model.as_ref();
     let target = Target::new(p.lattice, p.target);
-    let (kernel, levels) =
-        theories::of(p.target).smc_ladder(model, p.lattice, &p.settings, cfg).map_err(|e| input_err(anyhow!(e)))?;
     Ok(Setup { n_replicas, ranks_per_replica, settings, kernel, levels, target })
 }
 
