@@ -177,7 +177,7 @@ expect_completed $ids "${scan}_0" "${scan}_1" "$u1job"
 say "all pipeline, scan and U(1) jobs COMPLETED"
 U1=$OUTDIR/hmc_L8_u1_b2_s4.h5
 [ -f "$U1" ] || fail "no $U1 (U(1) output name from THEORY and BETA)"
-"$BIN" info "$U1" | grep -q "theory        u1" || fail "$U1 is not a U(1) ensemble: $("$BIN" info "$U1" | head -n 3)"
+grep -q "theory        u1" <<<"$("$BIN" info "$U1")" || fail "$U1 is not a U(1) ensemble: $("$BIN" info "$U1" | head -n 3)"
 
 hmc_id=$(awk '$1 == "hmc" {print $2}' "$W/pipeline.jobs")
 say "hmc job (2 tasks) launched with: '$(launcher_of "$hmc_id")'"
@@ -282,7 +282,7 @@ if [ "$HAVE_SAMPLE" = 1 ]; then
   [ "$(job_field "$sj" JobState)" = FAILED ] && [ "$(job_field "$sj" ExitCode)" = 3:0 ] ||
     { show_job "$sj"; fail "stopped sample job: expected FAILED 3:0"; }
   [ "$(job_field "$aj" JobState)" = CANCELLED ] || { show_job "$aj"; fail "the afterok analyze ran on a partial ensemble"; }
-  "$BIN" info "$SG" | grep -q "stopped  *by a signal" || fail "no partial ensemble at $SG"
+  grep -q "stopped  *by a signal" <<<"$("$BIN" info "$SG")" || fail "no partial ensemble at $SG"
   [ ! -e "$OUTDIR/analyze_sig.txt" ] || fail "analyze wrote a table of a partial ensemble"
   say "sample stopped: partial ensemble kept, job FAILED 3:0, analyze cancelled"
 fi
