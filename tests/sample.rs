@@ -249,7 +249,8 @@ fn bad_sampling_input_is_one_line() {
 #[test]
 fn few_effective_samples_are_warned_of() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["--model", "free:kappa=0.15", "--kappa", "0.2", "--lattice", "32", "--n-configs", "64", "--steps", "20"];
+    let args =
+        ["--model", "free:kappa=0.15", "--kappa", "0.2", "--lattice", "32", "--n-configs", "64", "--steps", "20"];
     let o = sample(dir.path(), &[&args[..], &["--out", "em.h5"]].concat());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
