@@ -4,6 +4,7 @@
 #                                        --dependency=afterok; a failure cancels the rest)
 #   bash jobscripts/pipeline.sh
 #   L=32 KAPPA=0.27 PRESET=local STEPS=50000 SAMPLER=pc OUTDIR=$SCRATCH/run1 bash jobscripts/pipeline.sh
+#   THEORY=u1 BETA=3 STAGES="hmc analyze" bash jobscripts/pipeline.sh
 # Every variable of the stage scripts is passed on (sbatch exports the environment); the
 # file names are fixed here once (DATA, MODEL, GEN, ANALYZE_OUT) so all stages agree.
 #
@@ -29,10 +30,10 @@ if [ -n "${LATDIFF:-}" ]; then
   export LATDIFF
 fi
 
-# The names the stage scripts would choose, fixed once for all stages.
-L=${L:-16}
-LAMBDA=${LAMBDA:-0.022}
-if [ -n "${M2:-}" ]; then TAG=L${L}_m2${M2}_l${LAMBDA}; else TAG=L${L}_k${KAPPA:-0.27}_l${LAMBDA}; fi
+# The names the stage scripts would choose, fixed once for all stages (the theory's tag
+# from THEORY and its couplings, as slurm-common.sh makes it for them).
+. "$HERE/slurm-common.sh"
+latdiff_theory
 SEED=${SEED:-1}
 PRESET=${PRESET:-local}
 SAMPLER=${SAMPLER:-em}

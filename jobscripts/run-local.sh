@@ -34,7 +34,7 @@ $MPI "$BIN" hmc --lattice 16 $T --n-configs "$N_CONFIGS" --n-chains 16 --n-sep 4
 
 stage "train the '$PRESET' score network on it ($STEPS steps), $RANKS ranks"
 $MPI "$BIN" train --data "$OUT/hmc_L16.h5" --out "$OUT/model.h5" --preset "$PRESET" \
-  --steps "$STEPS" --batch 32 --lr 2e-3 --seed 1 --force
+  --steps "$STEPS" --seed 1 --force   # the defaults' recipe: batch 32, lr 2e-3
 
 stage "sample at L = 16 and at L = 32 (twice the training lattice), with path weights"
 $MPI "$BIN" sample --model "$OUT/model.h5" --lattice 16 --n-configs "$N_CONFIGS" \
@@ -48,8 +48,8 @@ $MPI "$BIN" hmc --lattice 32 $T --n-configs "$N_CONFIGS" --n-chains 16 --n-sep 4
 
 stage "analysis: HMC against diffusion (reweighted), tables and plots in $OUT"
 "$BIN" info "$OUT/model.h5"
-"$BIN" analyze "$OUT/hmc_L16.h5" "$OUT/gen_L16.h5" --plot "$OUT/plots_L16" --json > "$OUT/compare_L16.json"
-"$BIN" analyze "$OUT/hmc_L32.h5" "$OUT/gen_L32.h5" --plot "$OUT/plots_L32" --json > "$OUT/compare_L32.json"
+"$BIN" analyze "$OUT/hmc_L16.h5" "$OUT/gen_L16.h5" --plot "$OUT/plots_L16" --force --json > "$OUT/compare_L16.json"
+"$BIN" analyze "$OUT/hmc_L32.h5" "$OUT/gen_L32.h5" --plot "$OUT/plots_L32" --force --json > "$OUT/compare_L32.json"
 "$BIN" analyze "$OUT/hmc_L16.h5" "$OUT/gen_L16.h5" | tee "$OUT/compare_L16.txt"
 echo
 "$BIN" analyze "$OUT/hmc_L32.h5" "$OUT/gen_L32.h5" | tee "$OUT/compare_L32.txt"

@@ -13,6 +13,8 @@
 #             world, else `mpirun -n $SLURM_NTASKS --bind-to none`.
 #   MAX_REQUEUE  how many times a job may requeue itself (default 20)
 #   FORCE=1   overwrite existing outputs (passes --force)
+#   THEORY    phi4 (default; KAPPA or M2, and LAMBDA) or u1 (BETA): see latdiff_theory
+#   L, SEED   lattice extent (16) and seed (1)
 
 # OpenMPI refuses to run as root unless told (containers, test clusters).
 if [ "$(id -u)" = 0 ]; then
@@ -43,19 +45,38 @@ latdiff_init() {
   [ -n "$THREADS" ] && GLOBAL_ARGS+=(--threads "$THREADS")
   FORCE_ARGS=()
   [ "${FORCE:-0}" = 1 ] && FORCE_ARGS=(--force)
-  # Theory tag shared by the output names: L32_k0.27_l0.022 (or L32_m2-0.5_l0.5).
-  L=${L:-16}
-  LAMBDA=${LAMBDA:-0.022}
-  if [ -n "${M2:-}" ]; then
-    THEORY_ARGS=(--m2 "$M2" --lambda "$LAMBDA")
-    TAG=L${L}_m2${M2}_l${LAMBDA}
-  else
-    KAPPA=${KAPPA:-0.27}
-    THEORY_ARGS=(--kappa "$KAPPA" --lambda "$LAMBDA")
-    TAG=L${L}_k${KAPPA}_l${LAMBDA}
-  fi
+  latdiff_theory
   SEED=${SEED:-1}
   latdiff_log "job ${SLURM_JOB_NAME:-?} on ${SLURMD_NODENAME:-$(hostname)}: ${SLURM_NTASKS:-1} task(s) x ${SLURM_CPUS_PER_TASK:-?} cpu(s), restart ${SLURM_RESTART_COUNT:-0}, binary $LATDIFF"
+}
+
+# The theory's flags (THEORY_ARGS) and the tag of the output names (TAG), from THEORY and
+# its couplings: phi4 (default): KAPPA (0.27) or M2, and LAMBDA (0.022), tag
+# L32_k0.27_l0.022 (L32_m2-0.5_l0.5); u1: BETA (3), tag L32_u1_b3.
+latdiff_theory() {
+  L=${L:-16}
+  THEORY=${THEORY:-phi4}
+  case $THEORY in
+    phi4)
+      [ -z "${BETA:-}" ] || latdiff_die "BETA=$BETA is a coupling of THEORY=u1, not of phi4 (set THEORY=u1, or KAPPA/M2 and LAMBDA)"
+      LAMBDA=${LAMBDA:-0.022}
+      if [ -n "${M2:-}" ]; then
+        THEORY_ARGS=(--m2 "$M2" --lambda "$LAMBDA")
+        TAG=L${L}_m2${M2}_l${LAMBDA}
+      else
+        KAPPA=${KAPPA:-0.27}
+        THEORY_ARGS=(--kappa "$KAPPA" --lambda "$LAMBDA")
+        TAG=L${L}_k${KAPPA}_l${LAMBDA}
+      fi
+      ;;
+    u1)
+      [ -z "${KAPPA:-}${M2:-}${LAMBDA:-}" ] || latdiff_die "THEORY=u1 takes only BETA (unset KAPPA, M2, LAMBDA)"
+      BETA=${BETA:-3}
+      THEORY_ARGS=(--theory u1 --beta "$BETA")
+      TAG=L${L}_u1_b${BETA}
+      ;;
+    *) latdiff_die "THEORY '$THEORY': phi4 or u1" ;;
+  esac
 }
 
 # Does `$1` start ${SLURM_NTASKS} ranks that see each other? (hmc prints "over N rank(s)".)

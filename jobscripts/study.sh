@@ -41,7 +41,7 @@ for K in $KAPPAS; do
       --seed 3 --metropolis --out "$D/mh_L$L.h5" --force
     "$BIN" analyze "$D/hmc_L$L.h5" "$D/gen_L$L.h5" "$D/mh_L$L.h5" --json > "$D/compare_L$L.json"
     "$BIN" analyze "$D/hmc_L$L.h5" "$D/gen_L$L.h5" --raw --json > "$D/raw_L$L.json"
-    "$BIN" analyze "$D/hmc_L$L.h5" "$D/gen_L$L.h5" "$D/mh_L$L.h5" --plot "$D/plots_L$L" > "$D/compare_L$L.txt"
+    "$BIN" analyze "$D/hmc_L$L.h5" "$D/gen_L$L.h5" "$D/mh_L$L.h5" --plot "$D/plots_L$L" --force > "$D/compare_L$L.txt"
   done
 done
 python3 jobscripts/study_table.py "$OUT" | tee "$OUT/summary.md"

@@ -16,3 +16,20 @@ impl std::error::Error for InputError {}
 pub fn input_err(e: anyhow::Error) -> anyhow::Error {
     anyhow::Error::new(InputError(e))
 }
+
+/// Exit code of a `sample` run stopped by SIGTERM/SIGUSR1: neither success (the ensemble is
+/// shorter than asked, or absent) nor an error (what was written is valid). A Slurm chain
+/// with `afterok` therefore stops there instead of analysing a partial ensemble as complete.
+pub const EXIT_STOPPED: i32 = 3;
+
+/// A run stopped by a signal before it made all it was asked for: the same on every rank
+/// (they stop together), printed once by rank 0, exit code [`EXIT_STOPPED`].
+#[derive(Debug)]
+pub struct StoppedBySignal(pub String);
+
+impl std::fmt::Display for StoppedBySignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for StoppedBySignal {}

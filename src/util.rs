@@ -125,3 +125,64 @@ impl StopFlag {
         self.0.load(Ordering::Relaxed)
     }
 }
+
+/// "value ± error" rounded to the error: the error to two significant digits and the value
+/// to the same decimal place (`1.0000 ± 0.0011`); "value ± n/a" with six significant digits
+/// when the error is zero, negligible (below 1e-10 of the value) or undefined, so that no
+/// bar reads as exact; "undefined" for an undefined value.
+pub fn fmt_pm(value: f64, err: f64) -> String {
+    if !value.is_finite() {
+        return "undefined".into();
+    }
+    if !(err.is_finite() && err > 1e-10 * value.abs()) {
+        return format!("{} ± n/a", fmt_sig(value, 6));
+    }
+    let mag = err.log10().floor() as i32;
+    if (-6..4).contains(&mag) && value.abs() < 1e6 {
+        let dec = (1 - mag).max(0) as usize;
+        format!("{value:.dec$} ± {err:.dec$}")
+    } else {
+        format!("{value:.4e} ± {err:.1e}")
+    }
+}
+
+/// `x` to `digits` significant digits, in plain decimals between 1e-4 and 1e6 and in
+/// exponent form outside; 0 is "0".
+pub fn fmt_sig(x: f64, digits: usize) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let mag = x.abs().log10().floor() as i32;
+    if (-4..6).contains(&mag) {
+        let dec = (digits as i32 - 1 - mag).max(0) as usize;
+        format!("{x:.dec$}")
+    } else {
+        format!("{x:.prec$e}", prec = digits.saturating_sub(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fmt_pm, fmt_sig};
+
+    /// Rounded to the error; an undefined or zero error is n/a, never an exact-looking bar.
+    #[test]
+    fn values_are_rounded_to_their_errors() {
+        assert_eq!(fmt_pm(1.000004686579223, 0.000010818242639809385), "1.000005 ± 0.000011");
+        assert_eq!(fmt_pm(1.0000, 0.0011), "1.0000 ± 0.0011");
+        assert_eq!(fmt_pm(1.2346, 0.012), "1.235 ± 0.012");
+        assert_eq!(fmt_pm(123.456, 2.5), "123.5 ± 2.5");
+        assert_eq!(fmt_pm(12345.6, 250.0), "12346 ± 250");
+        assert_eq!(fmt_pm(1.5e7, 3.0e5), "1.5000e7 ± 3.0e5");
+        assert_eq!(fmt_pm(1.25, f64::NAN), "1.25000 ± n/a");
+        assert_eq!(fmt_pm(1.25, 0.0), "1.25000 ± n/a");
+        assert_eq!(fmt_pm(1.25, 7.9e-17), "1.25000 ± n/a");
+        assert_eq!(fmt_pm(0.0, 0.0), "0 ± n/a");
+        assert_eq!(fmt_pm(f64::NAN, 0.1), "undefined");
+        assert_eq!(fmt_sig(0.4892367906066536, 3), "0.489");
+        assert_eq!(fmt_sig(2.5e-7, 3), "2.50e-7");
+    }
+}

@@ -310,6 +310,13 @@ fn json_has_stable_keys_and_plots_are_written() {
             assert!(f.metadata().map(|m| m.len() > 100).unwrap_or(false), "{} missing", f.display());
         }
     }
+    // Figures already there are an output like any other: replaced only with --force.
+    let again = latdiff().arg("analyze").arg(&a).arg("--plot").arg(&plots).output().unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{err}");
+    assert!(err.contains("already holds") && err.contains("--force"), "{err}");
+    let forced = latdiff().arg("analyze").arg(&a).arg("--plot").arg(&plots).arg("--force").output().unwrap();
+    assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
 }
 
 /// Chains from /chain: interleaved (round-major) rows of two chains with very different

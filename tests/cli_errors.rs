@@ -210,3 +210,32 @@ fn cuda_request_without_gpu_fails_on_one_line() {
     assert_eq!(stderr.lines().filter(|l| l.starts_with("device auto:")).count(), 1, "{stderr}");
     assert_eq!(files_in(dir.path()), vec!["out.h5".to_string()]);
 }
+
+/// `latdiff info FILE | head -1`: a reader that closes the pipe ends info and analyze
+/// quietly (SIGPIPE, as for `cat`), never a panic with exit 101 and a backtrace.
+#[test]
+fn a_closed_pipe_ends_info_and_analyze_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = latdiff()
+        .current_dir(d)
+        .args(["hmc", "--lattice", "4", "--n-configs", "8", "--n-chains", "2", "--n-therm", "4", "--out", "e.h5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for cmd in [&["info", "e.h5"][..], &["analyze", "e.h5"][..]] {
+        let mut child = latdiff()
+            .current_dir(d)
+            .args(cmd)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked") && out.status.code() != Some(101), "{cmd:?}: {:?} {err}", out.status);
+        assert!(out.status.success() || out.status.signal() == Some(13), "{cmd:?}: {:?} {err}", out.status);
+    }
+}

@@ -322,7 +322,7 @@ fn hmc_u1_gpu_ensemble_matches_exact_plaquette() {
     let o = common::latdiff()
         .args(["--device", "auto"])
         .args(args)
-        .args(["--n-sep", "2", "--start", "mixed", "--seed", "5", "--out"])
+        .args(["--n-sep", "2", "--start", "mixed", "--cluster-updates", "0", "--seed", "5", "--out"])
         .arg(&out)
         .output()
         .unwrap();

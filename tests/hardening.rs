@@ -459,3 +459,48 @@ fn noise_levels_outside_the_supported_range_are_refused() {
         assert!(!d.join("s.h5").exists(), "{flag} {value}: an output was written");
     }
 }
+
+/// Files from outside (h5py): a U(1) file without `theory` is refused naming the missing
+/// label, not "no phi4 couplings"; several chains without /chain are refused; one chain
+/// without /chain is read as one, with a warning saying so.
+#[test]
+fn foreign_files_get_messages_that_name_the_real_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lat = Lattice::square(4);
+    let links = |path: &Path, attrs: &[(&str, AttrValue)]| {
+        let _guard = hdf5_lock();
+        let shape = latdiff::io::ConfigShape::new(vec![2, 4, 4]).unwrap();
+        let mut w = EnsembleWriter::create(path, shape, &[], &[]).unwrap();
+        w.set_attr("lattice", AttrValue::I64s(vec![4, 4])).unwrap();
+        for (k, v) in attrs {
+            w.set_attr(k, v.clone()).unwrap();
+        }
+        w.append(&noisy(lat, 80, 3).concat(), &[], &[]).unwrap();
+        w.finish().unwrap();
+    };
+    let with_beta = d.join("beta_only.h5");
+    links(&with_beta, &[("beta", AttrValue::F64(2.0))]);
+    let bare = d.join("bare.h5");
+    links(&bare, &[]);
+    for (f, want) in [(&with_beta, "attribute 'theory' missing"), (&bare, "as U(1) links do")] {
+        let o = latdiff().arg("analyze").arg(f).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", f.display());
+        assert!(err.contains(want) && err.contains("theory = \"u1\""), "{}: {err}", f.display());
+        let o = latdiff().arg("info").arg(f).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && out.contains(want), "info {}: {out}", f.display());
+    }
+
+    let chains = d.join("chains.h5");
+    write_ensemble(&chains, lat, &noisy(lat, 40, 2), None, &[("n_chains", AttrValue::I64(4))]);
+    let o = analyze(&[chains.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("n_chains = 4 but no /chain column"), "{err}");
+    let one = d.join("one.h5");
+    write_ensemble(&one, lat, &noisy(lat, 40, 2), None, &[]);
+    let table = analyze_ok(&[one.to_str().unwrap()]);
+    assert!(table.contains("warning: no /chain column: the rows are read as one Markov chain"), "{table}");
+}

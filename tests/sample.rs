@@ -243,3 +243,16 @@ fn bad_sampling_input_is_one_line() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("not divisible"), "{err}");
 }
+
+/// Whole-path weights that leave fewer than 50 effective samples (a wrong free model on 32²)
+/// are warned of at the end of the run, as SMC warns of few lineages.
+#[test]
+fn few_effective_samples_are_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let args =
+        ["--model", "free:kappa=0.15", "--kappa", "0.2", "--lattice", "32", "--n-configs", "64", "--steps", "20"];
+    let o = sample(dir.path(), &[&args[..], &["--out", "em.h5"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("WARNING: ESS ") && err.contains("< 50 of 64 configurations"), "{err}");
+}

@@ -1,5 +1,5 @@
 //! Stop signals inside long work: SIGTERM ends a run within seconds, and what was done is
-//! kept (an HMC checkpoint that resumes bit for bit; a shorter but complete sample file).
+//! kept (an HMC checkpoint that resumes bit for bit; a partial sample file, exit code 3).
 
 mod common;
 use common::{latdiff, sigterm, spawn_until, wait_within};
@@ -51,7 +51,9 @@ fn sample_args(n: usize, out: &str) -> Vec<String> {
     a.split_whitespace().map(String::from).collect()
 }
 
-/// SIGTERM once some rounds are done: the file holds them, is complete and says so.
+/// SIGTERM once some rounds are done: the file holds them and says it is partial, the run
+/// exits with 3 (not 0: a Slurm `afterok` chain must not analyse it as complete), and
+/// `analyze` says "PARTIAL ENSEMBLE" in its table and JSON.
 #[test]
 fn sigterm_on_sample_keeps_the_finished_configurations() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,8 +64,9 @@ fn sigterm_on_sample_keeps_the_finished_configurations() {
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let (out, _) = wait_within(child, Duration::from_secs(20), "sample");
     let err = rest.join("\n");
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("stopped by signal after") && err.contains("complete, shorter ensemble"), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("stopped by signal after") && err.contains("partial ensemble"), "{err}");
+    assert!(err.contains("stopped: partial ensemble: ") && err.contains("exit code 3"), "{err}");
 
     let e = Ensemble::open(&d.join("gen.h5")).unwrap();
     assert!(e.n >= 4 && e.n < 100000, "{} configurations", e.n);
@@ -74,6 +77,12 @@ fn sigterm_on_sample_keeps_the_finished_configurations() {
     for want in ["sampler       em, matched kernel", "ESS", "stopped       by a signal", "free:kappa=0.2"] {
         assert!(text.contains(want), "info lacks '{want}': {text}");
     }
+    let a = latdiff().current_dir(d).args(["analyze", "gen.h5"]).output().unwrap();
+    let table = String::from_utf8_lossy(&a.stdout);
+    let want = format!("warning: PARTIAL ENSEMBLE: the sampler was stopped by a signal after {} of 100000", e.n);
+    assert!(a.status.success() && table.contains(&want), "{table}");
+    let a = latdiff().current_dir(d).args(["analyze", "--json", "gen.h5"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&a.stdout).contains("PARTIAL ENSEMBLE"));
     // Sample i uses stream (seed, i): the kept ones are exactly a shorter run's.
     let o = latdiff().current_dir(d).args(sample_args(e.n, "short.h5")).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -85,7 +94,7 @@ fn sigterm_on_sample_keeps_the_finished_configurations() {
     assert_eq!(left.len(), 2, "only the two outputs remain: {left:?}");
 }
 
-/// Stopped before any round is complete: nothing is written, and the run says so.
+/// Stopped before any round is complete: nothing is written, the run says so, exit code 3.
 #[test]
 fn sigterm_on_sample_before_the_first_round_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,14 +109,14 @@ fn sigterm_on_sample_before_the_first_round_writes_nothing() {
     let err = lines.map(|l| l.unwrap()).collect::<Vec<_>>().join("\n");
     let (out, _) = wait_within(child, Duration::from_secs(20), "sample");
     let took = t0.elapsed();
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("nothing was written"), "{err}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert_eq!(std::fs::read_dir(d).unwrap().count(), 0, "left files");
 }
 
-/// SMC: SIGTERM once some rounds of replicas are done keeps those replicas as a complete,
-/// shorter file, identical to a run asked for just those replicas.
+/// SMC: SIGTERM once some rounds of replicas are done keeps those replicas as a partial
+/// file (exit code 3), identical to a run asked for just those replicas.
 #[test]
 fn sigterm_on_smc_sample_keeps_the_finished_replicas() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,8 +135,8 @@ fn sigterm_on_smc_sample_keeps_the_finished_replicas() {
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let (out, _) = wait_within(child, Duration::from_secs(20), "sample");
     let err = rest.join("\n");
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("stopped by signal after") && err.contains("replicas: those are kept"), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("stopped by signal after") && err.contains("replicas: those are written"), "{err}");
     let e = Ensemble::open(&d.join("gen.h5")).unwrap();
     assert!(e.n >= 32 && e.n < 16 * 20000 && e.n % 16 == 0, "{} configurations", e.n);
     assert_eq!(e.attr_f64("stopped_by_signal"), Some(1.0));

@@ -163,12 +163,21 @@ scan=$(KAPPAS="0.24 0.25" SEED=3 LAUNCH="mpirun -n 2 --bind-to none" \
   --export=ALL,LATDIFF_JOBSCRIPTS="$ROOT/jobscripts" "$ROOT/jobscripts/scan.sbatch")
 scan=${scan%%;*}
 
+# ---- 2b. U(1) through the same scripts: THEORY/BETA, names from the couplings ----------
+say "hmc.sbatch with THEORY=u1 BETA=2 (flux moves by default)"
+u1job=$(env -u KAPPA -u LAMBDA THEORY=u1 BETA=2 SEED=4 sbatch --parsable $SBATCH_ARGS --chdir="$OUTDIR" \
+  --export=ALL,LATDIFF_JOBSCRIPTS="$ROOT/jobscripts" "$ROOT/jobscripts/hmc.sbatch")
+u1job=${u1job%%;*}
+
 ids=$(awk '{print $2}' "$W/pipeline.jobs")
 # shellcheck disable=SC2086
-wait_final $ids "${scan}_0" "${scan}_1"
+wait_final $ids "${scan}_0" "${scan}_1" "$u1job"
 # shellcheck disable=SC2086
-expect_completed $ids "${scan}_0" "${scan}_1"
-say "all pipeline and scan jobs COMPLETED"
+expect_completed $ids "${scan}_0" "${scan}_1" "$u1job"
+say "all pipeline, scan and U(1) jobs COMPLETED"
+U1=$OUTDIR/hmc_L8_u1_b2_s4.h5
+[ -f "$U1" ] || fail "no $U1 (U(1) output name from THEORY and BETA)"
+grep -q "theory        u1" <<<"$("$BIN" info "$U1")" || fail "$U1 is not a U(1) ensemble: $("$BIN" info "$U1" | head -n 3)"
 
 hmc_id=$(awk '$1 == "hmc" {print $2}' "$W/pipeline.jobs")
 say "hmc job (2 tasks) launched with: '$(launcher_of "$hmc_id")'"
@@ -252,6 +261,30 @@ if [ "$HAVE_TRAIN" = 1 ]; then
   grep -q -- "--resume" "$log" || fail "train: the restart did not use --resume"
   info_ok "$OUTDIR/model_sig.h5"
   say "train checkpointed on USR1, requeued, resumed and completed"
+fi
+
+# ---- 5. sample stopped by USR1: partial ensemble, exit 3, the job FAILS, afterok cancelled --
+if [ "$HAVE_SAMPLE" = 1 ]; then
+  say "signal test: sample + scancel --signal=USR1 --batch -> partial ensemble, job fails, afterok stage cancelled"
+  SG=$OUTDIR/gen_sig.h5
+  sj=$(GEN=$SG MODEL="$OUTDIR/model_${TAG}_tiny_s1.h5" L=32 N_CONFIGS=1000000 SAMPLE_STEPS=400 \
+    SAMPLE_ARGS="--batch 4" LATDIFF_LOG_SECONDS=0.5 \
+    sbatch --parsable $SBATCH_ARGS --chdir="$OUTDIR" \
+    --export=ALL,LATDIFF_JOBSCRIPTS="$ROOT/jobscripts" "$ROOT/jobscripts/sample.sbatch")
+  sj=${sj%%;*}
+  aj=$(FILES="$DATA $SG" ANALYZE_OUT="$OUTDIR/analyze_sig" sbatch --parsable $SBATCH_ARGS --chdir="$OUTDIR" \
+    --dependency="afterok:$sj" --kill-on-invalid-dep=yes \
+    --export=ALL,LATDIFF_JOBSCRIPTS="$ROOT/jobscripts" "$ROOT/jobscripts/analyze.sbatch")
+  aj=${aj%%;*}
+  wait_log "$sj" "^\[sample\] [0-9]+/"   # a round is done: there is something to keep
+  scancel --signal=USR1 --batch "$sj"
+  wait_final "$sj" "$aj"
+  [ "$(job_field "$sj" JobState)" = FAILED ] && [ "$(job_field "$sj" ExitCode)" = 3:0 ] ||
+    { show_job "$sj"; fail "stopped sample job: expected FAILED 3:0"; }
+  [ "$(job_field "$aj" JobState)" = CANCELLED ] || { show_job "$aj"; fail "the afterok analyze ran on a partial ensemble"; }
+  grep -q "stopped  *by a signal" <<<"$("$BIN" info "$SG")" || fail "no partial ensemble at $SG"
+  [ ! -e "$OUTDIR/analyze_sig.txt" ] || fail "analyze wrote a table of a partial ensemble"
+  say "sample stopped: partial ensemble kept, job FAILED 3:0, analyze cancelled"
 fi
 
 stray=$(find "$OUTDIR" -name '.*.tmp.*' -o -name '.launch-probe*')

@@ -201,3 +201,31 @@ fn large_level_records_are_written() {
     let e = Ensemble::open(&d.join("big.h5")).unwrap();
     assert_eq!(e.file.dataset("smc_levels/ess_fraction").unwrap().shape(), vec![64, 140]);
 }
+
+/// Without `--replicas` a one-rank run has 32 replicas (the default does not follow the rank
+/// count), so analyze gives replica errors, the log Z error exists, and a count that does
+/// not divide into them is refused naming the default.
+#[test]
+fn default_replicas_give_errors_on_one_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = ["sample", "--sampler", "smc", "--model", "free:kappa=0.17", "--kappa", "0.2", "--lattice", "4"];
+    let o = latdiff().current_dir(d).args(base).args(["--n-configs", "256", "--steps", "10", "--out", "g.h5"]).output();
+    let o = o.unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = Ensemble::open(&d.join("g.h5")).unwrap();
+    assert_eq!(e.attr_f64("replicas"), Some(32.0));
+    let j: serde_json::Value = serde_json::from_str(&analyze(d, "g.h5", true)).unwrap();
+    assert_eq!(j["n_replicas"], 32);
+    let err = j["observables"]["phi2"]["err"].as_f64().unwrap();
+    assert!(err.is_finite() && err > 0.0, "phi2 error {err}");
+    assert!(analyze(d, "g.h5", false).contains("jackknife over the 32 independent replicas"));
+    // analyze's ESS/N is the sampler's stored one (replicas counted equally), to rounding.
+    let stored = e.attr_f64("ess_fraction").unwrap();
+    let shown = j["ess_fraction"].as_f64().unwrap();
+    assert!((stored - shown).abs() < 1e-9, "stored ESS/N {stored} vs analyze's {shown}");
+    let o = latdiff().current_dir(d).args(base).args(["--n-configs", "100", "--out", "h.h5"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("not a multiple of the 32 replicas (the default"), "{err}");
+}

@@ -46,7 +46,7 @@ fn opts(data: &Path, out: &Path, steps: u64, batch: usize) -> TrainOptions {
         steps: Some(steps),
         batch: Some(batch),
         seed: Some(5),
-        force: true,
+        force: Some(true),
         ..Default::default()
     }
 }
@@ -211,8 +211,8 @@ fn resume_is_bit_for_bit() {
     let mid = ModelFile::read(&split).unwrap();
     assert_eq!(mid.step, r.steps_done);
     let mut orr = opts(&data, &split, 10, 8);
-    orr.resume = true;
-    orr.force = false;
+    orr.resume = Some(true);
+    orr.force = Some(false);
     let r2 = train(&resolve(&orr).unwrap(), &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
     assert!(r2.finished);
     let (a, b) = (ModelFile::read(&straight).unwrap(), ModelFile::read(&split).unwrap());
@@ -359,4 +359,24 @@ fn bad_training_input_is_one_line() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("another architecture"), "{err}");
+}
+
+/// A run shorter than ten warm-ups says the warm-up takes much of it, and the physics form's
+/// score-vs-force deviation (zero by construction) says so instead of reading as a check.
+#[test]
+fn short_runs_and_physics_form_say_what_their_numbers_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = free_ensemble(dir.path(), 8, 256);
+    let o = latdiff()
+        .args(["train", "--preset", "tiny", "--steps", "5", "--batch", "16", "--seed", "3"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("m.h5"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("note: the learning-rate warm-up (200 steps, --warmup) is 4000 % of the 5 steps"), "{err}");
+    assert!(err.contains("by construction: not a check of the network"), "{err}");
 }

@@ -230,22 +230,55 @@ fn sigterm_and_resume_continue_a_u1_run_bit_for_bit() {
     assert_eq!(a.read_i64("topological_charge").unwrap(), b.read_i64("topological_charge").unwrap());
 }
 
-/// At β = 9 on 16 × 16 HMC cannot change Q: ordered starts stay at Q = 0, random ones keep
-/// their charges, and the thermalisation check says so (the starts disagree in |Q|/V) with
-/// the warning naming frozen topology.
+/// At β = 9 on 16 × 16 HMC alone (`--cluster-updates 0`) cannot change Q: ordered starts
+/// stay at Q = 0, random ones keep their charges, and the thermalisation check says so (the
+/// starts disagree in |Q|/V) with the warning naming frozen topology; `analyze` marks the
+/// file unreliable for its frozen charge, in the table and in JSON.
 #[test]
 fn frozen_topology_is_reported() {
     let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f.h5");
     let o = latdiff()
-        .args(["hmc", "--theory", "u1", "--beta", "9", "--lattice", "16", "--n-configs", "8", "--n-chains", "8"])
-        .args(["--n-therm", "200", "--start", "mixed", "--seed", "2", "--out"])
-        .arg(dir.path().join("f.h5"))
+        .args(["hmc", "--theory", "u1", "--beta", "9", "--lattice", "16", "--n-configs", "64", "--n-chains", "8"])
+        .args(["--n-therm", "200", "--n-sep", "2", "--start", "mixed", "--cluster-updates", "0", "--seed", "2"])
+        .arg("--out")
+        .arg(&f)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("abs_q_density   cold starts 0.000000") && err.contains("STARTS DISAGREE"), "{err}");
     assert!(err.contains("frozen topological sectors"), "{err}");
+    let j = analyze(&f);
+    assert_eq!(j["topology"]["q_changed_fraction"].as_f64(), Some(0.0), "{j}");
+    assert_eq!(j["reliable"], Value::Bool(false), "{j}");
+    assert!(j["unreliable_reason"].as_str().unwrap().contains("frozen topology"), "{j}");
+    let t = latdiff().arg("analyze").arg(&f).output().unwrap();
+    let text = String::from_utf8_lossy(&t.stdout);
+    assert!(text.contains("unreliable: ") && text.contains("frozen topology"), "{text}");
+}
+
+/// The new user's command (β = 8, 16 × 16, no update flags): flux moves are on by default
+/// for U(1), so Q moves between most saved configurations and analyze sees no frozen
+/// topology; the file records the 4 moves per trajectory.
+#[test]
+fn u1_hmc_uses_flux_moves_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("d.h5");
+    let o = latdiff()
+        .args(["hmc", "--theory", "u1", "--beta", "8", "--lattice", "16", "--n-configs", "400", "--n-chains", "4"])
+        .args(["--n-sep", "2", "--seed", "3", "--out"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = Ensemble::open(&f).unwrap();
+    assert_eq!(e.attr_f64("cluster_updates"), Some(4.0));
+    assert!(e.attr_str("update_mix").unwrap().contains("+ 4 flux moves"), "{:?}", e.attr_str("update_mix"));
+    let j = analyze(&f);
+    let changed = j["topology"]["q_changed_fraction"].as_f64().unwrap();
+    assert!(changed > 0.3, "Q changed in only {changed} of successive configurations");
+    assert!(!j["unreliable_reason"].as_str().unwrap_or("").contains("frozen"), "{j}");
 }
 
 // ---- diffusion on the torus ----
@@ -297,6 +330,9 @@ fn diffusion_model_samples_the_exact_u1_ensemble_with_weights() {
         assert_eq!(e.attr_str("theory").as_deref(), Some("u1"));
         assert_eq!(e.attr_f64("beta"), Some(beta));
         assert_eq!(e.attr_f64("beta_conditioning"), Some(beta));
+        // The torus has only the em kernel: the stored configuration says what ran.
+        assert_eq!(e.attr_str("kernel").as_deref(), Some("em"));
+        assert!(e.attr_str("config").unwrap().contains("kernel = \"em\""), "{:?}", e.attr_str("config"));
         let j = analyze(&f);
         let ess = j["ess"].as_f64().unwrap();
         assert!(ess > 100.0, "β = {beta}: ESS {ess} of 1024 is too few to test anything");

@@ -58,6 +58,15 @@ pub fn analyze(obs: &dyn Observables, prim: &Primaries, replicas: &Replicas, log
     let mut a = observables::analyze(obs, prim, Some(&replicas.ids), log_weights, Some(replicas.largest.max(1)));
     a.binning = (String::new(), f64::NAN);
     a.lineages = replicas.lineages;
+    // The ESS of replicas that count equally: each replica's own Kish ESS (its weights
+    // normalised within it), summed. Pooling the raw weights would let one replica's
+    // normalisation (its log Z) weigh against another's, and disagree with the sampler's
+    // stored `ess_fraction` (the mean of the replicas' final ESS/n).
+    if let Some(lw) = log_weights {
+        let mut per = vec![Vec::new(); replicas.count];
+        replicas.ids.iter().zip(lw).for_each(|(&r, &w)| per[r].push(w));
+        a.ess = Some(per.iter().filter(|w| !w.is_empty()).map(|w| super::stats::ess(w)).sum());
+    }
     let unavailable = replicas.count < 2;
     for (_, est) in a.quantities.iter_mut() {
         match est {

@@ -22,9 +22,13 @@ pub struct AnalyzeArgs {
     /// Print one machine-readable JSON object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// Write figures (PNG + SVG) into this directory (created if needed).
+    /// Write figures (PNG + SVG) into this directory (created if needed; figures already
+    /// there are replaced only with --force).
     #[arg(long, value_name = "DIR")]
     pub plot: Option<PathBuf>,
+    /// Overwrite the figures of an earlier run in the --plot directory.
+    #[arg(long)]
+    pub force: bool,
     /// Compare ensembles even if theory, couplings or lattice size differ.
     #[arg(long)]
     pub allow_mismatch: bool,
@@ -50,6 +54,8 @@ pub struct Input {
     pub log_weight: Option<Vec<f64>>,
     /// /replica when present (SMC): errors come from the spread between replicas.
     pub replicas: Option<Replicas>,
+    /// What was assumed in reading the file (no /chain: one chain), shown as warnings.
+    pub notes: Vec<String>,
 }
 
 /// Opens and validates one file. Every error is bad input naming the file and the problem.
@@ -78,6 +84,11 @@ pub fn open(path: &Path) -> Result<Input> {
         }
         Some(dense_chain_ids(&c))
     } else {
+        // Several chains without the column that tells their rows apart cannot be analysed
+        // per chain: refuse rather than bin rows of different chains together.
+        if let Some(n) = ens.attr_f64("n_chains").filter(|n| *n > 1.0) {
+            bail!("{name}: attribute n_chains = {n} but no /chain column: the rows of different chains cannot be told apart (write /chain, the chain of every row)");
+        }
         None
     };
     let log_weight = if ens.has("log_weight") {
@@ -110,7 +121,14 @@ pub fn open(path: &Path) -> Result<Input> {
     } else {
         None
     };
-    Ok(Input { path: path.to_path_buf(), ens, couplings, obs, attrs, chain, log_weight, replicas })
+    // Without /chain (and not independent samples) the rows are one Markov chain in file
+    // order: right for one chain, wrong for rows that interleave several.
+    let independent = ens.attr_str("generator").as_deref() == Some("diffusion");
+    let notes = (chain.is_none() && replicas.is_none() && !independent)
+        .then(|| "no /chain column: the rows are read as one Markov chain in file order (if they come from several chains, write /chain)".to_string())
+        .into_iter()
+        .collect();
+    Ok(Input { path: path.to_path_buf(), ens, couplings, obs, attrs, chain, log_weight, replicas, notes })
 }
 
 /// Theory, couplings and lattice, for the mismatch check.
@@ -178,6 +196,8 @@ pub struct FileAnalysis {
     pub weights: Option<Vec<f64>>,
     /// Replica structure of SMC ensembles (how the errors were obtained).
     pub replicas: Option<Replicas>,
+    /// What was assumed in reading the file ([`Input::notes`]).
+    pub notes: Vec<String>,
 }
 
 /// (key, exact value, deviation of the estimate in its standard errors) for every quantity
@@ -214,6 +234,11 @@ pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis>
         .obs
         .topology(&prim, i.chain.as_deref())
         .map_err(|e| super::input_err(anyhow!("{}: {e}", i.path.display())))?;
+    // A charge that never moved gives χ_t = 0 ± 0 with "independent samples": the ensemble
+    // sampled one sector per chain, which no error bar shows.
+    if topology.as_ref().is_some_and(|t| t.changed_fraction == 0.0) {
+        analysis.caveats.push(FROZEN_TOPOLOGY.to_string());
+    }
     Ok(FileAnalysis {
         path: i.path.clone(),
         lattice: i.ens.lattice,
@@ -225,8 +250,12 @@ pub fn analyze_input(i: &Input, bin_size: Option<usize>) -> Result<FileAnalysis>
         weights: i.log_weight.as_deref().map(stats::normalized_weights),
         analysis,
         replicas: i.replicas.clone(),
+        notes: i.notes.clone(),
     })
 }
+
+/// Why an ensemble whose topological charge never changed within a chain is unreliable.
+pub const FROZEN_TOPOLOGY: &str = "frozen topology: the topological charge never changed between successive configurations of a chain, so chi_t and P(Q) are not estimates (generate with flux moves: hmc --cluster-updates 4, the default for u1)";
 
 /// What the generator recorded against its own ensemble: a failed thermalisation verdict
 /// (`therm_ok` = 0) or a run that accepted nothing (`acceptance` = 0).
@@ -258,6 +287,9 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
         }
     }
     if let Some(dir) = &a.plot {
+        if !a.force {
+            refuse_old_figures(dir).map_err(super::input_err)?;
+        }
         std::fs::create_dir_all(dir)
             .map_err(|e| super::input_err(anyhow!("plot: cannot create directory '{}': {e}", dir.display())))?;
     }
@@ -275,11 +307,32 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
     }
 }
 
-/// Scalar quantities whose own τ_int asks for larger bins than were used (e.g. ⟨M⟩ with
+/// `Err` when `dir` already holds figures (PNG or SVG): like every other output, they are
+/// replaced only with `--force`.
+fn refuse_old_figures(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    let mut figures: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".png") || n.ends_with(".svg"))
+        .collect();
+    if figures.is_empty() {
+        return Ok(());
+    }
+    figures.sort();
+    bail!(
+        "plot: '{}' already holds {} figures ({}, …): give --force to replace them, or another directory",
+        dir.display(),
+        figures.len(),
+        figures[0]
+    )
+}
+
+/// The warnings under a file: a partial ensemble (a sampler stopped by a signal), and the
+/// scalar quantities whose own τ_int asks for larger bins than were used (e.g. ⟨M⟩ with
 /// slow tunnelling when the bins follow |M|): their jackknife error may be too small.
 pub fn warnings(r: &FileAnalysis) -> Vec<String> {
     let a = &r.analysis;
-    a.quantities
+    partial_ensemble(r).into_iter().chain(r.notes.iter().cloned()).chain(a.quantities
         .iter()
         .filter_map(|(spec, e)| {
             let s = e.scalar()?;
@@ -291,8 +344,21 @@ pub fn warnings(r: &FileAnalysis) -> Vec<String> {
                     spec.key, s.tau_int, a.bin_size
                 )
             })
-        })
+        }))
         .collect()
+}
+
+/// A `sample` run stopped by a signal wrote fewer configurations than asked (and exited
+/// with code 3): valid, but not the ensemble the job meant to make.
+fn partial_ensemble(r: &FileAnalysis) -> Option<String> {
+    let attr = |k: &str| r.attrs.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.as_f64());
+    (attr("stopped_by_signal") == Some(1.0)).then(|| {
+        format!(
+            "PARTIAL ENSEMBLE: the sampler was stopped by a signal after {} of {} requested configurations",
+            r.analysis.n_configs,
+            attr("n_requested").map_or("?".to_string(), |n| format!("{n}"))
+        )
+    })
 }
 
 // ---------------------------------------------------------------- JSON
@@ -465,24 +531,8 @@ pub fn to_json(results: &[FileAnalysis]) -> Value {
 
 // ---------------------------------------------------------------- table
 
-/// "mean ± err" with the error to two significant digits and the mean to the same decimal;
-/// "mean ± n/a" when the error is zero or undefined (nothing fluctuated, or too few bins to
-/// measure a spread): never an error bar that reads as exact.
-pub fn fmt_pm(mean: f64, err: f64) -> String {
-    if !mean.is_finite() {
-        return "undefined".into();
-    }
-    if !resolved(mean, err) {
-        return format!("{mean:.6e} ± n/a");
-    }
-    let mag = err.log10().floor() as i32;
-    if (-6..4).contains(&mag) && mean.abs() < 1e6 {
-        let dec = (1 - mag).max(0) as usize;
-        format!("{mean:.dec$} ± {err:.dec$}")
-    } else {
-        format!("{mean:.4e} ± {err:.1e}")
-    }
-}
+/// "mean ± err" rounded to the error ([`crate::util::fmt_pm`]).
+pub use crate::util::fmt_pm;
 
 /// P(Q) (reweighted when weights are given) over the charges seen, as (Q, probability).
 pub fn charge_histogram(q: &[i64], weights: Option<&[f64]>) -> Vec<(i64, f64)> {
@@ -626,8 +676,8 @@ fn sampling_line(r: &FileAnalysis) -> String {
             }
         );
     }
-    if let Some(acc) = attr_of(r, "acceptance") {
-        let _ = write!(s, ", acceptance {acc}");
+    if let Some(acc) = r.attrs.iter().find(|(n, _)| n == "acceptance").and_then(|(_, v)| v.as_f64()) {
+        let _ = write!(s, ", acceptance {}", crate::util::fmt_sig(acc, 3));
     }
     if let Some(e) = a.ess {
         let _ = write!(s, ", ESS {e:.1} (ESS/N = {:.4})", e / a.n_configs.max(1) as f64);
@@ -839,10 +889,10 @@ mod tests {
     /// An undefined error must not read as an exact value.
     #[test]
     fn undefined_error_is_not_shown_as_zero() {
-        assert_eq!(fmt_pm(1.25, f64::NAN), "1.250000e0 ± n/a");
-        assert_eq!(fmt_pm(1.25, 0.0), "1.250000e0 ± n/a");
-        assert_eq!(fmt_pm(1.25, f64::INFINITY), "1.250000e0 ± n/a");
-        assert_eq!(fmt_pm(1.25, 7.9e-17), "1.250000e0 ± n/a");
+        assert_eq!(fmt_pm(1.25, f64::NAN), "1.25000 ± n/a");
+        assert_eq!(fmt_pm(1.25, 0.0), "1.25000 ± n/a");
+        assert_eq!(fmt_pm(1.25, f64::INFINITY), "1.25000 ± n/a");
+        assert_eq!(fmt_pm(1.25, 7.9e-17), "1.25000 ± n/a");
         assert_eq!(fmt_pm(f64::NAN, 0.1), "undefined");
         assert_eq!(fmt_pm(1.2346, 0.012), "1.235 ± 0.012");
     }

@@ -78,7 +78,7 @@ pub fn resolve(flags: &HmcOptions) -> Result<HmcConfig> {
     let file: HmcOptions = match &flags.config {
         Some(p) => read_options_file(p)?,
         // Resuming without a config file: the checkpoint's own stored configuration.
-        None if flags.resume && ckpt.exists() => stored_config(&HmcCheckpoint::read_config(&ckpt)?)?,
+        None if flags.resume == Some(true) && ckpt.exists() => stored_config(&HmcCheckpoint::read_config(&ckpt)?)?,
         None => HmcOptions::default(),
     };
     let cfg = HmcConfig::from_layers(&file, flags)?;

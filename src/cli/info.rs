@@ -28,7 +28,9 @@ pub fn run(a: &InfoArgs) -> Result<()> {
     let f = |k: &str| e.attr(k).map(|v| v.to_string()).unwrap_or_else(|_| "?".into());
     println!("{}", a.file.display());
     let theory = s("theory");
-    let couplings = e.couplings().map(|c| c.describe()).unwrap_or_else(|_| "unknown parametrisation".into());
+    // A file from elsewhere may lack its theory's attributes: say which (info describes, it
+    // does not refuse).
+    let couplings = e.couplings().map(|c| c.describe()).unwrap_or_else(|err| format!("{err:#}"));
     println!("  theory        {theory} ({couplings})");
     println!("  lattice       {} (L_t x L_x), volume {}", e.lattice, e.lattice.volume());
     println!("  configs       {}", e.n);
@@ -45,12 +47,12 @@ pub fn run(a: &InfoArgs) -> Result<()> {
             s("start")
         );
         println!("  update mix    {}", s("update_mix"));
+        let x = |k: &str| e.attr_f64(k).unwrap_or(f64::NAN);
         println!(
-            "  acceptance    {}   <exp(-dH)> = {} ± {}   rms dH = {}",
-            f("acceptance"),
-            f("exp_minus_delta_h"),
-            f("exp_minus_delta_h_err"),
-            f("delta_h_rms")
+            "  acceptance    {}   <exp(-dH)> = {}   rms dH = {}",
+            crate::util::fmt_sig(x("acceptance"), 3),
+            crate::util::fmt_pm(x("exp_minus_delta_h"), x("exp_minus_delta_h_err")),
+            crate::util::fmt_sig(x("delta_h_rms"), 3)
         );
         let report: Option<crate::mc::therm::ThermReport> =
             e.attr_str("therm_report").and_then(|t| serde_json::from_str(&t).ok());
@@ -210,7 +212,10 @@ fn diffusion_info(e: &Ensemble) {
         println!("  weights       none (the {} sampler has no path weights)", s("sampler"));
     }
     if e.attr_f64("metropolis") == Some(1.0) {
-        println!("  metropolis    independence chain, acceptance {}", f("acceptance"));
+        println!(
+            "  metropolis    independence chain, acceptance {}",
+            e.attr_f64("acceptance").map_or("?".into(), |a| crate::util::fmt_sig(a, 3))
+        );
     }
     if e.attr_f64("stopped_by_signal") == Some(1.0) {
         println!("  stopped       by a signal after {} of {} requested configurations", e.n, f("n_requested"));

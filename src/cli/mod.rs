@@ -82,6 +82,15 @@ pub fn main() -> i32 {
         }
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     }
+    // The single-process commands print for pipes (`latdiff info F | head -1`): a closed
+    // pipe ends them quietly, as it ends `cat`, instead of a panic in println! (exit 101).
+    // The MPI commands keep Rust's ignored SIGPIPE: their transports handle closed sockets.
+    if matches!(cli.command, Command::Info(_) | Command::Analyze(_) | Command::Clean(_) | Command::FitAction(_)) {
+        // SAFETY: setting a signal disposition before any thread of ours writes to a pipe.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Hmc(opts) => hmc::run(&opts, cli.device, cli.threads),
         Command::Train(opts) => train::run(&opts, cli.device, cli.threads),
@@ -94,7 +103,8 @@ pub fn main() -> i32 {
     }
 }
 
-/// Prints an error on one line (rank 0 only for bad input) and returns the exit code.
+/// Prints an error on one line (rank 0 only for bad input and a stop by signal) and returns
+/// the exit code: 2 bad input, 3 stopped by a signal (`error::EXIT_STOPPED`), 1 otherwise.
 pub fn report(r: anyhow::Result<()>, rank: usize) -> i32 {
     match r {
         Ok(()) => 0,
@@ -104,6 +114,11 @@ pub fn report(r: anyhow::Result<()>, rank: usize) -> i32 {
                     eprintln!("error: {ie}");
                 }
                 2
+            } else if let Some(s) = e.downcast_ref::<crate::error::StoppedBySignal>() {
+                if rank == 0 {
+                    eprintln!("stopped: {s}");
+                }
+                crate::error::EXIT_STOPPED
             } else {
                 // HDF5's failures span lines; a full disk is named as such.
                 let line = crate::io::full::one_line(&e);

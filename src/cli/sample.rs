@@ -15,7 +15,21 @@ pub fn run(opts: &SampleOptions, device: DeviceRequest, threads: Option<usize>) 
             true => Err(crate::diffusion::net::action_engine::NO_CUDA),
             false => Ok(()),
         },
-        |cfg, comm, stop, dev| crate::diffusion::generate::run(cfg, comm, stop, dev).map(|_| ()),
+        |cfg, comm, stop, dev| {
+            let s = crate::diffusion::generate::run(cfg, comm, stop, dev)?;
+            // Every rank knows the count (the ranks stop after the same round).
+            if s.n < cfg.n_configs {
+                return Err(crate::error::StoppedBySignal(format!(
+                    "partial ensemble: {} of {} configurations written to {} (attribute stopped_by_signal = 1); exit code {}",
+                    s.n,
+                    cfg.n_configs,
+                    cfg.out.display(),
+                    crate::error::EXIT_STOPPED
+                ))
+                .into());
+            }
+            Ok(())
+        },
     )
 }
 

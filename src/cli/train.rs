@@ -32,7 +32,7 @@ pub fn resolve(flags: &TrainOptions) -> Result<TrainConfig> {
     let file: TrainOptions = match &flags.config {
         Some(p) => read_options_file(p)?,
         // Resuming without a config file: the checkpoint's own stored configuration.
-        None if flags.resume && out.exists() => {
+        None if flags.resume == Some(true) && out.exists() => {
             let m = ModelFile::read(&out).map_err(|e| anyhow!("resume: {e}"))?;
             let text = m.attr("config").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             let mut o: TrainOptions = stored_config(&text)?;

@@ -18,9 +18,12 @@ use std::path::PathBuf;
 /// key: OptionsType => ResolvedType = default,
 /// ```
 ///
-/// `OptionsType` is `Option<T>`, or `bool` for a switch (given or not); how it and the
-/// default give the resolved value is [`Layer`]'s: the flag over the file over the
-/// default, a choice parsed from its name, a float checked finite. A key whose value
+/// `OptionsType` is `Option<T>`; how it and the default give the resolved value is
+/// [`Layer`]'s: the flag over the file over the default, a choice parsed from its name, a
+/// float checked finite. Every boolean is `Option<bool>` with
+/// `#[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]`: one rule
+/// for all of them, `--force` (true), `--force true`, `--force=false` (which overrides a
+/// file's `force = true`), and the TOML key `force = true`. A key whose value
 /// depends on another key is layered by `function(flags, file, default)`.
 ///
 /// The options struct also has `config` (the TOML file, a flag only). The resolved struct
@@ -105,11 +108,6 @@ impl<T> Unset for Option<T> {
         self.is_none()
     }
 }
-impl Unset for bool {
-    fn is_unset(&self) -> bool {
-        !*self
-    }
-}
 
 /// How a key's flag, file value (options type `O`) and default give its resolved value.
 pub trait Layer<O>: Sized {
@@ -144,13 +142,6 @@ macro_rules! choice_layers {
     )*};
 }
 choice_layers!(SamplerKind, Kernel, SmcTarget, ScoreForm);
-
-/// A switch is on when either layer turns it on.
-impl Layer<bool> for bool {
-    fn resolve(_: &str, flag: bool, file: bool, default: Self) -> Result<Self> {
-        Ok(flag || file || default)
-    }
-}
 
 /// Floats are finite: a NaN or an infinity is refused by name, before any check reads it.
 impl Layer<Option<f64>> for f64 {

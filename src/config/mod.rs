@@ -26,7 +26,7 @@ mod tests;
 pub use choices::{Integrator, Kernel, NetworkPreset, SamplerKind, ScoreForm, SmcTarget, Start, TheoryName};
 pub use couplings::{resolve_couplings, resolve_theory, DEFAULT_KAPPA, DEFAULT_LAMBDA};
 pub use hmc::{HmcConfig, HmcOptions, NTherm};
-pub use sample::{check_learnt_levels, SampleConfig, SampleOptions};
+pub use sample::{check_learnt_levels, SampleConfig, SampleOptions, DEFAULT_SMC_REPLICAS};
 pub use train::{TrainConfig, TrainOptions};
 
 use crate::lattice::Lattice;

@@ -5,6 +5,12 @@ use super::{check_max_memory, Kernel, LatticeSpec, SamplerKind, SmcTarget};
 use anyhow::{anyhow, bail, Result};
 use std::path::{Path, PathBuf};
 
+/// SMC replicas when `--replicas` is not given: independent of the rank count, so the
+/// errors (the spread between replicas) exist on one rank and do not change with the
+/// launch; at least analyze's 20 jackknife bins (`MIN_INDEPENDENT_CONFIGS`), a power of two
+/// so that it divides the usual `--n-configs`.
+pub const DEFAULT_SMC_REPLICAS: usize = 32;
+
 command_keys! {
     /// `latdiff sample` options: flags and TOML keys (same names, `-` ↔ `_`).
     options SampleOptions;
@@ -21,7 +27,8 @@ command_keys! {
     sampler: Option<String> => SamplerKind = SamplerKind::Em,
     /// Reverse-step covariance: matched (to the data's propagator; default) or em (Δ·I).
     kernel: Option<String> => Kernel = Kernel::default(),
-    /// Number of noise levels (reverse steps).
+    /// Number of noise levels: reverse-SDE steps per configuration (in `train`, --steps
+    /// counts optimiser steps).
     steps: Option<usize> => usize = 200,
     /// Smallest noise level (default: the model's).
     #[stored(skip_serializing_if = "Option::is_none")]
@@ -46,13 +53,15 @@ command_keys! {
     #[stored(skip_serializing_if = "Option::is_none")]
     beta: Option<f64> => Option<f64> = None,
     /// Write an independence-Metropolis chain over the weighted proposals.
-    metropolis: bool => bool = false,
+    #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    metropolis: Option<bool> => bool = false,
     /// HMC trajectories of the true action run from each sample.
     hmc_refine: Option<usize> => usize = 0,
     /// Sample with the raw (not EMA) weights.
-    no_ema: bool => bool = false,
-    /// SMC: independent replicas, --n-configs split evenly over them (default: one per MPI
-    /// rank, or per group of --ranks-per-replica ranks).
+    #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    no_ema: Option<bool> => bool = false,
+    /// SMC: independent replicas, --n-configs split evenly over them; their spread gives
+    /// the errors (default 32, whatever the rank count; spread over the ranks in rounds).
     #[stored(skip_serializing_if = "Option::is_none")]
     replicas: Option<usize> => Option<usize> = None,
     /// SMC: MPI ranks that share one replica's particles (default 1: whole replicas per
@@ -66,7 +75,8 @@ command_keys! {
     /// SMC: run the MALA steps after every level, not only after a resampling (with
     /// --resample-ess 0: a predictor-corrector sampler whose corrector is Metropolis-adjusted
     /// against the level targets, with exact weights).
-    rejuvenate_always: bool => bool = false,
+    #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    rejuvenate_always: Option<bool> => bool = false,
     /// SMC: intermediate targets, cumulant (the first-order cumulant action, which fades
     /// with the noise; default), prior (the physics prior's action S_prior) or learnt (the
     /// model's own action S_theta(., sigma_k): action-form models only).
@@ -82,16 +92,19 @@ command_keys! {
     learnt_above: Option<f64> => Option<f64> = None,
     /// SMC: draw each reverse step's magnetisation from its conditional under the level
     /// target (a 1-D grid) instead of the Gaussian step: for critical and broken phases.
-    exact_magnetisation: bool => bool = false,
+    #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    exact_magnetisation: Option<bool> => bool = false,
     /// Memory limit per rank in MiB; also sizes the batch (default: 80 % of the node's available memory shared by its ranks, batches sized for at most 2048 MiB).
     #[stored(skip_serializing_if = "Option::is_none")]
     max_memory: Option<usize> => Option<usize> = None,
-    /// Configurations per batch (overrides the batch sizing by memory).
+    /// Configurations generated at once per rank (default: sized by memory); not a
+    /// training batch.
     #[stored(skip_serializing_if = "Option::is_none")]
     batch: Option<usize> => Option<usize> = None,
     seed: Option<u64> => u64 = 1,
     out: Option<PathBuf> => PathBuf = PathBuf::from("generated.h5"),
-    force: bool => bool = false,
+    #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    force: Option<bool> => bool = false,
 }
 
 impl SampleConfig {

@@ -55,7 +55,7 @@ fn stored_train_configuration_is_unchanged() {
     let stored = to_toml(&cfg).replace(&cfg.data.display().to_string(), "hmc.h5");
     assert_eq!(
         stored,
-        "data = \"hmc.h5\"\nout = \"m_act.h5\"\npreset = \"tiny\"\nscore_form = \"action\"\nsteps = 30\nbatch = 16\nlr = 0.001\nlr_min = 0.00001\nwarmup = 200\nweight_decay = 0.0\nclip = 1.0\nema_decay = 0.999\nsigma_min = 0.01\nsigma_max = 0.0\naugment = true\nantithetic = false\nval_fraction = 0.05\ncheckpoint_every = 1000\nchecksum_every = 200\nseed = 1\nresume = false\nforce = false\n"
+        "data = \"hmc.h5\"\nout = \"m_act.h5\"\npreset = \"tiny\"\nscore_form = \"action\"\nsteps = 30\nbatch = 16\nlr = 0.002\nlr_min = 0.00001\nwarmup = 200\nweight_decay = 0.0\nclip = 1.0\nema_decay = 0.999\nsigma_min = 0.01\nsigma_max = 0.0\naugment = true\nantithetic = false\nval_fraction = 0.05\ncheckpoint_every = 1000\nchecksum_every = 200\nseed = 1\nresume = false\nforce = false\n"
     );
 }
 
@@ -63,11 +63,11 @@ fn stored_train_configuration_is_unchanged() {
 #[test]
 fn flags_over_file_over_defaults() {
     let file = SampleOptions { sampler: Some("pc".into()), snr: Some(0.3), steps: Some(7), ..SampleOptions::default() };
-    let flags = SampleOptions { steps: Some(9), no_ema: true, ..sample_flags() };
+    let flags = SampleOptions { steps: Some(9), no_ema: Some(true), ..sample_flags() };
     let cfg = SampleConfig::from_layers(&file, &flags).unwrap();
     assert_eq!((cfg.sampler, cfg.snr, cfg.steps, cfg.no_ema), (SamplerKind::Pc, 0.3, 9, true));
     assert_eq!((cfg.kernel, cfg.n_configs, cfg.smc_target), (Kernel::Matched, 1024, SmcTarget::Cumulant));
-    let file = SampleOptions { no_ema: true, ..SampleOptions::default() };
+    let file = SampleOptions { no_ema: Some(true), ..SampleOptions::default() };
     assert!(SampleConfig::from_layers(&file, &sample_flags()).unwrap().no_ema);
 }
 
@@ -121,7 +121,7 @@ fn learnt_levels_checked_once() {
     let err = |o| format!("{:#}", SampleConfig::from_layers(&SampleOptions::default(), &o).unwrap_err());
     let e = err(SampleOptions { learnt_above: Some(1.0), network_below: Some(2.0), ..learnt.clone() });
     assert_eq!(e, check_learnt_levels(Some(2.0), 1.0, false).unwrap_err());
-    let e = err(SampleOptions { exact_magnetisation: true, ..learnt.clone() });
+    let e = err(SampleOptions { exact_magnetisation: Some(true), ..learnt.clone() });
     assert_eq!(e, check_learnt_levels(None, 0.0, true).unwrap_err());
     assert!(SampleConfig::from_layers(
         &SampleOptions::default(),

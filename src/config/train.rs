@@ -18,12 +18,13 @@ command_keys! {
     preset: Option<String> => NetworkPreset = NetworkPreset::default(),
     /// Score form: physics (prior from the action and G(p) plus a learnt correction; default), plain, or action (a learnt scalar action, score −∂S/∂φ).
     score_form: Option<String> => ScoreForm = ScoreForm::default(),
-    /// Optimiser steps in total.
+    /// Optimiser steps in total (in `sample`, --steps is the number of noise levels).
     steps: Option<u64> => u64 = 20000,
-    /// Global batch size (split evenly over ranks).
-    batch: Option<usize> => usize = 64,
+    /// Global batch size: training configurations per optimiser step, split evenly over ranks.
+    /// (32 and --lr 2e-3: the main job's measured recipe, jobscripts/run-local.sh.)
+    batch: Option<usize> => usize = 32,
     /// Peak learning rate.
-    lr: Option<f64> => f64 = 1e-3,
+    lr: Option<f64> => f64 = 2e-3,
     /// Final learning rate of the cosine decay.
     lr_min: Option<f64> => f64 = 1e-5,
     /// Linear warm-up steps.
@@ -39,11 +40,13 @@ command_keys! {
     // 0 in the resolved configuration: from the data.
     sigma_max: Option<f64> => f64 = 0.0,
     /// Symmetry augmentation (translations, φ → −φ, rotations/reflections on squares).
+    #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     augment: Option<bool> => bool = true,
     /// Antithetic noise: batch slots in pairs (φ₀ + σz, φ₀ − σz) at one σ. Each term is an
     /// ordinary DSM term, so the loss's expectation is unchanged, but the pair cancels the
     /// O(1/σ) cross term z·s/σ that drowns the gradient at small σ (needs an even number of
     /// slots per rank).
+    #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     antithetic: Option<bool> => bool = false,
     /// Held-out fraction of the ensemble for the validation loss.
     val_fraction: Option<f64> => f64 = 0.05,
@@ -53,9 +56,11 @@ command_keys! {
     checksum_every: Option<u64> => u64 = 200,
     seed: Option<u64> => u64 = 1,
     /// Continue from the checkpoint at --out.
-    resume: bool => bool = false,
+    #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    resume: Option<bool> => bool = false,
     /// Overwrite an existing output (without --resume).
-    force: bool => bool = false,
+    #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    force: Option<bool> => bool = false,
     /// Memory limit per rank in MiB (default: 80 % of the node's available memory shared by its ranks).
     #[stored(skip_serializing_if = "Option::is_none")]
     max_memory: Option<usize> => Option<usize> = None,

@@ -368,8 +368,16 @@ impl Ensemble {
     /// The theory and couplings the file was generated for, read by the theory
     /// (`Couplings::from_attrs`).
     pub fn couplings(&self) -> Result<crate::theory::Couplings> {
-        crate::theory::Couplings::from_attrs(&|k| self.attr_str(k), &|k| self.attr_f64(k))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))
+        crate::theory::Couplings::from_attrs(&|k| self.attr_str(k), &|k| self.attr_f64(k)).map_err(|e| {
+            // Link-shaped configurations without a `theory` label: say what is missing.
+            let hint = match self.attr_str("theory") {
+                None if self.shape.components() == 2 && !e.contains("'theory'") => {
+                    "; /configs holds 2 values per site, as U(1) links do: a U(1) file needs the attributes theory = \"u1\" and beta"
+                }
+                _ => "",
+            };
+            anyhow::anyhow!("{}: {e}{hint}", self.path.display())
+        })
     }
 
     /// The φ⁴ couplings the file was generated for.

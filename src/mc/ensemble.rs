@@ -685,13 +685,12 @@ impl<'a> Run<'a> {
             );
         }
         eprintln!(
-            "wrote {} configurations to {}: acceptance {:.4}, <exp(-dH)> = {:.4} ± {:.4}, rms dH {:.3e}, {:.1} s",
+            "wrote {} configurations to {}: acceptance {:.3}, <exp(-dH)> = {}, rms dH {}, {:.1} s",
             cfg.n_configs,
             cfg.out.display(),
             summary.acceptance,
-            summary.exp_mdh,
-            summary.exp_mdh_err,
-            summary.delta_h_rms,
+            crate::util::fmt_pm(summary.exp_mdh, summary.exp_mdh_err),
+            crate::util::fmt_sig(summary.delta_h_rms, 3),
             summary.seconds
         );
         Ok(())
@@ -792,7 +791,14 @@ fn write_attrs(w: &EnsembleWriter, cfg: &HmcConfig, theory: &impl Theory, comm: 
                 cfg.tau,
                 cfg.cluster_updates
             ),
-            Couplings::U1 { .. } | Couplings::Su2 { .. } => {
+            Couplings::U1 { .. } => format!(
+                "1 HMC trajectory ({} n_md={} tau={}) + {} flux moves per update",
+                cfg.integrator.name(),
+                cfg.n_md,
+                cfg.tau,
+                cfg.cluster_updates
+            ),
+            Couplings::Su2 { .. } => {
                 format!("1 HMC trajectory ({} n_md={} tau={}) per update", cfg.integrator.name(), cfg.n_md, cfg.tau)
             }
         }),

@@ -135,6 +135,11 @@ impl Couplings {
         number: &dyn Fn(&str) -> Option<f64>,
     ) -> Result<Self, String> {
         match text("theory").as_deref() {
+            // A file without `theory` is read as φ⁴ (what latdiff wrote before U(1)); one with
+            // β and no φ⁴ coupling is a U(1) file missing its label: name that, not φ⁴'s keys.
+            None if number("beta").is_some() && number("kappa").is_none() && number("m2").is_none() => Err(
+                "attribute 'theory' missing: the file has 'beta' but no phi4 coupling; a U(1) file needs theory = \"u1\" (f.attrs[\"theory\"] = \"u1\" in h5py)".into(),
+            ),
             None | Some("phi4") => Parametrisation::from_attrs(text, number).map(Couplings::Phi4),
             Some("u1") => match number("beta") {
                 Some(beta) => Ok(Couplings::U1 { beta }),

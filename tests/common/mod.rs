@@ -131,7 +131,7 @@ impl HmcRun {
             cluster_updates: Some(self.cluster_updates),
             seed: Some(self.seed),
             out: Some(out.to_path_buf()),
-            force: true,
+            force: Some(true),
             ..Default::default()
         };
         latdiff::cli::hmc::resolve(&o).unwrap()

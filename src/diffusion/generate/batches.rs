@@ -4,7 +4,7 @@
 //! indices [r·R·b, (r+1)·R·b) and rank k draws the k-th block of b of them, so rank 0
 //! receives every round's samples in index order: the file is the same for any rank count.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use rand::RngExt;
 use rayon::prelude::*;
 
@@ -48,7 +48,11 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
     }
     progress.finish();
     if run.n_done == 0 {
-        bail!("stopped by signal before the first round of configurations was complete: nothing was written");
+        return Err(crate::error::StoppedBySignal(format!(
+            "stopped by signal before the first round of configurations was complete: nothing was written; exit code {}",
+            crate::error::EXIT_STOPPED
+        ))
+        .into());
     }
     run.finish(t0.elapsed().as_secs_f64(), timed.seconds(), comm)
 }
@@ -230,7 +234,7 @@ impl<'a> Rounds<'a> {
 fn report(cfg: &SampleConfig, s: &SampleSummary) {
     if s.n < cfg.n_configs {
         eprintln!(
-            "stopped by signal after {} of {} configurations: those are kept as a complete, shorter ensemble (attribute stopped_by_signal = 1, n_requested)",
+            "stopped by signal after {} of {} configurations: those are written as a partial ensemble (attribute stopped_by_signal = 1, n_requested)",
             s.n, cfg.n_configs
         );
     }
@@ -243,9 +247,20 @@ fn report(cfg: &SampleConfig, s: &SampleSummary) {
         100.0 * s.network_share,
         s.ess_fraction.map(|e| format!(", ESS/N = {e:.4}")).unwrap_or_default(),
         s.log_w_std.map(|e| format!(", std(log w) = {e:.3}")).unwrap_or_default(),
-        s.acceptance.map(|a| format!(", Metropolis acceptance {a:.4}")).unwrap_or_default(),
-        s.corrector_acceptance.map(|a| format!(", MALA corrector acceptance {a:.4}")).unwrap_or_default(),
+        s.acceptance.map(|a| format!(", Metropolis acceptance {a:.3}")).unwrap_or_default(),
+        s.corrector_acceptance.map(|a| format!(", MALA corrector acceptance {a:.3}")).unwrap_or_default(),
     );
+    // As SMC warns of few lineages: whole-path weights this uneven leave a handful of
+    // effective samples, and analyze will mark the file unreliable.
+    let floor = crate::analysis::observables::MIN_RELIABLE_ESS;
+    if let Some(ess) = s.ess_fraction.map(|e| e * s.n as f64).filter(|ess| *ess < floor) {
+        eprintln!(
+            "WARNING: ESS {ess:.1} < {floor} of {} configurations: the reweighted results rest on a handful of \
+             configurations (analyze marks them unreliable); sample on the training lattice, train longer, or use \
+             --sampler smc (README: when a result is flagged unreliable)",
+            s.n
+        );
+    }
 }
 
 /// Independence Metropolis over the weighted proposals in index order, streamed.

@@ -175,6 +175,10 @@ pub(crate) fn write_attrs(
     if let Some(a) = s.corrector_acceptance {
         w.set_attr("corrector_acceptance", AttrValue::F64(a))?;
     }
-    w.set_attr("config", AttrValue::Str(crate::config::to_toml(cfg)))?;
+    // The stored configuration says what ran: a theory may replace the asked-for kernel
+    // (U(1)'s torus has only the em kernel), and the `kernel` attribute says the same.
+    let mut ran = cfg.clone();
+    ran.kernel = p.settings.kernel;
+    w.set_attr("config", AttrValue::Str(crate::config::to_toml(&ran)))?;
     Ok(())
 }

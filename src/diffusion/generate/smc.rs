@@ -7,7 +7,7 @@
 //! its replicas in order. A replica's result depends only on (seed, replica, particles)
 //! (see [`super`]), so the file is the same for any rank count and any P.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 
 use crate::config::SampleConfig;
 use crate::diffusion::generate::output::{write_attrs, SampleSummary, Target, Timed};
@@ -36,6 +36,7 @@ struct Setup {
 }
 
 fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
+    let model = p.loaded.model.as_ref();
     let ranks_per_replica = cfg.ranks_per_replica.unwrap_or(1);
     if comm.size() % ranks_per_replica != 0 {
         return Err(input_err(anyhow!(
@@ -43,12 +44,22 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
             comm.size()
         )));
     }
-    let n_replicas = cfg.replicas.unwrap_or(comm.size() / ranks_per_replica);
+    // What the model cannot do is named first: it is the more specific problem.
+    let (kernel, levels) =
+        theories::of(p.target).smc_ladder(model, p.lattice, &p.settings, cfg).map_err(|e| input_err(anyhow!(e)))?;
+    let n_replicas = cfg.replicas.unwrap_or(crate::config::DEFAULT_SMC_REPLICAS);
     if cfg.n_configs % n_replicas != 0 {
         return Err(input_err(anyhow!(
-            "replicas: n_configs = {} is not a multiple of the {n_replicas} replicas (one per rank, or per ranks_per_replica ranks, unless --replicas says otherwise)",
+            "replicas: n_configs = {} is not a multiple of the {n_replicas} replicas (the default when --replicas is not given)",
             cfg.n_configs
         )));
+    }
+    let groups = comm.size() / ranks_per_replica;
+    if n_replicas < groups && comm.is_root() {
+        eprintln!(
+            "note: {n_replicas} replicas for {groups} groups of ranks: {} groups idle (--replicas {groups} or a multiple uses them all)",
+            groups - n_replicas
+        );
     }
     let n_particles = cfg.n_configs / n_replicas;
     if n_particles < ranks_per_replica {
@@ -65,10 +76,7 @@ fn setup(cfg: &SampleConfig, comm: &Comm, p: &Plan) -> Result<Setup> {
         exact_magnetisation: cfg.exact_magnetisation,
         batch: p.batch.min(n_particles),
     };
-    let model = p.loaded.model.as_ref();
     let target = Target::new(p.lattice, p.target);
-    let (kernel, levels) =
-        theories::of(p.target).smc_ladder(model, p.lattice, &p.settings, cfg).map_err(|e| input_err(anyhow!(e)))?;
     Ok(Setup { n_replicas, ranks_per_replica, settings, kernel, levels, target })
 }
 
@@ -113,7 +121,11 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
     }
     progress.finish();
     if n_done == 0 {
-        bail!("stopped by signal before the first round of replicas was complete: nothing was written");
+        return Err(crate::error::StoppedBySignal(format!(
+            "stopped by signal before the first round of replicas was complete: nothing was written; exit code {}",
+            crate::error::EXIT_STOPPED
+        ))
+        .into());
     }
     let summary = summarise(comm, &p, n_done, t0.elapsed().as_secs_f64(), timed.seconds());
     match writer {
@@ -240,7 +252,7 @@ fn finish(
     w.finish()?;
     if summary.n < cfg.n_configs {
         eprintln!(
-            "stopped by signal after {} of {} replicas: those are kept as a complete, shorter ensemble (attribute stopped_by_signal = 1, n_requested)",
+            "stopped by signal after {} of {} replicas: those are written as a partial ensemble (attribute stopped_by_signal = 1, n_requested)",
             stats.len(),
             s.n_replicas
         );

@@ -145,9 +145,13 @@ impl<'a> Report<'a> {
         let distinct: Vec<usize> = self.stats.iter().map(|s| s.distinct_ancestors).collect();
         let min_ess = self.levels(|l| l.ess_fraction).into_iter().fold(f64::INFINITY, f64::min);
         let acc: Vec<f64> = self.levels(|l| l.acceptance).into_iter().filter(|a| a.is_finite()).collect();
-        let err = if err.is_finite() { format!("{err:.3}") } else { "unavailable (1 replica)".into() };
+        let log_z = if err.is_finite() {
+            crate::util::fmt_pm(log_z, err)
+        } else {
+            format!("{} ± unavailable (1 replica)", crate::util::fmt_sig(log_z, 6))
+        };
         format!(
-            "log Z = {log_z:.4} ± {err}, {resamplings:.1} resamplings per replica, distinct ancestors {}..{} of {}, smallest ESS/N {min_ess:.3} on arrival at a level, final ESS/N {:.3}, MALA acceptance {}",
+            "log Z = {log_z}, {resamplings:.1} resamplings per replica, distinct ancestors {}..{} of {}, smallest ESS/N {min_ess:.3} on arrival at a level, final ESS/N {:.3}, MALA acceptance {}",
             distinct.iter().min().unwrap_or(&0),
             distinct.iter().max().unwrap_or(&0),
             self.n_particles,

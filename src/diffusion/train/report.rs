@@ -64,9 +64,16 @@ impl Trainer<'_> {
             (&self.val.phi0, self.plan.theory.dof),
             sched.sigma_min,
         )?;
+        // The physics form is the exact force at sigma_min by construction (the prior's
+        // weight there is 1): its deviation checks the composition, not the network.
+        let by_construction = if self.cfg.score_form == crate::config::ScoreForm::Physics {
+            " (the physics form's prior is the exact force there by construction: not a check of the network)"
+        } else {
+            ""
+        };
         eprintln!(
-            "validation loss {vl:.4} (EMA weights {vle:.4}; sigma bands {:.3}/{:.3}/{:.3}); score at sigma_min vs exact force: relative deviation {dev:.3}",
-            vb[0], vb[1], vb[2]
+            "validation loss {vl:.4} (EMA weights {vle:.4}; sigma bands {:.3}/{:.3}/{:.3}); score at sigma_min vs exact force: relative deviation {}{by_construction}",
+            vb[0], vb[1], vb[2], crate::util::fmt_sig(dev, 2)
         );
         // In the units of the path weights: with weight σ² and log-uniform σ the loss is
         // ∫ E σ²|s − t|² d ln σ / ln(σ_max/σ_min) ≥ the score error's share of the KL

@@ -137,6 +137,17 @@ impl<'a> Trainer<'a> {
         if self.start_step > 0 {
             eprintln!("resuming at step {}", self.start_step);
         }
+        // A warm-up as long as a short run leaves it at a fraction of --lr throughout.
+        if cfg.warmup * 10 > cfg.steps && self.start_step < cfg.warmup {
+            eprintln!(
+                "note: the learning-rate warm-up ({} steps, --warmup) is {:.0} % of the {} steps: the rate reaches --lr {} only at step {}",
+                cfg.warmup,
+                100.0 * cfg.warmup as f64 / cfg.steps.max(1) as f64,
+                cfg.steps,
+                cfg.lr,
+                cfg.warmup
+            );
+        }
     }
 }
 
