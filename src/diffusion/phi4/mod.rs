@@ -7,6 +7,7 @@ pub mod free;
 pub mod levels;
 pub mod magnetisation;
 pub mod mala;
+pub mod multilevel;
 pub mod prior;
 pub mod smc;
 pub mod zero_mode;
