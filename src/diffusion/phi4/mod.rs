@@ -4,6 +4,7 @@
 
 pub mod cumulant;
 pub mod free;
+pub mod heat_bath;
 pub mod levels;
 pub mod magnetisation;
 pub mod mala;
