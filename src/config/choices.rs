@@ -114,6 +114,9 @@ pub enum SamplerKind {
     /// Sequential Monte Carlo along the em/matched path (`diffusion::smc`): replicas of
     /// weighted, resampled and rejuvenated particles.
     Smc,
+    /// Coarse-to-fine SMC (`diffusion::multilevel`): a ladder of lattices doubling from
+    /// `--coarsest` to `--lattice`, tempered at each level against the true action.
+    Multilevel,
 }
 
 /// The intermediate targets of the SMC sampler (`diffusion::smc::levels`).
@@ -154,7 +157,8 @@ impl SamplerKind {
             "pc" => Ok(SamplerKind::Pc),
             "ode" => Ok(SamplerKind::Ode),
             "smc" => Ok(SamplerKind::Smc),
-            _ => Err(format!("sampler: '{s}' is not one of em, pc, ode, smc")),
+            "multilevel" => Ok(SamplerKind::Multilevel),
+            _ => Err(format!("sampler: '{s}' is not one of em, pc, ode, smc, multilevel")),
         }
     }
     pub fn name(&self) -> &'static str {
@@ -163,6 +167,7 @@ impl SamplerKind {
             SamplerKind::Pc => "pc",
             SamplerKind::Ode => "ode",
             SamplerKind::Smc => "smc",
+            SamplerKind::Multilevel => "multilevel",
         }
     }
 }

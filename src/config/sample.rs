@@ -23,7 +23,8 @@ command_keys! {
     lattice: Option<LatticeSpec> => Option<LatticeSpec> = None,
     n_configs: Option<usize> => usize = 1024,
     /// em (reverse SDE, weighted), pc (predictor-corrector), ode (probability flow, Heun),
-    /// smc (sequential Monte Carlo along the em path: replicas, resampling, MALA).
+    /// smc (sequential Monte Carlo along the em path: replicas, resampling, MALA),
+    /// multilevel (coarse-to-fine SMC over lattices doubling up to --lattice; phi4).
     sampler: Option<String> => SamplerKind = SamplerKind::Em,
     /// Reverse-step covariance: matched (to the data's propagator; default) or em (Δ·I).
     kernel: Option<String> => Kernel = Kernel::default(),
@@ -94,6 +95,16 @@ command_keys! {
     /// target (a 1-D grid) instead of the Gaussian step: for critical and broken phases.
     #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     exact_magnetisation: Option<bool> => bool = false,
+    /// Multilevel: the coarsest lattice's smaller extent (even, at least 4); the ladder
+    /// doubles from it to --lattice.
+    coarsest: Option<usize> => usize = 8,
+    /// Multilevel: the conditional ESS each tempering step keeps (in (0, 1); closer to 1:
+    /// more, smaller steps).
+    cess: Option<f64> => f64 = 0.8,
+    /// Multilevel: HMC trajectories of the true action at the end of every level.
+    level_trajectories: Option<usize> => usize = 20,
+    /// Multilevel: Wolff cluster flips after each of those trajectories (phi4).
+    level_flips: Option<usize> => usize = 4,
     /// Memory limit per rank in MiB; also sizes the batch (default: 80 % of the node's available memory shared by its ranks, batches sized for at most 2048 MiB).
     #[stored(skip_serializing_if = "Option::is_none")]
     max_memory: Option<usize> => Option<usize> = None,
@@ -155,7 +166,13 @@ impl SampleConfig {
 
     /// The SMC keys: in range, and replicas only where they mean something.
     fn check_smc(&self) -> Result<()> {
-        let smc = self.sampler == SamplerKind::Smc;
+        let smc = matches!(self.sampler, SamplerKind::Smc | SamplerKind::Multilevel);
+        if !(self.cess > 0.0 && self.cess < 1.0) {
+            bail!("cess: {} is not a fraction in (0, 1)", self.cess);
+        }
+        if self.coarsest < 4 || self.coarsest % 2 != 0 {
+            bail!("coarsest: {} must be even and at least 4", self.coarsest);
+        }
         if self.rejuvenate_always && !smc {
             bail!("rejuvenate_always: only the smc sampler rejuvenates (sampler = {})", self.sampler.name());
         }
@@ -178,15 +195,21 @@ impl SampleConfig {
                 .map_err(|e| anyhow!(e))?;
         }
         match self.ranks_per_replica {
-            Some(_) if !smc => {
-                bail!("ranks_per_replica: only the smc sampler has replicas (sampler = {})", self.sampler.name())
+            Some(_) if self.sampler != SamplerKind::Smc => {
+                bail!(
+                    "ranks_per_replica: only the smc sampler spreads a replica over ranks (sampler = {})",
+                    self.sampler.name()
+                )
             }
             Some(0) => bail!("ranks_per_replica: must be at least 1"),
             _ => {}
         }
         match self.replicas {
             Some(_) if !smc => {
-                bail!("replicas: only the smc sampler has replicas (sampler = {})", self.sampler.name())
+                bail!(
+                    "replicas: only the smc and multilevel samplers have replicas (sampler = {})",
+                    self.sampler.name()
+                )
             }
             Some(0) => bail!("replicas: must be at least 1"),
             Some(r) if self.n_configs % r != 0 => {

@@ -8,6 +8,7 @@ pub mod data;
 pub mod fit_action;
 pub mod form;
 pub mod generate;
+pub mod multilevel;
 pub mod net;
 pub mod objective;
 pub mod phi4;

@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use crate::config::{SampleConfig, ScoreForm, TrainConfig};
 use crate::diffusion::form::ScoreParts;
+use crate::diffusion::multilevel::Ladder;
 use crate::diffusion::objective::SigmaSchedule;
 use crate::diffusion::sample::kernel::ReverseKernel;
 use crate::diffusion::sample::settings::SamplerSettings;
@@ -104,6 +105,13 @@ pub trait DiffusionTheory: Send + Sync {
         settings: &SamplerSettings,
         cfg: &SampleConfig,
     ) -> Result<(ReverseKernel, Box<dyn SmcLevels>), String>;
+
+    /// The multilevel sampler's ladder from `cfg.coarsest` up to `lat` (`--sampler
+    /// multilevel`); an error for a theory that has none.
+    fn multilevel_ladder(&self, lat: Lattice, cfg: &SampleConfig) -> Result<Box<dyn Ladder>, String> {
+        let _ = (lat, cfg);
+        Err(format!("sampler: multilevel is built for phi4 only (the target theory is {})", self.couplings().name()))
+    }
 }
 
 /// The prior of an ensemble's theory as a score model.

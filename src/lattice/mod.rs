@@ -1,5 +1,6 @@
 //! Lattice geometry: periodic L_t × L_x, row-major with x fastest (site = t * L_x + x).
 
+pub mod blocking;
 pub mod fft;
 
 use serde::{Deserialize, Serialize};

@@ -5,6 +5,7 @@
 //! receives every round's samples in index order: the file is the same for any rank count.
 
 pub mod batches;
+pub mod multilevel;
 pub mod output;
 pub mod plan;
 pub mod smc;
@@ -24,8 +25,11 @@ pub use self::plan::{plan, Plan};
 /// ode sampler, or SMC's replicas.
 pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, device: Device) -> Result<SampleSummary> {
     let p = plan(cfg, device, comm)?;
-    if p.settings.sampler == crate::diffusion::sample::sampler::SamplerKind::Smc {
-        return smc::run(cfg, comm, stop, p);
+    use crate::diffusion::sample::sampler::SamplerKind;
+    match p.settings.sampler {
+        SamplerKind::Smc => return smc::run(cfg, comm, stop, p),
+        SamplerKind::Multilevel => return multilevel::run(cfg, comm, stop, p),
+        _ => {}
     }
     batches::run(cfg, comm, stop, p)
 }

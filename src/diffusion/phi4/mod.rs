@@ -4,9 +4,11 @@
 
 pub mod cumulant;
 pub mod free;
+pub mod heat_bath;
 pub mod levels;
 pub mod magnetisation;
 pub mod mala;
+pub mod multilevel;
 pub mod prior;
 pub mod smc;
 pub mod zero_mode;

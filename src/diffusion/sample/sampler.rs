@@ -120,8 +120,11 @@ pub fn sample_batch(
             return Err(format!("sampler: target action is on {}, sampling on {lat}", t.lattice()));
         }
     }
-    if settings.sampler == SamplerKind::Smc {
-        return Err("sampler: smc runs replicas of particles (smc::run_replica), not sample_batch".into());
+    if matches!(settings.sampler, SamplerKind::Smc | SamplerKind::Multilevel) {
+        return Err(format!(
+            "sampler: {} runs replicas of particles (smc::run_replica, multilevel::run_replica), not sample_batch",
+            settings.sampler.name()
+        ));
     }
     let weights = target.is_some() && settings.has_weights();
     if batch == 0 {
@@ -153,7 +156,7 @@ pub fn sample_batch(
     };
     kernel.start(&mut run.phi, &mut run.rngs, &mut run.lw);
     match settings.sampler {
-        SamplerKind::Smc => unreachable!("refused above"),
+        SamplerKind::Smc | SamplerKind::Multilevel => unreachable!("refused above"),
         SamplerKind::Em | SamplerKind::Pc => run.reverse_steps()?,
         SamplerKind::Ode => run.probability_flow()?,
     }

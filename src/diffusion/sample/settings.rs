@@ -77,6 +77,8 @@ impl SamplerSettings {
         let n = self.n_steps;
         match self.sampler {
             SamplerKind::Em | SamplerKind::Smc => n,
+            // No network calls: the ladder uses the action only.
+            SamplerKind::Multilevel => 0,
             SamplerKind::Pc => n + self.corrector_steps * (n - 1),
             SamplerKind::Ode => 2 * (n - 1) + 1,
         }

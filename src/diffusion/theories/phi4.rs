@@ -7,8 +7,10 @@ use anyhow::{anyhow, bail, Result};
 use crate::config::{resolve_theory, SampleConfig, ScoreForm, TrainConfig};
 use crate::diffusion::data;
 use crate::diffusion::form::{PartsCache, ScoreParts};
+use crate::diffusion::multilevel::Ladder;
 use crate::diffusion::objective::SigmaSchedule;
 use crate::diffusion::phi4::levels::Levels;
+use crate::diffusion::phi4::multilevel::Phi4Ladder;
 use crate::diffusion::phi4::prior::PhysicsPrior;
 use crate::diffusion::phi4::zero_mode::ZeroModeMarginal;
 use crate::diffusion::sample::kernel::ReverseKernel;
@@ -147,6 +149,11 @@ impl DiffusionTheory for Phi4Diffusion {
         let levels = Levels::new(model, Phi4::new(lat, self.0), settings.sigma_ladder(), cfg.smc_target)?
             .learnt_above(cfg.learnt_above.unwrap_or(0.0));
         Ok((kernel, Box::new(levels)))
+    }
+
+    fn multilevel_ladder(&self, lat: Lattice, cfg: &SampleConfig) -> Result<Box<dyn Ladder>, String> {
+        let moves = (cfg.level_trajectories, cfg.level_flips);
+        Ok(Box::new(Phi4Ladder::new(self.0, lat, cfg.coarsest, moves)?))
     }
 }
 
