@@ -85,6 +85,16 @@ pub fn open(path: &Path) -> Result<Input> {
         if w.len() != ens.n {
             bail!("{name}: /log_weight has {} rows but /configs has {}", w.len(), ens.n);
         }
+        // −∞ is a weight of exactly zero; NaN or +∞ is a broken weight, which would
+        // otherwise be dropped silently or swamp every other configuration.
+        let broken: Vec<usize> = (0..w.len()).filter(|&i| w[i].is_nan() || w[i] == f64::INFINITY).collect();
+        if let Some(&i) = broken.first() {
+            let others = match broken.len() {
+                1 => String::new(),
+                n => format!(" ({n} configurations have a NaN or +inf log-weight)"),
+            };
+            bail!("{name}: /log_weight of configuration {i} is {}{others}: the weights are broken", w[i]);
+        }
         if !w.iter().any(|x| x.is_finite()) {
             bail!("{name}: /log_weight has no finite entry (all weights zero)");
         }

@@ -94,7 +94,8 @@ fn model_info(a: &InfoArgs, m: &crate::diffusion::net::model_file::ModelFile) ->
     println!("{}", a.file.display());
     println!("  kind          score model (latdiff train)");
     let theory = m.theory().map(|p| format!("phi4 ({}, {})", p.name(), p.describe())).unwrap_or_else(|e| e.to_string());
-    println!("  trained on    {} from {}", theory, s("data"));
+    let hash = m.attr("data_hash").and_then(|v| v.as_str().map(|h| format!(" ({h})"))).unwrap_or_default();
+    println!("  trained on    {} from {}{hash}", theory, s("data"));
     let form =
         crate::diffusion::net::model::model_form(m).map(|f| f.name().to_string()).unwrap_or_else(|e| e.to_string());
     if let Ok(Some(act)) = m.action_arch() {
