@@ -198,6 +198,46 @@ fn wrong_attr(path: &Path, rng: &mut Rng) -> String {
     format!("attribute {name} = {value:?}")
 }
 
+/// The first cases are named corruptions, the rest random: `None` past them.
+fn named(path: &Path, case: usize) -> Option<String> {
+    let f = latdiff::io::h5_open_rw(path).unwrap();
+    let set_attr = |name: &str, v: AttrValue| {
+        let _ = f.delete_attr(name);
+        latdiff::io::attrs::write_attr(&f, name, &v).unwrap();
+        format!("attribute {name} = {v:?}")
+    };
+    let poke = |name: &str, at: usize, x: f64| {
+        let d = f.dataset(name).unwrap();
+        let mut v: Vec<f64> = d.read_raw().unwrap();
+        v[at] = x;
+        d.write_raw(&v).unwrap();
+        format!("/{name}[{at}] = {x}")
+    };
+    Some(match case {
+        0 => set_attr("kappa", AttrValue::F64(f64::NAN)),
+        1 => set_attr("lambda", AttrValue::F64(f64::INFINITY)),
+        2 => set_attr("generator", AttrValue::F64(f64::NAN)),
+        3 => set_attr("theory", AttrValue::Str("u1".into())),
+        4 => set_attr("lattice", AttrValue::I64s(vec![8, 2])),
+        5 => poke("log_weight", 3, f64::NAN),
+        6 => poke("log_weight", 0, f64::INFINITY),
+        7 => poke("action", 9, f64::NAN),
+        8 => {
+            let d = f.dataset("configs").unwrap();
+            let mut v: Vec<f32> = d.read_raw().unwrap();
+            v[16 * 20 + 3] = f32::NAN;
+            d.write_raw(&v).unwrap();
+            "/configs[323] = NaN".into()
+        }
+        _ => return None,
+    })
+}
+
+/// Whether the corruptions put a NaN or ±inf into /configs, or a NaN or +inf log-weight.
+fn broken_data(what: &[String]) -> bool {
+    what.iter().any(|w| w.starts_with("/configs[") || (w.starts_with("/log_weight[") && !w.ends_with("= -inf")))
+}
+
 fn hdf5_lock_then<T>(f: impl FnOnce() -> T) -> T {
     let _guard = hdf5_lock();
     f()
@@ -220,13 +260,19 @@ fn corrupted_ensembles_end_in_one_line_or_success() {
         hdf5_lock_then(|| base(&path, &mut rng));
         // One corruption, sometimes followed by one of the attributes or the bytes.
         let _guard = hdf5_lock();
-        let first = rng.below(8);
-        let mut what = vec![corrupt(&path, first, &mut rng)];
-        // (Attributes need a file HDF5 still opens: not after a cut or a flipped bit.)
-        if first < 6 && rng.below(3) == 0 {
-            let kind = *rng.pick(&[3, 4, 6, 7]);
-            what.push(corrupt(&path, kind, &mut rng));
-        }
+        let what = match named(&path, case) {
+            Some(w) => vec![w],
+            None => {
+                let first = rng.below(8);
+                let mut what = vec![corrupt(&path, first, &mut rng)];
+                // (Attributes need a file HDF5 still opens: not after a cut or a flipped bit.)
+                if first < 6 && rng.below(3) == 0 {
+                    let kind = *rng.pick(&[3, 4, 6, 7]);
+                    what.push(corrupt(&path, kind, &mut rng));
+                }
+                what
+            }
+        };
         drop(_guard);
         for args in [vec!["info", &name], vec!["analyze", &name], vec!["analyze", &name, "--json"]] {
             let child = latdiff()
@@ -245,10 +291,15 @@ fn corrupted_ensembles_end_in_one_line_or_success() {
                 .filter(|n| !n.starts_with("case"))
                 .collect();
             let lines: Vec<&str> = err.lines().collect();
+            let out = String::from_utf8_lossy(&o.stdout);
             let verdict = match o.status.code() {
                 _ if took > Duration::from_secs(5) => Some("took over 5 s"),
                 _ if err.contains("panicked") || err.contains("backtrace") => Some("panicked"),
                 _ if !left.is_empty() => Some("left a file"),
+                // No silent NaN: a non-finite value in the configurations or a broken weight
+                // is refused, and a success shows no NaN.
+                Some(0) if args[0] == "analyze" && broken_data(&what) => Some("non-finite data accepted"),
+                Some(0) if out.contains("NaN") || out.contains("nan") => Some("NaN in the output"),
                 Some(0) => None,
                 Some(2) if lines.len() == 1 && lines[0].starts_with("error: ") => None,
                 Some(2) => Some("not one error line"),

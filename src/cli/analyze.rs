@@ -503,6 +503,12 @@ fn attr_of(r: &FileAnalysis, k: &str) -> Option<String> {
     r.attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string())
 }
 
+/// A label attribute (theory, generator, sampler): text only, so that a damaged file's
+/// number there is not shown as if it were a name.
+fn text_attr_of(r: &FileAnalysis, k: &str) -> Option<String> {
+    r.attrs.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.as_str().map(str::to_string))
+}
+
 /// "[A] ", "[B] ", ... before the file `i` of several; nothing when there is one.
 fn file_tag(i: usize, n_files: usize) -> String {
     if n_files > 1 {
@@ -548,7 +554,7 @@ fn file_header(r: &FileAnalysis, tag: &str) -> String {
         s,
         "{tag}{}: {} {couplings}, lattice {}",
         r.path.display(),
-        attr_of(r, "theory").unwrap_or("phi4".into()),
+        text_attr_of(r, "theory").unwrap_or("phi4".into()),
         r.lattice
     );
     s += &sampling_line(r);
@@ -584,8 +590,8 @@ fn sampling_line(r: &FileAnalysis) -> String {
             "    {} configs in {} SMC replica(s), generator {} ({}); {}",
             a.n_configs,
             rep.count,
-            attr_of(r, "generator").unwrap_or("?".into()),
-            attr_of(r, "sampler").unwrap_or("?".into()),
+            text_attr_of(r, "generator").unwrap_or("?".into()),
+            text_attr_of(r, "sampler").unwrap_or("?".into()),
             rep.error_method()
         );
         if let Some(l) = rep.lineages {
@@ -597,7 +603,7 @@ fn sampling_line(r: &FileAnalysis) -> String {
             "    {} configs in {} chain(s), generator {}, jackknife bin {} ({} bins; {})",
             a.n_configs,
             a.n_chains,
-            attr_of(r, "generator").unwrap_or("?".into()),
+            text_attr_of(r, "generator").unwrap_or("?".into()),
             a.bin_size,
             a.n_bins,
             // Independent samples (one chain of proposals) have no autocorrelation to report.

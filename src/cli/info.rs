@@ -69,10 +69,16 @@ pub fn run(a: &InfoArgs) -> Result<()> {
     if e.has("action") {
         let act = e.read_f64("action")?;
         let v = e.lattice.volume() as f64;
-        let n = act.len().max(1) as f64;
-        let m = act.iter().sum::<f64>() / n / v;
-        let sd = (act.iter().map(|a| (a / v - m).powi(2)).sum::<f64>() / n).sqrt();
-        println!("  S/V           mean {m:.6}, spread {sd:.6} (naive; see `latdiff analyze` for errors)");
+        // A damaged column is named, not averaged into NaN.
+        if let Some(i) = act.iter().position(|a| !a.is_finite()) {
+            let n_bad = act.iter().filter(|a| !a.is_finite()).count();
+            println!("  S/V           /action holds {n_bad} non-finite value(s), the first at configuration {i}");
+        } else {
+            let n = act.len().max(1) as f64;
+            let m = act.iter().sum::<f64>() / n / v;
+            let sd = (act.iter().map(|a| (a / v - m).powi(2)).sum::<f64>() / n).sqrt();
+            println!("  S/V           mean {m:.6}, spread {sd:.6} (naive; see `latdiff analyze` for errors)");
+        }
     }
     let mut names = e.file.member_names()?;
     names.sort();

@@ -128,7 +128,8 @@ impl Couplings {
         match text("theory").as_deref() {
             None | Some("phi4") => Parametrisation::from_attrs(text, number).map(Couplings::Phi4),
             Some("u1") => match number("beta") {
-                Some(beta) => Ok(Couplings::U1 { beta }),
+                Some(beta) if beta.is_finite() => Ok(Couplings::U1 { beta }),
+                Some(beta) => Err(format!("attribute 'beta' = {beta} is not a finite coupling")),
                 None => Err("attribute 'beta' missing (no u1 coupling)".into()),
             },
             Some(other) => Err(format!("theory '{other}' is not known (latdiff has phi4, u1)")),
