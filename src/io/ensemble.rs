@@ -538,6 +538,42 @@ mod tests {
     }
 
     #[test]
+    fn fnv1a_matches_its_reference_values() {
+        let hash = |b: &[u8]| {
+            let mut h = Fnv1a::default();
+            h.write(b);
+            h.0
+        };
+        assert_eq!(hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    /// The hash follows the content, not the file: a copy hashes alike, one changed value
+    /// (or chain label) does not; a NaN is refused naming its configuration.
+    #[test]
+    fn content_hash_follows_the_content_and_refuses_nan() {
+        let dir = tempfile::tempdir().unwrap();
+        let lat = Lattice::new(2, 3);
+        let write = |name: &str, x: f32, chain: i64| {
+            let path = dir.path().join(name);
+            let mut w = EnsembleWriter::create(&path, lat, &[], &["chain"]).unwrap();
+            let mut c: Vec<f32> = (0..18).map(|i| i as f32 * 0.25).collect();
+            c[13] = x;
+            w.append(&c, &[], &[&[0, 0, chain]]).unwrap();
+            w.finish().unwrap();
+            Ensemble::open(&path).unwrap()
+        };
+        let a = write("a.h5", 1.5, 1).content_hash().unwrap();
+        assert!(a.starts_with("fnv1a64:") && a.len() == 24, "{a}");
+        assert_eq!(write("copy.h5", 1.5, 1).content_hash().unwrap(), a);
+        assert_ne!(write("value.h5", 1.25, 1).content_hash().unwrap(), a);
+        assert_ne!(write("chain.h5", 1.5, 2).content_hash().unwrap(), a);
+        let e = write("nan.h5", f32::NAN, 1).content_hash().unwrap_err().to_string();
+        assert!(e.contains("configuration 2 of /configs holds NaN at value 1"), "{e}");
+    }
+
+    #[test]
     fn dropped_writer_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("e.h5");
