@@ -172,8 +172,8 @@ fn action_model_trains_is_recorded_and_samples_on_other_lattices() {
 
     // Resuming as another form, another action preset, or on a GPU: refused in one line.
     let resume = [("--resume", ""), ("--steps", "500")];
-    refused(d, &train_args(&[resume[0], resume[1], ("--score-form", "physics")]), "score form");
-    refused(d, &train_args(&[resume[0], resume[1], ("--preset", "tiny")]), "another architecture");
+    refused(d, &train_args(&[resume[0], resume[1], ("--score-form", "physics")]), "score_form = \"action\"");
+    refused(d, &train_args(&[resume[0], resume[1], ("--preset", "tiny")]), "preset = \"local\"");
 }
 
 #[test]

@@ -504,3 +504,192 @@ fn foreign_files_get_messages_that_name_the_real_problem() {
     let table = analyze_ok(&[one.to_str().unwrap()]);
     assert!(table.contains("warning: no /chain column: the rows are read as one Markov chain"), "{table}");
 }
+
+/// Runs `latdiff args` in `dir` and asserts success.
+fn ok_in(dir: &Path, args: &[&str]) -> Output {
+    let o = latdiff().current_dir(dir).args(args).output().unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// A resumed training refuses every changed setting that changes its result, in one line
+/// naming the key with its old and new value, and data whose content changed (a hash
+/// stored in the checkpoint); the checkpoint is left as it was. The keys that only steer
+/// the invocation (steps, checkpoint_every, the data's path) may change.
+#[test]
+fn train_resume_refuses_changed_settings_and_changed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hmc = ["hmc", "--lattice", "8", "--n-configs", "64", "--n-chains", "4", "--n-therm", "10", "--out", "e.h5"];
+    ok_in(d, &hmc);
+    std::fs::copy(d.join("e.h5"), d.join("same.h5")).unwrap();
+    let train = ["train", "--data", "e.h5", "--preset", "tiny", "--batch", "8", "--steps", "2", "--seed", "3"];
+    ok_in(d, &[&train[..], &["--out", "m.h5"]].concat());
+    let info = String::from_utf8_lossy(&ok_in(d, &["info", "m.h5"]).stdout).to_string();
+    assert!(info.contains("from e.h5 (fnv1a64:"), "the model records the data's hash: {info}");
+    let pristine = std::fs::read(d.join("m.h5")).unwrap();
+    let resume = ["train", "--out", "m.h5", "--resume", "--steps", "4"];
+    let cases: [(&[&str], &str); 9] = [
+        (&["--seed", "9"], "was trained with seed = 3, this run has seed = 9"),
+        (&["--sigma-max", "50"], "sigma_max = 0.0, this run has sigma_max = 50.0"),
+        (&["--sigma-min", "0.02"], "sigma_min = 0.01, this run has sigma_min = 0.02"),
+        (&["--lr", "0.01", "--seed", "4"], "lr = 0.001, this run has lr = 0.01 (also changed: seed)"),
+        (&["--ema-decay", "0.99"], "ema_decay"),
+        (&["--val-fraction", "0.3"], "val_fraction"),
+        (&["--augment", "false"], "augment = true, this run has augment = false"),
+        (&["--batch", "4"], "batch = 8, this run has batch = 4"),
+        (&["--preset", "small"], "preset = \"tiny\", this run has preset = \"small\""),
+    ];
+    for (extra, what) in cases {
+        refused(d, &[&resume[..], extra].concat(), what);
+        assert_eq!(std::fs::read(d.join("m.h5")).unwrap(), pristine, "{extra:?}: the checkpoint changed");
+    }
+
+    // The data regenerated under the same name (another seed): refused, naming the hashes.
+    ok_in(d, &[&hmc[..], &["--seed", "5", "--force"]].concat());
+    refused(d, &resume, "resume: --data 'e.h5' changed since the checkpoint 'm.h5' was written (hash fnv1a64:");
+    refused(d, &[&resume[..], &["--data", "e.h5"]].concat(), "changed since the checkpoint");
+    assert_eq!(std::fs::read(d.join("m.h5")).unwrap(), pristine);
+
+    // The same content under another name, more steps, another checkpoint interval: resumed.
+    ok_in(d, &[&resume[..], &["--data", "same.h5", "--checkpoint-every", "1"]].concat());
+    let info = String::from_utf8_lossy(&ok_in(d, &["info", "m.h5"]).stdout).to_string();
+    assert!(info.contains("step 4 of 4") && info.contains("from same.h5"), "{info}");
+}
+
+/// `hmc --resume` refuses a changed setting (seed, coupling, chains) in one line naming it.
+#[test]
+fn hmc_resume_refuses_changed_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args: Vec<String> = "--threads 1 hmc --lattice 16 --n-configs 1000000 --n-chains 2 --n-therm 4 --seed 3 \
+                             --kappa 0.25 --cluster-updates 0 --out e.h5"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let (child, lines) = common::spawn_until(d, &args, "latdiff hmc:");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    common::sigterm(child.id());
+    let _rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let (o, _) = common::wait_within(child, std::time::Duration::from_secs(20), "hmc");
+    assert!(o.status.success(), "stopped by SIGTERM");
+    let pristine = std::fs::read(d.join("e.h5.ckpt")).unwrap();
+    let resume = ["hmc", "--resume", "--out", "e.h5"];
+    let cases: [(&[&str], &str); 3] = [
+        (&["--seed", "9"], "was made with seed = 3, this run has seed = 9"),
+        (&["--kappa", "0.2"], "kappa = 0.25, this run has kappa = 0.2"),
+        (&["--n-chains", "4"], "n_chains = 2, this run has n_chains = 4"),
+    ];
+    for (extra, what) in cases {
+        refused(d, &[&resume[..], extra].concat(), what);
+        assert_eq!(std::fs::read(d.join("e.h5.ckpt")).unwrap(), pristine, "{extra:?}");
+    }
+}
+
+/// Adds (or replaces) a float64 column `name` in the HDF5 file at `path`.
+fn put_column(path: &Path, name: &str, values: &[f64]) {
+    let _guard = hdf5_lock();
+    let f = latdiff::io::h5_open_rw(path).unwrap();
+    if f.link_exists(name) {
+        f.unlink(name).unwrap();
+    }
+    f.new_dataset_builder().with_data(values).create(name).unwrap();
+}
+
+/// A non-finite value in /configs is refused in one line naming the configuration and the
+/// file, by analyze, train (training rows or the held-out chain) and fit-action; a NaN or
+/// +inf log-weight is named by analyze instead of silently weighing 0.
+#[test]
+fn non_finite_input_data_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lat = Lattice::square(8);
+    let chains: Vec<i64> = (0..64).map(|i| i / 16).collect();
+    for (name, row, value) in [("train_nan.h5", 17, f32::NAN), ("held_out_inf.h5", 60, f32::INFINITY)] {
+        let mut configs = noisy(lat, 64, 5);
+        configs[row][5] = value;
+        write_ensemble(&d.join(name), lat, &configs, Some(&chains), &[]);
+        let what = format!("{name}: configuration {row} of /configs holds {value} at value 5");
+        refused(d, &["analyze", name], &what);
+        let train = ["train", "--data", name, "--preset", "tiny", "--batch", "8", "--steps", "2", "--out", "m.h5"];
+        refused(d, &train, &what);
+        assert!(!d.join("m.h5").exists(), "{name}: a model was written");
+        refused(d, &["fit-action", "--data", name, "--fit", "data"], &what);
+    }
+
+    let weighted = d.join("weighted.h5");
+    write_ensemble(&weighted, lat, &noisy(lat, 40, 6), None, &[]);
+    let mut w: Vec<f64> = (0..40).map(|i| 0.01 * i as f64).collect();
+    w[3] = f64::NEG_INFINITY;
+    put_column(&weighted, "log_weight", &w);
+    analyze_ok(&[weighted.to_str().unwrap()]);
+    w[7] = f64::NAN;
+    put_column(&weighted, "log_weight", &w);
+    refused(d, &["analyze", "weighted.h5"], "weighted.h5: /log_weight of configuration 7 is NaN");
+    w[9] = f64::INFINITY;
+    put_column(&weighted, "log_weight", &w);
+    refused(d, &["analyze", "weighted.h5"], "configuration 7 is NaN (2 configurations have a NaN or +inf log-weight)");
+}
+
+/// Messages that pointed the wrong way: a checkpoint of another theory is named as such
+/// (not "another architecture"); a truncated model is "truncated or damaged" (not "not an
+/// HDF5 file"); a failed HMC run whose partial output is gone does not say "continue with
+/// --resume".
+#[test]
+fn messages_point_the_right_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hmc = ["hmc", "--lattice", "8", "--n-configs", "32", "--n-chains", "2", "--n-therm", "10"];
+    ok_in(d, &[&hmc[..], &["--out", "phi4.h5"]].concat());
+    ok_in(d, &[&hmc[..], &["--theory", "u1", "--beta", "1.0", "--out", "u1.h5"]].concat());
+    let train = ["train", "--preset", "tiny", "--batch", "8", "--steps", "2"];
+    ok_in(d, &[&train[..], &["--data", "phi4.h5", "--out", "m_phi4.h5"]].concat());
+    ok_in(d, &[&train[..], &["--data", "u1.h5", "--out", "m_u1.h5"]].concat());
+    let resume = ["train", "--resume", "--steps", "4"];
+    refused(
+        d,
+        &[&resume[..], &["--data", "u1.h5", "--out", "m_phi4.h5"]].concat(),
+        "resume: checkpoint 'm_phi4.h5' is a φ⁴ model, but --data 'u1.h5' holds U(1) gauge configurations",
+    );
+    refused(
+        d,
+        &[&resume[..], &["--data", "phi4.h5", "--out", "m_u1.h5"]].concat(),
+        "resume: checkpoint 'm_u1.h5' is a U(1) gauge model, but --data 'phi4.h5' holds φ⁴ configurations",
+    );
+
+    let model = std::fs::read(d.join("m_phi4.h5")).unwrap();
+    std::fs::write(d.join("cut.h5"), &model[..model.len() / 3]).unwrap();
+    std::fs::write(d.join("stub.h5"), &model[..7]).unwrap();
+    let sample = ["sample", "--n-configs", "4", "--out", "s.h5", "--model"];
+    refused(
+        d,
+        &[&sample[..], &["cut.h5"]].concat(),
+        "cut.h5: truncated or damaged HDF5 file, not a readable latdiff model",
+    );
+    refused(d, &[&sample[..], &["stub.h5"]].concat(), "stub.h5: not an HDF5 file (truncated or not a latdiff model)");
+    refused(d, &["train", "--data", "phi4.h5", "--out", "cut.h5", "--resume", "--steps", "4"], "truncated or damaged");
+    std::fs::write(d.join("cut_e.h5"), &std::fs::read(d.join("phi4.h5")).unwrap()[..3000]).unwrap();
+    refused(d, &["analyze", "cut_e.h5"], "cut_e.h5: truncated or damaged HDF5 file");
+
+    // The partial output removed while the run works: it fails at the end, and says the
+    // checkpoint cannot be resumed rather than "continue with --resume".
+    let args: Vec<String> = "--threads 1 hmc --lattice 8 --n-configs 400 --n-chains 2 --n-sep 1 --n-therm 4 \
+                             --checkpoint-every 1 --out gone.h5"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let (child, lines) = common::spawn_until(d, &args, "latdiff hmc:");
+    let partial = d.join(".gone.h5.partial");
+    let t0 = std::time::Instant::now();
+    while std::fs::remove_file(&partial).is_err() {
+        assert!(t0.elapsed().as_secs() < 10, "no partial output appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let (o, _) = common::wait_within(child, std::time::Duration::from_secs(60), "hmc");
+    assert_eq!(o.status.code(), Some(1), "{rest:?}");
+    let errors: Vec<&String> = rest.iter().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{rest:?}");
+    assert!(!errors[0].contains("continue with --resume"), "{rest:?}");
+    assert!(errors[0].contains("the checkpoint 'gone.h5.ckpt' cannot be resumed: its partial output"), "{rest:?}");
+}

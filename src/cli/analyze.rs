@@ -96,6 +96,16 @@ pub fn open(path: &Path) -> Result<Input> {
         if w.len() != ens.n {
             bail!("{name}: /log_weight has {} rows but /configs has {}", w.len(), ens.n);
         }
+        // −∞ is a weight of exactly zero; NaN or +∞ is a broken weight, which would
+        // otherwise be dropped silently or swamp every other configuration.
+        let broken: Vec<usize> = (0..w.len()).filter(|&i| w[i].is_nan() || w[i] == f64::INFINITY).collect();
+        if let Some(&i) = broken.first() {
+            let others = match broken.len() {
+                1 => String::new(),
+                n => format!(" ({n} configurations have a NaN or +inf log-weight)"),
+            };
+            bail!("{name}: /log_weight of configuration {i} is {}{others}: the weights are broken", w[i]);
+        }
         if !w.iter().any(|x| x.is_finite()) {
             bail!("{name}: /log_weight has no finite entry (all weights zero)");
         }
@@ -562,6 +572,12 @@ fn attr_of(r: &FileAnalysis, k: &str) -> Option<String> {
     r.attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string())
 }
 
+/// A label attribute (theory, generator, sampler): text only, so that a damaged file's
+/// number there is not shown as if it were a name.
+fn text_attr_of(r: &FileAnalysis, k: &str) -> Option<String> {
+    r.attrs.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.as_str().map(str::to_string))
+}
+
 /// "[A] ", "[B] ", ... before the file `i` of several; nothing when there is one.
 fn file_tag(i: usize, n_files: usize) -> String {
     if n_files > 1 {
@@ -607,7 +623,7 @@ fn file_header(r: &FileAnalysis, tag: &str) -> String {
         s,
         "{tag}{}: {} {couplings}, lattice {}",
         r.path.display(),
-        attr_of(r, "theory").unwrap_or("phi4".into()),
+        text_attr_of(r, "theory").unwrap_or("phi4".into()),
         r.lattice
     );
     s += &sampling_line(r);
@@ -650,8 +666,8 @@ fn sampling_line(r: &FileAnalysis) -> String {
             "    {} configs in {} SMC replica(s), generator {} ({}); {}",
             a.n_configs,
             rep.count,
-            attr_of(r, "generator").unwrap_or("?".into()),
-            attr_of(r, "sampler").unwrap_or("?".into()),
+            text_attr_of(r, "generator").unwrap_or("?".into()),
+            text_attr_of(r, "sampler").unwrap_or("?".into()),
             rep.error_method()
         );
         if let Some(l) = rep.lineages {
@@ -663,7 +679,7 @@ fn sampling_line(r: &FileAnalysis) -> String {
             "    {} configs in {} chain(s), generator {}, jackknife bin {} ({} bins; {})",
             a.n_configs,
             a.n_chains,
-            attr_of(r, "generator").unwrap_or("?".into()),
+            text_attr_of(r, "generator").unwrap_or("?".into()),
             a.bin_size,
             a.n_bins,
             // Independent samples (one chain of proposals) have no autocorrelation to report.

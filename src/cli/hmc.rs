@@ -43,14 +43,23 @@ pub fn run(opts: &HmcOptions, device: DeviceRequest, threads: Option<usize>) -> 
             // What is left is not debris: say so, or a user cleaning up after a full disk
             // throws away the work the checkpoint holds.
             // (Not when the finished output was refused because a file appeared at its name.)
-            let resumable = checkpoint_serves(&r);
-            r.map_err(|e| match ckpt.exists() && resumable {
-                true => anyhow::anyhow!(
+            // A checkpoint continues only with its partial output: say "--resume" only when
+            // both are there.
+            let partial = crate::io::partial_path(&cfg.out);
+            let resumable = checkpoint_serves(&r) && ckpt.exists();
+            r.map_err(|e| match (resumable, partial.exists()) {
+                (true, true) => anyhow::anyhow!(
                     "{}; the checkpoint '{}' is kept: continue with --resume",
                     crate::io::full::one_line(&e),
                     ckpt.display()
                 ),
-                false => e,
+                (true, false) => anyhow::anyhow!(
+                    "{}; the checkpoint '{}' cannot be resumed: its partial output '{}' is gone (start again without --resume)",
+                    crate::io::full::one_line(&e),
+                    ckpt.display(),
+                    partial.display()
+                ),
+                (false, _) => e,
             })
         },
     )

@@ -71,10 +71,16 @@ pub fn run(a: &InfoArgs) -> Result<()> {
     if e.has("action") {
         let act = e.read_f64("action")?;
         let v = e.lattice.volume() as f64;
-        let n = act.len().max(1) as f64;
-        let m = act.iter().sum::<f64>() / n / v;
-        let sd = (act.iter().map(|a| (a / v - m).powi(2)).sum::<f64>() / n).sqrt();
-        println!("  S/V           mean {m:.6}, spread {sd:.6} (naive; see `latdiff analyze` for errors)");
+        // A damaged column is named, not averaged into NaN.
+        if let Some(i) = act.iter().position(|a| !a.is_finite()) {
+            let n_bad = act.iter().filter(|a| !a.is_finite()).count();
+            println!("  S/V           /action holds {n_bad} non-finite value(s), the first at configuration {i}");
+        } else {
+            let n = act.len().max(1) as f64;
+            let m = act.iter().sum::<f64>() / n / v;
+            let sd = (act.iter().map(|a| (a / v - m).powi(2)).sum::<f64>() / n).sqrt();
+            println!("  S/V           mean {m:.6}, spread {sd:.6} (naive; see `latdiff analyze` for errors)");
+        }
     }
     let mut names = e.file.member_names()?;
     names.sort();
@@ -96,7 +102,8 @@ fn model_info(a: &InfoArgs, m: &crate::diffusion::net::model_file::ModelFile) ->
     println!("{}", a.file.display());
     println!("  kind          score model (latdiff train)");
     let theory = m.theory().map(|p| format!("phi4 ({}, {})", p.name(), p.describe())).unwrap_or_else(|e| e.to_string());
-    println!("  trained on    {} from {}", theory, s("data"));
+    let hash = m.attr("data_hash").and_then(|v| v.as_str().map(|h| format!(" ({h})"))).unwrap_or_default();
+    println!("  trained on    {} from {}{hash}", theory, s("data"));
     let form =
         crate::diffusion::net::model::model_form(m).map(|f| f.name().to_string()).unwrap_or_else(|e| e.to_string());
     if let Ok(Some(act)) = m.action_arch() {

@@ -3,7 +3,7 @@
 use super::keys::{command_keys, Layer};
 use super::{check_max_memory, NetworkPreset, ScoreForm};
 use anyhow::{anyhow, bail, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 command_keys! {
     /// `latdiff train` options: flags and TOML keys (same names, `-` ↔ `_`).
@@ -119,6 +119,42 @@ impl TrainConfig {
         }
         check_max_memory(self.max_memory)?;
         Ok(())
+    }
+}
+
+/// The keys a resumed training may change: they steer this invocation, not the result.
+/// `steps` extends (or shortens) the run; the data's path may move, its content is compared
+/// with the checkpoint's by hash (`data_hash`). Every other key changes what the resumed run
+/// computes, so a checkpoint would record settings it was not trained with.
+pub const RESUME_MAY_CHANGE: [&str; 8] =
+    ["steps", "data", "out", "resume", "force", "checkpoint_every", "checksum_every", "max_memory"];
+
+impl TrainConfig {
+    /// Resuming: this run against `stored`, the options stored in its checkpoint `ckpt`
+    /// (resolved as they were then). Refused in one line naming the first key that differs,
+    /// its old and new value, and any other keys that differ.
+    pub fn check_resumes(&self, stored: &TrainOptions, ckpt: &Path) -> Result<()> {
+        let was = Self::layered(stored, &TrainOptions::default())?;
+        let table = |c: &Self| toml::Table::try_from(c).map_err(|e| anyhow!("resume: {e}"));
+        let (old, new) = (table(&was)?, table(self)?);
+        let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+        let differ: Vec<&String> = keys
+            .into_iter()
+            .filter(|k| !RESUME_MAY_CHANGE.contains(&k.as_str()) && old.get(*k) != new.get(*k))
+            .collect();
+        let Some(key) = differ.first() else { return Ok(()) };
+        let show = |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
+        let also = match &differ[1..] {
+            [] => String::new(),
+            rest => format!(" (also changed: {})", rest.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")),
+        };
+        bail!(
+            "resume: checkpoint '{}' was trained with {key} = {}, this run has {key} = {}{also}; only {} may change on resume",
+            ckpt.display(),
+            show(old.get(*key)),
+            show(new.get(*key)),
+            RESUME_MAY_CHANGE.join(", ")
+        )
     }
 }
 

@@ -327,7 +327,7 @@ impl Ensemble {
         super::check_regular_input(path, "input")?;
         let file = super::h5_open(path).map_err(|e| {
             if is_hdf5(path) {
-                anyhow::anyhow!("{}: cannot open: {e}", path.display())
+                anyhow::anyhow!("{}: truncated or damaged HDF5 file ({e})", path.display())
             } else {
                 anyhow::anyhow!("{}: not an HDF5 file", path.display())
             }
@@ -389,10 +389,66 @@ impl Ensemble {
         self.file.link_exists(name)
     }
 
-    /// Configurations [a, b) as f32, row-major [b−a, shape...].
+    /// Configurations [a, b) as f32, row-major [b−a, shape...]. A non-finite value is
+    /// refused naming its configuration: one NaN site would otherwise turn every
+    /// observable into NaN, or a training's validation loss, without saying where.
+    /// Both are bad input (exit code 2), as is a file whose configurations cannot be read.
     pub fn read_configs(&self, a: usize, b: usize) -> Result<Vec<f32>> {
-        let arr = self.configs.read_slice::<f32, _, IxDyn>(self.shape.rows(a, b))?;
-        Ok(arr.into_raw_vec_and_offset().0)
+        let arr = self.configs.read_slice::<f32, _, IxDyn>(self.shape.rows(a, b)).map_err(|e| {
+            let e = super::full::one_line(&e.into());
+            crate::error::input_err(anyhow::anyhow!(
+                "{}: configurations {a}..{b} cannot be read (damaged file?): {e}",
+                self.path.display()
+            ))
+        })?;
+        let values = arr.into_raw_vec_and_offset().0;
+        self.check_finite(a, &values).map_err(crate::error::input_err)?;
+        Ok(values)
+    }
+
+    /// `values` are configurations a, a+1, …: the first non-finite one is named, with how
+    /// many of those read are affected.
+    fn check_finite(&self, a: usize, values: &[f32]) -> Result<()> {
+        let v = self.shape.len().max(1);
+        let Some(first) = values.iter().position(|x| !x.is_finite()) else { return Ok(()) };
+        let bad = values.chunks(v).filter(|c| c.iter().any(|x| !x.is_finite())).count();
+        let others = match bad {
+            1 => String::new(),
+            n => format!(" ({} of configurations {a}..{} are affected)", n, a + values.len() / v),
+        };
+        bail!(
+            "{}: configuration {} of /configs holds {} at value {}{others}: non-finite input data are refused",
+            self.path.display(),
+            a + first / v,
+            values[first],
+            first % v
+        )
+    }
+
+    /// A content hash of the configurations (and the chain labels, which pick the held-out
+    /// set): FNV-1a (64 bit) over /configs' shape and values as read, as f32 little-endian,
+    /// then /chain. Reads every configuration once, in chunks, so it also refuses a
+    /// non-finite value anywhere in the file.
+    pub fn content_hash(&self) -> Result<String> {
+        let mut h = Fnv1a::default();
+        for &d in std::iter::once(&self.n).chain(self.shape.dims()) {
+            h.write(&(d as u64).to_le_bytes());
+        }
+        let chunk = (16 << 20) / (4 * self.shape.len().max(1));
+        let mut a = 0;
+        while a < self.n {
+            let b = (a + chunk.max(1)).min(self.n);
+            for x in self.read_configs(a, b)? {
+                h.write(&x.to_le_bytes());
+            }
+            a = b;
+        }
+        if self.has("chain") {
+            for c in self.read_i64("chain")? {
+                h.write(&c.to_le_bytes());
+            }
+        }
+        Ok(format!("fnv1a64:{:016x}", h.0))
     }
 
     pub fn read_f64(&self, name: &str) -> Result<Vec<f64>> {
@@ -403,6 +459,24 @@ impl Ensemble {
     pub fn read_i64(&self, name: &str) -> Result<Vec<i64>> {
         let d = self.file.dataset(name).with_context(|| format!("{}: no /{name}", self.path.display()))?;
         Ok(d.read_raw::<i64>()?)
+    }
+}
+
+/// FNV-1a, 64 bit: simple, stable across versions and platforms, enough to tell a changed
+/// file from the same one (not a defence against a deliberate collision).
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
     }
 }
 
@@ -480,6 +554,42 @@ mod tests {
         assert_eq!(e.attr_str("theory").as_deref(), Some("phi4"));
         assert_eq!(e.attr("lattice").unwrap(), AttrValue::I64s(vec![2, 3]));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary left behind");
+    }
+
+    #[test]
+    fn fnv1a_matches_its_reference_values() {
+        let hash = |b: &[u8]| {
+            let mut h = Fnv1a::default();
+            h.write(b);
+            h.0
+        };
+        assert_eq!(hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    /// The hash follows the content, not the file: a copy hashes alike, one changed value
+    /// (or chain label) does not; a NaN is refused naming its configuration.
+    #[test]
+    fn content_hash_follows_the_content_and_refuses_nan() {
+        let dir = tempfile::tempdir().unwrap();
+        let lat = Lattice::new(2, 3);
+        let write = |name: &str, x: f32, chain: i64| {
+            let path = dir.path().join(name);
+            let mut w = EnsembleWriter::create(&path, lat, &[], &["chain"]).unwrap();
+            let mut c: Vec<f32> = (0..18).map(|i| i as f32 * 0.25).collect();
+            c[13] = x;
+            w.append(&c, &[], &[&[0, 0, chain]]).unwrap();
+            w.finish().unwrap();
+            Ensemble::open(&path).unwrap()
+        };
+        let a = write("a.h5", 1.5, 1).content_hash().unwrap();
+        assert!(a.starts_with("fnv1a64:") && a.len() == 24, "{a}");
+        assert_eq!(write("copy.h5", 1.5, 1).content_hash().unwrap(), a);
+        assert_ne!(write("value.h5", 1.25, 1).content_hash().unwrap(), a);
+        assert_ne!(write("chain.h5", 1.5, 2).content_hash().unwrap(), a);
+        let e = write("nan.h5", f32::NAN, 1).content_hash().unwrap_err().to_string();
+        assert!(e.contains("configuration 2 of /configs holds NaN at value 1"), "{e}");
     }
 
     #[test]

@@ -142,7 +142,8 @@ impl Couplings {
             ),
             None | Some("phi4") => Parametrisation::from_attrs(text, number).map(Couplings::Phi4),
             Some("u1") => match number("beta") {
-                Some(beta) => Ok(Couplings::U1 { beta }),
+                Some(beta) if beta.is_finite() => Ok(Couplings::U1 { beta }),
+                Some(beta) => Err(format!("attribute 'beta' = {beta} is not a finite coupling")),
                 None => Err("attribute 'beta' missing (no u1 coupling)".into()),
             },
             Some("su2") => match number("beta") {

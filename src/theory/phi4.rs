@@ -65,7 +65,11 @@ impl Parametrisation {
         text: &dyn Fn(&str) -> Option<String>,
         number: &dyn Fn(&str) -> Option<f64>,
     ) -> Result<Self, String> {
-        let get = |k: &str| number(k).ok_or_else(|| format!("attribute '{k}' missing (no phi4 couplings)"));
+        let get = |k: &str| match number(k) {
+            Some(x) if x.is_finite() => Ok(x),
+            Some(x) => Err(format!("attribute '{k}' = {x} is not a finite coupling")),
+            None => Err(format!("attribute '{k}' missing (no phi4 couplings)")),
+        };
         match text("parametrisation").as_deref() {
             Some("hopping") => Ok(Parametrisation::Hopping { kappa: get("kappa")?, lambda: get("lambda")? }),
             Some("mass") => Ok(Parametrisation::Mass { m2: get("m2")?, lambda: get("lambda")? }),

@@ -130,7 +130,12 @@ impl ModelFile {
         if !path.exists() {
             bail!("{}: no such file", path.display());
         }
-        let f = crate::io::h5_open(path).map_err(|_| anyhow!("{}: not an HDF5 file", path.display()))?;
+        // A file that starts like HDF5 but cannot be opened was cut short (a copy or a
+        // transfer that stopped) or damaged: "not an HDF5 file" would point the wrong way.
+        let f = crate::io::h5_open(path).map_err(|_| match crate::io::ensemble::is_hdf5(path) {
+            true => anyhow!("{}: truncated or damaged HDF5 file, not a readable latdiff model", path.display()),
+            false => anyhow!("{}: not an HDF5 file (truncated or not a latdiff model)", path.display()),
+        })?;
         let kind = attrs::read_attr(&f, "kind").ok().and_then(|v| v.as_str().map(str::to_string));
         if kind.as_deref() != Some("latdiff-model") {
             bail!("{}: not a latdiff model file", path.display());

@@ -45,6 +45,7 @@ impl Trainer<'_> {
             attrs: Vec::new(),
         };
         m.set("data", AttrValue::Str(cfg.data.display().to_string()));
+        m.set("data_hash", AttrValue::Str(plan.data_hash.clone()));
         // The theory's labels; its couplings stay in the data attributes.
         for (k, v) in &plan.theory.labels {
             m.set(k, AttrValue::Str(v.clone()));

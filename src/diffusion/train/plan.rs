@@ -29,6 +29,8 @@ pub(super) struct Plan {
     pub n_train: usize,
     /// The checkpoint a `--resume` continues from.
     pub resume: Option<ModelFile>,
+    /// The training data's content hash (`Ensemble::content_hash`), stored in the model.
+    pub data_hash: String,
 }
 
 impl Plan {
@@ -38,6 +40,10 @@ impl Plan {
         let couplings = ens.couplings().map_err(input)?;
         let couplings = theories::built(couplings).map_err(|e| input(anyhow!("{}: {e}", cfg.data.display())))?;
         let theory = DataTheory::new(lat, couplings);
+        let resume = if cfg.resume { Some(ModelFile::read(&cfg.out).map_err(input)?) } else { None };
+        if let Some(m) = &resume {
+            check_same_theory(cfg, m, &theory)?;
+        }
         let arch0 = theory.network_arch(cfg.preset.unet.clone());
         let form = cfg.score_form;
         theory.diffusion.check_form(form).map_err(|e| input(anyhow!(e)))?;
@@ -70,16 +76,21 @@ impl Plan {
                 cfg.data.display()
             )));
         }
-        let resume = if cfg.resume { Some(ModelFile::read(&cfg.out).map_err(input)?) } else { None };
-        let plan = Plan { ens, lat, theory, arch0, form, action0, split, n_train, resume };
+        let data_hash = String::new();
+        let mut plan = Plan { ens, lat, theory, arch0, form, action0, split, n_train, resume, data_hash };
         if let Some(m) = &plan.resume {
             plan.check_resume(cfg, m)?;
         }
         check_memory(cfg, comm, &plan.arch0, &plan.ens, &plan.split)?;
+        plan.data_hash = hash_data(&plan.ens, comm)?;
+        if let Some(m) = &plan.resume {
+            check_same_data(cfg, m, &plan.data_hash)?;
+        }
         Ok(plan)
     }
 
-    /// A resumed checkpoint must be this configuration's: same network, batch, lattice and form.
+    /// A resumed checkpoint must be this configuration's: same network, batch, lattice and
+    /// form.
     fn check_resume(&self, cfg: &TrainConfig, m: &ModelFile) -> Result<()> {
         let mut a = m.arch.clone();
         a.sigma_data = self.arch0.sigma_data;
@@ -116,6 +127,80 @@ impl Plan {
             )));
         }
         Ok(())
+    }
+}
+
+/// A checkpoint of one theory cannot continue on another's data: said as such, before the
+/// network, form or lattice checks would name a symptom ("another architecture").
+fn check_same_theory(cfg: &TrainConfig, m: &ModelFile, theory: &DataTheory) -> Result<()> {
+    let trained_on = m.couplings().map_err(input)?;
+    if trained_on.name() != theory.couplings.name() {
+        return Err(input(anyhow!(
+            "resume: checkpoint '{}' is a {} model, but --data '{}' holds {} configurations",
+            cfg.out.display(),
+            theory_title(trained_on.name()),
+            cfg.data.display(),
+            theory_title(theory.couplings.name())
+        )));
+    }
+    Ok(())
+}
+
+/// "φ⁴" or "U(1)" for a theory's file name.
+fn theory_title(name: &str) -> &str {
+    match name {
+        "phi4" => "φ⁴",
+        "u1" => "U(1) gauge",
+        other => other,
+    }
+}
+
+/// The data's content hash, computed by rank 0 (it reads every configuration, and refuses a
+/// non-finite one naming it) and sent to every rank, so that all refuse alike.
+fn hash_data(ens: &Ensemble, comm: &Comm) -> Result<String> {
+    let mut verdict = match comm.is_root() {
+        true => match ens.content_hash() {
+            Ok(h) => format!("ok {h}"),
+            Err(e) => format!("error {}", crate::io::full::one_line(&e)),
+        },
+        false => String::new(),
+    }
+    .into_bytes();
+    comm.broadcast_bytes(&mut verdict);
+    let verdict = String::from_utf8_lossy(&verdict).to_string();
+    match verdict.split_once(' ') {
+        Some(("ok", h)) => Ok(h.to_string()),
+        Some((_, e)) => Err(input(anyhow!("data: {e}"))),
+        None => Err(anyhow!("internal: no data hash from rank 0")),
+    }
+}
+
+/// A resumed run must train on the data its checkpoint was trained on: the statistics it
+/// restores (σ_data, G(p), the magnetisations) and the attributes it records are those
+/// data's. Checkpoints written before data hashes existed must name the same file.
+fn check_same_data(cfg: &TrainConfig, m: &ModelFile, hash: &str) -> Result<()> {
+    let text = |k: &str| m.attr(k).and_then(|v| v.as_str().map(str::to_string));
+    match (text("data_hash"), text("data")) {
+        (Some(was), Some(path)) if was != hash && std::path::Path::new(&path) == cfg.data => Err(input(anyhow!(
+            "resume: --data '{}' changed since the checkpoint '{}' was written (hash {hash}, the checkpoint's {was})",
+            cfg.data.display(),
+            cfg.out.display()
+        ))),
+        (Some(was), path) => match was == hash {
+            true => Ok(()),
+            false => Err(input(anyhow!(
+                "resume: --data '{}' is not the data checkpoint '{}' was trained on ('{}'; hash {hash}, the checkpoint's {was})",
+                cfg.data.display(),
+                cfg.out.display(),
+                path.unwrap_or_default()
+            ))),
+        },
+        (None, Some(was)) if std::path::Path::new(&was) != cfg.data => Err(input(anyhow!(
+            "resume: checkpoint '{}' was trained on '{was}', not --data '{}' (it predates data hashes: resume with the same file)",
+            cfg.out.display(),
+            cfg.data.display()
+        ))),
+        _ => Ok(()),
     }
 }
 
