@@ -179,7 +179,10 @@ impl Ranged for Axis {
         if self.log {
             log_ticks(self.lo, self.hi, hint.max_num_points(), hint.weight().allow_light_points())
         } else {
-            RangedCoordf64::from(self.lo..self.hi).key_points(hint)
+            // A tick at zero can come out as -1.1e-16; that is 0.
+            let tiny = 1e-9 * (self.hi - self.lo).abs();
+            let ticks = RangedCoordf64::from(self.lo..self.hi).key_points(hint);
+            ticks.into_iter().map(|v| if v.abs() < tiny { 0.0 } else { v }).collect()
         }
     }
 
@@ -496,7 +499,7 @@ impl Plot {
     ) -> Result<()> {
         let c = l.colour;
         let pts = l.xy(self.log_y);
-        let anno = match &l.shape {
+        let anno: (&mut plotters::chart::SeriesAnno<'a, DB>, Mark) = match &l.shape {
             Shape::Line { dashed, markers, .. } => {
                 let style = c.stroke_width(2);
                 if *markers {
@@ -508,11 +511,7 @@ impl Plot {
                 } else {
                     chart.draw_series(LineSeries::new(pts.clone(), style)).map_err(plot_err)?
                 };
-                let d = *dashed;
-                a.legend(move |(x, y)| {
-                    let seg = if d { vec![(x, y), (x + 8, y)] } else { vec![(x, y), (x + 20, y)] };
-                    PathElement::new(seg, c.stroke_width(2))
-                })
+                (a, if *dashed { Mark::Dash } else { Mark::Line })
             }
             Shape::Points(p) => {
                 let y_floor = y_axis.lo;
@@ -531,40 +530,55 @@ impl Plot {
                     ]
                 });
                 chart.draw_series(bars).map_err(plot_err)?;
-                chart
+                let a = chart
                     .draw_series(ok.iter().map(|&(x, y, _)| Circle::new((x, y), 4, c.filled())))
-                    .map_err(plot_err)?
-                    .legend(move |(x, y)| Circle::new((x + 10, y), 4, c.filled()))
+                    .map_err(plot_err)?;
+                (a, Mark::Dot)
             }
             Shape::Band(b) => {
                 let ok = |v: f64| v.is_finite() && (!self.log_y || v > 0.0);
                 let b: Vec<&(f64, f64, f64)> = b.iter().filter(|p| p.0.is_finite() && ok(p.1) && ok(p.2)).collect();
                 let outline: Vec<(f64, f64)> =
                     b.iter().map(|p| (p.0, p.1)).chain(b.iter().rev().map(|p| (p.0, p.2))).collect();
-                chart
-                    .draw_series(std::iter::once(Polygon::new(outline, c.mix(0.2))))
-                    .map_err(plot_err)?
-                    .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], c.mix(0.3).filled()))
+                let a = chart.draw_series(std::iter::once(Polygon::new(outline, c.mix(0.2)))).map_err(plot_err)?;
+                (a, Mark::Swatch)
             }
             Shape::Area(_) => {
                 chart.draw_series(std::iter::once(Polygon::new(pts.clone(), c.mix(0.15)))).map_err(plot_err)?;
-                chart
-                    .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                    .map_err(plot_err)?
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)))
+                (chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(plot_err)?, Mark::Line)
             }
             Shape::VLine(x) => {
                 let line = [(*x, y_axis.lo), (*x, y_axis.hi)];
-                chart
-                    .draw_series(DashedLineSeries::new(line, 6, 4, c.stroke_width(2)))
-                    .map_err(plot_err)?
-                    .legend(move |(x, y)| PathElement::new([(x + 6, y - 6), (x + 6, y + 6)], c.stroke_width(2)))
+                (chart.draw_series(DashedLineSeries::new(line, 6, 4, c.stroke_width(2))).map_err(plot_err)?, Mark::VBar)
             }
         };
+        // An unlabelled layer registers no legend entry (plotters lists any series with a mark).
         if let Some(label) = &l.label {
-            anno.label(label.as_str());
+            anno.0.label(label.as_str()).legend(move |p| anno.1.element(p, c));
         }
         Ok(())
+    }
+}
+
+/// A legend entry's mark.
+#[derive(Clone, Copy, Debug)]
+enum Mark {
+    Line,
+    Dash,
+    Dot,
+    Swatch,
+    VBar,
+}
+
+impl Mark {
+    fn element<DB: DrawingBackend>(self, (x, y): (i32, i32), c: RGBColor) -> DynElement<'static, DB, (i32, i32)> {
+        match self {
+            Mark::Line => PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)).into_dyn(),
+            Mark::Dash => PathElement::new([(x, y), (x + 8, y)], c.stroke_width(2)).into_dyn(),
+            Mark::Dot => Circle::new((x + 10, y), 4, c.filled()).into_dyn(),
+            Mark::Swatch => Rectangle::new([(x, y - 5), (x + 20, y + 5)], c.mix(0.3).filled()).into_dyn(),
+            Mark::VBar => PathElement::new([(x + 6, y - 6), (x + 6, y + 6)], c.stroke_width(2)).into_dyn(),
+        }
     }
 }
 

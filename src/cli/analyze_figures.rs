@@ -39,8 +39,12 @@ pub fn physics_title(attrs: &[(String, AttrValue)], lattice: Lattice) -> String 
 fn label_of(r: &FileAnalysis) -> String {
     let name =
         r.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| r.path.display().to_string());
+    // The first reason only: a legend line must fit the chart (analyze prints them all).
     match r.analysis.unreliable() {
-        Some(u) => format!("{name} ({u}: unreliable)"),
+        Some(u) => match u.split_once("; ") {
+            Some((first, _)) => format!("{name} ({first}; …: unreliable)"),
+            None => format!("{name} ({u}: unreliable)"),
+        },
         None => name,
     }
 }
@@ -145,7 +149,11 @@ fn write_log_weights(
     }
     let lw: Vec<Vec<f64>> =
         weighted.iter().map(|(r, _)| normalised_log_weights(r.weights.as_deref().unwrap_or(&[]))).collect();
-    let names: Vec<String> = weighted.iter().map(|(r, l)| format!("{l}: {}", ess_text(r))).collect();
+    let names: Vec<String> = if weighted.len() == 1 {
+        vec![weighted[0].1.clone()]
+    } else {
+        weighted.iter().map(|(r, l)| format!("{l}: {}", ess_text(r))).collect()
+    };
     let series: Vec<plot::HistSeries<'_>> = names.iter().zip(&lw).map(|(l, x)| (l.as_str(), &x[..], None)).collect();
     let title = match weighted.as_slice() {
         [(r, _)] => format!("Log-weights, {}", ess_text(r)),
@@ -194,7 +202,7 @@ fn write_smc_levels(
     let first = &tables[0].1;
     let (s0, s1) = (first.sigma.first().copied().unwrap_or(f64::NAN), first.sigma.last().copied().unwrap_or(f64::NAN));
     let what = format!(
-        "SMC: ESS/n and lineages/n per level ({} replica(s) of {} particles)",
+        "SMC: ESS/n and lineages/n per level, {} replica(s) of {} particles",
         first.ess_fraction.len(),
         first.n_particles
     );
