@@ -14,6 +14,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
+pub mod figures;
+
 #[derive(clap::Args, Debug)]
 pub struct AnalyzeArgs {
     /// Ensemble files (HDF5 written by latdiff); with several, each is compared with the first.
@@ -247,7 +249,7 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
             std::fs::create_dir_all(dir)
                 .map_err(|e| super::input_err(anyhow!("plot: cannot create directory '{}': {e}", dir.display())))?;
         }
-        return super::analyze_figures::analyze_models(&a.files, a.json, a.plot.as_deref());
+        return figures::analyze_models(&a.files, a.json, a.plot.as_deref());
     }
     // Open and check everything before any measurement.
     let mut inputs: Vec<Input> = a.files.iter().map(|p| open(p)).collect::<Result<_>>().map_err(super::input_err)?;
@@ -266,7 +268,7 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
     }
     let results: Vec<FileAnalysis> = inputs.iter().map(|i| analyze_input(i, a.bin_size)).collect::<Result<_>>()?;
     if let Some(dir) = &a.plot {
-        super::analyze_figures::write_plots(dir, &results)?;
+        figures::write_plots(dir, &results)?;
         eprintln!("analyze: figures written to {}", dir.display());
     }
     let text = if a.json { serde_json::to_string_pretty(&to_json(&results))? + "\n" } else { table(&results) };

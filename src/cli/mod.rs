@@ -1,7 +1,6 @@
 //! Command-line interface: `latdiff <command>`.
 
 pub mod analyze;
-pub mod analyze_figures;
 pub mod bench;
 pub mod clean;
 pub mod fit_action;

@@ -2,7 +2,7 @@
 //! the loss curves of model files (`latdiff analyze --plot DIR model.h5`). Every title names
 //! the theory, its couplings and the lattice.
 
-use super::analyze::{charge_histogram, FileAnalysis};
+use super::{charge_histogram, FileAnalysis};
 use crate::analysis::plot::{self, colour, Layer, Plot, Shape};
 use crate::diffusion::generate::smc_report::{self, LevelTable};
 use crate::diffusion::net::model_file::ModelFile;
@@ -315,7 +315,7 @@ pub fn analyze_models(files: &[PathBuf], json: bool, plot_dir: Option<&Path>) ->
         .iter()
         .map(|p| ModelFile::read(p).map(|m| (p.clone(), m)))
         .collect::<Result<_>>()
-        .map_err(super::input_err)?;
+        .map_err(crate::cli::input_err)?;
     if let Some(dir) = plot_dir {
         write_loss_plot(dir, &models)?;
         eprintln!("analyze: figures written to {}", dir.display());
