@@ -384,9 +384,17 @@ impl Plot {
         let boxes = [(aw - w - 5, 5), (5, 5), (aw - w - 5, ah - h - 5), (5, ah - h - 5)];
         // Every drawn point, and points along each segment every few pixels.
         let mut pixels: Vec<(i32, i32)> = Vec::new();
+        let data_top = self.y_axis(0.0).hi;
         for l in &self.layers {
-            let pts: Vec<(i32, i32)> = l.xy(self.log_y).iter().map(|p| chart.backend_coord(p)).collect();
-            let joined = matches!(l.shape, Shape::Line { .. } | Shape::Area(_));
+            let pts: Vec<(i32, i32)> = match l.shape {
+                // A marker line (the Γ window) counts as data up to the data's top.
+                Shape::VLine(x) => {
+                    let lo = self.y_axis(0.0).lo;
+                    vec![chart.backend_coord(&(x, lo)), chart.backend_coord(&(x, data_top))]
+                }
+                _ => l.xy(self.log_y).iter().map(|p| chart.backend_coord(p)).collect(),
+            };
+            let joined = matches!(l.shape, Shape::Line { .. } | Shape::Area(_) | Shape::VLine(_));
             for (i, &p) in pts.iter().enumerate() {
                 pixels.push(p);
                 if let (true, Some(&q)) = (joined, pts.get(i + 1)) {
@@ -548,7 +556,8 @@ impl Plot {
                 (chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(plot_err)?, Mark::Line)
             }
             Shape::VLine(x) => {
-                let line = [(*x, y_axis.lo), (*x, y_axis.hi)];
+                // Up to the data's top only: the legend may sit in the headroom above it.
+                let line = [(*x, y_axis.lo), (*x, self.y_axis(0.0).hi)];
                 (chart.draw_series(DashedLineSeries::new(line, 6, 4, c.stroke_width(2))).map_err(plot_err)?, Mark::VBar)
             }
         };
