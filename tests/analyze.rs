@@ -433,3 +433,84 @@ fn xi2_is_undefined_where_the_correlator_does_not_fall_off() {
     assert!(row.contains("undefined") && !row.contains('±'), "{row}");
     assert!(table.contains("note: xi_2: G(p_min) ="), "{table}");
 }
+
+/// A figure's PNG and SVG exist, the PNG of a non-trivial size (a chart with data and
+/// text, not an empty frame); returns the SVG's text.
+fn figure(dir: &Path, name: &str) -> String {
+    let png = std::fs::read(dir.join(format!("{name}.png"))).unwrap_or_else(|_| panic!("{name}.png missing"));
+    assert!(png.len() > 5000 && png.starts_with(b"\x89PNG"), "{name}.png: {} bytes", png.len());
+    std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap_or_else(|_| panic!("{name}.svg missing"))
+}
+
+/// `--plot` on an HMC ensemble, a weighted file and a model file: every figure is written
+/// and titled with the theory, its couplings and the lattice; ρ(t) marks the Γ-method's
+/// window and τ_int, the log-weights carry the ESS; the model's loss curve and history.
+#[test]
+fn every_figure_is_written_and_titled() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run =
+        HmcRun { lattice: Lattice::square(8), kappa: Some(0.2), n_chains: 8, per_chain: 64, ..Default::default() };
+    {
+        let _guard = hdf5_lock();
+        run.run(d, "hmc.h5");
+    }
+    let hmc = d.join("hmc.h5");
+    let figs = d.join("figs");
+    analyze_json(&[&hmc], &["--plot", figs.to_str().unwrap()]);
+    for name in ["hist_m", "hist_action_density", "g_t"] {
+        figure(&figs, name);
+    }
+    let rho = figure(&figs, "rho_abs_m");
+    assert!(!figs.join("log_weights.png").exists() && !figs.join("smc_levels.png").exists());
+    if latdiff::analysis::font_available() {
+        assert!(rho.contains("φ⁴, κ = 0.2, λ = 0, L = 8"), "title of rho_abs_m.svg");
+        assert!(rho.contains("window W = ") && rho.contains("ρ(t) ± δρ(t)"), "legend of rho_abs_m.svg");
+    }
+
+    let lat = Lattice::square(4);
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(3);
+    let configs: Vec<Vec<f32>> =
+        (0..400).map(|_| (0..lat.volume()).map(|_| StandardNormal.sample(&mut rng)).collect()).collect();
+    let lw: Vec<f64> = (0..400)
+        .map(|_| {
+            let z: f64 = StandardNormal.sample(&mut rng);
+            0.5 * z
+        })
+        .collect();
+    let weighted = d.join("w.h5");
+    write_file(&weighted, lat, 0.1, 0.0, &configs, Some(&lw), None);
+    let wfigs = d.join("wfigs");
+    let j = analyze_json(&[&weighted], &["--plot", wfigs.to_str().unwrap()]);
+    let svg = figure(&wfigs, "log_weights");
+    if latdiff::analysis::font_available() {
+        let ess = j["ess"].as_f64().unwrap();
+        assert!(svg.contains(&format!("ESS = {ess:.1} of 400")), "title of log_weights.svg");
+    }
+
+    let model = d.join("model.h5");
+    let o = latdiff()
+        .args(["train", "--preset", "tiny", "--steps", "12", "--batch", "64", "--seed", "1", "--data"])
+        .arg(&hmc)
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mfigs = d.join("mfigs");
+    let j = analyze_json(&[&model], &["--plot", mfigs.to_str().unwrap()]);
+    let m = latdiff::diffusion::net::model_file::ModelFile::read(&model).unwrap();
+    let steps: Vec<f64> = m.loss_history.rows.iter().map(|r| r[0]).collect();
+    assert!(steps.len() >= 2 && steps.last() == Some(&12.0), "{steps:?}");
+    let json_steps: Vec<f64> =
+        j["loss_history"]["step"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(json_steps, steps);
+    let svg = figure(&mfigs, "loss_history");
+    if latdiff::analysis::font_available() {
+        assert!(svg.contains("Training loss (φ⁴, κ = 0.2"), "title of loss_history.svg");
+    }
+    let out = analyze(&[model.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("loss history of {} rows", steps.len())));
+    let mixed = analyze(&[hmc.to_str().unwrap(), model.to_str().unwrap()]);
+    one_error_line(&mixed, "is a model file");
+}

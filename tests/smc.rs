@@ -122,6 +122,22 @@ fn smc_file_layout_and_replica_errors() {
     assert_eq!((sigma.len(), *sigma.last().unwrap()), (20, 0.0));
     let ess = e.file.dataset("smc_levels/ess_fraction").unwrap();
     assert_eq!(ess.shape(), vec![3, 20]);
+    // Lineages per level: 16 at the start, never more after a level, and at the last level
+    // the distinct ancestors the replica reports.
+    let lineages = e.read_i64("smc_levels/lineages").unwrap();
+    let AttrValue::I64s(distinct) = e.attr("distinct_ancestors").unwrap() else { panic!("distinct_ancestors") };
+    for (r, row) in lineages.chunks(20).enumerate() {
+        assert!(row.windows(2).all(|w| w[1] <= w[0]) && row[0] <= 16, "replica {r}: {row:?}");
+        assert_eq!(row[19], distinct[r], "replica {r}: last level vs distinct_ancestors");
+    }
+    assert!(lineages.iter().any(|&l| l < 16), "resampling whenever ESS/N < 0.9 loses lineages");
+    let figs = d.join("figs");
+    let o = latdiff().current_dir(d).args(["analyze", "s.h5", "--plot"]).arg(&figs).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for name in ["smc_levels", "log_weights", "rho_abs_m"] {
+        let png = std::fs::metadata(figs.join(format!("{name}.png"))).map(|m| m.len()).unwrap_or(0);
+        assert!(png > 5000, "{name}.png: {png} bytes");
+    }
     // Normalised within each replica: mean e^w = 1.
     let lw = e.read_f64("log_weight").unwrap();
     for r in 0..3 {

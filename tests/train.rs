@@ -221,6 +221,63 @@ fn resume_is_bit_for_bit() {
     assert!(a.params == b.params, "params differ after resume");
     assert!(a.ema == b.ema && a.adam_m == b.adam_m && a.adam_v == b.adam_v);
     assert_eq!(a.slot_rng, b.slot_rng);
+    // The checkpoint fell between two rows of the loss history: its pending sum carried over.
+    assert!(!a.loss_history.rows.is_empty());
+    assert_eq!(a.loss_history, b.loss_history, "loss history differs after resume");
+}
+
+/// The model file's loss history is what the log printed: a row per epoch end (3 steps of
+/// 64 of 240 training rows) and the last step, training and validation loss to the
+/// printed 4 decimals, the last validation loss the `val_loss` attribute. A run stopped
+/// after its first step (a row half begun) and resumed ends with the same history, bit
+/// for bit, as the run that was never stopped.
+#[test]
+fn loss_history_is_the_logged_losses_and_survives_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = free_ensemble(dir.path(), 8, 256);
+    let straight = dir.path().join("straight.h5");
+    let o = latdiff()
+        .args(["train", "--preset", "tiny", "--score-form", "plain", "--steps", "20", "--batch", "64", "--seed", "5"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&straight)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    let m = ModelFile::read(&straight).unwrap();
+    let h = &m.loss_history;
+    let steps: Vec<f64> = h.rows.iter().map(|r| r[0]).collect();
+    assert_eq!(steps, vec![3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 20.0]);
+    assert_eq!(h.pending, [0.0, 0.0]);
+    let printed: Vec<&str> = log.lines().filter(|l| l.starts_with("step ") && l.contains("train loss")).collect();
+    assert_eq!(printed.len(), h.rows.len(), "one printed line per row: {log}");
+    for (line, r) in printed.iter().zip(&h.rows) {
+        let expect = format!("step {}: train loss {:.4}, validation loss {:.4} ", r[0], r[1], r[2]);
+        assert!(line.starts_with(&expect), "printed '{line}', stored '{expect}'");
+    }
+    let val_loss = m.attr("val_loss").and_then(|v| v.as_f64()).unwrap();
+    assert_eq!(h.rows.last().unwrap()[2], val_loss, "the last row's validation loss is val_loss");
+
+    let lib = dir.path().join("lib.h5");
+    train(&resolve(&opts(&data, &lib, 20, 64)).unwrap(), &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
+    let m = ModelFile::read(&lib).unwrap();
+    let split = dir.path().join("split.h5");
+    let o1 = opts(&data, &split, 20, 64);
+    let stop = StopFlag::none();
+    stop.raise();
+    let r = train(&resolve(&o1).unwrap(), &Comm::single(), &stop, Device::Cpu).unwrap();
+    assert_eq!(r.steps_done, 1);
+    let mid = ModelFile::read(&split).unwrap();
+    assert!(mid.loss_history.rows.is_empty() && mid.loss_history.pending[1] == 1.0, "{:?}", mid.loss_history);
+    let mut o2 = opts(&data, &split, 20, 64);
+    o2.resume = true;
+    o2.force = false;
+    train(&resolve(&o2).unwrap(), &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
+    let resumed = ModelFile::read(&split).unwrap();
+    assert_eq!(resumed.params, m.params, "the resumed run is the straight one");
+    assert_eq!(resumed.loss_history, m.loss_history, "loss history after resume");
 }
 
 #[test]

@@ -419,6 +419,21 @@ fn smc_on_the_torus_from_the_command_line() {
     assert!((exact["chi_t_sigma"].as_f64().unwrap() - sigma).abs() < 1e-9);
     let p = u1_exact::charge_distribution(2.0, 64, 6);
     assert_eq!(exact["p_q"]["-1"].as_f64(), Some(p[1]));
+    // The figures of an HMC and of an SMC ensemble on the torus.
+    for (file, names) in [
+        ("b2.h5", &["p_q", "q_history", "rho_q2", "hist_action_density"][..]),
+        ("smc.h5", &["p_q", "smc_levels", "log_weights"][..]),
+    ] {
+        let figs = d.join(format!("figs_{file}"));
+        let o = latdiff().current_dir(d).args(["analyze", file, "--plot"]).arg(&figs).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        for name in names {
+            let png = std::fs::metadata(figs.join(format!("{name}.png"))).map(|m| m.len()).unwrap_or(0);
+            assert!(png > 5000, "{file}: {name}.png: {png} bytes");
+        }
+        let svg = std::fs::read_to_string(figs.join("p_q.svg")).unwrap();
+        assert!(!latdiff::analysis::font_available() || svg.contains("exact on this torus"), "{file}: p_q legend");
+    }
     if let Some((a, b)) = common::one_and_two_ranks(d, &args) {
         assert_eq!(a.read_configs(0, a.n).unwrap(), b.read_configs(0, b.n).unwrap(), "1 vs 2 ranks: /configs");
         assert_eq!(a.read_f64("log_weight").unwrap(), b.read_f64("log_weight").unwrap());
@@ -428,5 +443,6 @@ fn smc_on_the_torus_from_the_command_line() {
         assert_eq!(a.read_f64("log_weight").unwrap(), c.read_f64("log_weight").unwrap());
         assert_eq!(a.read_i64("ancestor").unwrap(), c.read_i64("ancestor").unwrap());
         assert_eq!(format!("{:?}", a.attr("log_z")), format!("{:?}", c.attr("log_z")));
+        assert_eq!(a.read_i64("smc_levels/lineages").unwrap(), c.read_i64("smc_levels/lineages").unwrap());
     }
 }

@@ -78,6 +78,28 @@ pub struct GammaResult {
     pub status: Windowing,
 }
 
+impl GammaResult {
+    /// Statistical error of each ρ(t) in [`Self::gamma`], by Wolff's approximation
+    /// (eq. E.11 of hep-lat/0306017, as in his UWerr):
+    /// δρ(t)² ≈ (1/N) Σ_{k=max(1,t−W)}^{t+W} [ρ(k+t) + ρ(|k−t|) − 2ρ(k)ρ(t)]²,
+    /// with ρ taken as 0 beyond the stored lags. δρ(0) = 0 (ρ(0) = 1 by definition).
+    pub fn rho_errors(&self) -> Vec<f64> {
+        let rho = |t: usize| self.gamma.get(t).copied().unwrap_or(0.0);
+        let w = self.window;
+        (0..self.gamma.len())
+            .map(|t| {
+                if t == 0 || self.n == 0 {
+                    return 0.0;
+                }
+                let sum: f64 = (t.saturating_sub(w).max(1)..=t + w)
+                    .map(|k| (rho(k + t) + rho(k.abs_diff(t)) - 2.0 * rho(k) * rho(t)).powi(2))
+                    .sum();
+                (sum / self.n as f64).sqrt()
+            })
+            .collect()
+    }
+}
+
 /// Γ-method for a single chain with the default S_τ = 1.5. See [`gamma_method_replicas`].
 pub fn gamma_method(chain: &[f64]) -> GammaResult {
     gamma_method_replicas(&[chain], DEFAULT_S_TAU)
@@ -930,5 +952,22 @@ mod tests {
         let est = jackknife(&[x.clone()], None, Some(&lw), 1, |m| m[0]);
         assert!((est.value - 5.0).abs() < 1e-9, "{}", est.value);
         assert!(est.err > 0.1, "error {} should reflect the single dominant draw", est.err);
+    }
+
+    /// Wolff's δρ(t) is the spread of the estimated ρ(t) over independent chains: 200 AR(1)
+    /// chains (ρ = 0.7, N = 2000), at t = 1 and t = 4. The sample standard deviation of 200
+    /// draws is itself uncertain by 5 %; 20 % allows four of those and the approximation.
+    #[test]
+    fn rho_errors_match_the_spread_of_rho_over_chains() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        let runs: Vec<GammaResult> = (0..200).map(|_| gamma_method(&ar1(&mut rng, 0.7, 2000))).collect();
+        for t in [1, 4] {
+            let est: Vec<f64> = runs.iter().map(|r| r.gamma[t]).collect();
+            let mean = est.iter().sum::<f64>() / est.len() as f64;
+            let sd = (est.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (est.len() - 1) as f64).sqrt();
+            let predicted = runs.iter().map(|r| r.rho_errors()[t]).sum::<f64>() / runs.len() as f64;
+            assert!((predicted / sd - 1.0).abs() < 0.2, "t = {t}: predicted {predicted:.4}, spread {sd:.4}");
+            assert_eq!(runs[0].rho_errors()[0], 0.0);
+        }
     }
 }

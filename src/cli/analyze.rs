@@ -7,12 +7,14 @@ use crate::analysis::observables::{
     self, dense_chain_ids, Analysis, Estimate, MIN_INDEPENDENT_CONFIGS, MIN_RELIABLE_ESS,
 };
 use crate::analysis::replicas::{self, Replicas};
-use crate::analysis::{observables_for, plot, stats, Observables, Topology};
+use crate::analysis::{observables_for, stats, Observables, Topology};
 use crate::io::{AttrValue, Ensemble};
 use crate::theory::Couplings;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
+
+pub mod figures;
 
 #[derive(clap::Args, Debug)]
 pub struct AnalyzeArgs {
@@ -285,6 +287,21 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
     if a.bin_size == Some(0) {
         return Err(super::input_err(anyhow!("bin-size: must be at least 1")));
     }
+    let is_model = |p: &PathBuf| crate::diffusion::net::model_file::is_model_file(p);
+    if let Some(model) = a.files.iter().find(|p| is_model(p)) {
+        if let Some(ens) = a.files.iter().find(|p| !is_model(p)) {
+            return Err(super::input_err(anyhow!(
+                "{} is a model file and {} is not: analyze takes either ensembles or model files (loss curves), not both",
+                model.display(),
+                ens.display()
+            )));
+        }
+        if let Some(dir) = &a.plot {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| super::input_err(anyhow!("plot: cannot create directory '{}': {e}", dir.display())))?;
+        }
+        return figures::analyze_models(&a.files, a.json, a.plot.as_deref());
+    }
     // Open and check everything before any measurement.
     let mut inputs: Vec<Input> = a.files.iter().map(|p| open(p)).collect::<Result<_>>().map_err(super::input_err)?;
     if a.raw {
@@ -305,7 +322,7 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
     }
     let results: Vec<FileAnalysis> = inputs.iter().map(|i| analyze_input(i, a.bin_size)).collect::<Result<_>>()?;
     if let Some(dir) = &a.plot {
-        write_plots(dir, &results)?;
+        figures::write_plots(dir, &results)?;
         eprintln!("analyze: figures written to {}", dir.display());
     }
     let text = if a.json { serde_json::to_string_pretty(&to_json(&results))? + "\n" } else { table(&results) };
@@ -803,87 +820,6 @@ fn table_notes(results: &[FileAnalysis]) -> String {
         }
     }
     notes
-}
-
-// ---------------------------------------------------------------- figures
-
-fn label_of(r: &FileAnalysis) -> String {
-    let name =
-        r.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| r.path.display().to_string());
-    match r.analysis.unreliable() {
-        Some(u) => format!("{name} ({u}: unreliable)"),
-        None => name,
-    }
-}
-
-/// hist_m, hist_action_density, g_t (log y) and rho_abs_m, each as PNG + SVG.
-pub fn write_plots(dir: &Path, results: &[FileAnalysis]) -> Result<()> {
-    let labels: Vec<String> = results.iter().map(label_of).collect();
-    let n_max = results.iter().map(|r| r.m.len()).max().unwrap_or(1);
-    let bins = ((n_max as f64).sqrt() as usize).clamp(20, 100);
-    let weighted = results.iter().any(|r| r.weights.is_some());
-    let hist = |name: &str, title: &str, xlabel: &str, pick: &dyn Fn(&FileAnalysis) -> &[f64]| -> Result<()> {
-        let series: Vec<plot::HistSeries<'_>> =
-            results.iter().zip(&labels).map(|(r, l)| (l.as_str(), pick(r), r.weights.as_deref())).collect();
-        plot::histograms(dir, name, title, xlabel, &series, bins)
-    };
-    let w = if weighted { " (reweighted)" } else { "" };
-    hist("hist_action_density", &format!("Action density S/V{w}"), "S/V", &|r| &r.action_density)?;
-    if results.iter().all(|r| r.topology.is_some()) {
-        return write_topology_plots(dir, results, &labels);
-    }
-    hist("hist_m", &format!("Magnetisation M{w}"), "M", &|r| &r.m)?;
-
-    let g: Vec<plot::ErrorbarSeries<'_>> = results
-        .iter()
-        .zip(&labels)
-        .filter_map(|(r, l)| {
-            let a = r.analysis.get("g_t")?.array()?;
-            Some((l.as_str(), &a.x[..], &a.mean[..], &a.err[..]))
-        })
-        .collect();
-    plot::errorbar_plot(dir, "g_t", "Zero-momentum correlator G(t) (connected)", "t", "G(t)", &g, true)?;
-
-    let rho: Vec<(Vec<f64>, Vec<f64>)> = results
-        .iter()
-        .map(|r| {
-            let y = r.analysis.gamma("abs_m").map(|g| g.gamma.clone()).unwrap_or_default();
-            ((0..y.len()).map(|t| t as f64).collect(), y)
-        })
-        .collect();
-    let series: Vec<plot::LineSeriesData<'_>> =
-        labels.iter().zip(&rho).map(|(l, (x, y))| (l.as_str(), &x[..], &y[..])).collect();
-    plot::line_plot(dir, "rho_abs_m", "Autocorrelation of |M|", "t (configurations)", "rho(t)", &series)?;
-    Ok(())
-}
-
-/// Chains drawn in the Q history plot (of the first file).
-const Q_HISTORY_CHAINS: usize = 8;
-
-/// U(1): the charge history of the first file's first chains (frozen topology shows as flat
-/// lines) and P(Q) of every file.
-fn write_topology_plots(dir: &Path, results: &[FileAnalysis], labels: &[String]) -> Result<()> {
-    let t = results[0].topology.as_ref().expect("checked by the caller");
-    let histories: Vec<(String, Vec<f64>, Vec<f64>)> = (0..Q_HISTORY_CHAINS)
-        .filter_map(|c| {
-            let q: Vec<f64> = t.q.iter().zip(&t.chain).filter(|(_, &k)| k == c).map(|(&q, _)| q as f64).collect();
-            (!q.is_empty()).then(|| (format!("chain {c}"), (0..q.len()).map(|i| i as f64).collect(), q))
-        })
-        .collect();
-    let series: Vec<plot::LineSeriesData<'_>> =
-        histories.iter().map(|(l, x, y)| (l.as_str(), &x[..], &y[..])).collect();
-    let title = format!("Topological charge per chain ({})", labels[0]);
-    plot::line_plot(dir, "q_history", &title, "saved configuration of the chain", "Q", &series)?;
-    let hists: Vec<(Vec<f64>, Vec<f64>)> = results
-        .iter()
-        .map(|r| {
-            let t = r.topology.as_ref().expect("checked by the caller");
-            charge_histogram(&t.q, r.weights.as_deref()).into_iter().map(|(q, p)| (q as f64, p)).unzip()
-        })
-        .collect();
-    let series: Vec<plot::LineSeriesData<'_>> =
-        labels.iter().zip(&hists).map(|(l, (x, y))| (l.as_str(), &x[..], &y[..])).collect();
-    plot::line_plot(dir, "p_q", "Charge distribution P(Q)", "Q", "P(Q)", &series)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub struct ReplicaStats {
     pub levels: Vec<LevelRecord>,
 }
 
-pub const LEVEL_FIELDS: usize = 5;
+pub const LEVEL_FIELDS: usize = 6;
 
 impl ReplicaStats {
     pub fn of(r: &Replica) -> Self {
@@ -35,7 +35,14 @@ impl ReplicaStats {
     pub fn to_f64s(&self) -> Vec<f64> {
         let mut x = vec![self.log_z, self.resamplings as f64, self.distinct_ancestors as f64];
         for l in &self.levels {
-            x.extend([l.sigma, l.ess_fraction, f64::from(u8::from(l.resampled)), l.acceptance, l.step]);
+            x.extend([
+                l.sigma,
+                l.ess_fraction,
+                f64::from(u8::from(l.resampled)),
+                l.acceptance,
+                l.step,
+                l.lineages as f64,
+            ]);
         }
         x
     }
@@ -49,6 +56,7 @@ impl ReplicaStats {
                 resampled: l[2] != 0.0,
                 acceptance: l[3],
                 step: l[4],
+                lineages: l[5] as usize,
             })
             .collect();
         ReplicaStats { log_z: x[0], resamplings: x[1] as usize, distinct_ancestors: x[2] as usize, levels }
@@ -57,6 +65,38 @@ impl ReplicaStats {
 
 /// The group of the per-level records.
 pub const LEVELS_GROUP: &str = "smc_levels";
+
+/// `/smc_levels` read back for the figures: per level (in the order visited) and replica.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LevelTable {
+    pub sigma: Vec<f64>,
+    /// [R][N]: ESS/n on arrival at each level, before any resampling.
+    pub ess_fraction: Vec<Vec<f64>>,
+    /// [R][N]: distinct lineages after each level (empty in files written before it).
+    pub lineages: Vec<Vec<f64>>,
+    /// Particles per replica (the `particles_per_replica` attribute).
+    pub n_particles: usize,
+}
+
+/// The file's `/smc_levels`, `None` when it has none (not an SMC output).
+pub fn read_levels(file: &hdf5::File) -> Result<Option<LevelTable>> {
+    let Ok(g) = file.group(LEVELS_GROUP) else {
+        return Ok(None);
+    };
+    let sigma = g.dataset("sigma")?.read_raw::<f64>()?;
+    let n = sigma.len().max(1);
+    let rows = |x: Vec<f64>| -> Vec<Vec<f64>> { x.chunks(n).map(<[f64]>::to_vec).collect() };
+    let ess_fraction = rows(g.dataset("ess_fraction")?.read_raw::<f64>()?);
+    let lineages = match g.dataset("lineages") {
+        Ok(d) => rows(d.read_raw::<i64>()?.into_iter().map(|x| x as f64).collect()),
+        Err(_) => Vec::new(),
+    };
+    let n_particles = crate::io::attrs::read_attr(file, "particles_per_replica")
+        .ok()
+        .and_then(|v| v.as_f64())
+        .map_or(0, |x| x as usize);
+    Ok(Some(LevelTable { sigma, ess_fraction, lineages, n_particles }))
+}
 
 /// The replicas' figures in replica order.
 pub struct Report<'a> {
@@ -105,7 +145,7 @@ impl<'a> Report<'a> {
     }
 
     /// `/smc_levels/sigma` [N] and, [R, N] replica-major, `ess_fraction`, `resampled`,
-    /// `acceptance`, `step`.
+    /// `acceptance`, `step`, `lineages`.
     fn write_levels(&self, w: &EnsembleWriter) -> Result<()> {
         let g = w.file().create_group(LEVELS_GROUP)?;
         let sigma: Vec<f64> =
@@ -121,6 +161,8 @@ impl<'a> Report<'a> {
         f64s("step", self.levels(|l| l.step))?;
         let resampled = ndarray::Array2::from_shape_vec(shape, self.levels(|l| i64::from(l.resampled)))?;
         g.new_dataset_builder().with_data(&resampled).create("resampled")?;
+        let lineages = ndarray::Array2::from_shape_vec(shape, self.levels(|l| l.lineages as i64))?;
+        g.new_dataset_builder().with_data(&lineages).create("lineages")?;
         Ok(())
     }
 

@@ -7,6 +7,8 @@
 //!   /magnetisation                    float64 [N]   the training data's m = Σφ/V (physics
 //!                                     form; absent in files written before it)
 //!   /data_attrs                       group: the training ensemble's attributes
+//!   /loss_history                     float64 [n, 3] step, training loss, validation loss
+//!                                     (one row per epoch end; absent in older files)
 //! Root attributes: arch, layout, optimiser, schedule (JSON), step, steps, config (TOML),
 //! data, theory couplings, train_lattice, sigma_data, seed, n_ranks, latdiff_version,
 //! finished, and the diagnostics (validation loss, score-vs-force deviation).
@@ -42,8 +44,84 @@ pub struct ModelFile {
     /// The training configurations' magnetisations (empty: none stored).
     pub magnetisation: Vec<f64>,
     pub data_attrs: Vec<(String, AttrValue)>,
+    /// The loss curve so far (empty in files written before it).
+    pub loss_history: LossHistory,
     /// Everything else stored as root attributes (config, theory, diagnostics, ...).
     pub attrs: Vec<(String, AttrValue)>,
+}
+
+/// Whether `path` is a model file (an HDF5 file whose `kind` is `latdiff-model`).
+pub fn is_model_file(path: &Path) -> bool {
+    crate::io::ensemble::is_hdf5(path)
+        && crate::io::h5_open(path)
+            .ok()
+            .and_then(|f| attrs::read_attr(&f, "kind").ok())
+            .is_some_and(|v| v.as_str() == Some("latdiff-model"))
+}
+
+/// The root attribute holding [`LossHistory::pending`].
+const LOSS_PENDING: &str = "loss_pending";
+
+/// The training loss curve: one row per epoch end (and the last step), written with every
+/// checkpoint so that `--resume` continues it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LossHistory {
+    /// (step, mean training loss over the steps since the previous row, validation loss on
+    /// the held-out set with the current weights; NaN without a held-out set).
+    pub rows: Vec<[f64; 3]>,
+    /// Sum and count of the training losses since the last row. A checkpoint between two
+    /// rows carries them, so that a resumed run's next row is the uninterrupted run's.
+    pub pending: [f64; 2],
+}
+
+impl LossHistory {
+    /// One finite step's training loss.
+    pub fn add(&mut self, loss: f64) {
+        self.pending[0] += loss;
+        self.pending[1] += 1.0;
+    }
+
+    /// The mean training loss since the last row (NaN when no step was counted).
+    pub fn pending_mean(&self) -> f64 {
+        self.pending[0] / self.pending[1]
+    }
+
+    /// Closes a row at `step` with the validation loss `val`; returns the training loss
+    /// it records.
+    pub fn close_row(&mut self, step: u64, val: f64) -> f64 {
+        let train = self.pending_mean();
+        self.rows.push([step as f64, train, val]);
+        self.pending = [0.0, 0.0];
+        train
+    }
+
+    fn write(&self, f: &hdf5::File) -> Result<()> {
+        attrs::write_attr(f, LOSS_PENDING, &AttrValue::F64s(self.pending.to_vec()))?;
+        if !self.rows.is_empty() {
+            let flat: Vec<f64> = self.rows.iter().flatten().copied().collect();
+            let arr = ndarray::Array2::from_shape_vec((self.rows.len(), 3), flat)?;
+            f.new_dataset_builder().with_data(&arr).create("loss_history")?;
+        }
+        Ok(())
+    }
+
+    fn read(f: &hdf5::File, path: &Path) -> Result<Self> {
+        let rows = match f.dataset("loss_history") {
+            Ok(d) => {
+                let flat = d.read_raw::<f64>()?;
+                if d.shape().get(1) != Some(&3) {
+                    bail!("{}: /loss_history has shape {:?}, not [n, 3]", path.display(), d.shape());
+                }
+                flat.chunks(3).map(|c| [c[0], c[1], c[2]]).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        let pending = match attrs::read_attr(f, LOSS_PENDING) {
+            Ok(AttrValue::F64s(v)) if v.len() == 2 => [v[0], v[1]],
+            _ => [0.0, 0.0],
+        };
+        Ok(LossHistory { rows, pending })
+    }
 }
 
 impl ModelFile {
@@ -110,6 +188,7 @@ impl ModelFile {
         for (k, v) in &self.data_attrs {
             attrs::write_attr(&g, k, v)?;
         }
+        self.loss_history.write(&f)?;
         let w = |k: &str, v: AttrValue| attrs::write_attr(&f, k, &v);
         w("kind", AttrValue::Str("latdiff-model".into()))?;
         w("arch", AttrValue::Str(serde_json::to_string(&self.arch)?))?;
@@ -159,7 +238,8 @@ impl ModelFile {
         let words = f.dataset("slot_rng")?.read_raw::<u64>()?;
         let slot_rng = words.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
         let g = f.group("data_attrs")?;
-        let skip = ["kind", "arch", "layout", "optimiser", "schedule", "step", "train_lattice", "n_params"];
+        let skip =
+            ["kind", "arch", "layout", "optimiser", "schedule", "step", "train_lattice", "n_params", LOSS_PENDING];
         let attrs = attrs::read_all(&f)?.into_iter().filter(|(k, _)| !skip.contains(&k.as_str())).collect();
         let m = ModelFile {
             arch,
@@ -179,6 +259,7 @@ impl ModelFile {
                 Err(_) => Vec::new(),
             },
             data_attrs: attrs::read_all(&g)?,
+            loss_history: LossHistory::read(&f, path)?,
             attrs,
         };
         m.check_buffers(path)?;

@@ -83,6 +83,9 @@ pub struct LevelRecord {
     pub acceptance: f64,
     /// The MALA step size after adaptation (NaN without rejuvenation here).
     pub step: f64,
+    /// Distinct starting particles the replica's particles descend from after this level
+    /// (after its resampling, if any).
+    pub lineages: usize,
 }
 
 /// One finished replica.
@@ -207,6 +210,7 @@ pub fn run_replica_spread(
     let mut resample_rng = rng::stream(seed, Domain::Misc, RESAMPLE_STREAM + index as u64);
     let (mut log_z, mut resamplings) = (0.0, 0usize);
     let mut step = adapt::initial_step(lat.volume());
+    let mut lineages = settings.n_particles;
     let mut records = Vec::with_capacity(kernel.n_steps());
     let mut score = vec![0.0; st.phi.len()];
     for k in (1..=kernel.n_steps()).rev() {
@@ -225,7 +229,11 @@ pub fn run_replica_spread(
         if let Some(a) = &resampled {
             st.take(a, dof, spread);
             resamplings += 1;
+            // Ancestor indices are exact in f64 (below 2^53).
+            let all = spread.all(&st.ancestors.iter().map(|&x| x as f64).collect::<Vec<_>>());
+            lineages = resample::distinct(&all.iter().map(|&x| x as usize).collect::<Vec<_>>());
         }
+        rec.lineages = lineages;
         if settings.rejuvenate > 0 && (resampled.is_some() || settings.rejuvenate_always) {
             let before = st.weights();
             let particles = (&mut st.phi[..], &mut st.energy[..], &mut st.rngs[..]);
@@ -279,7 +287,8 @@ pub(crate) fn arrive(
             w.len()
         ));
     }
-    let mut rec = LevelRecord { sigma, ess_fraction, resampled: false, acceptance: f64::NAN, step: f64::NAN };
+    let mut rec =
+        LevelRecord { sigma, ess_fraction, resampled: false, acceptance: f64::NAN, step: f64::NAN, lineages: w.len() };
     if ess_fraction >= resample_ess {
         return Ok((rec, None));
     }

@@ -42,6 +42,7 @@ impl Trainer<'_> {
             two_point: self.two_point.clone(),
             magnetisation: self.magnetisation.clone(),
             data_attrs: plan.ens.attrs()?,
+            loss_history: self.history.clone(),
             attrs: Vec::new(),
         };
         m.set("data", AttrValue::Str(cfg.data.display().to_string()));

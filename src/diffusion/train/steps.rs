@@ -65,7 +65,6 @@ impl Trainer<'_> {
             elapsed: 0.0,
             t_allreduce: 0.0,
         };
-        let mut recent = (0.0f64, 0.0f64);
         let mut nonfinite_run = 0u64;
         while out.step < cfg.steps {
             self.local_gradient(&mut batch, stop)?;
@@ -97,7 +96,7 @@ impl Trainer<'_> {
                 continue;
             }
             nonfinite_run = 0;
-            let end = self.finish_step(&batch.buf, &mut out, &mut recent, &mut progress, t0)?;
+            let end = self.finish_step(&batch.buf, &mut out, &mut progress, t0)?;
             if let StepEnd::Stop = end {
                 out.stopped = true;
                 break;
@@ -144,25 +143,18 @@ impl Trainer<'_> {
 
     /// A finite step: the update, its progress line, the replicas' checksum, validation at
     /// an epoch's end, and a checkpoint when one is due.
-    fn finish_step(
-        &mut self,
-        buf: &[f32],
-        out: &mut Outcome,
-        recent: &mut (f64, f64),
-        progress: &mut Progress,
-        t0: Instant,
-    ) -> Result<StepEnd> {
+    fn finish_step(&mut self, buf: &[f32], out: &mut Outcome, progress: &mut Progress, t0: Instant) -> Result<StepEnd> {
         let (cfg, np, step) = (self.cfg, self.layout.len(), out.step);
         let info = self.engine.update(&buf[..np])?;
         out.last_grad_norm = info.grad_norm;
         let loss = (buf[np] + buf[np + 1] + buf[np + 2]) as f64 / cfg.batch as f64;
-        *recent = (recent.0 + loss, recent.1 + 1.0);
+        self.history.add(loss);
         let bands: [f64; 3] = std::array::from_fn(|i| buf[np + i] as f64 / (buf[np + 3 + i] as f64).max(1.0));
         progress.inc_with(
             1,
             &format!(
                 "loss {:.4} (sigma bands {:.3}/{:.3}/{:.3}), lr {:.2e}, |g| {:.3e}, {:.1} samples/s",
-                recent.0 / recent.1,
+                self.history.pending_mean(),
                 bands[0],
                 bands[1],
                 bands[2],
@@ -173,21 +165,8 @@ impl Trainer<'_> {
         );
         self.check_replicas_agree(step)?;
         let steps_per_epoch = (self.plan.n_train / cfg.batch).max(1) as u64;
-        if self.comm.is_root() && (step % steps_per_epoch == 0 || step == cfg.steps) && !self.val.is_empty() {
-            let (vl, vb) =
-                self.val.loss(self.engine.as_mut(), Weights::Current, self.plan.lat, cfg.batch, &self.schedule)?;
-            out.last_val = vl;
-            let every = steps_per_epoch.max(cfg.steps / 20);
-            if (progress_is_plain() && step % every < steps_per_epoch) || step == cfg.steps {
-                eprintln!(
-                    "step {step}: train loss {:.4}, validation loss {vl:.4} (bands {:.3}/{:.3}/{:.3})",
-                    recent.0 / recent.1,
-                    vb[0],
-                    vb[1],
-                    vb[2]
-                );
-            }
-            *recent = (0.0, 0.0);
+        if step % steps_per_epoch == 0 || step == cfg.steps {
+            self.end_epoch(step, steps_per_epoch, out)?;
         }
         if buf[np + STOP] > 0.0 {
             return Ok(StepEnd::Stop);
@@ -196,6 +175,31 @@ impl Trainer<'_> {
             self.write_checkpoint(step, vec![])?;
         }
         Ok(StepEnd::Next)
+    }
+
+    /// An epoch's end (or the last step): the held-out loss (rank 0), a row of the loss
+    /// history, and the log line every twentieth of the run.
+    fn end_epoch(&mut self, step: u64, steps_per_epoch: u64, out: &mut Outcome) -> Result<()> {
+        let cfg = self.cfg;
+        let validate = self.comm.is_root() && !self.val.is_empty();
+        let (vl, vb) = if validate {
+            self.val.loss(self.engine.as_mut(), Weights::Current, self.plan.lat, cfg.batch, &self.schedule)?
+        } else {
+            (f64::NAN, [f64::NAN; 3])
+        };
+        let train = self.history.close_row(step, vl);
+        if !validate {
+            return Ok(());
+        }
+        out.last_val = vl;
+        let every = steps_per_epoch.max(cfg.steps / 20);
+        if (progress_is_plain() && step % every < steps_per_epoch) || step == cfg.steps {
+            eprintln!(
+                "step {step}: train loss {train:.4}, validation loss {vl:.4} (bands {:.3}/{:.3}/{:.3})",
+                vb[0], vb[1], vb[2]
+            );
+        }
+        Ok(())
     }
 
     /// Every `checksum_every` steps the ranks compare a parameter checksum: replicas that

@@ -7,6 +7,7 @@ use crate::config::TrainConfig;
 use crate::diffusion::data::{self, Shard};
 use crate::diffusion::form::ScoreParts;
 use crate::diffusion::net::engine::NetEngine;
+use crate::diffusion::net::model_file::LossHistory;
 use crate::diffusion::objective::SigmaSchedule;
 use crate::diffusion::train::plan::Plan;
 use crate::diffusion::train::validation::Validation;
@@ -36,6 +37,8 @@ pub(super) struct Trainer<'a> {
     /// The held-out set (root only; empty elsewhere).
     pub val: Validation,
     pub start_step: u64,
+    /// The loss curve, continued from the checkpoint on `--resume`.
+    pub history: LossHistory,
 }
 
 impl<'a> Trainer<'a> {
@@ -77,6 +80,7 @@ impl<'a> Trainer<'a> {
             }
         };
         let start_step = opt0.as_ref().map_or(0, |o| o.step);
+        let history = plan.resume.as_ref().map(|m| m.loss_history.clone()).unwrap_or_default();
         let opt = Some((opt_cfg.clone(), opt0.as_ref()));
         let engine = match &plan.action0 {
             Some(a) => crate::diffusion::net::build::action(device, a.clone(), arch.sigma_data, &params0, opt)?,
@@ -104,6 +108,7 @@ impl<'a> Trainer<'a> {
             shard,
             val,
             start_step,
+            history,
         })
     }
 
