@@ -272,8 +272,8 @@ fn loss_history_is_the_logged_losses_and_survives_resume() {
     let mid = ModelFile::read(&split).unwrap();
     assert!(mid.loss_history.rows.is_empty() && mid.loss_history.pending[1] == 1.0, "{:?}", mid.loss_history);
     let mut o2 = opts(&data, &split, 20, 64);
-    o2.resume = true;
-    o2.force = false;
+    o2.resume = Some(true);
+    o2.force = Some(false);
     train(&resolve(&o2).unwrap(), &Comm::single(), &StopFlag::none(), Device::Cpu).unwrap();
     let resumed = ModelFile::read(&split).unwrap();
     assert_eq!(resumed.params, m.params, "the resumed run is the straight one");
