@@ -533,7 +533,7 @@ fn train_resume_refuses_changed_settings_and_changed_data() {
         (&["--seed", "9"], "was trained with seed = 3, this run has seed = 9"),
         (&["--sigma-max", "50"], "sigma_max = 0.0, this run has sigma_max = 50.0"),
         (&["--sigma-min", "0.02"], "sigma_min = 0.01, this run has sigma_min = 0.02"),
-        (&["--lr", "0.01", "--seed", "4"], "lr = 0.001, this run has lr = 0.01 (also changed: seed)"),
+        (&["--lr", "0.01", "--seed", "4"], "lr = 0.002, this run has lr = 0.01 (also changed: seed)"),
         (&["--ema-decay", "0.99"], "ema_decay"),
         (&["--val-fraction", "0.3"], "val_fraction"),
         (&["--augment", "false"], "augment = true, this run has augment = false"),

@@ -287,6 +287,10 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
     if a.bin_size == Some(0) {
         return Err(super::input_err(anyhow!("bin-size: must be at least 1")));
     }
+    // Before any file is opened: opening a FIFO would block (issue 32, item 10).
+    for p in &a.files {
+        crate::io::check_regular_input(p, "input").map_err(super::input_err)?;
+    }
     let is_model = |p: &PathBuf| crate::diffusion::net::model_file::is_model_file(p);
     if let Some(model) = a.files.iter().find(|p| is_model(p)) {
         if let Some(ens) = a.files.iter().find(|p| !is_model(p)) {

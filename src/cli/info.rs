@@ -47,13 +47,14 @@ pub fn run(a: &InfoArgs) -> Result<()> {
             s("start")
         );
         println!("  update mix    {}", s("update_mix"));
-        let x = |k: &str| e.attr_f64(k).unwrap_or(f64::NAN);
-        println!(
-            "  acceptance    {}   <exp(-dH)> = {}   rms dH = {}",
-            crate::util::fmt_sig(x("acceptance"), 3),
-            crate::util::fmt_pm(x("exp_minus_delta_h"), x("exp_minus_delta_h_err")),
-            crate::util::fmt_sig(x("delta_h_rms"), 3)
-        );
+        // A file from elsewhere may lack these: "?" rather than a NaN that reads as a failure.
+        let sig = |k: &str| e.attr_f64(k).filter(|v| v.is_finite()).map_or("?".into(), |v| crate::util::fmt_sig(v, 3));
+        let exp_dh =
+            match (e.attr_f64("exp_minus_delta_h").filter(|v| v.is_finite()), e.attr_f64("exp_minus_delta_h_err")) {
+                (Some(v), err) => crate::util::fmt_pm(v, err.unwrap_or(f64::NAN)),
+                (None, _) => "?".into(),
+            };
+        println!("  acceptance    {}   <exp(-dH)> = {exp_dh}   rms dH = {}", sig("acceptance"), sig("delta_h_rms"));
         let report: Option<crate::mc::therm::ThermReport> =
             e.attr_str("therm_report").and_then(|t| serde_json::from_str(&t).ok());
         let verdict = match (e.attr_f64("therm_ok") == Some(1.0), report) {

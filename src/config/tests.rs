@@ -38,7 +38,7 @@ fn stored_sample_configuration_is_unchanged() {
     let stored = to_toml(&cfg).replace("free:kappa=0.2", "m_act.h5");
     assert_eq!(
         stored,
-        "model = \"m_act.h5\"\nlattice = \"8x8\"\nn_configs = 32\nsampler = \"smc\"\nkernel = \"matched\"\nsteps = 12\ncorrector_steps = 1\nsnr = 0.16\nmetropolis = false\nhmc_refine = 0\nno_ema = false\nreplicas = 2\nresample_ess = 0.5\nrejuvenate = 5\nrejuvenate_always = false\nsmc_target = \"learnt\"\nlearnt_above = 1.0\nexact_magnetisation = false\nseed = 3\nout = \"s_smc_hybrid.h5\"\nforce = false\n"
+        "model = \"m_act.h5\"\nlattice = \"8x8\"\nn_configs = 32\nsampler = \"smc\"\nkernel = \"matched\"\nsteps = 12\ncorrector_steps = 1\nsnr = 0.16\nmetropolis = false\nhmc_refine = 0\nno_ema = false\nreplicas = 2\nresample_ess = 0.5\nrejuvenate = 5\nrejuvenate_always = false\nsmc_target = \"learnt\"\nlearnt_above = 1.0\nexact_magnetisation = false\ncoarsest = 8\ncess = 0.8\nlevel_trajectories = 20\nlevel_flips = 4\nseed = 3\nout = \"s_smc_hybrid.h5\"\nforce = false\n"
     );
 }
 
@@ -77,7 +77,7 @@ fn bad_choices_name_key_value_and_choices() {
     let err = |o: SampleOptions| format!("{:#}", SampleConfig::from_layers(&SampleOptions::default(), &o).unwrap_err());
     assert_eq!(
         err(SampleOptions { sampler: Some("rk4".into()), ..sample_flags() }),
-        "sampler: 'rk4' is not one of em, pc, ode, smc"
+        "sampler: 'rk4' is not one of em, pc, ode, smc, multilevel"
     );
     assert_eq!(
         err(SampleOptions { kernel: Some("fancy".into()), ..sample_flags() }),

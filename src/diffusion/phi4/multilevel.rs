@@ -286,3 +286,7 @@ impl Ladder for Phi4Ladder {
         chain.n_accept as f64 / chain.n_traj as f64
     }
 }
+
+#[cfg(test)]
+#[path = "multilevel_tests.rs"]
+mod tests;

@@ -2,9 +2,13 @@
 //! three-level ladder, interacting φ⁴ against a long HMC + Wolff chain, and the ladder's
 //! gradients against finite differences.
 
-use super::*;
-use crate::diffusion::phi4::multilevel::Phi4Ladder;
+use super::Phi4Ladder;
+use crate::diffusion::multilevel::*;
+use crate::lattice::Lattice;
+use crate::rng::{self, Domain};
 use crate::theory::{free, Parametrisation, Phi4};
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 
 fn settings(n: usize) -> MultilevelSettings {
     MultilevelSettings { n_particles: n, cess: 0.8, resample_ess: 0.5, rejuvenate: 3, max_steps: 500 }
