@@ -12,7 +12,6 @@ use crate::config::SampleConfig;
 use crate::diffusion::generate::output::{write_attrs, SampleSummary, Target, Timed};
 use crate::diffusion::generate::plan::Plan;
 use crate::diffusion::sample::sampler::{sample_batch, Imh};
-use crate::diffusion::sample::INTERRUPTED;
 use crate::dist::Comm;
 use crate::io::EnsembleWriter;
 use crate::rng::{self, Domain, Stream};
@@ -139,9 +138,7 @@ impl<'a> Rounds<'a> {
             sample_batch(timed, t, lat, &self.p.settings, cfg.seed, first as u64, k)
         });
         // A batch interrupted on any rank drops the whole round on every rank.
-        let mut interrupted = [f64::from(u8::from(matches!(&batch, Some(Err(e)) if e == INTERRUPTED)))];
-        comm.all_reduce_sum(&mut interrupted);
-        if interrupted[0] > 0.0 {
+        if crate::diffusion::generate::output::interrupted_anywhere(comm, &batch) {
             return Ok(None);
         }
         let (mut cfgs, logw) = match batch {

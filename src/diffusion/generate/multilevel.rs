@@ -6,10 +6,9 @@
 use anyhow::{anyhow, bail, Result};
 
 use crate::config::SampleConfig;
-use crate::diffusion::generate::output::{write_attrs, SampleSummary, Target};
+use crate::diffusion::generate::output::{interrupted_anywhere, write_attrs, SampleSummary, Target};
 use crate::diffusion::generate::plan::Plan;
 use crate::diffusion::multilevel::{run_replica, Ladder, MultilevelSettings, Replica, LEVEL_FIELD_NAMES};
-use crate::diffusion::sample::INTERRUPTED;
 use crate::diffusion::smc::resample::{combined_log_z, distinct, ess_fraction};
 use crate::diffusion::theories;
 use crate::dist::Comm;
@@ -74,9 +73,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
         let replica = round * n_ranks + rank;
         let stopped = || stop.raised();
         let mine = (replica < n_replicas).then(|| run_replica(ladder.as_ref(), &settings, cfg.seed, replica, &stopped));
-        let mut interrupted = [f64::from(u8::from(matches!(&mine, Some(Err(e)) if e == INTERRUPTED)))];
-        comm.all_reduce_sum(&mut interrupted);
-        if interrupted[0] > 0.0 {
+        if interrupted_anywhere(comm, &mine) {
             break;
         }
         let mine = mine.transpose().map_err(|e| anyhow!(e))?;

@@ -85,6 +85,14 @@ impl ScoreModel for Timed<'_> {
     }
 }
 
+/// Whether the round's work was interrupted by a stop signal on any rank: then every rank
+/// drops the round (the others would wait in its gather). Collective.
+pub(crate) fn interrupted_anywhere<T, E: std::fmt::Display>(comm: &Comm, mine: &Option<Result<T, E>>) -> bool {
+    let mut interrupted = [f64::from(u8::from(matches!(mine, Some(Err(e)) if e.to_string() == INTERRUPTED)))];
+    comm.all_reduce_sum(&mut interrupted);
+    interrupted[0] > 0.0
+}
+
 #[derive(Clone, Debug)]
 pub struct SampleSummary {
     pub n: usize,

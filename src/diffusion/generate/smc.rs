@@ -10,11 +10,10 @@
 use anyhow::{anyhow, Result};
 
 use crate::config::SampleConfig;
-use crate::diffusion::generate::output::{write_attrs, SampleSummary, Target, Timed};
+use crate::diffusion::generate::output::{interrupted_anywhere, write_attrs, SampleSummary, Target, Timed};
 use crate::diffusion::generate::plan::Plan;
 use crate::diffusion::generate::smc_report::{ReplicaStats, LEVEL_FIELDS};
 use crate::diffusion::sample::kernel::ReverseKernel;
-use crate::diffusion::sample::INTERRUPTED;
 use crate::diffusion::smc::spread::Spread;
 use crate::diffusion::smc::{run_replica_spread, Replica, SmcLevels, SmcSettings};
 use crate::diffusion::theories;
@@ -105,9 +104,7 @@ pub fn run(cfg: &SampleConfig, comm: &Comm, stop: &StopFlag, p: Plan) -> Result<
         let mine = (replica < s.n_replicas).then(|| run_one(&timed, &s, cfg, replica, &spread, &stopped));
         // A replica interrupted on any rank drops the whole round on every rank (the
         // others would wait in its gather); finished rounds are kept.
-        let mut interrupted = [f64::from(u8::from(matches!(&mine, Some(Err(e)) if e.to_string() == INTERRUPTED)))];
-        comm.all_reduce_sum(&mut interrupted);
-        if interrupted[0] > 0.0 {
+        if interrupted_anywhere(comm, &mine) {
             break;
         }
         // The group's leader holds the replica; the other ranks of the group send nothing.

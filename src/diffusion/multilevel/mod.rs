@@ -158,8 +158,7 @@ pub struct Replica {
 impl Replica {
     /// W − log mean e^W (mean e^w = 1).
     pub fn normalised_log_weights(&self) -> Vec<f64> {
-        let m = resample::log_mean_exp(&self.log_weight);
-        self.log_weight.iter().map(|w| w - m).collect()
+        resample::normalised(&self.log_weight)
     }
 }
 

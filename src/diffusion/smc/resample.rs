@@ -13,6 +13,12 @@ pub fn log_mean_exp(log_w: &[f64]) -> f64 {
     log_sum_exp(log_w) - (log_w.len() as f64).ln()
 }
 
+/// log w − log mean e^{log w}: the weights normalised to mean e^w = 1.
+pub fn normalised(log_w: &[f64]) -> Vec<f64> {
+    let m = log_mean_exp(log_w);
+    log_w.iter().map(|w| w - m).collect()
+}
+
 /// Systematic resampling: n ancestors, particle i taking the one whose cumulative
 /// normalised weight first exceeds (i + u)/n, with one uniform `u` ∈ [0, 1) for all.
 /// Every particle with weight w is copied ⌊n w⌋ or ⌈n w⌉ times (the lowest-variance of the
